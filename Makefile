@@ -1,0 +1,100 @@
+# AitherOS: one Makefile for building, testing and installing the appliance.
+#
+#   make run       profile this machine and show what the appliance would do with it
+#   make test      install what the tests need, then every check CI runs
+#   make install   DESTDIR=... PREFIX=/usr: the one install path (RPM spec, VM test bed)
+#
+# Targets whose feature has not landed yet exit 2 with a one-line message.
+
+PREFIX     ?= /usr
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+CARGO      ?= cargo
+VENV       ?= $(CURDIR)/.venv
+# Cargo profile of the installed binaries: release for real installs; the unit checks in
+# `make test` install debug binaries, which the tests have built already.
+CARGO_PROFILE ?= release
+ifeq ($(CARGO_PROFILE),release)
+BIN_DIR := target/release
+else
+BIN_DIR := target/debug
+endif
+
+BINDIR     := $(PREFIX)/bin
+LIBEXECDIR := $(PREFIX)/libexec/aither
+DATADIR    := $(PREFIX)/share/aither
+DOCDIR     := $(PREFIX)/share/doc/aitheros
+
+.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check run install \
+        rpm vm-test iso qcow2 cloud bench-hwprofile clean
+
+all: build
+
+build:
+	$(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked
+
+deps:
+	@bash scripts/deps.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+cargo-test:
+	$(CARGO) test --workspace --locked
+
+lint: fmt-check clippy
+
+# The units as installed: systemd-analyze verify and security exposure thresholds.
+unit-check:
+	rm -rf target/unit-root
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/target/unit-root CARGO_PROFILE=dev
+	bash scripts/check-units.sh target/unit-root
+
+test: deps lint cargo-test unit-check
+	@echo "make test: all checks passed"
+
+# The main job: profile this machine with the embedded defaults.
+run:
+	$(CARGO) build --locked -q -p aither-hwprofile
+	./target/debug/aither-hwprofile detect
+	@echo
+	@echo "preset and plan: not yet implemented (issue \"Presets and the model plan\")"
+	@echo "agentd dev mode: not yet implemented (issue \"agentd: the appliance daemon\")"
+
+# Benchmark of `aither-hwprofile detect` on the 8xH100 fixture (whole process).
+bench-hwprofile:
+	$(CARGO) build --release --locked -p aither-hwprofile
+	bash hwprofile/benches/detect.sh
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BIN_DIR)/aither-hwprofile $(DESTDIR)$(BINDIR)/aither-hwprofile
+	install -m 0755 $(BIN_DIR)/aitherctl $(DESTDIR)$(BINDIR)/aitherctl
+	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
+	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
+	install -m 0755 $(BIN_DIR)/aither-firstboot $(DESTDIR)$(LIBEXECDIR)/aither-firstboot
+	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
+	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi
+	if [ -d systemd/etc ]; then install -d $(DESTDIR)$(SYSCONFDIR) && cp -R --no-preserve=ownership systemd/etc/. $(DESTDIR)$(SYSCONFDIR)/; fi
+	# The SELinux module, once the policy issue has landed.
+	if [ -f selinux/aitheros.te ]; then \
+	  $(MAKE) -C selinux && install -D -m 0644 selinux/aitheros.pp.bz2 $(DESTDIR)$(PREFIX)/share/selinux/packages/aitheros.pp.bz2; \
+	fi
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+rpm:
+	@echo "make rpm: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+vm-test:
+	@echo "make vm-test: not yet implemented (issue \"VM test bed\")" >&2; exit 2
+iso:
+	@echo "make iso: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+qcow2:
+	@echo "make qcow2: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+cloud:
+	@echo "make cloud: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,31 @@
+//! # agentd: the AitherOS appliance daemon
+//!
+//! `agentd` turns the hardware profile, the chosen preset and the configuration into
+//! running, confined, sized workloads, and answers questions about them.
+//!
+//! ## Design (to be built by the agentd issue)
+//!
+//! - Layered TOML configuration (`/usr/share/aither` < `/etc/aither` < drop-ins < `/run`),
+//!   validated into typed settings.
+//! - A plan (profile + preset + config + manifests → units) run on `aither-init`.
+//! - Agents confined as `aither_agent_t` with one MCS category pair each, in cgroups.
+//! - `Type=notify` under systemd; the D-Bus API `org.aitheros.Agentd1`; `aitherctl`.
+//! - The OpenAI-compatible gateway in front of the inference workers.
+//!
+//! ## Status
+//!
+//! Not implemented yet. The `agentd` and `aitherctl` binaries exist so the install layout
+//! is complete; both say so and exit with [`EXIT_NOT_IMPLEMENTED`].
+//!
+//! ## Limitations
+//!
+//! Everything above is not yet built.
+
+/// Exit status of a binary whose feature has not landed yet (`EX_UNAVAILABLE`, sysexits.h).
+pub const EXIT_NOT_IMPLEMENTED: i32 = 69;
+
+/// Print a one-line notice that `what` is not implemented yet and return the exit status.
+pub fn not_implemented(what: &str, issue: &str) -> i32 {
+    eprintln!("{what}: not implemented yet (see the issue \"{issue}\")");
+    EXIT_NOT_IMPLEMENTED
+}
