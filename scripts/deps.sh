@@ -23,7 +23,7 @@ apt_pkgs=(
 dnf_pkgs=(
   cmake clang clang-devel pkgconf-pkg-config
   libselinux-devel selinux-policy-devel checkpolicy policycoreutils setools-console
-  systemd dbus-daemon qemu-system-x86 qemu-img debootstrap e2fsprogs rpm-build
+  systemd dbus-daemon qemu-kvm qemu-img debootstrap e2fsprogs rpm-build
   python3 python3-rpm tmux supervisor hwdata
 )
 
@@ -49,8 +49,13 @@ elif command -v dnf >/dev/null 2>&1; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
-    # s6 is not packaged for EL; the init benchmark says so and compares with supervisord only.
-    as_root dnf install -y -q "${missing[@]}"
+    # strict=0: a package this release does not carry (debootstrap and supervisor live in
+    # EPEL on Rocky; s6 is not packaged for EL at all) must not block the others. What is
+    # still missing afterwards is listed, and the checks that need it say so when they run.
+    as_root dnf install -y -q --setopt=strict=0 "${missing[@]}"
+    still=()
+    for p in "${missing[@]}"; do rpm -q --whatprovides "$p" >/dev/null 2>&1 || still+=("$p"); done
+    [ "${#still[@]}" -eq 0 ] || echo "deps: not available from the enabled repositories: ${still[*]}" >&2
   fi
 else
   echo "deps: neither apt-get nor dnf found; install the packages listed in scripts/deps.sh by hand" >&2
