@@ -26,7 +26,7 @@ DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
 .PHONY: all build deps test lint fmt-check clippy cargo-test unit-check run install \
-        rpm vm-test iso qcow2 cloud bench-hwprofile clean
+        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit clean
 
 all: build
 
@@ -61,8 +61,14 @@ run:
 	$(CARGO) build --locked -q -p aither-hwprofile
 	./target/debug/aither-hwprofile detect
 	@echo
-	@echo "preset and plan: not yet implemented (issue \"Presets and the model plan\")"
+	./target/debug/aither-hwprofile plan
+	@echo
 	@echo "agentd dev mode: not yet implemented (issue \"agentd: the appliance daemon\")"
+
+# Memory-fit accuracy against llama.cpp's own buffer sizes (builds llama.cpp on first use).
+bench-fit: deps
+	$(CARGO) build --locked -q -p aither-hwprofile
+	$(VENV)/bin/python hwprofile/benches/fit_accuracy.py
 
 # Benchmark of `aither-hwprofile detect` on the 8xH100 fixture (whole process).
 bench-hwprofile:
@@ -76,6 +82,10 @@ install: build
 	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
 	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
 	install -m 0755 $(BIN_DIR)/aither-firstboot $(DESTDIR)$(LIBEXECDIR)/aither-firstboot
+	# Presets and the model catalog (data; selection and sizing are code in aither-hwprofile).
+	install -d $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/catalog
+	install -m 0644 hwprofile/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
+	install -m 0644 hwprofile/catalog/*.toml hwprofile/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
 	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
 	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi
 	if [ -d systemd/etc ]; then install -d $(DESTDIR)$(SYSCONFDIR) && cp -R --no-preserve=ownership systemd/etc/. $(DESTDIR)$(SYSCONFDIR)/; fi

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::catalog::Catalog;
 use crate::detect::{detect, DetectOptions, DEFAULT_MODEL_DIR};
+use crate::fit::{FitParams, KvType, Shape};
+use crate::plan::{plan, PlanOptions};
+use crate::presets::Presets;
 use crate::profile::Profile;
-use crate::render;
+use crate::{gguf, render};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +36,47 @@ pub enum Command {
         /// Also write the JSON profile to this file, atomically (`/run/aither/hwprofile.json`).
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Apply a preset to this machine: models, groups, memory tiers, agents, threads.
+    Plan {
+        #[command(flatten)]
+        detect: DetectArgs,
+        /// Read the profile from this file (as `detect --output` writes it) instead of detecting.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Use this preset instead of the pinned or selected one.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Appliance configuration whose `preset` key pins a preset
+        /// (default: etc/aither/appliance.toml under --root, when it exists).
+        #[arg(long)]
+        appliance_config: Option<PathBuf>,
+        /// Directory holding `presets/` and `catalog/` (default: the built-in copies).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Size one model on the host: weights, KV cache and compute buffer for a context.
+    Fit {
+        /// A GGUF file, or the name of a catalog model.
+        model: String,
+        /// Quantization of a catalog model (default: its first file).
+        #[arg(long)]
+        quant: Option<String>,
+        #[arg(long, default_value_t = 4096)]
+        context: u32,
+        /// KV cache element type: f16, q8_0 or q4_0.
+        #[arg(long, default_value = "f16")]
+        kv_cache_type: String,
+        /// Micro-batch size (llama.cpp `--ubatch-size`).
+        #[arg(long, default_value_t = crate::fit::DEFAULT_UBATCH)]
+        ubatch: u32,
+        /// Whether flash attention is on (default: on for a quantized KV cache).
+        #[arg(long)]
+        flash_attention: Option<bool>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -72,11 +117,7 @@ pub enum Format {
 /// Run the command line; the binary's `main` is a shim around this.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Detect {
-            detect: args,
-            format,
-            output,
-        } => {
+        Command::Detect { detect: args, format, output } => {
             let profile = detect(&args.options()).context("hardware detection failed")?;
             if let Some(path) = output {
                 write_atomically(&path, &to_json(&profile)?)
@@ -84,23 +125,103 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let text = match format {
                 Format::Json => to_json(&profile)?,
-                Format::Toml => {
-                    toml::to_string_pretty(&profile).context("cannot render the profile as TOML")?
-                }
+                Format::Toml => toml::to_string_pretty(&profile).context("cannot render the profile as TOML")?,
                 Format::Table => render::profile_table(&profile),
             };
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .context("cannot write to stdout")?;
-            Ok(())
+            print(&text)
+        }
+        Command::Plan { detect: args, profile, preset, appliance_config, data_dir, format } => {
+            let profile = match profile {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str::<Profile>(&text)
+                        .with_context(|| format!("{}: not a hardware profile", path.display()))?
+                }
+                None => detect(&args.options()).context("hardware detection failed")?,
+            };
+            let (presets, catalog) = match &data_dir {
+                Some(d) => (
+                    Presets::load_dir(&d.join("presets")).context("cannot load presets")?,
+                    Catalog::load_dir(&d.join("catalog")).context("cannot load the model catalog")?,
+                ),
+                None => {
+                    (Presets::builtin().context("built-in presets")?, Catalog::builtin().context("built-in catalog")?)
+                }
+            };
+            let config = appliance_config.unwrap_or_else(|| args.root.join("etc/aither/appliance.toml"));
+            let pinned = match preset {
+                Some(p) => Some(p),
+                None => pinned_preset(&config)?,
+            };
+            let model_dir = args.root.join(args.model_dir.strip_prefix("/").unwrap_or(&args.model_dir));
+            let plan = plan(&profile, &presets, &catalog, &PlanOptions { preset: pinned, model_dir: Some(model_dir) })?;
+            let text = match format {
+                Format::Json => format!("{}\n", serde_json::to_string_pretty(&plan).context("cannot render the plan")?),
+                Format::Toml => toml::to_string_pretty(&plan).context("cannot render the plan as TOML")?,
+                Format::Table => render::plan_table(&plan),
+            };
+            print(&text)
+        }
+        Command::Fit { model, quant, context, kv_cache_type, ubatch, flash_attention, format } => {
+            let kv = KvType::parse(&kv_cache_type)
+                .with_context(|| format!("--kv-cache-type {kv_cache_type:?}: expected f16, q8_0 or q4_0"))?;
+            let shape = if Path::new(&model).is_file() {
+                let g = gguf::read(Path::new(&model))?;
+                Shape::from_gguf(&g).map_err(|e| anyhow::anyhow!("{model}: {e}"))?
+            } else {
+                let catalog = Catalog::builtin()?;
+                let m =
+                    catalog.get(&model).with_context(|| format!("{model:?} is neither a file nor a catalog model"))?;
+                let f = match &quant {
+                    Some(q) => {
+                        m.files.iter().find(|f| &f.quant == q).with_context(|| format!("{model} has no {q} file"))?
+                    }
+                    None => m.files.first().context("catalog entry without files")?,
+                };
+                Shape::from_catalog(m, f)
+            };
+            let mut params = FitParams::new(context, kv);
+            params.ubatch = ubatch;
+            if let Some(fa) = flash_attention {
+                params.flash_attention = fa;
+            }
+            let report = render::FitReport::new(&model, &shape, &params);
+            let text = match format {
+                Format::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),
+                Format::Toml => toml::to_string_pretty(&report)?,
+                Format::Table => report.table(),
+            };
+            print(&text)
+        }
+    }
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).context("cannot write to stdout")
+}
+
+/// The `preset` key of the appliance configuration, when the file exists. Other keys belong
+/// to agentd and first boot and are checked there.
+fn pinned_preset(path: &Path) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    match table.get("preset") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => {
+            anyhow::bail!("{}: key preset: expected a preset name, found {}", path.display(), other.type_str())
         }
     }
 }
 
 fn to_json(profile: &Profile) -> Result<String> {
-    let mut s =
-        serde_json::to_string_pretty(profile).context("cannot render the profile as JSON")?;
+    let mut s = serde_json::to_string_pretty(profile).context("cannot render the profile as JSON")?;
     s.push('\n');
     Ok(s)
 }
@@ -108,15 +229,9 @@ fn to_json(profile: &Profile) -> Result<String> {
 /// Write `contents` to `path` through a temporary file in the same directory and a rename,
 /// so readers see the old file or the new one, never a part.
 pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

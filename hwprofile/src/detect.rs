@@ -14,8 +14,8 @@ use crate::pci::{self, PciDevice, CLASS_ACCELERATOR};
 use crate::pciids;
 use crate::platform;
 use crate::profile::{
-    AmdDetails, DisplayAdapter, Gpu, PcieLink, Profile, RocmSmiRuntime, Runtimes, Source, Vendor,
-    Warning, WarningKind, SCHEMA_VERSION,
+    AmdDetails, DisplayAdapter, Gpu, PcieLink, Profile, RocmSmiRuntime, Runtimes, Source, Vendor, Warning, WarningKind,
+    SCHEMA_VERSION,
 };
 use crate::{nvml, rocm};
 
@@ -58,35 +58,24 @@ pub enum DetectError {
 /// Profile the machine under `opts.root`.
 pub fn detect(opts: &DetectOptions) -> Result<Profile, DetectError> {
     let root = opts.root.as_path();
-    let host_err = |source| DetectError::Host {
-        root: root.to_path_buf(),
-        source,
-    };
+    let host_err = |source| DetectError::Host { root: root.to_path_buf(), source };
     let cpu = host::cpu(root).map_err(host_err)?;
     let memory = host::memory(root).map_err(host_err)?;
     let mut warnings = Vec::new();
 
     let devices = match pci::scan(root) {
         Ok((devices, errors)) => {
-            warnings.extend(
-                errors
-                    .into_iter()
-                    .map(|e| Warning::new(WarningKind::ReadError, e.to_string())),
-            );
+            warnings.extend(errors.into_iter().map(|e| Warning::new(WarningKind::ReadError, e.to_string())));
             devices
         }
         Err(e) => {
-            warnings.push(Warning::new(
-                WarningKind::ReadError,
-                format!("{e}: no GPUs can be seen"),
-            ));
+            warnings.push(Warning::new(WarningKind::ReadError, format!("{e}: no GPUs can be seen")));
             Vec::new()
         }
     };
 
-    let (gpu_devices, display_devices): (Vec<&PciDevice>, Vec<&PciDevice>) = devices
-        .iter()
-        .partition(|d| Vendor::from_pci_id(d.vendor_id).is_some() && display_only(d).is_none());
+    let (gpu_devices, display_devices): (Vec<&PciDevice>, Vec<&PciDevice>) =
+        devices.iter().partition(|d| Vendor::from_pci_id(d.vendor_id).is_some() && display_only(d).is_none());
 
     let wanted: Vec<(u16, u16)> = devices.iter().map(|d| (d.vendor_id, d.device_id)).collect();
     let names = match (wanted.is_empty(), pciids::find(root)) {
@@ -97,38 +86,19 @@ pub fn detect(opts: &DetectOptions) -> Result<Profile, DetectError> {
     let platform = platform::platform(root, host::hypervisor_flag(root));
     let mut runtimes = Runtimes::default();
 
-    let mut gpus: Vec<Gpu> = gpu_devices
-        .iter()
-        .map(|d| pci_tier_gpu(d, &names))
-        .collect();
+    let mut gpus: Vec<Gpu> = gpu_devices.iter().map(|d| pci_tier_gpu(d, &names)).collect();
 
     if gpus.iter().any(|g| g.vendor == Vendor::Nvidia) {
-        apply_nvml(
-            root,
-            opts.nvml_lib.as_deref(),
-            &mut gpus,
-            &mut runtimes,
-            &mut warnings,
-        );
+        apply_nvml(root, opts.nvml_lib.as_deref(), &mut gpus, &mut runtimes, &mut warnings);
     }
     if gpus.iter().any(|g| g.vendor == Vendor::Amd) {
-        apply_amd(
-            root,
-            opts.rocm_smi_lib.as_deref(),
-            &gpu_devices,
-            &mut gpus,
-            &mut runtimes,
-            &mut warnings,
-        );
+        apply_amd(root, opts.rocm_smi_lib.as_deref(), &gpu_devices, &mut gpus, &mut runtimes, &mut warnings);
     }
     for (gpu, dev) in gpus.iter().zip(&gpu_devices) {
         if gpu.driver.is_none() {
             warnings.push(Warning::new(
                 WarningKind::NoDriver,
-                format!(
-                    "{} ({}) has no kernel driver bound: figures from the PCI tier",
-                    gpu.pci_address, gpu.name
-                ),
+                format!("{} ({}) has no kernel driver bound: figures from the PCI tier", gpu.pci_address, gpu.name),
             ));
         }
         if gpu.vram_bytes.is_none() && !gpu.integrated {
@@ -169,19 +139,12 @@ pub fn detect(opts: &DetectOptions) -> Result<Profile, DetectError> {
                 .get(&(d.vendor_id, d.device_id))
                 .cloned()
                 .unwrap_or_else(|| format!("PCI device {}", d.pci_id()));
-            let reason =
-                display_only(d)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| match d.base_class() {
-                        CLASS_ACCELERATOR => format!(
-                        "accelerator of vendor {:04x}: no compute stack for it on this appliance",
-                        d.vendor_id
-                    ),
-                        _ => format!(
-                            "display adapter of vendor {:04x}: not a compute GPU",
-                            d.vendor_id
-                        ),
-                    });
+            let reason = display_only(d).map(str::to_string).unwrap_or_else(|| match d.base_class() {
+                CLASS_ACCELERATOR => {
+                    format!("accelerator of vendor {:04x}: no compute stack for it on this appliance", d.vendor_id)
+                }
+                _ => format!("display adapter of vendor {:04x}: not a compute GPU", d.vendor_id),
+            });
             DisplayAdapter {
                 name,
                 pci_address: d.address.clone(),
@@ -237,23 +200,13 @@ fn pci_tier_gpu(d: &PciDevice, names: &pciids::Names) -> Gpu {
     };
     let (name, name_source) = match (known, names.devices.get(&(d.vendor_id, d.device_id))) {
         (Some(k), _) => (format!("{brand} {}", k.name), Source::PciTable),
-        (None, Some(n)) => (
-            format!("{brand} {}", pciids::marketing_name(n)),
-            Source::PciIds,
-        ),
-        (None, None) => (
-            format!("{brand} device {:04x}", d.device_id),
-            Source::Unknown,
-        ),
+        (None, Some(n)) => (format!("{brand} {}", pciids::marketing_name(n)), Source::PciIds),
+        (None, None) => (format!("{brand} device {:04x}", d.device_id), Source::Unknown),
     };
     let vram_bytes = known.and_then(|k| k.vram_bytes);
     let architecture = known
         .map(|k| k.arch)
-        .or_else(|| {
-            (vendor == Vendor::Nvidia)
-                .then(|| devices::nvidia_arch_from_id_range(d.device_id))
-                .flatten()
-        })
+        .or_else(|| (vendor == Vendor::Nvidia).then(|| devices::nvidia_arch_from_id_range(d.device_id)).flatten())
         .map(|a| a.name().to_string());
     let integrated = match known {
         Some(k) => k.integrated,
@@ -265,11 +218,7 @@ fn pci_tier_gpu(d: &PciDevice, names: &pciids::Names) -> Gpu {
             Arch::Amd(g) => Some(g.to_string()),
             _ => None,
         }),
-        gfx_target_source: if known.is_some() {
-            Source::PciTable
-        } else {
-            Source::Unknown
-        },
+        gfx_target_source: if known.is_some() { Source::PciTable } else { Source::Unknown },
         vram_used_bytes: None,
     });
     Gpu {
@@ -280,23 +229,17 @@ fn pci_tier_gpu(d: &PciDevice, names: &pciids::Names) -> Gpu {
         pci_id: d.pci_id(),
         subsystem_id: d.subsystem_id(),
         vram_bytes,
-        vram_source: if vram_bytes.is_some() {
-            Source::PciTable
-        } else {
-            Source::Unknown
-        },
+        vram_source: if vram_bytes.is_some() { Source::PciTable } else { Source::Unknown },
         vram_free_bytes: None,
         driver: d.driver.clone(),
         architecture,
         integrated,
         numa_node: d.numa_node,
-        pcie: (d.current_link_speed.is_some() || d.current_link_width.is_some()).then(|| {
-            PcieLink {
-                current_speed: d.current_link_speed.clone(),
-                current_width: d.current_link_width,
-                max_speed: d.max_link_speed.clone(),
-                max_width: d.max_link_width,
-            }
+        pcie: (d.current_link_speed.is_some() || d.current_link_width.is_some()).then(|| PcieLink {
+            current_speed: d.current_link_speed.clone(),
+            current_width: d.current_link_width,
+            max_speed: d.max_link_speed.clone(),
+            max_width: d.max_link_width,
         }),
         nvidia: None,
         amd,
@@ -344,26 +287,25 @@ fn apply_nvml(
     let Some(library) = nvml::library_path(root, explicit) else {
         warnings.push(Warning::new(
             WarningKind::NvmlUnavailable,
-            format!("{pci_count} NVIDIA GPU(s) on the PCI bus but no NVML library under {}: figures from the PCI tier", root.display()),
+            format!(
+                "{pci_count} NVIDIA GPU(s) on the PCI bus but no NVML library under {}: figures from the PCI tier",
+                root.display()
+            ),
         ));
         return;
     };
     let report = match nvml::query(&library) {
         Ok(r) => r,
         Err(mut w) => {
-            w.message
-                .push_str(&format!("; {pci_count} NVIDIA GPU(s) stay at the PCI tier"));
+            w.message.push_str(&format!("; {pci_count} NVIDIA GPU(s) stay at the PCI tier"));
             warnings.push(w);
             return;
         }
     };
     warnings.extend(report.warnings);
     runtimes.nvml = Some(report.runtime);
-    let mut by_address: BTreeMap<&str, &nvml::NvmlGpu> = report
-        .gpus
-        .iter()
-        .map(|g| (g.pci_address.as_str(), g))
-        .collect();
+    let mut by_address: BTreeMap<&str, &nvml::NvmlGpu> =
+        report.gpus.iter().map(|g| (g.pci_address.as_str(), g)).collect();
     for gpu in gpus.iter_mut().filter(|g| g.vendor == Vendor::Nvidia) {
         let Some(n) = by_address.remove(gpu.pci_address.as_str()) else {
             warnings.push(Warning::new(
@@ -377,10 +319,7 @@ fn apply_nvml(
             gpu.name_source = Source::Nvml;
         }
         if let Some(total) = n.memory_total {
-            if let Some(nominal) = gpu
-                .vram_bytes
-                .filter(|_| gpu.vram_source == Source::PciTable)
-            {
+            if let Some(nominal) = gpu.vram_bytes.filter(|_| gpu.vram_source == Source::PciTable) {
                 if vram_conflict(nominal, total) {
                     warnings.push(Warning::new(
                         WarningKind::VramConflict,
@@ -398,10 +337,7 @@ fn apply_nvml(
             gpu.vram_source = Source::Nvml;
             gpu.vram_free_bytes = n.memory_free;
         }
-        if let (Some(arch), Some(cc)) = (
-            gpu.architecture.as_deref(),
-            n.details.compute_capability.as_deref(),
-        ) {
+        if let (Some(arch), Some(cc)) = (gpu.architecture.as_deref(), n.details.compute_capability.as_deref()) {
             let majors = cc_majors(arch);
             let major = cc.split('.').next().unwrap_or("");
             if !majors.is_empty() && !majors.contains(&major) {
@@ -419,10 +355,7 @@ fn apply_nvml(
     for (address, _) in by_address {
         warnings.push(Warning::new(
             WarningKind::GpuCountMismatch,
-            format!(
-                "NVML reports a GPU at {address} that is not on the PCI bus under {}",
-                root.display()
-            ),
+            format!("NVML reports a GPU at {address} that is not on the PCI bus under {}", root.display()),
         ));
     }
 }
@@ -450,21 +383,11 @@ fn apply_amd(
     if let Some(r) = report {
         warnings.extend(r.warnings);
         runtimes.rocm_smi = Some(RocmSmiRuntime { library: r.library });
-        from_smi = r
-            .gpus
-            .into_iter()
-            .map(|g| (g.pci_address.clone(), g))
-            .collect();
+        from_smi = r.gpus.into_iter().map(|g| (g.pci_address.clone(), g)).collect();
     }
     let smi_loaded = runtimes.rocm_smi.is_some();
-    for (gpu, dev) in gpus
-        .iter_mut()
-        .zip(devices)
-        .filter(|(g, _)| g.vendor == Vendor::Amd)
-    {
-        let nominal = gpu
-            .vram_bytes
-            .filter(|_| gpu.vram_source == Source::PciTable);
+    for (gpu, dev) in gpus.iter_mut().zip(devices).filter(|(g, _)| g.vendor == Vendor::Amd) {
+        let nominal = gpu.vram_bytes.filter(|_| gpu.vram_source == Source::PciTable);
         let amd = gpu.amd.get_or_insert(AmdDetails {
             gfx_target: None,
             gfx_target_source: Source::Unknown,
@@ -487,10 +410,7 @@ fn apply_amd(
         } else if smi_loaded {
             warnings.push(Warning::new(
                 WarningKind::GpuCountMismatch,
-                format!(
-                    "{} ({}) is on the PCI bus but ROCm SMI does not report it",
-                    gpu.pci_address, gpu.name
-                ),
+                format!("{} ({}) is on the PCI bus but ROCm SMI does not report it", gpu.pci_address, gpu.name),
             ));
         }
         if measured.is_none() {

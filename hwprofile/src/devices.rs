@@ -96,12 +96,7 @@ const fn amd(
     }
 }
 
-const fn intel(
-    device_id: u16,
-    name: &'static str,
-    arch: Arch,
-    vram_gib: Option<u64>,
-) -> KnownDevice {
+const fn intel(device_id: u16, name: &'static str, arch: Arch, vram_gib: Option<u64>) -> KnownDevice {
     KnownDevice {
         vendor: Vendor::Intel,
         device_id,
@@ -193,84 +188,32 @@ pub static KNOWN_DEVICES: &[KnownDevice] = &[
     amd(0x74a1, None, "Instinct MI300X", "gfx942", Some(192)),
     amd(0x74a5, None, "Instinct MI325X", "gfx942", Some(256)),
     // AMD RDNA
-    amd(
-        0x73bf,
-        None,
-        "Radeon RX 6800 / 6800 XT / 6900 XT",
-        "gfx1030",
-        Some(16),
-    ),
-    amd(
-        0x744c,
-        Some(0xc8),
-        "Radeon RX 7900 XTX",
-        "gfx1100",
-        Some(24),
-    ),
+    amd(0x73bf, None, "Radeon RX 6800 / 6800 XT / 6900 XT", "gfx1030", Some(16)),
+    amd(0x744c, Some(0xc8), "Radeon RX 7900 XTX", "gfx1100", Some(24)),
     amd(0x744c, Some(0xcc), "Radeon RX 7900 XT", "gfx1100", Some(20)),
-    amd(
-        0x744c,
-        None,
-        "Radeon RX 7900 XT / 7900 XTX",
-        "gfx1100",
-        None,
-    ),
+    amd(0x744c, None, "Radeon RX 7900 XT / 7900 XTX", "gfx1100", None),
     amd(0x7448, None, "Radeon PRO W7900", "gfx1100", Some(48)),
     amd(0x747e, None, "Radeon RX 7800 XT / 7700 XT", "gfx1101", None),
     amd(0x7480, None, "Radeon RX 7600", "gfx1102", Some(8)),
-    amd(
-        0x7550,
-        None,
-        "Radeon RX 9070 / 9070 XT",
-        "gfx1201",
-        Some(16),
-    ),
+    amd(0x7550, None, "Radeon RX 9070 / 9070 XT", "gfx1201", Some(16)),
     // Intel discrete
     intel(0x56a0, "Arc A770", IntelI915, Some(16)),
     intel(0x56a1, "Arc A750", IntelI915, Some(8)),
     intel(0x0bd5, "Data Center GPU Max 1550", IntelI915, Some(128)),
     intel(0xe20b, "Arc B580", IntelXe, Some(12)),
     // Intel integrated
-    intel(
-        0x9a49,
-        "TigerLake-LP GT2 [Iris Xe Graphics]",
-        IntelI915,
-        None,
-    ),
-    intel(
-        0x46a6,
-        "Alder Lake-P GT2 [Iris Xe Graphics]",
-        IntelI915,
-        None,
-    ),
+    intel(0x9a49, "TigerLake-LP GT2 [Iris Xe Graphics]", IntelI915, None),
+    intel(0x46a6, "Alder Lake-P GT2 [Iris Xe Graphics]", IntelI915, None),
     intel(0xa7a0, "Raptor Lake-P [Iris Xe Graphics]", IntelI915, None),
-    intel(
-        0xa780,
-        "Raptor Lake-S GT1 [UHD Graphics 770]",
-        IntelI915,
-        None,
-    ),
-    intel(
-        0x7d55,
-        "Meteor Lake-P [Intel Arc Graphics]",
-        IntelI915,
-        None,
-    ),
-    intel(
-        0x64a0,
-        "Lunar Lake [Intel Arc Graphics 130V / 140V]",
-        IntelXe,
-        None,
-    ),
+    intel(0xa780, "Raptor Lake-S GT1 [UHD Graphics 770]", IntelI915, None),
+    intel(0x7d55, "Meteor Lake-P [Intel Arc Graphics]", IntelI915, None),
+    intel(0x64a0, "Lunar Lake [Intel Arc Graphics 130V / 140V]", IntelXe, None),
 ];
 
 /// The table entry for a device: the exact revision first, then the revision-free entry.
 pub fn lookup(vendor: Vendor, device_id: u16, revision: u8) -> Option<&'static KnownDevice> {
     let mut fallback = None;
-    for d in KNOWN_DEVICES
-        .iter()
-        .filter(|d| d.vendor == vendor && d.device_id == device_id)
-    {
+    for d in KNOWN_DEVICES.iter().filter(|d| d.vendor == vendor && d.device_id == device_id) {
         match d.revision {
             Some(r) if r == revision => return Some(d),
             Some(_) => {}
@@ -311,11 +254,7 @@ mod tests {
         let other = lookup(Vendor::Amd, 0x744c, 0x00);
         assert_eq!(xtx, Some("Radeon RX 7900 XTX"));
         assert_eq!(xt, Some("Radeon RX 7900 XT"));
-        assert_eq!(
-            other.and_then(|d| d.vram_bytes),
-            None,
-            "ambiguous revision gives no size"
-        );
+        assert_eq!(other.and_then(|d| d.vram_bytes), None, "ambiguous revision gives no size");
     }
 
     #[test]
@@ -329,13 +268,7 @@ mod tests {
     #[test]
     fn every_table_entry_agrees_with_the_nvidia_id_ranges() {
         for d in KNOWN_DEVICES.iter().filter(|d| d.vendor == Vendor::Nvidia) {
-            assert_eq!(
-                nvidia_arch_from_id_range(d.device_id),
-                Some(d.arch),
-                "{} {:04x}",
-                d.name,
-                d.device_id
-            );
+            assert_eq!(nvidia_arch_from_id_range(d.device_id), Some(d.arch), "{} {:04x}", d.name, d.device_id);
         }
     }
 
@@ -344,9 +277,7 @@ mod tests {
         for (i, a) in KNOWN_DEVICES.iter().enumerate() {
             for b in &KNOWN_DEVICES[i + 1..] {
                 assert!(
-                    !(a.vendor == b.vendor
-                        && a.device_id == b.device_id
-                        && a.revision == b.revision),
+                    !(a.vendor == b.vendor && a.device_id == b.device_id && a.revision == b.revision),
                     "duplicate {:04x}",
                     a.device_id
                 );

@@ -19,9 +19,8 @@ use crate::devices::{self, Arch};
 use crate::profile::Vendor;
 
 /// gfx targets supported by ROCm 6.x/7.x on Linux (the ROCm compatibility matrix).
-pub const ROCM_GFX_TARGETS: &[&str] = &[
-    "gfx908", "gfx90a", "gfx942", "gfx950", "gfx1030", "gfx1100", "gfx1101", "gfx1200", "gfx1201",
-];
+pub const ROCM_GFX_TARGETS: &[&str] =
+    &["gfx908", "gfx90a", "gfx942", "gfx950", "gfx1030", "gfx1100", "gfx1101", "gfx1200", "gfx1201"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -75,46 +74,23 @@ pub fn choose(gpu: GpuIdentity<'_>, secure_boot: Option<bool>) -> DriverChoice {
                 Some(d) => (Some(d.arch), format!("{} is", d.name)),
                 None => (
                     devices::nvidia_arch_from_id_range(gpu.device_id),
-                    format!(
-                        "device {:04x} is not in the table; by its ID range it is",
-                        gpu.device_id
-                    ),
+                    format!("device {:04x} is not in the table; by its ID range it is", gpu.device_id),
                 ),
             };
             match arch {
-                Some(
-                    a @ (Arch::NvTuring
-                    | Arch::NvAmpere
-                    | Arch::NvAda
-                    | Arch::NvHopper
-                    | Arch::NvBlackwell),
-                ) => (
-                    Stack::NvidiaOpen,
-                    format!(
-                        "{how} {} (Turing or newer): NVIDIA open kernel modules",
-                        a.name()
-                    ),
-                ),
+                Some(a @ (Arch::NvTuring | Arch::NvAmpere | Arch::NvAda | Arch::NvHopper | Arch::NvBlackwell)) => {
+                    (Stack::NvidiaOpen, format!("{how} {} (Turing or newer): NVIDIA open kernel modules", a.name()))
+                }
                 Some(a @ (Arch::NvMaxwell | Arch::NvPascal | Arch::NvVolta)) => (
                     Stack::NvidiaLegacy,
-                    format!(
-                        "{how} {}: the open modules need Turing or newer; proprietary 580 branch",
-                        a.name()
-                    ),
+                    format!("{how} {}: the open modules need Turing or newer; proprietary 580 branch", a.name()),
                 ),
-                Some(a @ Arch::NvKepler) => (
-                    Stack::None,
-                    format!(
-                        "{how} {}: last supported by the 470 branch, which is end-of-life",
-                        a.name()
-                    ),
-                ),
+                Some(a @ Arch::NvKepler) => {
+                    (Stack::None, format!("{how} {}: last supported by the 470 branch, which is end-of-life", a.name()))
+                }
                 _ => (
                     Stack::None,
-                    format!(
-                        "NVIDIA device {:04x}: architecture unknown, no driver chosen",
-                        gpu.device_id
-                    ),
+                    format!("NVIDIA device {:04x}: architecture unknown, no driver chosen", gpu.device_id),
                 ),
             }
         }
@@ -130,42 +106,24 @@ pub fn choose(gpu: GpuIdentity<'_>, secure_boot: Option<bool>) -> DriverChoice {
                 None => (gpu.gfx_target, format!("AMD device {:04x}", gpu.device_id)),
             };
             match gfx {
-                Some(g) if ROCM_GFX_TARGETS.contains(&g) => (
-                    Stack::AmdgpuRocm,
-                    format!("{name} is {g}, which ROCm supports"),
-                ),
-                Some(g) => (
-                    Stack::Amdgpu,
-                    format!("{name} is {g}, which ROCm does not support: amdgpu (Vulkan) only"),
-                ),
-                None => (
-                    Stack::Amdgpu,
-                    format!("{name}: gfx target unknown until amdgpu loads; amdgpu (Vulkan) only"),
-                ),
+                Some(g) if ROCM_GFX_TARGETS.contains(&g) => {
+                    (Stack::AmdgpuRocm, format!("{name} is {g}, which ROCm supports"))
+                }
+                Some(g) => (Stack::Amdgpu, format!("{name} is {g}, which ROCm does not support: amdgpu (Vulkan) only")),
+                None => (Stack::Amdgpu, format!("{name}: gfx target unknown until amdgpu loads; amdgpu (Vulkan) only")),
             }
         }
         Vendor::Intel => match known {
-            Some(d) if d.arch == Arch::IntelXe => {
-                (Stack::Xe, format!("{} (Xe2 or newer): xe driver", d.name))
-            }
+            Some(d) if d.arch == Arch::IntelXe => (Stack::Xe, format!("{} (Xe2 or newer): xe driver", d.name)),
             Some(d) => (Stack::I915, format!("{}: i915 driver", d.name)),
             None => (
                 Stack::I915,
-                format!(
-                    "Intel device {:04x} is not in the table: i915, the default for Intel graphics",
-                    gpu.device_id
-                ),
+                format!("Intel device {:04x} is not in the table: i915, the default for Intel graphics", gpu.device_id),
             ),
         },
     };
     let signed_modules_required = stack.out_of_tree() && secure_boot == Some(true);
-    DriverChoice {
-        pci_address: gpu.pci_address.to_string(),
-        stack,
-        reason,
-        secure_boot,
-        signed_modules_required,
-    }
+    DriverChoice { pci_address: gpu.pci_address.to_string(), stack, reason, secure_boot, signed_modules_required }
 }
 
 #[cfg(test)]
@@ -173,13 +131,7 @@ mod tests {
     use super::*;
 
     fn id(vendor: Vendor, device_id: u16, revision: u8) -> GpuIdentity<'static> {
-        GpuIdentity {
-            pci_address: "0000:01:00.0",
-            vendor,
-            device_id,
-            revision,
-            gfx_target: None,
-        }
+        GpuIdentity { pci_address: "0000:01:00.0", vendor, device_id, revision, gfx_target: None }
     }
 
     #[test]
@@ -216,10 +168,7 @@ mod tests {
 
     #[test]
     fn an_unknown_amd_card_uses_the_gfx_target_a_source_reported() {
-        let gpu = GpuIdentity {
-            gfx_target: Some("gfx1100"),
-            ..id(Vendor::Amd, 0x7470, 0)
-        };
+        let gpu = GpuIdentity { gfx_target: Some("gfx1100"), ..id(Vendor::Amd, 0x7470, 0) };
         assert_eq!(choose(gpu, Option::None).stack, Stack::AmdgpuRocm);
     }
 

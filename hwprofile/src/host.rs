@@ -38,14 +38,8 @@ pub enum HostError {
 /// The CPU from `<root>/proc/cpuinfo`.
 pub fn cpu(root: &Path) -> Result<Cpu, HostError> {
     let path = root.join("proc/cpuinfo");
-    let text = fs::read_to_string(&path).map_err(|source| HostError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    parse_cpuinfo(&text).ok_or(HostError::Missing {
-        path,
-        field: "processor",
-    })
+    let text = fs::read_to_string(&path).map_err(|source| HostError::Read { path: path.clone(), source })?;
+    parse_cpuinfo(&text).ok_or(HostError::Missing { path, field: "processor" })
 }
 
 fn parse_cpuinfo(text: &str) -> Option<Cpu> {
@@ -69,54 +63,31 @@ fn parse_cpuinfo(text: &str) -> Option<Cpu> {
             model = sysfs::field(block, "model name").map(str::to_string);
             vendor = sysfs::field(block, "vendor_id").map(str::to_string);
             // x86 says "flags", arm64 says "Features".
-            flags = sysfs::field(block, "flags")
-                .or_else(|| sysfs::field(block, "Features"))
-                .map(str::to_string);
+            flags = sysfs::field(block, "flags").or_else(|| sysfs::field(block, "Features")).map(str::to_string);
         }
     }
     if logical == 0 {
         return None;
     }
-    let present: BTreeSet<&str> = flags
-        .as_deref()
-        .unwrap_or("")
-        .split_ascii_whitespace()
-        .collect();
-    let physical = if cores.is_empty() {
-        logical
-    } else {
-        u32::try_from(cores.len()).unwrap_or(logical)
-    };
+    let present: BTreeSet<&str> = flags.as_deref().unwrap_or("").split_ascii_whitespace().collect();
+    let physical = if cores.is_empty() { logical } else { u32::try_from(cores.len()).unwrap_or(logical) };
     Some(Cpu {
         model: model.unwrap_or_else(|| "unknown".to_string()),
         vendor: vendor.unwrap_or_else(|| "unknown".to_string()),
         sockets: u32::try_from(sockets.len()).unwrap_or(1).max(1),
         physical_cores: physical,
         logical_cores: logical,
-        flags: SIMD_FLAGS
-            .iter()
-            .filter(|f| present.contains(*f))
-            .map(|f| (*f).to_string())
-            .collect(),
+        flags: SIMD_FLAGS.iter().filter(|f| present.contains(*f)).map(|f| (*f).to_string()).collect(),
     })
 }
 
 /// Memory from `<root>/proc/meminfo`.
 pub fn memory(root: &Path) -> Result<Memory, HostError> {
     let path = root.join("proc/meminfo");
-    let text = fs::read_to_string(&path).map_err(|source| HostError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let total = sysfs::kib_field(&text, "MemTotal").ok_or(HostError::Missing {
-        path: path.clone(),
-        field: "MemTotal",
-    })?;
-    let count = |key| {
-        sysfs::field(&text, key)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let text = fs::read_to_string(&path).map_err(|source| HostError::Read { path: path.clone(), source })?;
+    let total =
+        sysfs::kib_field(&text, "MemTotal").ok_or(HostError::Missing { path: path.clone(), field: "MemTotal" })?;
+    let count = |key| sysfs::field(&text, key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     Ok(Memory {
         total_bytes: total,
         // Kernels before 3.14 have no MemAvailable; MemFree is the honest lower bound then.
@@ -147,18 +118,9 @@ pub fn numa_nodes(root: &Path) -> Vec<NumaNode> {
             // "Node 0 MemTotal:       65842468 kB"
             let memory_bytes = meminfo.lines().find_map(|l| {
                 let (_, rest) = l.split_once("MemTotal:")?;
-                rest.trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .map(|k| k * 1024)
+                rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok().map(|k| k * 1024)
             });
-            Some(NumaNode {
-                id,
-                cpus: sysfs::read_trimmed(&path.join("cpulist")).unwrap_or_default(),
-                memory_bytes,
-            })
+            Some(NumaNode { id, cpus: sysfs::read_trimmed(&path.join("cpulist")).unwrap_or_default(), memory_bytes })
         })
         .collect();
     nodes.sort_by_key(|n| n.id);
@@ -169,9 +131,7 @@ pub fn numa_nodes(root: &Path) -> Vec<NumaNode> {
 pub fn hypervisor_flag(root: &Path) -> bool {
     fs::read_to_string(root.join("proc/cpuinfo"))
         .ok()
-        .and_then(|t| {
-            sysfs::field(&t, "flags").map(|f| f.split_ascii_whitespace().any(|x| x == "hypervisor"))
-        })
+        .and_then(|t| sysfs::field(&t, "flags").map(|f| f.split_ascii_whitespace().any(|x| x == "hypervisor")))
         .unwrap_or(false)
 }
 
@@ -199,19 +159,14 @@ mod tests {
             }
         }
         let cpu = parse_cpuinfo(&text).expect("parses");
-        assert_eq!(
-            (cpu.logical_cores, cpu.physical_cores, cpu.sockets),
-            (8, 4, 2)
-        );
+        assert_eq!((cpu.logical_cores, cpu.physical_cores, cpu.sockets), (8, 4, 2));
         assert_eq!(cpu.flags, vec!["sse4_2", "avx", "fma", "avx2"]);
     }
 
     #[test]
     fn cpuinfo_without_core_ids_counts_logical_cores() {
-        let cpu = parse_cpuinfo(
-            "processor : 0\nFeatures : fp asimd\n\nprocessor : 1\nFeatures : fp asimd\n",
-        )
-        .expect("parses");
+        let cpu = parse_cpuinfo("processor : 0\nFeatures : fp asimd\n\nprocessor : 1\nFeatures : fp asimd\n")
+            .expect("parses");
         assert_eq!((cpu.logical_cores, cpu.physical_cores), (2, 2));
         assert_eq!(cpu.model, "unknown");
     }

@@ -44,15 +44,20 @@
 //! - The built-in table knows the cards listed in [`devices::KNOWN_DEVICES`]; others are
 //!   named from `pci.ids` and their memory is unknown until their vendor library answers.
 
+pub mod catalog;
 pub mod cli;
 pub mod detect;
 pub mod devices;
 pub mod drivers;
+pub mod fit;
+pub mod gguf;
 pub mod host;
 pub mod nvml;
 pub mod pci;
 pub mod pciids;
+pub mod plan;
 pub mod platform;
+pub mod presets;
 pub mod profile;
 pub mod render;
 pub mod rocm;

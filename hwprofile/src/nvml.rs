@@ -19,12 +19,7 @@ use crate::profile::{NvidiaDetails, NvmlRuntime, Warning, WarningKind};
 /// The library name the dynamic loader resolves on a real system.
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
 /// Where distributions install it, for looking inside a root other than `/`.
-const LIBRARY_DIRS: &[&str] = &[
-    "usr/lib64",
-    "usr/lib/x86_64-linux-gnu",
-    "usr/lib/aarch64-linux-gnu",
-    "usr/lib",
-];
+const LIBRARY_DIRS: &[&str] = &["usr/lib64", "usr/lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu", "usr/lib"];
 
 /// The process-wide NVML handle and the library it was opened from.
 static NVML: OnceLock<(OsString, Result<Nvml, String>)> = OnceLock::new();
@@ -56,28 +51,18 @@ pub fn library_path(root: &Path, explicit: Option<&Path>) -> Option<OsString> {
     if root == Path::new("/") {
         return Some(OsString::from(DEFAULT_LIBRARY));
     }
-    LIBRARY_DIRS
-        .iter()
-        .map(|d| root.join(d).join(DEFAULT_LIBRARY))
-        .find(|p| p.exists())
-        .map(|p| p.into_os_string())
+    LIBRARY_DIRS.iter().map(|d| root.join(d).join(DEFAULT_LIBRARY)).find(|p| p.exists()).map(|p| p.into_os_string())
 }
 
 /// Query every GPU NVML knows. `Err` carries the warning when NVML could not be used at all.
 pub fn query(library: &OsStr) -> Result<NvmlReport, Warning> {
     let (opened, nvml) = NVML.get_or_init(|| {
-        let result = Nvml::builder()
-            .lib_path(library)
-            .init()
-            .map_err(|e| describe(&e));
+        let result = Nvml::builder().lib_path(library).init().map_err(|e| describe(&e));
         (library.to_os_string(), result)
     });
-    let nvml = nvml.as_ref().map_err(|e| {
-        Warning::new(
-            WarningKind::NvmlUnavailable,
-            format!("NVML ({}): {e}", opened.to_string_lossy()),
-        )
-    })?;
+    let nvml = nvml
+        .as_ref()
+        .map_err(|e| Warning::new(WarningKind::NvmlUnavailable, format!("NVML ({}): {e}", opened.to_string_lossy())))?;
     if opened != library {
         return Err(Warning::new(
             WarningKind::NvmlUnavailable,
@@ -92,35 +77,22 @@ pub fn query(library: &OsStr) -> Result<NvmlReport, Warning> {
     let mut warnings = Vec::new();
     // Every per-query failure becomes a warning naming the query and the GPU.
     let mut warn = |what: &str, detail: &str| {
-        warnings.push(Warning::new(
-            WarningKind::NvmlDeviceError,
-            format!("NVML {what}: {detail}"),
-        ));
+        warnings.push(Warning::new(WarningKind::NvmlDeviceError, format!("NVML {what}: {detail}")));
     };
     let runtime = NvmlRuntime {
         library: opened.to_string_lossy().into_owned(),
-        driver_version: nvml
-            .sys_driver_version()
-            .map_err(|e| warn("driver version", &describe(&e)))
-            .ok(),
+        driver_version: nvml.sys_driver_version().map_err(|e| warn("driver version", &describe(&e))).ok(),
         cuda_version: nvml
             .sys_cuda_driver_version()
             .map(|v| {
-                format!(
-                    "{}.{}",
-                    nvml_wrapper::cuda_driver_version_major(v),
-                    nvml_wrapper::cuda_driver_version_minor(v)
-                )
+                format!("{}.{}", nvml_wrapper::cuda_driver_version_major(v), nvml_wrapper::cuda_driver_version_minor(v))
             })
             .map_err(|e| warn("CUDA version", &describe(&e)))
             .ok(),
     };
-    let count = nvml.device_count().map_err(|e| {
-        Warning::new(
-            WarningKind::NvmlUnavailable,
-            format!("NVML device count: {}", describe(&e)),
-        )
-    })?;
+    let count = nvml
+        .device_count()
+        .map_err(|e| Warning::new(WarningKind::NvmlUnavailable, format!("NVML device count: {}", describe(&e))))?;
 
     let mut gpus = Vec::new();
     for index in 0..count {
@@ -136,10 +108,7 @@ pub fn query(library: &OsStr) -> Result<NvmlReport, Warning> {
             Ok(info) => match normalize_bus_id(&info.bus_id) {
                 Some(a) => a,
                 None => {
-                    warn(
-                        &format!("GPU {index}"),
-                        &format!("unreadable PCI bus id {:?}", info.bus_id),
-                    );
+                    warn(&format!("GPU {index}"), &format!("unreadable PCI bus id {:?}", info.bus_id));
                     continue;
                 }
             },
@@ -149,48 +118,29 @@ pub fn query(library: &OsStr) -> Result<NvmlReport, Warning> {
             }
         };
         let at = |what: &str| format!("{what} of {pci_address}");
-        let memory = device
-            .memory_info()
-            .map_err(|e| warn(&at("memory"), &describe(&e)))
-            .ok();
+        let memory = device.memory_info().map_err(|e| warn(&at("memory"), &describe(&e))).ok();
         let nvlink_peers = nvlink_peers(&device);
         gpus.push(NvmlGpu {
-            name: device
-                .name()
-                .map_err(|e| warn(&at("name"), &describe(&e)))
-                .ok(),
+            name: device.name().map_err(|e| warn(&at("name"), &describe(&e))).ok(),
             memory_total: memory.as_ref().map(|m| m.total),
             memory_free: memory.as_ref().map(|m| m.free),
             details: NvidiaDetails {
-                uuid: device
-                    .uuid()
-                    .map_err(|e| warn(&at("UUID"), &describe(&e)))
-                    .ok(),
+                uuid: device.uuid().map_err(|e| warn(&at("UUID"), &describe(&e))).ok(),
                 compute_capability: device
                     .cuda_compute_capability()
                     .map(|c| format!("{}.{}", c.major, c.minor))
                     .map_err(|e| warn(&at("compute capability"), &describe(&e)))
                     .ok(),
                 power_limit_watts: optional(device.power_management_limit()).map(|mw| mw / 1000),
-                mig_mode: optional(device.mig_mode()).map(|m| {
-                    if m.current == 1 {
-                        "enabled"
-                    } else {
-                        "disabled"
-                    }
-                    .to_string()
-                }),
+                mig_mode: optional(device.mig_mode())
+                    .map(|m| if m.current == 1 { "enabled" } else { "disabled" }.to_string()),
                 persistence_mode: optional(device.is_in_persistent_mode()),
                 nvlink_peers,
             },
             pci_address,
         });
     }
-    Ok(NvmlReport {
-        runtime,
-        gpus,
-        warnings,
-    })
+    Ok(NvmlReport { runtime, gpus, warnings })
 }
 
 /// A query that a GPU may legitimately not support (MIG on a GeForce card): not supported is
@@ -210,11 +160,7 @@ fn nvlink_peers(device: &nvml_wrapper::Device<'_>) -> Vec<String> {
             Ok(false) => continue,
             Err(_) => break,
         }
-        if let Some(addr) = wrapper
-            .remote_pci_info()
-            .ok()
-            .and_then(|p| normalize_bus_id(&p.bus_id))
-        {
+        if let Some(addr) = wrapper.remote_pci_info().ok().and_then(|p| normalize_bus_id(&p.bus_id)) {
             if !peers.contains(&addr) {
                 peers.push(addr);
             }
@@ -234,9 +180,7 @@ fn describe(e: &NvmlError) -> String {
             format!("library lacks a symbol (too old?): {inner}")
         }
         NvmlError::DriverNotLoaded => "the NVIDIA kernel driver is not loaded".to_string(),
-        NvmlError::GpuLost => {
-            "the GPU has fallen off the bus or is otherwise inaccessible".to_string()
-        }
+        NvmlError::GpuLost => "the GPU has fallen off the bus or is otherwise inaccessible".to_string(),
         other => other.to_string(),
     }
 }

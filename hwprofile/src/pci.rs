@@ -50,10 +50,7 @@ impl PciDevice {
     }
 
     pub fn subsystem_id(&self) -> String {
-        format!(
-            "{:04x}:{:04x}",
-            self.subsystem_vendor_id, self.subsystem_device_id
-        )
+        format!("{:04x}:{:04x}", self.subsystem_vendor_id, self.subsystem_device_id)
     }
 }
 
@@ -79,17 +76,11 @@ pub fn devices_dir(root: &Path) -> PathBuf {
 /// rather than aborting the scan: one bad device must not hide the others.
 pub fn scan(root: &Path) -> Result<(Vec<PciDevice>, Vec<PciError>), PciError> {
     let dir = devices_dir(root);
-    let entries = fs::read_dir(&dir).map_err(|source| PciError::List {
-        path: dir.clone(),
-        source,
-    })?;
+    let entries = fs::read_dir(&dir).map_err(|source| PciError::List { path: dir.clone(), source })?;
     let mut devices = Vec::new();
     let mut errors = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| PciError::List {
-            path: dir.clone(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| PciError::List { path: dir.clone(), source })?;
         let path = entry.path();
         let class = match read_hex(&path.join("class")) {
             Ok(c) => c,
@@ -112,26 +103,17 @@ pub fn scan(root: &Path) -> Result<(Vec<PciDevice>, Vec<PciError>), PciError> {
 }
 
 fn read_device(path: &Path, class: u32) -> Result<PciDevice, PciError> {
-    let address = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let address = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let id16 = |name: &str| -> Result<u16, PciError> {
         let p = path.join(name);
         let v = read_hex(&p)?;
-        u16::try_from(v).map_err(|_| PciError::Parse {
-            path: p,
-            found: format!("{v:#x}"),
-        })
+        u16::try_from(v).map_err(|_| PciError::Parse { path: p, found: format!("{v:#x}") })
     };
     let revision = {
         let p = path.join("revision");
         // Old kernels lack the file; revision 0 then matches only revision-free table entries.
         match read_hex(&p) {
-            Ok(v) => u8::try_from(v).map_err(|_| PciError::Parse {
-                path: p,
-                found: format!("{v:#x}"),
-            })?,
+            Ok(v) => u8::try_from(v).map_err(|_| PciError::Parse { path: p, found: format!("{v:#x}") })?,
             Err(PciError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         }
@@ -151,18 +133,10 @@ fn read_device(path: &Path, class: u32) -> Result<PciDevice, PciError> {
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
             .and_then(|n| u32::try_from(n).ok()),
-        current_link_speed: sysfs::read_trimmed(&path.join("current_link_speed"))
-            .ok()
-            .filter(|s| !is_unknown(s)),
-        current_link_width: sysfs::read_trimmed(&path.join("current_link_width"))
-            .ok()
-            .and_then(|s| s.parse().ok()),
-        max_link_speed: sysfs::read_trimmed(&path.join("max_link_speed"))
-            .ok()
-            .filter(|s| !is_unknown(s)),
-        max_link_width: sysfs::read_trimmed(&path.join("max_link_width"))
-            .ok()
-            .and_then(|s| s.parse().ok()),
+        current_link_speed: sysfs::read_trimmed(&path.join("current_link_speed")).ok().filter(|s| !is_unknown(s)),
+        current_link_width: sysfs::read_trimmed(&path.join("current_link_width")).ok().and_then(|s| s.parse().ok()),
+        max_link_speed: sysfs::read_trimmed(&path.join("max_link_speed")).ok().filter(|s| !is_unknown(s)),
+        max_link_width: sysfs::read_trimmed(&path.join("max_link_width")).ok().and_then(|s| s.parse().ok()),
         sysfs_path: path.to_path_buf(),
     })
 }
@@ -172,15 +146,9 @@ fn is_unknown(s: &str) -> bool {
 }
 
 fn read_hex(path: &Path) -> Result<u32, PciError> {
-    let s = sysfs::read_trimmed(path).map_err(|source| PciError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let s = sysfs::read_trimmed(path).map_err(|source| PciError::Read { path: path.to_path_buf(), source })?;
     let digits = s.strip_prefix("0x").unwrap_or(&s);
-    u32::from_str_radix(digits, 16).map_err(|_| PciError::Parse {
-        path: path.to_path_buf(),
-        found: s.clone(),
-    })
+    u32::from_str_radix(digits, 16).map_err(|_| PciError::Parse { path: path.to_path_buf(), found: s.clone() })
 }
 
 /// Normalise a PCI bus id as vendor libraries print it (`00000000:3B:00.0`) to the sysfs form
@@ -202,14 +170,8 @@ mod tests {
 
     #[test]
     fn bus_ids_from_nvml_match_sysfs_names() {
-        assert_eq!(
-            normalize_bus_id("00000000:3B:00.0").as_deref(),
-            Some("0000:3b:00.0")
-        );
-        assert_eq!(
-            normalize_bus_id("0000:c1:00.1").as_deref(),
-            Some("0000:c1:00.1")
-        );
+        assert_eq!(normalize_bus_id("00000000:3B:00.0").as_deref(), Some("0000:3b:00.0"));
+        assert_eq!(normalize_bus_id("0000:c1:00.1").as_deref(), Some("0000:c1:00.1"));
         assert_eq!(normalize_bus_id("garbage"), None);
         assert_eq!(normalize_bus_id("0000:zz:00.0"), None);
     }
@@ -218,8 +180,6 @@ mod tests {
     fn scan_of_a_missing_tree_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = scan(dir.path()).expect_err("no sys tree");
-        assert!(
-            matches!(err, PciError::List { ref path, .. } if path.ends_with("sys/bus/pci/devices"))
-        );
+        assert!(matches!(err, PciError::List { ref path, .. } if path.ends_with("sys/bus/pci/devices")));
     }
 }

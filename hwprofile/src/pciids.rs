@@ -9,18 +9,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Where distributions install pci.ids, relative to the root: Rocky/Fedora, Debian, others.
-const CANDIDATES: &[&str] = &[
-    "usr/share/hwdata/pci.ids",
-    "usr/share/misc/pci.ids",
-    "usr/share/pci.ids",
-];
+const CANDIDATES: &[&str] = &["usr/share/hwdata/pci.ids", "usr/share/misc/pci.ids", "usr/share/pci.ids"];
 
 /// The pci.ids file under `root`, if there is one.
 pub fn find(root: &Path) -> Option<PathBuf> {
-    CANDIDATES
-        .iter()
-        .map(|c| root.join(c))
-        .find(|p| p.is_file())
+    CANDIDATES.iter().map(|c| root.join(c)).find(|p| p.is_file())
 }
 
 /// Vendor and device names for the devices asked about.
@@ -73,10 +66,7 @@ pub fn lookup(path: &Path, wanted: &[(u16, u16)]) -> Names {
                     id
                 })
             });
-            if current.is_none()
-                && names.vendors.len() == vendors.len()
-                && names.devices.len() == devices.len()
-            {
+            if current.is_none() && names.vendors.len() == vendors.len() && names.devices.len() == devices.len() {
                 break; // everything found
             }
         }
@@ -117,31 +107,13 @@ C 03  Display controller\n\
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pci.ids");
         std::fs::write(&path, SAMPLE).expect("write");
-        let names = lookup(
-            &path,
-            &[(0x10de, 0x2684), (0x1a03, 0x2000), (0x10de, 0xffff)],
-        );
-        assert_eq!(
-            names.devices.get(&(0x10de, 0x2684)).map(String::as_str),
-            Some("AD102 [GeForce RTX 4090]")
-        );
-        assert_eq!(
-            names.devices.get(&(0x1a03, 0x2000)).map(String::as_str),
-            Some("ASPEED Graphics Family")
-        );
-        assert_eq!(
-            names.vendors.get(&0x10de).map(String::as_str),
-            Some("NVIDIA Corporation")
-        );
+        let names = lookup(&path, &[(0x10de, 0x2684), (0x1a03, 0x2000), (0x10de, 0xffff)]);
+        assert_eq!(names.devices.get(&(0x10de, 0x2684)).map(String::as_str), Some("AD102 [GeForce RTX 4090]"));
+        assert_eq!(names.devices.get(&(0x1a03, 0x2000)).map(String::as_str), Some("ASPEED Graphics Family"));
+        assert_eq!(names.vendors.get(&0x10de).map(String::as_str), Some("NVIDIA Corporation"));
         assert!(!names.devices.contains_key(&(0x10de, 0xffff)));
-        assert_eq!(
-            marketing_name("AD102 [GeForce RTX 4090]"),
-            "GeForce RTX 4090"
-        );
-        assert_eq!(
-            marketing_name("ASPEED Graphics Family"),
-            "ASPEED Graphics Family"
-        );
+        assert_eq!(marketing_name("AD102 [GeForce RTX 4090]"), "GeForce RTX 4090");
+        assert_eq!(marketing_name("ASPEED Graphics Family"), "ASPEED Graphics Family");
     }
 
     #[test]

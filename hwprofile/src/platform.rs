@@ -14,11 +14,8 @@ const AZURE_ASSET_TAG: &str = "7783-7084-3265-9085-8269-3286-77";
 
 /// Hypervisor, cloud and firmware of the machine under `root`.
 pub fn platform(root: &Path, hypervisor_flag: bool) -> Platform {
-    let dmi = |name: &str| {
-        sysfs::read_trimmed(&root.join("sys/class/dmi/id").join(name))
-            .ok()
-            .filter(|s| !s.is_empty())
-    };
+    let dmi =
+        |name: &str| sysfs::read_trimmed(&root.join("sys/class/dmi/id").join(name)).ok().filter(|s| !s.is_empty());
     let sys_vendor = dmi("sys_vendor");
     let product_name = dmi("product_name");
     let bios_vendor = dmi("bios_vendor");
@@ -41,9 +38,7 @@ pub fn platform(root: &Path, hypervisor_flag: bool) -> Platform {
         None
     };
 
-    let virtualization = if hypervisor_type.as_deref() == Some("xen")
-        || vendor == "Xen"
-        || bios_ver.contains("amazon")
+    let virtualization = if hypervisor_type.as_deref() == Some("xen") || vendor == "Xen" || bios_ver.contains("amazon")
     {
         "xen"
     } else if vendor.starts_with("VMware") {
@@ -78,9 +73,7 @@ pub fn platform(root: &Path, hypervisor_flag: bool) -> Platform {
 
 /// The `SecureBoot` EFI variable: 4 bytes of attributes, then one byte, 1 when enabled.
 fn secure_boot(root: &Path) -> Option<bool> {
-    let path = root.join(format!(
-        "sys/firmware/efi/efivars/SecureBoot-{EFI_GLOBAL_GUID}"
-    ));
+    let path = root.join(format!("sys/firmware/efi/efivars/SecureBoot-{EFI_GLOBAL_GUID}"));
     let bytes = fs::read(path).ok()?;
     bytes.get(4).map(|b| *b == 1)
 }
@@ -125,30 +118,9 @@ mod tests {
         // (DMI files, hypervisor flag, expected virtualization, expected cloud)
         type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str, Option<&'a str>);
         let cases: &[Case<'_>] = &[
-            (
-                &[("sys_vendor", "Amazon EC2"), ("product_name", "g5.xlarge")],
-                true,
-                "kvm",
-                Some("aws"),
-            ),
-            (
-                &[
-                    ("sys_vendor", "Amazon EC2"),
-                    ("product_name", "p5.48xlarge"),
-                ],
-                false,
-                "none",
-                Some("aws"),
-            ),
-            (
-                &[
-                    ("sys_vendor", "Google"),
-                    ("product_name", "Google Compute Engine"),
-                ],
-                true,
-                "kvm",
-                Some("gcp"),
-            ),
+            (&[("sys_vendor", "Amazon EC2"), ("product_name", "g5.xlarge")], true, "kvm", Some("aws")),
+            (&[("sys_vendor", "Amazon EC2"), ("product_name", "p5.48xlarge")], false, "none", Some("aws")),
+            (&[("sys_vendor", "Google"), ("product_name", "Google Compute Engine")], true, "kvm", Some("gcp")),
             (
                 &[
                     ("sys_vendor", "Microsoft Corporation"),
@@ -159,52 +131,16 @@ mod tests {
                 "hyperv",
                 Some("azure"),
             ),
-            (
-                &[
-                    ("sys_vendor", "Microsoft Corporation"),
-                    ("product_name", "Virtual Machine"),
-                ],
-                true,
-                "hyperv",
-                None,
-            ),
-            (
-                &[
-                    ("sys_vendor", "QEMU"),
-                    ("product_name", "Standard PC (Q35 + ICH9, 2009)"),
-                ],
-                true,
-                "kvm",
-                None,
-            ),
-            (
-                &[
-                    ("sys_vendor", "VMware, Inc."),
-                    ("product_name", "VMware7,1"),
-                ],
-                true,
-                "vmware",
-                None,
-            ),
-            (
-                &[
-                    ("sys_vendor", "Supermicro"),
-                    ("product_name", "SYS-821GE-TNHR"),
-                ],
-                false,
-                "none",
-                None,
-            ),
+            (&[("sys_vendor", "Microsoft Corporation"), ("product_name", "Virtual Machine")], true, "hyperv", None),
+            (&[("sys_vendor", "QEMU"), ("product_name", "Standard PC (Q35 + ICH9, 2009)")], true, "kvm", None),
+            (&[("sys_vendor", "VMware, Inc."), ("product_name", "VMware7,1")], true, "vmware", None),
+            (&[("sys_vendor", "Supermicro"), ("product_name", "SYS-821GE-TNHR")], false, "none", None),
             (&[("sys_vendor", "Some Vendor")], true, "unknown", None),
         ];
         for (files, flag, virt, cloud) in cases {
             let root = dmi_root(files);
             let p = platform(root.path(), *flag);
-            assert_eq!(
-                (p.virtualization.as_str(), p.cloud.as_deref()),
-                (*virt, *cloud),
-                "{files:?}"
-            );
+            assert_eq!((p.virtualization.as_str(), p.cloud.as_deref()), (*virt, *cloud), "{files:?}");
         }
     }
 
@@ -213,18 +149,10 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let vars = root.path().join("sys/firmware/efi/efivars");
         fs::create_dir_all(&vars).expect("mkdir");
-        fs::write(
-            vars.join(format!("SecureBoot-{EFI_GLOBAL_GUID}")),
-            [6, 0, 0, 0, 1],
-        )
-        .expect("write");
+        fs::write(vars.join(format!("SecureBoot-{EFI_GLOBAL_GUID}")), [6, 0, 0, 0, 1]).expect("write");
         let p = platform(root.path(), false);
         assert_eq!((p.firmware.as_str(), p.secure_boot), ("uefi", Some(true)));
-        fs::write(
-            vars.join(format!("SecureBoot-{EFI_GLOBAL_GUID}")),
-            [6, 0, 0, 0, 0],
-        )
-        .expect("write");
+        fs::write(vars.join(format!("SecureBoot-{EFI_GLOBAL_GUID}")), [6, 0, 0, 0, 0]).expect("write");
         assert_eq!(platform(root.path(), false).secure_boot, Some(false));
     }
 

@@ -26,11 +26,7 @@ fn source(s: Source) -> &'static str {
 pub fn profile_table(p: &Profile) -> String {
     let mut out = String::new();
     let cpu = &p.cpu;
-    let sockets = if cpu.sockets == 1 {
-        "1 socket".to_string()
-    } else {
-        format!("{} sockets", cpu.sockets)
-    };
+    let sockets = if cpu.sockets == 1 { "1 socket".to_string() } else { format!("{} sockets", cpu.sockets) };
     let _ = writeln!(
         out,
         "CPU      {} ({sockets}, {} cores, {} threads)",
@@ -44,11 +40,7 @@ pub fn profile_table(p: &Profile) -> String {
         "Memory   {} total, {} available{}",
         gib(p.memory.total_bytes),
         gib(p.memory.available_bytes),
-        if p.memory.hugepages_total > 0 {
-            format!(", {} hugepages", p.memory.hugepages_total)
-        } else {
-            String::new()
-        }
+        if p.memory.hugepages_total > 0 { format!(", {} hugepages", p.memory.hugepages_total) } else { String::new() }
     );
     if p.numa_nodes.len() > 1 {
         let _ = writeln!(out, "NUMA     {} nodes", p.numa_nodes.len());
@@ -66,29 +58,15 @@ pub fn profile_table(p: &Profile) -> String {
         Some(false) => ", Secure Boot off",
         None => "",
     };
-    let _ = writeln!(
-        out,
-        "Platform {where_}, {}{sb}",
-        plat.firmware.to_uppercase()
-    );
+    let _ = writeln!(out, "Platform {where_}, {}{sb}", plat.firmware.to_uppercase());
     if let Some(d) = &p.disk {
-        let _ = writeln!(
-            out,
-            "Disk     {} free of {} at {}",
-            gib(d.free_bytes),
-            gib(d.total_bytes),
-            d.measured_path
-        );
+        let _ = writeln!(out, "Disk     {} free of {} at {}", gib(d.free_bytes), gib(d.total_bytes), d.measured_path);
     }
     if p.gpus.is_empty() {
         let _ = writeln!(out, "GPUs     none");
     } else {
         let _ = writeln!(out, "GPUs     {}", p.gpus.len());
-        let _ = writeln!(
-            out,
-            "  {:<13} {:<34} {:>10}  {:<9} DRIVER",
-            "PCI", "NAME", "VRAM", "SOURCE"
-        );
+        let _ = writeln!(out, "  {:<13} {:<34} {:>10}  {:<9} DRIVER", "PCI", "NAME", "VRAM", "SOURCE");
         for g in &p.gpus {
             let vram = match (g.vram_bytes, g.integrated) {
                 (Some(b), _) => gib(b),
@@ -123,23 +101,109 @@ pub fn profile_table(p: &Profile) -> String {
         );
     }
     for d in &p.drivers {
-        let sign = if d.signed_modules_required {
-            " [signed modules required]"
-        } else {
-            ""
-        };
-        let stack = serde_json::to_value(d.stack)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "Driver   {} {}: {}{sign}",
-            d.pci_address, stack, d.reason
-        );
+        let sign = if d.signed_modules_required { " [signed modules required]" } else { "" };
+        let stack = serde_json::to_value(d.stack).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let _ = writeln!(out, "Driver   {} {}: {}{sign}", d.pci_address, stack, d.reason);
     }
     for w in &p.warnings {
         let _ = writeln!(out, "Warning  {}", w.message);
     }
     out
+}
+
+/// A plan as a person reads it.
+pub fn plan_table(p: &crate::plan::Plan) -> String {
+    let mut out = String::new();
+    let pin = if p.pinned { " (pinned)" } else { "" };
+    let _ = writeln!(out, "Preset   {}{pin}: {}", p.preset, p.reason);
+    if p.models.is_empty() {
+        let _ = writeln!(out, "Models   none local");
+    }
+    for m in &p.models {
+        let place = if m.gpus.is_empty() {
+            format!("CPU, {} host", gib(m.host_bytes))
+        } else {
+            let per: Vec<String> =
+                m.gpus.iter().zip(&m.bytes_per_gpu).map(|(g, b)| format!("{g} {}", gib(*b))).collect();
+            format!("{} layers on {}; {} host", m.gpu_layers, per.join(", "), gib(m.host_bytes))
+        };
+        let _ = writeln!(out, "Model    {:<9} {} {} ctx {}: {place}", m.role.name(), m.name, m.quant, m.context);
+    }
+    let groups: Vec<String> = p
+        .groups
+        .iter()
+        .map(|g| {
+            if g.dormant {
+                format!("{} ({}, dormant)", g.name, g.priority)
+            } else {
+                format!("{} ({})", g.name, g.priority)
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "Groups   {}", groups.join(" → "));
+    let t = &p.memory_tiers;
+    let _ = writeln!(
+        out,
+        "Memory   L0 {} KV on GPU, L1 {} hot cache, L2 {} vector index, L3 {} store, L4 {} archive",
+        gib(t.l0_kv_cache_bytes),
+        gib(t.l1_hot_cache_bytes),
+        gib(t.l2_vector_index_bytes),
+        gib(t.l3_store_bytes),
+        gib(t.l4_archive_bytes)
+    );
+    let _ = writeln!(out, "Agents   {} at once", p.agents.max_concurrent);
+    let i = &p.inference;
+    let _ = writeln!(
+        out,
+        "Infer    {} threads, {} parallel slots, keep-alive {} s, cloud fallback {}",
+        i.threads, i.parallel, i.keep_alive_seconds, i.cloud_fallback
+    );
+    for w in &p.warnings {
+        let _ = writeln!(out, "Warning  {w}");
+    }
+    out
+}
+
+/// What one model needs on the host, as `aither-hwprofile fit` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FitReport {
+    pub model: String,
+    pub sized_from: crate::fit::ShapeSource,
+    pub context: u32,
+    pub layers: u32,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub compute_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl FitReport {
+    pub fn new(model: &str, s: &crate::fit::Shape, p: &crate::fit::FitParams) -> FitReport {
+        let weights_bytes = s.weights_bytes();
+        let kv_cache_bytes = s.kv_bytes_per_layer(p.context, p.kv_type) * u64::from(s.layers);
+        let compute_bytes = s.compute_bytes(p, true);
+        FitReport {
+            model: model.to_string(),
+            sized_from: s.source,
+            context: p.context,
+            layers: s.layers,
+            weights_bytes,
+            kv_cache_bytes,
+            compute_bytes,
+            total_bytes: weights_bytes + kv_cache_bytes + compute_bytes,
+        }
+    }
+
+    pub fn table(&self) -> String {
+        format!(
+            "{} ({} layers, ctx {}): weights {}, KV cache {}, compute {}, total {}\n",
+            self.model,
+            self.layers,
+            self.context,
+            gib(self.weights_bytes),
+            gib(self.kv_cache_bytes),
+            gib(self.compute_bytes),
+            gib(self.total_bytes)
+        )
+    }
 }

@@ -16,12 +16,7 @@ use crate::profile::{Warning, WarningKind};
 use crate::sysfs;
 
 pub const DEFAULT_LIBRARY: &str = "librocm_smi64.so.1";
-const LIBRARY_DIRS: &[&str] = &[
-    "opt/rocm/lib",
-    "usr/lib64",
-    "usr/lib/x86_64-linux-gnu",
-    "usr/lib",
-];
+const LIBRARY_DIRS: &[&str] = &["opt/rocm/lib", "usr/lib64", "usr/lib/x86_64-linux-gnu", "usr/lib"];
 
 /// `rsmi_status_t` success.
 const RSMI_STATUS_SUCCESS: u32 = 0;
@@ -58,10 +53,7 @@ pub fn library_path(root: &Path, explicit: Option<&Path>) -> Option<OsString> {
     if let Some(p) = explicit {
         return Some(p.as_os_str().to_os_string());
     }
-    let found = LIBRARY_DIRS
-        .iter()
-        .map(|d| root.join(d).join(DEFAULT_LIBRARY))
-        .find(|p| p.exists());
+    let found = LIBRARY_DIRS.iter().map(|d| root.join(d).join(DEFAULT_LIBRARY)).find(|p| p.exists());
     match found {
         Some(p) => Some(p.into_os_string()),
         None if root == Path::new("/") => Some(OsString::from(DEFAULT_LIBRARY)),
@@ -70,10 +62,7 @@ pub fn library_path(root: &Path, explicit: Option<&Path>) -> Option<OsString> {
 }
 
 fn unavailable(library: &OsStr, what: impl std::fmt::Display) -> Warning {
-    Warning::new(
-        WarningKind::RocmSmiUnavailable,
-        format!("ROCm SMI ({}): {what}", library.to_string_lossy()),
-    )
+    Warning::new(WarningKind::RocmSmiUnavailable, format!("ROCm SMI ({}): {what}", library.to_string_lossy()))
 }
 
 /// Query every GPU ROCm SMI monitors. `Err` is the warning when it could not be used at all.
@@ -81,23 +70,19 @@ pub fn query(library: &OsStr) -> Result<RocmReport, Warning> {
     // SAFETY: loading a shared library runs its initialisers. librocm_smi64 is AMD's
     // management library (or a test fake with the same ABI); its initialisers have no
     // preconditions on this process.
-    let lib = unsafe { Library::new(library) }
-        .map_err(|e| unavailable(library, format!("cannot load the library: {e}")))?;
-    let symbol_error = |name: &str, e: libloading::Error| {
-        unavailable(library, format!("library lacks {name} (too old?): {e}"))
-    };
+    let lib =
+        unsafe { Library::new(library) }.map_err(|e| unavailable(library, format!("cannot load the library: {e}")))?;
+    let symbol_error =
+        |name: &str, e: libloading::Error| unavailable(library, format!("library lacks {name} (too old?): {e}"));
 
     // SAFETY: each type below matches the C prototype in rocm_smi.h:
     //   rsmi_status_t rsmi_init(uint64_t);  rsmi_status_t rsmi_shut_down(void);
     //   rsmi_status_t rsmi_num_monitor_devices(uint32_t *);
     let (init, shut_down, count_fn): (Symbol<InitFn>, Symbol<ShutDownFn>, Symbol<CountFn>) = unsafe {
         (
-            lib.get(b"rsmi_init\0")
-                .map_err(|e| symbol_error("rsmi_init", e))?,
-            lib.get(b"rsmi_shut_down\0")
-                .map_err(|e| symbol_error("rsmi_shut_down", e))?,
-            lib.get(b"rsmi_num_monitor_devices\0")
-                .map_err(|e| symbol_error("rsmi_num_monitor_devices", e))?,
+            lib.get(b"rsmi_init\0").map_err(|e| symbol_error("rsmi_init", e))?,
+            lib.get(b"rsmi_shut_down\0").map_err(|e| symbol_error("rsmi_shut_down", e))?,
+            lib.get(b"rsmi_num_monitor_devices\0").map_err(|e| symbol_error("rsmi_num_monitor_devices", e))?,
         )
     };
     // SAFETY: the per-device queries, each matching rocm_smi.h; absent ones are None.
@@ -109,16 +94,12 @@ pub fn query(library: &OsStr) -> Result<RocmReport, Warning> {
     // SAFETY: rsmi_status_t rsmi_dev_memory_usage_get(uint32_t, rsmi_memory_type_t, uint64_t *).
     let used_fn: Option<Symbol<MemFn>> = unsafe { lib.get(b"rsmi_dev_memory_usage_get\0").ok() };
     // SAFETY: rsmi_status_t rsmi_dev_target_graphics_version_get(uint32_t, uint64_t *).
-    let gfx_fn: Option<Symbol<U64Fn>> =
-        unsafe { lib.get(b"rsmi_dev_target_graphics_version_get\0").ok() };
+    let gfx_fn: Option<Symbol<U64Fn>> = unsafe { lib.get(b"rsmi_dev_target_graphics_version_get\0").ok() };
 
     // SAFETY: rsmi_init takes flags by value; 0 is the documented default.
     let status = unsafe { init(0) };
     if status != RSMI_STATUS_SUCCESS {
-        return Err(unavailable(
-            library,
-            format!("rsmi_init failed with status {status}"),
-        ));
+        return Err(unavailable(library, format!("rsmi_init failed with status {status}")));
     }
     let mut count = 0u32;
     // SAFETY: the out-pointer is a valid, exclusively borrowed u32.
@@ -134,10 +115,7 @@ pub fn query(library: &OsStr) -> Result<RocmReport, Warning> {
     let Some(pci_fn) = pci_fn else {
         // SAFETY: balanced with the successful rsmi_init above.
         unsafe { shut_down() };
-        return Err(unavailable(
-            library,
-            "library lacks rsmi_dev_pci_id_get (too old?)",
-        ));
+        return Err(unavailable(library, "library lacks rsmi_dev_pci_id_get (too old?)"));
     };
     for index in 0..count {
         let mut bdf = 0u64;
@@ -193,32 +171,16 @@ pub fn query(library: &OsStr) -> Result<RocmReport, Warning> {
             // The digits of the target as hex: gfx942 is 0x942, gfx90a 0x90a.
             (status == RSMI_STATUS_SUCCESS && v != 0).then(|| format!("gfx{v:x}"))
         });
-        gpus.push(RocmGpu {
-            pci_address,
-            name,
-            vram_total,
-            vram_used,
-            gfx_target,
-        });
+        gpus.push(RocmGpu { pci_address, name, vram_total, vram_used, gfx_target });
     }
     // SAFETY: balanced with the successful rsmi_init above; no ROCm SMI call follows.
     unsafe { shut_down() };
-    Ok(RocmReport {
-        library: library.to_string_lossy().into_owned(),
-        gpus,
-        warnings,
-    })
+    Ok(RocmReport { library: library.to_string_lossy().into_owned(), gpus, warnings })
 }
 
 /// ROCm SMI's BDF id: domain in bits 63..32, bus 15..8, device 7..3, function 2..0.
 fn bdf_to_address(bdf: u64) -> String {
-    format!(
-        "{:04x}:{:02x}:{:02x}.{:x}",
-        (bdf >> 32) & 0xffff_ffff,
-        (bdf >> 8) & 0xff,
-        (bdf >> 3) & 0x1f,
-        bdf & 0x7
-    )
+    format!("{:04x}:{:02x}:{:02x}.{:x}", (bdf >> 32) & 0xffff_ffff, (bdf >> 8) & 0xff, (bdf >> 3) & 0x1f, bdf & 0x7)
 }
 
 /// What the amdgpu driver says in sysfs: VRAM from the device directory.
@@ -229,15 +191,8 @@ pub struct AmdgpuSysfs {
 }
 
 pub fn amdgpu_sysfs(device_dir: &Path) -> AmdgpuSysfs {
-    let read = |name: &str| {
-        sysfs::read_trimmed(&device_dir.join(name))
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    AmdgpuSysfs {
-        vram_total: read("mem_info_vram_total"),
-        vram_used: read("mem_info_vram_used"),
-    }
+    let read = |name: &str| sysfs::read_trimmed(&device_dir.join(name)).ok().and_then(|s| s.parse::<u64>().ok());
+    AmdgpuSysfs { vram_total: read("mem_info_vram_total"), vram_used: read("mem_info_vram_used") }
 }
 
 /// gfx targets by PCI address from the KFD topology
@@ -283,35 +238,29 @@ mod tests {
     #[test]
     fn bdf_ids_become_sysfs_addresses() {
         assert_eq!(bdf_to_address(0x03 << 8), "0000:03:00.0");
-        assert_eq!(
-            bdf_to_address((0x0001 << 32) | (0xc1 << 8) | (0x02 << 3) | 1),
-            "0001:c1:02.1"
-        );
+        assert_eq!(bdf_to_address((0x0001 << 32) | (0xc1 << 8) | (0x02 << 3) | 1), "0001:c1:02.1");
     }
 
     #[test]
     fn kfd_versions_become_gfx_names() {
         let root = tempfile::tempdir().expect("tempdir");
         let nodes = root.path().join("sys/class/kfd/kfd/topology/nodes");
-        for (n, version, location) in [
-            (0u32, 0u64, 0u64),
-            (1, 90010, 0x0300),
-            (2, 110000, 0x0c00),
-            (3, 90402, 0x1b00),
-        ] {
+        for (n, version, location) in [(0u32, 0u64, 0u64), (1, 90010, 0x0300), (2, 110000, 0x0c00), (3, 90402, 0x1b00)]
+        {
             let d = nodes.join(n.to_string());
             fs::create_dir_all(&d).expect("mkdir");
-            fs::write(d.join("properties"), format!("cpu_cores_count 0\ngfx_target_version {version}\nlocation_id {location}\ndomain 0\n")).expect("write");
+            fs::write(
+                d.join("properties"),
+                format!("cpu_cores_count 0\ngfx_target_version {version}\nlocation_id {location}\ndomain 0\n"),
+            )
+            .expect("write");
         }
         let got = kfd_gfx_targets(root.path());
-        let want: Vec<(String, String)> = [
-            ("0000:03:00.0", "gfx90a"),
-            ("0000:0c:00.0", "gfx1100"),
-            ("0000:1b:00.0", "gfx942"),
-        ]
-        .iter()
-        .map(|(a, g)| ((*a).to_string(), (*g).to_string()))
-        .collect();
+        let want: Vec<(String, String)> =
+            [("0000:03:00.0", "gfx90a"), ("0000:0c:00.0", "gfx1100"), ("0000:1b:00.0", "gfx942")]
+                .iter()
+                .map(|(a, g)| ((*a).to_string(), (*g).to_string()))
+                .collect();
         assert_eq!(got, want);
     }
 }

@@ -42,9 +42,6 @@ mod tests {
         assert_eq!(field(text, "Mem"), None);
         let kfd = "gfx_target_version 110000\nlocation_id 768\n";
         assert_eq!(field(kfd, "location_id"), Some("768"));
-        assert_eq!(
-            field("model name\t: Intel(R) Xeon(R)\n", "model name"),
-            Some("Intel(R) Xeon(R)")
-        );
+        assert_eq!(field("model name\t: Intel(R) Xeon(R)\n", "model name"), Some("Intel(R) Xeon(R)"));
     }
 }

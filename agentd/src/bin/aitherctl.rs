@@ -1,7 +1,4 @@
 //! aitherctl: thin shim over the library.
 fn main() {
-    std::process::exit(agentd::not_implemented(
-        "aitherctl",
-        "agentd: the appliance daemon",
-    ));
+    std::process::exit(agentd::not_implemented("aitherctl", "agentd: the appliance daemon"));
 }

@@ -1,0 +1,295 @@
+//! The plan: a preset applied to this exact machine.
+//!
+//! `plan(profile, presets, catalog, options)` is a pure function: which models run where
+//! and how big, the service groups in boot order, the memory tiers in bytes, the agent
+//! limit, the scheduling classes and the inference threads. It is a wire format
+//! (`aither-hwprofile plan --format json`, read by agentd), so it carries
+//! [`PLAN_SCHEMA_VERSION`].
+//!
+//! Models are chosen per role, chat first, then embedding, then code: for each role the
+//! largest catalog model within the preset's limit is tried with each preferred
+//! quantization until one is placed ([`crate::fit::place`]); what it takes is removed from
+//! the GPUs' budgets before the next role. No model is ever placed on a GPU beyond that
+//! GPU's budget, and without a usable GPU every model runs on the host within the preset's
+//! share of RAM.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Model, Role};
+use crate::fit::{self, FitParams, GpuBudget, KvType, Shape, ShapeSource};
+use crate::gguf;
+use crate::presets::{self, Preset, Presets, RolePolicy, SchedClass};
+use crate::profile::Profile;
+
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+const GIB: u64 = 1 << 30;
+/// Memory set aside per concurrent agent when capping the preset's agent limit by RAM.
+pub const AGENT_RAM: u64 = GIB;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema_version: u32,
+    pub preset: String,
+    pub reason: String,
+    /// The preset was pinned by the admin rather than selected.
+    pub pinned: bool,
+    pub models: Vec<PlannedModel>,
+    /// In boot order.
+    pub groups: Vec<presets::Group>,
+    pub memory_tiers: MemoryTiers,
+    pub agents: AgentsPlan,
+    pub scheduling: BTreeMap<String, SchedClass>,
+    pub inference: InferencePlan,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedModel {
+    pub name: String,
+    pub role: Role,
+    pub quant: String,
+    pub context: u32,
+    pub kv_cache_type: KvType,
+    /// llama.cpp `--gpu-layers`: repeating layers offloaded, plus one for the output layer
+    /// when it is offloaded too.
+    pub gpu_layers: u32,
+    pub gpus: Vec<String>,
+    pub bytes_per_gpu: Vec<u64>,
+    /// Layers per GPU in `gpus` order (llama.cpp `--tensor-split`).
+    pub tensor_split: Vec<u32>,
+    pub host_bytes: u64,
+    /// KV cache held on the GPUs (this model's share of the L0 tier).
+    pub gpu_kv_bytes: u64,
+    pub pinned: bool,
+    pub url: String,
+    pub sha256: Option<String>,
+    /// Sized from the file's GGUF header or estimated from the catalog.
+    pub sized_from: ShapeSource,
+}
+
+/// Memory tiers in bytes. L0 is the KV cache on GPUs; L1 and L2 are in RAM; L3 and L4 on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryTiers {
+    pub l0_kv_cache_bytes: u64,
+    pub l1_hot_cache_bytes: u64,
+    pub l2_vector_index_bytes: u64,
+    pub l3_store_bytes: u64,
+    pub l4_archive_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentsPlan {
+    pub max_concurrent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferencePlan {
+    pub threads: u32,
+    pub parallel: u32,
+    pub keep_alive_seconds: u64,
+    pub cloud_fallback: String,
+}
+
+/// Inputs beyond the profile.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// A preset pinned by the admin (`preset` in `/etc/aither/appliance.toml`) or asked for.
+    pub preset: Option<String>,
+    /// Where model files are, to size them from their GGUF headers.
+    pub model_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Preset(#[from] presets::PresetError),
+}
+
+/// Apply the preset (pinned or selected) to the machine in `profile`.
+pub fn plan(profile: &Profile, presets: &Presets, catalog: &Catalog, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let mut warnings = Vec::new();
+    let (name, reason, pinned) = match &opts.preset {
+        Some(p) => {
+            let (selected, why) = presets::select(profile);
+            if let Some(w) = presets::pin_warning(profile, p) {
+                warnings.push(w);
+            }
+            (p.clone(), format!("pinned by the admin (the hardware alone would choose {selected}: {why})"), true)
+        }
+        None => {
+            let (n, why) = presets::select(profile);
+            (n.to_string(), why, false)
+        }
+    };
+    let preset = presets.get(&name)?;
+
+    let usable = presets::usable_gpus(profile);
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let mut budgets: Vec<GpuBudget> = usable
+        .iter()
+        .map(|g| GpuBudget {
+            pci_address: g.pci_address.clone(),
+            // Free memory when the vendor library reported it, else the total, times the share.
+            bytes: (g.vram_free_bytes.unwrap_or(g.vram_bytes.unwrap_or(0)).min(g.vram_bytes.unwrap_or(0)) as f64
+                * preset.models.vram_budget_fraction) as u64,
+        })
+        .filter(|b| b.bytes > 0)
+        .collect();
+    if preset.name == "cpu-only" {
+        budgets.clear();
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let mut host_left = (profile.memory.total_bytes as f64 * preset.models.host_ram_fraction) as u64;
+    let strict = preset.models.strict;
+
+    let mut models = Vec::new();
+    let roles = [
+        (Role::Chat, Some(&preset.models.chat)),
+        (Role::Embedding, preset.models.embedding.as_ref()),
+        (Role::Code, preset.models.code.as_ref()),
+    ];
+    for (role, policy) in roles {
+        let Some(policy) = policy else { continue };
+        match choose(role, policy, catalog, &budgets, strict, host_left, opts.model_dir.as_deref(), &mut warnings) {
+            Some(m) => {
+                for (addr, used) in m.gpus.iter().zip(&m.bytes_per_gpu) {
+                    if let Some(b) = budgets.iter_mut().find(|b| &b.pci_address == addr) {
+                        b.bytes = b.bytes.saturating_sub(*used);
+                    }
+                }
+                host_left = host_left.saturating_sub(m.host_bytes);
+                models.push(m);
+            }
+            None if role == Role::Chat && preset.inference.cloud_fallback != "off" => {
+                warnings.push("no local chat model fits this machine: chat goes to the cloud fallback".into());
+            }
+            None if policy.pinned => warnings.push(format!("no {} model fits on this machine", role.name())),
+            None => warnings.push(format!(
+                "no {} model fits beside the pinned models: {} requests go to the chat model",
+                role.name(),
+                role.name()
+            )),
+        }
+    }
+
+    let mut groups = preset.groups.clone();
+    groups.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+
+    let model_host: u64 = models.iter().map(|m| m.host_bytes).sum();
+    let ram_left = profile.memory.total_bytes.saturating_sub(model_host);
+    let share = |bytes: u64, f: f64| -> u64 {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let v = (bytes as f64 * f) as u64;
+        v
+    };
+    let disk_free = profile.disk.as_ref().map_or(0, |d| d.free_bytes);
+    if profile.disk.is_none() {
+        warnings.push("the model directory's disk could not be measured: L3 and L4 are 0".into());
+    }
+    let memory_tiers = MemoryTiers {
+        l0_kv_cache_bytes: models.iter().map(|m| m.gpu_kv_bytes).sum(),
+        l1_hot_cache_bytes: share(ram_left, preset.memory_tiers.l1_hot_cache_ram),
+        l2_vector_index_bytes: share(ram_left, preset.memory_tiers.l2_vector_index_ram),
+        l3_store_bytes: share(disk_free, preset.memory_tiers.l3_store_disk),
+        l4_archive_bytes: share(disk_free, preset.memory_tiers.l4_archive_disk),
+    };
+    let ram_for_agents = ram_left.saturating_sub(memory_tiers.l1_hot_cache_bytes + memory_tiers.l2_vector_index_bytes);
+    let by_ram = u32::try_from(ram_for_agents / AGENT_RAM).unwrap_or(u32::MAX).max(1);
+    let max_concurrent = preset.agents.max_concurrent.min(by_ram);
+    if max_concurrent < preset.agents.max_concurrent {
+        warnings.push(format!(
+            "{} concurrent agents instead of {}: RAM left after models and caches allows {by_ram}",
+            max_concurrent, preset.agents.max_concurrent
+        ));
+    }
+
+    Ok(Plan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        preset: preset.name.clone(),
+        reason,
+        pinned,
+        models,
+        groups,
+        memory_tiers,
+        agents: AgentsPlan { max_concurrent },
+        scheduling: preset.scheduling.clone(),
+        inference: inference_plan(preset, profile),
+        warnings,
+    })
+}
+
+/// Threads: never more than the physical cores left after the reserve, nor the preset's cap.
+fn inference_plan(preset: &Preset, profile: &Profile) -> InferencePlan {
+    let free = profile.cpu.physical_cores.saturating_sub(preset.inference.reserve_cores).max(1);
+    InferencePlan {
+        threads: free.min(preset.inference.max_threads),
+        parallel: preset.inference.parallel,
+        keep_alive_seconds: preset.inference.keep_alive_seconds,
+        cloud_fallback: preset.inference.cloud_fallback.clone(),
+    }
+}
+
+/// The local file a catalog entry would be downloaded to.
+pub fn local_file(model_dir: &Path, url: &str) -> PathBuf {
+    model_dir.join(url.rsplit('/').next().unwrap_or(url))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn choose(
+    role: Role,
+    policy: &RolePolicy,
+    catalog: &Catalog,
+    budgets: &[GpuBudget],
+    strict: bool,
+    host_left: u64,
+    model_dir: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Option<PlannedModel> {
+    let mut candidates: Vec<&Model> = catalog
+        .models
+        .iter()
+        .filter(|m| m.role == role && policy.max_params.is_none_or(|max| m.params <= max))
+        .collect();
+    candidates.sort_by(|a, b| b.params.cmp(&a.params).then(a.name.cmp(&b.name)));
+    let kv = KvType::parse(&policy.kv_cache_type).unwrap_or(KvType::F16);
+    for model in candidates {
+        for quant in &policy.quants {
+            let Some(file) = model.files.iter().find(|f| &f.quant == quant) else { continue };
+            let shape = model_dir
+                .map(|d| local_file(d, &file.url))
+                .filter(|p| p.is_file())
+                .and_then(|p| match gguf::read(&p).map_err(|e| e.to_string()).and_then(|g| Shape::from_gguf(&g)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        warnings.push(format!("{}: {e}; sized from the catalog instead", p.display()));
+                        None
+                    }
+                })
+                .unwrap_or_else(|| Shape::from_catalog(model, file));
+            let context = policy.context.min(model.context_trained);
+            let params = FitParams::new(context, kv);
+            let Ok(p) = fit::place(&shape, &params, budgets, strict, host_left) else { continue };
+            return Some(PlannedModel {
+                name: model.name.clone(),
+                role,
+                quant: quant.clone(),
+                context,
+                kv_cache_type: kv,
+                gpu_layers: p.gpu_layers + u32::from(p.output_on_gpu),
+                gpus: p.gpus,
+                bytes_per_gpu: p.bytes_per_gpu,
+                tensor_split: p.layers_per_gpu,
+                host_bytes: p.host_bytes,
+                gpu_kv_bytes: p.gpu_kv_bytes,
+                pinned: policy.pinned,
+                url: file.url.clone(),
+                sha256: file.sha256.clone(),
+                sized_from: shape.source,
+            });
+        }
+    }
+    None
+}
