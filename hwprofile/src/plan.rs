@@ -293,3 +293,54 @@ fn choose(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::tests::{build, str_value};
+
+    fn u32v(v: u32) -> Vec<u8> {
+        v.to_le_bytes().to_vec()
+    }
+
+    /// The kvm fixture's profile, so the plan is cpu-only and every model sizes on the host.
+    fn cpu_profile() -> Profile {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hw/kvm-cpu-only");
+        crate::detect::detect(&crate::detect::DetectOptions { root, ..Default::default() }).expect("profile")
+    }
+
+    #[test]
+    fn a_model_file_on_disk_is_sized_from_its_header_and_a_corrupt_one_from_the_catalog() {
+        let catalog = Catalog::builtin().expect("catalog");
+        let presets = Presets::builtin().expect("presets");
+        let minilm = catalog.get("all-minilm-l6-v2").expect("in catalog");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = local_file(dir.path(), &minilm.files[0].url);
+        let bytes = build(
+            &[
+                ("general.architecture", 8, str_value("bert")),
+                ("bert.block_count", 4, u32v(6)),
+                ("bert.embedding_length", 4, u32v(384)),
+                ("bert.attention.head_count", 4, u32v(12)),
+                ("bert.feed_forward_length", 4, u32v(1536)),
+                ("bert.context_length", 4, u32v(512)),
+            ],
+            &[("token_embd.weight", &[384, 64], 1), ("blk.0.attn_q.weight", &[384, 384], 1)],
+        );
+        std::fs::write(&file, &bytes).expect("write model");
+        let opts = PlanOptions { preset: None, model_dir: Some(dir.path().to_path_buf()) };
+        let p = plan(&cpu_profile(), &presets, &catalog, &opts).expect("plan");
+        let emb = p.models.iter().find(|m| m.role == Role::Embedding).expect("embedding model");
+        assert_eq!((emb.name.as_str(), emb.sized_from), ("all-minilm-l6-v2", ShapeSource::Gguf));
+
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).expect("truncate");
+        let p = plan(&cpu_profile(), &presets, &catalog, &opts).expect("plan");
+        let emb = p.models.iter().find(|m| m.role == Role::Embedding).expect("embedding model");
+        assert_eq!(emb.sized_from, ShapeSource::Catalog);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("truncated") && w.contains("sized from the catalog")),
+            "{:?}",
+            p.warnings
+        );
+    }
+}
