@@ -25,7 +25,7 @@ LIBEXECDIR := $(PREFIX)/libexec/aither
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check run install \
+.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check run install \
         rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit clean
 
 all: build
@@ -53,7 +53,12 @@ unit-check:
 	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/target/unit-root CARGO_PROFILE=dev
 	bash scripts/check-units.sh target/unit-root
 
-test: deps lint cargo-test unit-check
+# The SELinux module: built, linked into a complete policy with neverallow checking,
+# violations refused, sesearch assertions, tailored modules linked.
+policy-check:
+	bash selinux/tests/check.sh
+
+test: deps lint cargo-test unit-check policy-check
 	@echo "make test: all checks passed"
 
 # The main job: profile this machine with the embedded defaults.
