@@ -14,12 +14,16 @@
 //!
 //! ## Status
 //!
-//! Not implemented yet. The `agentd` and `aitherctl` binaries exist so the install layout
-//! is complete; both say so and exit with [`EXIT_NOT_IMPLEMENTED`].
+//! Built so far: [`tailored_policy`], the per-agent SELinux modules, and `aitherctl policy`.
+//! The daemon itself is not implemented yet: `agentd` and the other `aitherctl` commands say
+//! so and exit with [`EXIT_NOT_IMPLEMENTED`].
 //!
 //! ## Limitations
 //!
-//! Everything above is not yet built.
+//! Everything in the design above but the tailored policies is not yet built.
+
+pub mod ctl;
+pub mod tailored_policy;
 
 /// Exit status of a binary whose feature has not landed yet (`EX_UNAVAILABLE`, sysexits.h).
 pub const EXIT_NOT_IMPLEMENTED: i32 = 69;

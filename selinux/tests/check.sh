@@ -62,6 +62,16 @@ for te in "$here"/violations/*.te; do
   fi
 done
 
+for cil in "$here"/violations/*.cil; do
+  name="$(basename "$cil" .cil)"
+  if semod -i "$cil" >"$work/$name.out"; then
+    not_ok "violation $name is refused at link time"; semod -r "$name" >/dev/null || true
+  else
+    grep -q "neverallow" "$work/$name.out" && ok "violation $name is refused at link time (neverallow)" \
+      || { not_ok "violation $name refused, but not by a neverallow"; sed 's/^/# /' "$work/$name.out"; }
+  fi
+done
+
 while read -r kind src tgt cls perm; do
   case "$kind" in ''|\#*) continue ;; esac
   t="$tgt"; [ "$t" = self ] && t="$src"   # sesearch matches "self" rules through the type itself

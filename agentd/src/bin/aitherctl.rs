@@ -1,4 +1,13 @@
-//! aitherctl: thin shim over the library.
+//! aitherctl: thin shim over [`agentd::ctl`].
+use clap::Parser;
+
 fn main() {
-    std::process::exit(agentd::not_implemented("aitherctl", "agentd: the appliance daemon"));
+    let cli = agentd::ctl::Cli::parse();
+    match agentd::ctl::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("aitherctl: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }
