@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Build the VM test image: Debian 12 (debootstrap, cached) with systemd, dbus, auditd and the
+# reference policy, plus `make install` of this project, the aitheros module in the guest's
+# policy store, the acceptance checks, and every file labelled on the host (setfiles), so
+# the guest boots enforcing without a relabel.
+#
+# Usage: build-image.sh OUTDIR     → OUTDIR/disk.raw, OUTDIR/vmlinuz, OUTDIR/initrd.img
+# Environment: AITHER_VM_CACHE (default .cache/vm), AITHER_VM_MIRROR, AITHER_VM_PROFILE
+# (cargo profile of the installed binaries: dev, the default, or release).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+out="${1:?usage: build-image.sh OUTDIR}"
+cache="${AITHER_VM_CACHE:-$repo/.cache/vm}"
+mirror="${AITHER_VM_MIRROR:-http://deb.debian.org/debian}"
+profile="${AITHER_VM_PROFILE:-dev}"
+packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools"
+key="$(echo "bookworm $packages 1" | sha256sum | cut -c1-12)"
+base="$cache/base-$key.tar"
+mkdir -p "$cache" "$out"
+
+if [ ! -f "$base" ]; then
+  echo "vm: debootstrap of the base system into the cache (about 2 minutes, once)"
+  tmp="$cache/base-tmp-$$"
+  rm -rf "$tmp"
+  debootstrap --variant=minbase --include="$packages" bookworm "$tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 \
+    || { tail -n 20 "$cache/debootstrap.log" >&2; echo "vm: debootstrap failed (log: $cache/debootstrap.log)" >&2; exit 1; }
+  tar -C "$tmp" -cf "$base.tmp" .
+  mv "$base.tmp" "$base"
+  rm -rf "$tmp"
+fi
+
+root="$out/root"
+rm -rf "$root"
+mkdir -p "$root"
+tar -C "$root" -xf "$base"
+
+# The appliance, through the one install path.
+make -C "$repo" --no-print-directory install DESTDIR="$root" CARGO_PROFILE="$profile" > "$out/install.log" 2>&1 \
+  || { tail -n 30 "$out/install.log" >&2; echo "vm: make install failed" >&2; exit 1; }
+
+# The acceptance checks, and the appliance's boot units enabled.
+bash "$here/guest/install.sh" "$root"
+vt="$root/usr/libexec/aither/vmtest"
+ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
+
+# What the checks look for: a secret in root's home, a model, agentd's config, the workspaces.
+echo "root's secret" > "$root/root/secret"
+install -d "$root/var/lib/aither/models" "$root/var/lib/aither/agents" "$root/etc/aither"
+echo "GGUF not really" > "$root/var/lib/aither/models/test.gguf"
+echo "# agentd configuration" > "$root/etc/aither/agentd.toml"
+
+# The machine.
+echo aither-vmtest > "$root/etc/hostname"
+echo "/dev/vda / ext4 rw,relatime 0 1" > "$root/etc/fstab"
+printf 'SELINUX=enforcing\nSELINUXTYPE=default\n' > "$root/etc/selinux/config"
+
+# The policy module in the guest's store, then labels from the guest's file contexts.
+semodule -p "$root" -s default -i "$repo/selinux/aitheros.pp" 2>&1 | grep -v genhomedircon || true
+semodule -p "$root" -s default -l | grep -qx aitheros || { echo "vm: the aitheros module did not install" >&2; exit 1; }
+setfiles -r "$root" "$root/etc/selinux/default/contexts/files/file_contexts" "$root" >/dev/null
+# The agent checks run as agentd_t: label them as agentd's executable.
+python3 -c 'import os,sys; os.setxattr(sys.argv[1], "security.selinux", b"system_u:object_r:agentd_exec_t:s0\0")' "$vt/agent-checks"
+
+cp "$(ls "$root"/boot/vmlinuz-* | sort | tail -n 1)" "$out/vmlinuz"
+cp "$(ls "$root"/boot/initrd.img-* | sort | tail -n 1)" "$out/initrd.img"
+rm -f "$out/disk.raw"
+mkfs.ext4 -q -F -L aither-root -d "$root" "$out/disk.raw" 3G
+rm -rf "$root"
+echo "vm: image ready in $out"
