@@ -60,28 +60,31 @@ pub enum PolicyCommand {
     },
 }
 
+/// The tailored module for a manifest, or `None` (and a message) when it needs none.
+fn tailored(
+    manifest: &std::path::Path,
+    policy: PathBuf,
+) -> Result<Option<(tailored_policy::TailoredPolicy, tailored_policy::Permissions)>> {
+    let (name, perms) = tailored_policy::read_manifest(manifest)?;
+    if !tailored_policy::needs_module(&perms) {
+        println!(";; agent {name:?} asks for nothing beyond its workspace: it runs as aither_agent_t");
+        return Ok(None);
+    }
+    let p = tailored_policy::generate(&name, &perms, &SystemResolver { policy })
+        .with_context(|| format!("{}", manifest.display()))?;
+    Ok(Some((p, perms)))
+}
+
 /// Run the command line; returns the exit status.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Policy(PolicyCommand::Show { manifest, policy }) => {
-            let (name, perms) = tailored_policy::read_manifest(&manifest)?;
-            if !tailored_policy::needs_module(&perms) {
-                println!(";; agent {name:?} asks for nothing beyond its workspace: it runs as aither_agent_t");
-                return Ok(0);
-            }
-            let p = tailored_policy::generate(&name, &perms, &SystemResolver { policy })
-                .with_context(|| format!("{}", manifest.display()))?;
+            let Some((p, _)) = tailored(&manifest, policy)? else { return Ok(0) };
             print!("{}", p.cil);
             Ok(0)
         }
         Command::Policy(PolicyCommand::Install { manifest, policy, dir, semodule }) => {
-            let (name, perms) = tailored_policy::read_manifest(&manifest)?;
-            if !tailored_policy::needs_module(&perms) {
-                println!("agent {name:?} needs no tailored module: it runs as aither_agent_t");
-                return Ok(0);
-            }
-            let p = tailored_policy::generate(&name, &perms, &SystemResolver { policy })
-                .with_context(|| format!("{}", manifest.display()))?;
+            let Some((p, perms)) = tailored(&manifest, policy)? else { return Ok(0) };
             let path = tailored_policy::install(&p, &dir, &semodule)?;
             println!("installed {} ({}) from {}", p.module, p.domain, path.display());
             for target in tailored_policy::relabel_paths(&perms) {

@@ -130,19 +130,8 @@ impl Catalog {
 
     /// Every `*.toml` in `dir`, in lexical order.
     pub fn load_dir(dir: &Path) -> Result<Catalog, CatalogError> {
-        let read_err = |source| CatalogError::Read { path: dir.to_path_buf(), source };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(read_err)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        let mut sources = Vec::new();
-        for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|source| CatalogError::Read { path: p.clone(), source })?;
-            sources.push((p.display().to_string(), text));
-        }
+        let sources =
+            crate::datafiles::toml_sources(dir).map_err(|(path, source)| CatalogError::Read { path, source })?;
         Catalog::from_sources(sources)
     }
 

@@ -46,6 +46,7 @@
 
 pub mod catalog;
 pub mod cli;
+mod datafiles;
 pub mod detect;
 pub mod devices;
 pub mod drivers;

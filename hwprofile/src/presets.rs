@@ -178,18 +178,8 @@ impl Presets {
 
     /// Every `*.toml` in `dir`; each file must define one of the five presets.
     pub fn load_dir(dir: &Path) -> Result<Presets, PresetError> {
-        let mut sources = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| PresetError::Read { path: dir.to_path_buf(), source })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|source| PresetError::Read { path: p.clone(), source })?;
-            sources.push((p.display().to_string(), text));
-        }
+        let sources =
+            crate::datafiles::toml_sources(dir).map_err(|(path, source)| PresetError::Read { path, source })?;
         Presets::from_sources(sources)
     }
 
