@@ -20,10 +20,19 @@
 //!
 //! ## Status
 //!
-//! Nothing is implemented yet: this crate exists so that the workspace, the build and the
-//! install path are in place. It exports no API, so nothing can depend on behaviour that
-//! does not exist.
+//! Built so far: the unit specification ([`unit`]), the state machine ([`state`]), the
+//! backoff schedule ([`backoff`]) and process spawning ([`spawn`]). The supervisor loop,
+//! readiness, socket activation, cgroups and re-adoption are being built.
 //!
 //! ## Limitations
 //!
-//! Everything above is not yet built.
+//! The supervisor itself is not yet built.
+
+pub mod backoff;
+pub mod spawn;
+pub mod state;
+pub mod unit;
+
+pub use backoff::{Backoff, RestartMode};
+pub use state::{Event, ExitReason, UnitState};
+pub use unit::UnitSpec;
