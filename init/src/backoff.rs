@@ -1,7 +1,8 @@
 //! Restart policy and the backoff schedule: a pure function of the failure history.
 //!
-//! The first restart comes after `first` (100 ms by default), each further one after twice
-//! the previous delay up to `cap` (60 s). A unit that stayed up for `healthy_after` counts as
+//! The first restart comes after `initial` (at once by default, well within 100 ms), the
+//! second after `step` (100 ms), each further one after twice the previous delay, up to
+//! `cap` (60 s). A unit that stayed up for `healthy_after` counts as
 //! healthy again and its schedule starts over. More than `burst` restarts within
 //! `burst_window` is a crash loop: the unit gives up ([`crate::UnitState::GaveUp`]) instead of
 //! restarting forever.
@@ -23,7 +24,10 @@ pub enum RestartMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backoff {
-    pub first: Duration,
+    /// Delay before the first restart after a healthy run.
+    pub initial: Duration,
+    /// Delay before the second; doubled for each further one.
+    pub step: Duration,
     pub cap: Duration,
     /// Uptime after which the schedule resets.
     pub healthy_after: Duration,
@@ -35,7 +39,8 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            first: Duration::from_millis(100),
+            initial: Duration::ZERO,
+            step: Duration::from_millis(100),
             cap: Duration::from_secs(60),
             healthy_after: Duration::from_secs(30),
             burst: 10,
@@ -62,10 +67,14 @@ pub enum Decision {
 }
 
 impl Backoff {
-    /// The delay before the `n`th consecutive restart (0-based): first · 2ⁿ, capped.
+    /// The delay before the `n`th consecutive restart (0-based): `initial`, then
+    /// step · 2ⁿ⁻¹, capped.
     pub fn delay(&self, n: u32) -> Duration {
-        let factor = 1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX);
-        self.first.saturating_mul(factor).min(self.cap)
+        if n == 0 {
+            return self.initial.min(self.cap);
+        }
+        let factor = 1u32.checked_shl((n - 1).min(31)).unwrap_or(u32::MAX);
+        self.step.saturating_mul(factor).min(self.cap)
     }
 
     /// Decide after an exit at `now` of a run that lasted `uptime`; updates `history`.
@@ -108,8 +117,8 @@ mod tests {
     #[test]
     fn restart_backoff_doubles_up_to_the_cap() {
         let b = Backoff::default();
-        let delays: Vec<u128> = (0..12).map(|n| b.delay(n).as_millis()).collect();
-        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000]);
+        let delays: Vec<u128> = (0..13).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(delays, vec![0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000]);
         assert_eq!(b.delay(u32::MAX), b.cap);
     }
 
@@ -118,14 +127,14 @@ mod tests {
         let b = Backoff { burst: 100, ..Backoff::default() };
         let mut h = RestartHistory::default();
         let mut now = Duration::ZERO;
-        for want in [100, 200, 400] {
+        for want in [0, 100, 200] {
             now += Duration::from_secs(1);
             assert_eq!(b.decide(RestartMode::Always, true, MS, now, &mut h), Decision::RestartAfter(want * MS));
         }
         now += Duration::from_secs(60);
         assert_eq!(
             b.decide(RestartMode::Always, true, Duration::from_secs(31), now, &mut h),
-            Decision::RestartAfter(100 * MS)
+            Decision::RestartAfter(Duration::ZERO)
         );
     }
 

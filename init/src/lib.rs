@@ -29,10 +29,14 @@
 //! The supervisor itself is not yet built.
 
 pub mod backoff;
+pub mod engine;
+pub mod notify;
+pub mod reap;
 pub mod spawn;
 pub mod state;
 pub mod unit;
 
 pub use backoff::{Backoff, RestartMode};
+pub use engine::{Config, EngineError, Supervisor, UnitStatus};
 pub use state::{Event, ExitReason, UnitState};
 pub use unit::UnitSpec;

@@ -34,6 +34,11 @@ pub enum ExitReason {
     ReadyTimeout,
     /// It could not be started (exec failed, bad working directory, ...).
     SpawnFailed { error: String },
+    /// An adopted process (started by an earlier supervisor) ended; its status is not ours
+    /// to collect.
+    Unknown,
+    /// A unit it requires failed or gave up.
+    DependencyFailed { unit: String },
 }
 
 impl ExitReason {

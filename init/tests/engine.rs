@@ -1,0 +1,281 @@
+//! The supervision engine with real processes: readiness, crash loops, orphans, stop
+//! escalation, ordering, socket activation and re-adoption. cgroup behaviour needs a
+//! delegated cgroup v2 subtree and is tested in the VM test bed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aither_init::unit::{Listen, Readiness};
+use aither_init::{Backoff, Config, Event, ExitReason, RestartMode, Supervisor, UnitSpec, UnitState};
+use tokio::sync::broadcast;
+
+fn config(dir: &Path) -> Config {
+    Config { runtime_dir: dir.to_path_buf(), state_file: Some(dir.join("state.json")), subreaper: true, adopt: false }
+}
+
+fn sh(name: &str, script: &str) -> UnitSpec {
+    UnitSpec::new(name, &["sh", "-c", script])
+}
+
+/// The next event of `unit` that satisfies `pred`, within `secs`.
+async fn until(rx: &mut broadcast::Receiver<Event>, unit: &str, secs: u64, pred: impl Fn(&UnitState) -> bool) -> Event {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.unit == unit && pred(&e.state) => return e,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{unit}: no matching event within {secs}s"))
+}
+
+const NOTIFY: &str = r#"
+import os, socket, time
+time.sleep(0.2)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'STATUS=warming up', os.environ['NOTIFY_SOCKET'])
+s.sendto(b'READY=1\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])
+time.sleep(100)
+"#;
+
+#[tokio::test]
+async fn notify_readiness_waits_for_ready_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut unit = UnitSpec::new("notifier", &["python3", "-c", NOTIFY]);
+    unit.readiness = Readiness::Notify;
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![unit]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    let starting = until(&mut rx, "notifier", 5, |s| matches!(s, UnitState::Starting { .. })).await;
+    let running = until(&mut rx, "notifier", 10, |s| matches!(s, UnitState::Running { .. })).await;
+    assert_eq!(starting.state.pid(), running.state.pid());
+    let status = sup.status().await.expect("status");
+    assert_eq!(status[0].status.as_deref(), Some("serving"));
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_crash_loop_backs_off_doubling_then_gives_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut unit = sh("crasher", "exit 3");
+    unit.backoff = Backoff {
+        step: Duration::from_millis(20),
+        burst: 5,
+        burst_window: Duration::from_secs(60),
+        ..Backoff::default()
+    };
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![unit]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    let mut delays = vec![];
+    let gave_up = loop {
+        let e =
+            until(&mut rx, "crasher", 10, |s| matches!(s, UnitState::Backoff { .. } | UnitState::GaveUp { .. })).await;
+        match e.state {
+            UnitState::Backoff { delay_ms, reason } => {
+                assert_eq!(reason, ExitReason::Code { code: 3 });
+                delays.push(delay_ms);
+            }
+            other => break other,
+        }
+    };
+    // The first restart is immediate (no Backoff state), then 20, 40, 80, 160 ms.
+    assert_eq!(delays, vec![20, 40, 80, 160]);
+    assert_eq!(gave_up, UnitState::GaveUp { reason: ExitReason::Code { code: 3 } });
+    sup.shutdown().await.expect("shutdown");
+}
+
+fn zombies_of(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f.first() == Some(&"Z") && f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn zero_zombies_after_a_fork_exit_storm_of_orphans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 300 grandchildren whose parent exits at once: they are reparented to the engine.
+    let storm = sh("storm", "for i in $(seq 300); do (sh -c 'sleep 0.2' &); done; exec sleep 100");
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![storm]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    until(&mut rx, "storm", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let me = std::process::id();
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = zombies_of(me);
+        let orphans_alive = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+            .filter(|c| c.contains("sleep 0.2"))
+            .count();
+        if left == 0 && orphans_alive == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "zombies left with the engine as parent");
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn stop_escalates_from_sigterm_to_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ready only once SIGTERM is ignored, so the stop cannot race the handler.
+    let script = "import os, signal, socket, time\n\
+                  signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+                  socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+                  time.sleep(100)\n";
+    let mut stubborn = UnitSpec::new("stubborn", &["python3", "-c", script]);
+    stubborn.readiness = Readiness::Notify;
+    stubborn.stop_timeout = Duration::from_millis(300);
+    let mut polite = sh("polite", "exec sleep 100");
+    polite.stop_timeout = Duration::from_secs(30);
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![stubborn, polite]).expect("engine");
+    let (mut rx, mut rx_polite) = (sup.subscribe(), sup.subscribe());
+    sup.start_all().await.expect("start");
+    until(&mut rx, "stubborn", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    until(&mut rx_polite, "polite", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let t = std::time::Instant::now();
+    sup.stop("stubborn").await.expect("stop");
+    let e = until(&mut rx, "stubborn", 5, |s| matches!(s, UnitState::Exited { .. })).await;
+    assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Signal { signal: 9 } });
+    assert!(t.elapsed() >= Duration::from_millis(300), "SIGKILL only after the stop timeout");
+    sup.stop("polite").await.expect("stop");
+    let e = until(&mut rx_polite, "polite", 5, |s| matches!(s, UnitState::Exited { .. })).await;
+    assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Signal { signal: 15 } });
+    until(&mut rx_polite, "polite", 5, |s| *s == UnitState::Inactive).await;
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn groups_start_in_priority_order_then_dependencies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = sh("core", "exec sleep 100");
+    core.priority = 0;
+    let mut db = UnitSpec::new("db", &["python3", "-c", NOTIFY]);
+    db.priority = 20;
+    db.readiness = Readiness::Notify;
+    let mut app = sh("app", "exec sleep 100");
+    app.priority = 20;
+    app.requires = vec!["db".into()];
+    let mut web = sh("web", "exec sleep 100");
+    web.priority = 20;
+    let mut agents = sh("agents", "exec sleep 100");
+    agents.priority = 30;
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![agents, app, core, db, web]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    let mut running = vec![];
+    while running.len() < 5 {
+        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("in time").expect("event");
+        if matches!(e.state, UnitState::Running { .. }) {
+            running.push(e.unit);
+        }
+    }
+    let pos = |n: &str| running.iter().position(|u| u == n).expect("started");
+    assert_eq!(pos("core"), 0, "{running:?}");
+    assert!(pos("db") < pos("app"), "app requires db: {running:?}");
+    assert_eq!(pos("agents"), 4, "the last group starts last: {running:?}");
+    assert!(pos("web") < pos("app"), "web needs nobody: {running:?}");
+    sup.shutdown().await.expect("shutdown");
+}
+
+const ACTIVATED: &str = r#"
+import os, socket
+assert int(os.environ['LISTEN_PID']) == os.getpid(), 'LISTEN_PID is not our pid'
+assert os.environ['LISTEN_FDS'] == '1'
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.sendall(b'hello from %d' % os.getpid())
+    c.close()
+"#;
+
+#[tokio::test]
+async fn a_dormant_unit_starts_on_the_first_connection_with_the_socket_handed_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut unit = UnitSpec::new("lazy", &["python3", "-c", ACTIVATED]);
+    unit.listen = vec![Listen::Tcp { addr }];
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![unit]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    until(&mut rx, "lazy", 5, |s| *s == UnitState::Dormant).await;
+    assert!(sup.status().await.expect("status")[0].state.pid().is_none(), "nothing runs before a connection");
+    let reply = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(addr).expect("connect");
+        let mut s = String::new();
+        c.read_to_string(&mut s).expect("read");
+        s
+    })
+    .await
+    .expect("client");
+    let e = until(&mut rx, "lazy", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    assert_eq!(reply, format!("hello from {}", e.state.pid().expect("pid")));
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_new_engine_re_adopts_running_units_without_restarting_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let units = vec![sh("keeper", "exec sleep 100")];
+    let (sup, task) = Supervisor::spawn(config(dir.path()), units.clone()).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    let pid = until(&mut rx, "keeper", 5, |s| matches!(s, UnitState::Running { .. })).await.state.pid().expect("pid");
+    // Let the state file be written, then drop the engine as a crash would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task.abort();
+    drop(sup);
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the unit survives its supervisor");
+
+    let mut cfg = config(dir.path());
+    cfg.adopt = true;
+    let (sup, _task) = Supervisor::spawn(cfg, units).expect("engine");
+    let mut rx = sup.subscribe();
+    let status = sup.status().await.expect("status");
+    assert_eq!(status[0].state, UnitState::Running { pid }, "adopted, same process");
+    sup.start_all().await.expect("start is a no-op for adopted units");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sup.status().await.expect("status")[0].state, UnitState::Running { pid });
+    sup.stop("keeper").await.expect("stop");
+    let e = until(&mut rx, "keeper", 5, |s| matches!(s, UnitState::Exited { .. })).await;
+    assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Signal { signal: 15 } });
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn restart_policies_and_spawn_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut once = sh("once", "exit 0");
+    once.restart = RestartMode::OnFailure;
+    let mut missing = UnitSpec::new("missing", &["/nonexistent/program"]);
+    missing.restart = RestartMode::Never;
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![once, missing]).expect("engine");
+    let (mut rx, mut rx_missing) = (sup.subscribe(), sup.subscribe());
+    sup.start_all().await.expect("start");
+    let e = until(&mut rx, "once", 5, |s| matches!(s, UnitState::Exited { .. })).await;
+    assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Code { code: 0 } });
+    let e = until(&mut rx_missing, "missing", 5, |s| matches!(s, UnitState::Failed { .. })).await;
+    assert!(matches!(e.state, UnitState::Failed { reason: ExitReason::SpawnFailed { .. } }), "{:?}", e.state);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = sup.status().await.expect("status");
+    assert_eq!(status.iter().map(|s| s.restarts).sum::<u32>(), 0, "neither is restarted");
+    assert!(sup.start("nope").await.is_err());
+    sup.shutdown().await.expect("shutdown");
+}
