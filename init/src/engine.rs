@@ -547,7 +547,7 @@ impl Engine {
             stderr: log.as_ref().map(|(_, e)| e),
             listen_fds: &listen_fds,
         };
-        let pid = match spawn::spawn(&req) {
+        let pid = match reap::spawn_tracked(|| spawn::spawn(&req)) {
             Ok(pid) => pid,
             Err(e) => {
                 self.exited(name, generation, ExitReason::SpawnFailed { error: e.to_string() });
@@ -555,7 +555,6 @@ impl Engine {
             }
         };
         u.started = Instant::now();
-        reap::track(pid);
         watch_exit(&tx, name, generation, pid, true);
         self.set_state(name, UnitState::Starting { pid });
         match &spec.readiness {

@@ -20,13 +20,22 @@
 //!
 //! ## Status
 //!
-//! Built so far: the unit specification ([`unit`]), the state machine ([`state`]), the
-//! backoff schedule ([`backoff`]) and process spawning ([`spawn`]). The supervisor loop,
-//! readiness, socket activation, cgroups and re-adoption are being built.
+//! Built: the unit specification ([`unit`]), the state machine ([`state`], with its
+//! diagram), the backoff schedule ([`backoff`]), process spawning ([`spawn`]), exit detection
+//! and reaping ([`reap`]), the sd_notify protocol ([`notify`]) and the supervisor
+//! ([`engine`]): priority and dependency order, notify/exec/tcp/http readiness, restart with
+//! backoff and give-up, stop escalation, socket activation, re-adoption, events.
 //!
 //! ## Limitations
 //!
-//! The supervisor itself is not yet built.
+//! - cgroup v2 limits (memory.max, pids.max, weights, cpuset, cgroup.kill, OOM reporting) are
+//!   not applied yet: units run in the supervisor's cgroup.
+//! - Notifications are attributed by socket (one per unit); the sender's PID is not checked.
+//! - An adopted unit (started by an earlier supervisor that is not its parent) reports
+//!   [`ExitReason::Unknown`] when it ends: its exit status belongs to its real parent.
+//! - An MCS-constrained child cannot write to a pipe or socket the supervisor created at its
+//!   own level; give such units a `LogTarget` created at their level (journald streams with
+//!   the socket creation context set are the way; not yet done).
 
 pub mod backoff;
 pub mod engine;

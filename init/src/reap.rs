@@ -30,6 +30,15 @@ pub fn track(pid: i32) {
     }
 }
 
+/// Run `spawn` and track the PID it returns, with no instant in between in which the
+/// reaper could collect a child that exits at once.
+pub fn spawn_tracked<E>(spawn: impl FnOnce() -> Result<i32, E>) -> Result<i32, E> {
+    let mut guard = TRACKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let pid = spawn()?;
+    guard.insert(pid);
+    Ok(pid)
+}
+
 /// The watcher has collected `pid`.
 pub fn untrack(pid: i32) {
     if let Ok(mut t) = TRACKED.lock() {
@@ -83,6 +92,8 @@ pub async fn wait_exit(fd: OwnedFd, child: bool) -> ExitReason {
 
 /// Reap every exited child that no watcher owns. Called on `SIGCHLD`.
 pub fn reap_orphans() -> usize {
+    // Held across peek and reap, so a child being spawned is never taken for an orphan.
+    let tracked = TRACKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut reaped = 0;
     loop {
         let peek = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
@@ -90,8 +101,7 @@ pub fn reap_orphans() -> usize {
             Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => pid,
             _ => return reaped,
         };
-        let owned = TRACKED.lock().map(|t| t.contains(&pid.as_raw())).unwrap_or(false);
-        if owned {
+        if tracked.contains(&pid.as_raw()) {
             // Its watcher collects it; once it has, the watcher kicks the reaper again.
             return reaped;
         }
