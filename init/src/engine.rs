@@ -32,6 +32,9 @@ pub struct Config {
     pub subreaper: bool,
     /// Re-adopt units recorded in `state_file` that are still running.
     pub adopt: bool,
+    /// The delegated cgroup v2 subtree ([`crate::cgroup::Cgroups::detect`] then `prepare`),
+    /// or why there is none: limits are then off.
+    pub cgroups: Result<crate::cgroup::Cgroups, crate::cgroup::Unavailable>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +66,14 @@ enum Cmd {
     Stop(String),
     Restart(String),
     Status,
+    Limits,
     Shutdown,
 }
 
 enum Reply {
     Done(Result<(), EngineError>),
     Status(Vec<UnitStatus>),
+    Text(String),
 }
 
 enum TimerKind {
@@ -168,7 +173,7 @@ impl Supervisor {
     async fn done(&self, cmd: Cmd) -> Result<(), EngineError> {
         match self.call(cmd).await? {
             Reply::Done(r) => r,
-            Reply::Status(_) => Ok(()),
+            Reply::Status(_) | Reply::Text(_) => Ok(()),
         }
     }
 
@@ -190,8 +195,17 @@ impl Supervisor {
         match self.call(Cmd::Status).await? {
             Reply::Status(s) => Ok(s),
             Reply::Done(r) => r.map(|()| vec![]),
+            Reply::Text(_) => Ok(vec![]),
         }
     }
+    /// Whether cgroup limits are applied, and if not why.
+    pub async fn limits(&self) -> Result<String, EngineError> {
+        match self.call(Cmd::Limits).await? {
+            Reply::Text(t) => Ok(t),
+            _ => Ok(String::new()),
+        }
+    }
+
     /// Stop every unit, highest priority number first, and end the engine.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.done(Cmd::Shutdown).await
@@ -224,6 +238,8 @@ struct Unit {
     listeners: Vec<OwnedFd>,
     /// A restart was asked for: start again once stopped.
     restart_after_stop: bool,
+    /// The cgroup's OOM kill count when the current run started.
+    oom_before: Option<u64>,
 }
 
 impl Unit {
@@ -241,6 +257,7 @@ impl Unit {
             stop_reason: None,
             listeners: vec![],
             restart_after_stop: false,
+            oom_before: None,
         }
     }
 
@@ -362,6 +379,14 @@ impl Engine {
                     })
                     .collect();
                 let _ = reply.send(Reply::Status(list));
+                return;
+            }
+            Cmd::Limits => {
+                let text = match &self.cfg.cgroups {
+                    Ok(cg) => format!("cgroup v2 limits applied under {}", cg.root().display()),
+                    Err(why) => why.to_string(),
+                };
+                let _ = reply.send(Reply::Text(text));
                 return;
             }
             Cmd::Shutdown => {
@@ -533,6 +558,19 @@ impl Engine {
                 return;
             }
         };
+        let cgroup = match &self.cfg.cgroups {
+            Ok(cg) => match cg.create_unit(name, &spec.limits) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.exited(name, generation, ExitReason::SpawnFailed { error: format!("cgroup: {e}") });
+                    return;
+                }
+            },
+            Err(_) => None,
+        };
+        let oom_before = self.cfg.cgroups.as_ref().ok().and_then(|cg| cg.oom_kills(name));
+        let Some(u) = self.units.get_mut(name) else { return };
+        u.oom_before = oom_before;
         let req = SpawnRequest {
             argv: &spec.argv,
             env,
@@ -542,7 +580,7 @@ impl Engine {
             rlimits: &spec.rlimits,
             no_new_privs: spec.no_new_privs,
             selinux_context: spec.selinux_context.as_deref().filter(|_| selinux_enabled()),
-            cgroup_procs: None,
+            cgroup_procs: cgroup.as_ref().map(|c| &c.procs),
             stdout: log.as_ref().map(|(o, _)| o),
             stderr: log.as_ref().map(|(_, e)| e),
             listen_fds: &listen_fds,
@@ -585,7 +623,19 @@ impl Engine {
         if generation != u.generation {
             return;
         }
-        let reason = u.stop_reason.take().unwrap_or(reason);
+        let mut reason = u.stop_reason.take().unwrap_or(reason);
+        if let (Ok(cg), Some(before)) = (&self.cfg.cgroups, u.oom_before) {
+            if cg.oom_kills(name).is_some_and(|now| now > before) {
+                reason = ExitReason::OomKilled;
+            }
+        }
+        // The unit is over when its main process is: whatever it left behind goes too (its
+        // whole cgroup, or its process group without one), before any restart.
+        if let Some(pid) = u.state.pid() {
+            if !self.cfg.cgroups.as_ref().is_ok_and(|cg| cg.kill(name).is_ok()) {
+                kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         let stopping = matches!(u.state, UnitState::Stopping { .. });
         let restart_now = u.restart_after_stop;
         if stopping || !u.wanted || self.shutdown.is_some() {
@@ -669,7 +719,11 @@ impl Engine {
             }
             TimerKind::Kill => {
                 if let UnitState::Stopping { pid } = u.state {
-                    kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    // The whole cgroup when there is one: processes that left the group too.
+                    let killed = self.cfg.cgroups.as_ref().is_ok_and(|cg| cg.kill(name).is_ok());
+                    if !killed {
+                        kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    }
                 }
             }
         }
@@ -684,6 +738,12 @@ impl Engine {
             UnitState::Starting { pid } | UnitState::Running { pid } => {
                 let (generation, timeout) = (u.generation, u.spec.stop_timeout);
                 kill_group(pid, nix::sys::signal::Signal::SIGTERM);
+                if let Ok(cg) = &self.cfg.cgroups {
+                    for p in cg.procs(name) {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGTERM);
+                    }
+                }
                 self.set_state(name, UnitState::Stopping { pid });
                 self.timer_after(name, generation, timeout, TimerKind::Kill);
             }

@@ -28,8 +28,8 @@
 //!
 //! ## Limitations
 //!
-//! - cgroup v2 limits (memory.max, pids.max, weights, cpuset, cgroup.kill, OOM reporting) are
-//!   not applied yet: units run in the supervisor's cgroup.
+//! - cgroup v2 limits ([`cgroup`]) need a delegated subtree; without one (dev mode, cgroup v1
+//!   hosts) units run in the supervisor's cgroup and [`Supervisor::limits`] says why.
 //! - Notifications are attributed by socket (one per unit); the sender's PID is not checked.
 //! - An adopted unit (started by an earlier supervisor that is not its parent) reports
 //!   [`ExitReason::Unknown`] when it ends: its exit status belongs to its real parent.
@@ -38,6 +38,7 @@
 //!   the socket creation context set are the way; not yet done).
 
 pub mod backoff;
+pub mod cgroup;
 pub mod engine;
 pub mod notify;
 pub mod reap;

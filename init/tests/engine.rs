@@ -10,7 +10,13 @@ use aither_init::{Backoff, Config, Event, ExitReason, RestartMode, Supervisor, U
 use tokio::sync::broadcast;
 
 fn config(dir: &Path) -> Config {
-    Config { runtime_dir: dir.to_path_buf(), state_file: Some(dir.join("state.json")), subreaper: true, adopt: false }
+    Config {
+        runtime_dir: dir.to_path_buf(),
+        state_file: Some(dir.join("state.json")),
+        subreaper: true,
+        adopt: false,
+        cgroups: Err(aither_init::cgroup::Unavailable::NotDelegated(dir.to_path_buf())),
+    }
 }
 
 fn sh(name: &str, script: &str) -> UnitSpec {

@@ -42,6 +42,15 @@ make -C "$repo" --no-print-directory install DESTDIR="$root" CARGO_PROFILE="$pro
 # The acceptance checks, and the appliance's boot units enabled.
 bash "$here/guest/install.sh" "$root"
 vt="$root/usr/libexec/aither/vmtest"
+# aither-init's cgroup tests, which need a delegated cgroup v2 subtree: built here, run there.
+cgtest="$(cd "$repo" && cargo test -q --locked -p aither-init --test cgroup --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cgroup":
+        print(m["executable"])')"
+[ -x "$cgtest" ] || { echo "vm: cannot build aither-init's cgroup tests" >&2; exit 1; }
+install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
 
 # What the checks look for: a secret in root's home, a model, agentd's config, the workspaces.
@@ -60,7 +69,8 @@ semodule -p "$root" -s default -i "$repo/selinux/aitheros.pp" 2>&1 | grep -v gen
 semodule -p "$root" -s default -l | grep -qx aitheros || { echo "vm: the aitheros module did not install" >&2; exit 1; }
 setfiles -r "$root" "$root/etc/selinux/default/contexts/files/file_contexts" "$root" >/dev/null
 # The agent checks run as agentd_t: label them as agentd's executable.
-python3 -c 'import os,sys; os.setxattr(sys.argv[1], "security.selinux", b"system_u:object_r:agentd_exec_t:s0\0")' "$vt/agent-checks"
+python3 -c 'import os,sys
+for f in sys.argv[1:]: os.setxattr(f, "security.selinux", b"system_u:object_r:agentd_exec_t:s0\0")' "$vt/agent-checks" "$vt/init-cgroup-tests"
 
 cp "$(ls "$root"/boot/vmlinuz-* | sort | tail -n 1)" "$out/vmlinuz"
 cp "$(ls "$root"/boot/initrd.img-* | sort | tail -n 1)" "$out/initrd.img"
