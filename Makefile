@@ -26,7 +26,7 @@ DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
 .PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check run install \
-        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit clean
+        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init clean
 
 all: build
 
@@ -74,6 +74,11 @@ run:
 bench-fit: deps
 	$(CARGO) build --locked -q -p aither-hwprofile
 	$(VENV)/bin/python hwprofile/benches/fit_accuracy.py
+
+# aither-init against s6 and supervisord: 1000 units of `sleep infinity` (about 2 minutes).
+bench-init: deps
+	$(CARGO) build --release --locked -q -p aither-init --example supervise
+	python3 init/benches/supervisors.py
 
 # Benchmark of `aither-hwprofile detect` on the 8xH100 fixture (whole process).
 bench-hwprofile:

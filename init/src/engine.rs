@@ -821,6 +821,12 @@ impl Engine {
             if process_start_time(r.pid) != Some(r.start_time) {
                 continue; // gone, or the PID was reused
             }
+            // With cgroups, the process must still be in the unit's cgroup.
+            if let Ok(cg) = &self.cfg.cgroups {
+                if !cg.procs(&r.name).contains(&r.pid) {
+                    continue;
+                }
+            }
             u.generation += 1;
             u.wanted = true;
             u.started = Instant::now();

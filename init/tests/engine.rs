@@ -285,3 +285,39 @@ async fn restart_policies_and_spawn_failures() {
     assert!(sup.start("nope").await.is_err());
     sup.shutdown().await.expect("shutdown");
 }
+
+const HTTP_SERVER: &str = r#"
+import http.server, sys, time
+time.sleep(0.3)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == '/health' else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[tokio::test]
+async fn tcp_and_http_probes_gate_readiness_and_output_goes_to_the_log_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let (p1, p2) = (free(), free());
+    let mut http = UnitSpec::new("http", &["python3", "-c", HTTP_SERVER, &p1.to_string()]);
+    http.readiness = Readiness::Http { addr: format!("127.0.0.1:{p1}").parse().expect("addr"), path: "/health".into() };
+    let mut tcp = UnitSpec::new("tcp", &["python3", "-c", HTTP_SERVER, &p2.to_string()]);
+    tcp.readiness = Readiness::Tcp { addr: format!("127.0.0.1:{p2}").parse().expect("addr") };
+    let log = dir.path().join("logs/talker.log");
+    let mut talker = sh("talker", "echo to stdout; echo to stderr >&2; exec sleep 100");
+    talker.log = aither_init::unit::LogTarget::File { path: log.clone() };
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![http, tcp, talker]).expect("engine");
+    let (mut rx_h, mut rx_t) = (sup.subscribe(), sup.subscribe());
+    sup.start_all().await.expect("start");
+    let t = std::time::Instant::now();
+    until(&mut rx_h, "http", 10, |s| matches!(s, UnitState::Running { .. })).await;
+    until(&mut rx_t, "tcp", 10, |s| matches!(s, UnitState::Running { .. })).await;
+    assert!(t.elapsed() >= Duration::from_millis(300), "not ready before the server listens");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_to_string(&log).expect("log file"), "to stdout\nto stderr\n");
+    sup.shutdown().await.expect("shutdown");
+}
