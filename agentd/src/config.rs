@@ -1,0 +1,446 @@
+//! agentd's configuration: TOML fragments merged in a documented order, then validated into
+//! typed settings.
+//!
+//! Precedence, lowest first (later files override earlier ones key by key):
+//!
+//! 1. `/usr/share/aither/agentd.toml` (shipped defaults)
+//! 2. `/etc/aither/agentd.toml`
+//! 3. `/etc/aither/agentd.d/*.toml`, in lexical order
+//! 4. `/run/aither/agentd.d/*.toml`, in lexical order (runtime overrides)
+//!
+//! Every fragment is parsed with unknown keys rejected, so a typo names its file and key.
+//! The merged values are then validated into [`Settings`], whose errors name the file that
+//! set the offending value and its key. Nothing is applied until everything is valid.
+//!
+//! ```toml
+//! [daemon]
+//! state_dir = "/var/lib/aither"
+//! runtime_dir = "/run/aither"
+//! log = "journal"               # journal | stderr
+//!
+//! [gateway]
+//! listen = ["127.0.0.1:8080", "unix:/run/aither/gateway.sock"]
+//! api_key_file = "/etc/aither/gateway.key"   # required to listen beyond loopback
+//! request_timeout_seconds = 300
+//!
+//! [agents]
+//! max_concurrent = 0            # 0: the preset's limit
+//! memory_max = "2G"             # default per agent
+//! pids_max = 512
+//!
+//! [infer]
+//! binary = "/usr/libexec/aither/aither-infer"
+//! model_dir = "/var/lib/aither/models"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration compiled into agentd: what `/usr/share/aither/agentd.toml` ships.
+pub const DEFAULTS: &str = include_str!("../../systemd/usr/share/aither/agentd.toml");
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fragment {
+    daemon: Option<DaemonFragment>,
+    gateway: Option<GatewayFragment>,
+    agents: Option<AgentsFragment>,
+    infer: Option<InferFragment>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonFragment {
+    state_dir: Option<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+    log: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFragment {
+    listen: Option<Vec<String>>,
+    api_key_file: Option<PathBuf>,
+    request_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFragment {
+    max_concurrent: Option<u32>,
+    memory_max: Option<String>,
+    pids_max: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InferFragment {
+    binary: Option<PathBuf>,
+    model_dir: Option<PathBuf>,
+}
+
+/// Where logs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    Journal,
+    Stderr,
+}
+
+/// An address the gateway listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub log: LogTo,
+    pub gateway_listen: Vec<Listen>,
+    pub gateway_api_key_file: Option<PathBuf>,
+    pub gateway_request_timeout_seconds: u64,
+    /// 0: the preset decides.
+    pub agents_max_concurrent: u32,
+    pub agent_memory_max: u64,
+    pub agent_pids_max: u64,
+    pub infer_binary: PathBuf,
+    pub model_dir: PathBuf,
+    /// The files read, in the order applied.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read { file: String, source: std::io::Error },
+    /// A syntax error, an unknown key or a value of the wrong type; the message names the key.
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {problem}")]
+    Invalid { file: String, key: String, problem: String },
+}
+
+/// The configuration files under `root` in precedence order, lowest first.
+pub fn config_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = vec![root.join("usr/share/aither/agentd.toml"), root.join("etc/aither/agentd.toml")];
+    for dir in ["etc/aither/agentd.d", "run/aither/agentd.d"] {
+        let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop_ins.sort();
+        files.extend(drop_ins);
+    }
+    files
+}
+
+/// Load the configuration under `root` (`/` on the appliance). The shipped defaults are
+/// compiled in and used when `/usr/share/aither/agentd.toml` is absent (dev mode).
+pub fn load(root: &Path) -> Result<Settings, ConfigError> {
+    let mut sources = Vec::new();
+    for (i, path) in config_files(root).into_iter().enumerate() {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((path.display().to_string(), text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if i == 0 {
+                    sources.push(("(built-in defaults)".to_string(), DEFAULTS.to_string()));
+                }
+            }
+            Err(source) => return Err(ConfigError::Read { file: path.display().to_string(), source }),
+        }
+    }
+    from_sources(&sources)
+}
+
+/// A value and the file that set it.
+struct Set<T> {
+    value: T,
+    file: String,
+}
+
+fn set<T>(slot: &mut Option<Set<T>>, value: Option<T>, file: &str) {
+    if let Some(value) = value {
+        *slot = Some(Set { value, file: file.to_string() });
+    }
+}
+
+/// Merge and validate fragments given as (file name, contents), lowest precedence first.
+pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigError> {
+    let mut state_dir = None;
+    let mut runtime_dir = None;
+    let mut log = None;
+    let mut listen = None;
+    let mut api_key_file = None;
+    let mut timeout = None;
+    let mut max_concurrent = None;
+    let mut memory_max = None;
+    let mut pids_max = None;
+    let mut infer_binary = None;
+    let mut model_dir = None;
+    for (file, text) in sources {
+        let f: Fragment =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: one_line(&e) })?;
+        let d = f.daemon.unwrap_or_default();
+        set(&mut state_dir, d.state_dir, file);
+        set(&mut runtime_dir, d.runtime_dir, file);
+        set(&mut log, d.log, file);
+        let g = f.gateway.unwrap_or_default();
+        set(&mut listen, g.listen, file);
+        set(&mut api_key_file, g.api_key_file, file);
+        set(&mut timeout, g.request_timeout_seconds, file);
+        let a = f.agents.unwrap_or_default();
+        set(&mut max_concurrent, a.max_concurrent, file);
+        set(&mut memory_max, a.memory_max, file);
+        set(&mut pids_max, a.pids_max, file);
+        let i = f.infer.unwrap_or_default();
+        set(&mut infer_binary, i.binary, file);
+        set(&mut model_dir, i.model_dir, file);
+    }
+    let missing = |key: &str| ConfigError::Invalid {
+        file: "(merged configuration)".into(),
+        key: key.into(),
+        problem: "not set".into(),
+    };
+    let invalid = |s_file: &str, key: &str, problem: String| ConfigError::Invalid {
+        file: s_file.to_string(),
+        key: key.to_string(),
+        problem,
+    };
+    let absolute = |v: Option<Set<PathBuf>>, key: &str| -> Result<PathBuf, ConfigError> {
+        let s = v.ok_or_else(|| missing(key))?;
+        if s.value.is_absolute() {
+            Ok(s.value)
+        } else {
+            Err(invalid(&s.file, key, format!("{} is not an absolute path", s.value.display())))
+        }
+    };
+
+    let log = {
+        let s = log.ok_or_else(|| missing("daemon.log"))?;
+        match s.value.as_str() {
+            "journal" => LogTo::Journal,
+            "stderr" => LogTo::Stderr,
+            other => return Err(invalid(&s.file, "daemon.log", format!("{other:?} is not journal or stderr"))),
+        }
+    };
+    let listen_set = listen.ok_or_else(|| missing("gateway.listen"))?;
+    let mut gateway_listen = Vec::new();
+    for (n, l) in listen_set.value.iter().enumerate() {
+        let key = format!("gateway.listen[{n}]");
+        let parsed = if let Some(p) = l.strip_prefix("unix:") {
+            let p = PathBuf::from(p);
+            if !p.is_absolute() {
+                return Err(invalid(&listen_set.file, &key, format!("{l:?}: the socket path must be absolute")));
+            }
+            Listen::Unix(p)
+        } else {
+            Listen::Tcp(
+                l.parse()
+                    .map_err(|_| invalid(&listen_set.file, &key, format!("{l:?} is not HOST:PORT or unix:PATH")))?,
+            )
+        };
+        gateway_listen.push(parsed);
+    }
+    let api_key_file = api_key_file.map(|s| s.value);
+    if let Some(Listen::Tcp(addr)) =
+        gateway_listen.iter().find(|l| matches!(l, Listen::Tcp(a) if !a.ip().is_loopback()))
+    {
+        if api_key_file.is_none() {
+            return Err(invalid(
+                &listen_set.file,
+                "gateway.listen",
+                format!(
+                    "{addr} is not loopback: set gateway.api_key_file, listening beyond loopback requires an API key"
+                ),
+            ));
+        }
+    }
+    let memory = memory_max.ok_or_else(|| missing("agents.memory_max"))?;
+    let agent_memory_max = parse_size(&memory.value).ok_or_else(|| {
+        invalid(&memory.file, "agents.memory_max", format!("{:?} is not a size like 512M or 2G", memory.value))
+    })?;
+    let pids = pids_max.ok_or_else(|| missing("agents.pids_max"))?;
+    if pids.value == 0 {
+        return Err(invalid(&pids.file, "agents.pids_max", "must be at least 1".into()));
+    }
+    let timeout = timeout.ok_or_else(|| missing("gateway.request_timeout_seconds"))?;
+    if timeout.value == 0 {
+        return Err(invalid(&timeout.file, "gateway.request_timeout_seconds", "must be at least 1".into()));
+    }
+    Ok(Settings {
+        state_dir: absolute(state_dir, "daemon.state_dir")?,
+        runtime_dir: absolute(runtime_dir, "daemon.runtime_dir")?,
+        log,
+        gateway_listen,
+        gateway_api_key_file: api_key_file,
+        gateway_request_timeout_seconds: timeout.value,
+        agents_max_concurrent: max_concurrent.map_or(0, |s| s.value),
+        agent_memory_max,
+        agent_pids_max: pids.value,
+        infer_binary: absolute(infer_binary, "infer.binary")?,
+        model_dir: absolute(model_dir, "infer.model_dir")?,
+        sources: sources.iter().map(|(f, _)| f.clone()).collect(),
+    })
+}
+
+/// TOML errors span several lines with a source excerpt; keep the first, which names the key.
+fn one_line(e: &toml::de::Error) -> String {
+    let msg = e.message().to_string();
+    match e.span() {
+        Some(span) => format!("{msg} (at byte {})", span.start),
+        None => msg,
+    }
+}
+
+/// `512M`, `2G`, `1.5G`, `1048576` (bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return None,
+    };
+    let n: f64 = number.trim().parse().ok()?;
+    if !(n.is_finite() && n > 0.0) {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((n * mult as f64) as u64)
+}
+
+/// Keys and values of the merged configuration, for `aitherctl` and the API.
+pub fn describe(s: &Settings) -> BTreeMap<&'static str, String> {
+    let listen: Vec<String> = s
+        .gateway_listen
+        .iter()
+        .map(|l| match l {
+            Listen::Tcp(a) => a.to_string(),
+            Listen::Unix(p) => format!("unix:{}", p.display()),
+        })
+        .collect();
+    BTreeMap::from([
+        ("daemon.state_dir", s.state_dir.display().to_string()),
+        ("daemon.runtime_dir", s.runtime_dir.display().to_string()),
+        ("gateway.listen", listen.join(", ")),
+        ("agents.max_concurrent", s.agents_max_concurrent.to_string()),
+        ("agents.memory_max", s.agent_memory_max.to_string()),
+        ("agents.pids_max", s.agent_pids_max.to_string()),
+        ("infer.model_dir", s.model_dir.display().to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v = vec![("defaults.toml".to_string(), DEFAULTS.to_string())];
+        v.extend(extra.iter().map(|(f, t)| ((*f).to_string(), (*t).to_string())));
+        v
+    }
+
+    #[test]
+    fn the_shipped_defaults_are_valid() {
+        let s = from_sources(&with(&[])).expect("defaults");
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/aither"));
+        assert!(s.gateway_listen.contains(&Listen::Tcp("127.0.0.1:8080".parse().expect("addr"))));
+        assert_eq!(s.agents_max_concurrent, 0);
+    }
+
+    #[test]
+    fn later_files_override_earlier_ones_key_by_key() {
+        let s = from_sources(&with(&[
+            ("etc/agentd.toml", "[agents]\nmemory_max = \"4G\"\npids_max = 64\n"),
+            ("etc/agentd.d/10-small.toml", "[agents]\npids_max = 32\n"),
+        ]))
+        .expect("valid");
+        assert_eq!((s.agent_memory_max, s.agent_pids_max), (4 << 30, 32));
+        assert_eq!(
+            s.infer_binary,
+            PathBuf::from("/usr/libexec/aither/aither-infer"),
+            "untouched keys keep their value"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_and_the_key() {
+        let err =
+            from_sources(&with(&[("etc/agentd.d/50-typo.toml", "[agents]\nmax_concurent = 3\n")])).expect_err("typo");
+        assert!(
+            matches!(err, ConfigError::Parse { ref file, ref message } if file == "etc/agentd.d/50-typo.toml" && message.contains("max_concurent")),
+            "{err}"
+        );
+        let err = from_sources(&with(&[("x.toml", "[gatway]\n")])).expect_err("unknown table");
+        assert!(err.to_string().contains("gatway"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_file_that_set_it() {
+        let err =
+            from_sources(&with(&[("etc/agentd.toml", "[agents]\nmemory_max = \"lots\"\n")])).expect_err("bad size");
+        assert!(
+            matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "etc/agentd.toml" && key == "agents.memory_max"),
+            "{err}"
+        );
+        let err = from_sources(&with(&[("run.toml", "[gateway]\nlisten = [\"0.0.0.0:8080\"]\n")])).expect_err("no key");
+        assert!(
+            matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "run.toml" && key == "gateway.listen"),
+            "{err}"
+        );
+        let ok = from_sources(&with(&[(
+            "run.toml",
+            "[gateway]\nlisten = [\"0.0.0.0:8080\"]\napi_key_file = \"/etc/aither/gateway.key\"\n",
+        )]));
+        assert!(ok.is_ok(), "an API key allows listening beyond loopback");
+        let err = from_sources(&with(&[("d.toml", "[daemon]\nstate_dir = \"relative\"\n")])).expect_err("relative");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "daemon.state_dir"), "{err}");
+        let err = from_sources(&with(&[("d.toml", "[gateway]\nlisten = [\"localhost\"]\n")])).expect_err("no port");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.listen[0]"), "{err}");
+    }
+
+    #[test]
+    fn files_are_found_in_precedence_order() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for (p, t) in [
+            ("usr/share/aither/agentd.toml", DEFAULTS),
+            ("etc/aither/agentd.d/20-b.toml", "[agents]\npids_max = 20\n"),
+            ("etc/aither/agentd.d/10-a.toml", "[agents]\npids_max = 10\n"),
+            ("run/aither/agentd.d/00-run.toml", "[agents]\npids_max = 99\n"),
+        ] {
+            let path = root.path().join(p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, t).expect("write");
+        }
+        let s = load(root.path()).expect("valid");
+        assert_eq!(s.agent_pids_max, 99, "/run overrides /etc");
+        let names: Vec<&str> = s.sources.iter().map(|f| f.rsplit('/').next().unwrap_or("")).collect();
+        assert_eq!(names, vec!["agentd.toml", "10-a.toml", "20-b.toml", "00-run.toml"]);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("12Q"), None);
+    }
+}
