@@ -14,8 +14,9 @@
 //!
 //! ## Status
 //!
-//! Built so far: [`config`] (layered configuration with file-and-key errors),
-//! [`tailored_policy`] (the per-agent SELinux modules) and `aitherctl policy`.
+//! Built so far: [`config`] (layered configuration with file-and-key errors), [`agents`]
+//! (manifests, persistent MCS category pairs, the admission queue), [`tailored_policy`] (the
+//! per-agent SELinux modules) and `aitherctl policy`.
 //! The daemon itself is not implemented yet: `agentd` and the other `aitherctl` commands say
 //! so and exit with [`EXIT_NOT_IMPLEMENTED`].
 //!
@@ -23,6 +24,7 @@
 //!
 //! Everything in the design above but the tailored policies is not yet built.
 
+pub mod agents;
 pub mod config;
 pub mod ctl;
 pub mod tailored_policy;
