@@ -17,6 +17,7 @@ use crate::profile::{
     AmdDetails, DisplayAdapter, Gpu, PcieLink, Profile, RocmSmiRuntime, Runtimes, Source, Vendor, Warning, WarningKind,
     SCHEMA_VERSION,
 };
+use crate::render::gib;
 use crate::{nvml, rocm};
 
 /// Where models are kept on the appliance; its filesystem's free space is reported.
@@ -254,12 +255,6 @@ fn vram_conflict(nominal: u64, measured: u64) -> bool {
     #[allow(clippy::cast_precision_loss)] // byte counts well inside f64's exact range
     let (n, m) = (nominal as f64, measured as f64);
     n > 0.0 && ((n - m).abs() / n) > VRAM_TOLERANCE
-}
-
-fn gib(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let g = bytes as f64 / f64::from(1u32 << 30);
-    format!("{g:.1} GiB")
 }
 
 /// The compute capability majors an architecture from the table implies.

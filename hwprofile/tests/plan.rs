@@ -211,14 +211,13 @@ fn no_model_is_placed_beyond_a_gpu_budget_and_cpu_only_never_uses_a_gpu() {
         if p.preset == "cpu-only" {
             assert!(p.models.iter().all(|m| m.gpu_layers == 0));
         }
-        let mut priorities: Vec<u32> = p.groups.iter().map(|g| g.priority).collect();
+        let priorities: Vec<u32> = p.groups.iter().map(|g| g.priority).collect();
         let sorted = {
             let mut s = priorities.clone();
             s.sort_unstable();
             s
         };
         assert_eq!(priorities, sorted, "{name}: groups in boot order");
-        priorities.dedup();
         assert!(
             p.inference.threads >= 1 && p.inference.threads <= prof.cpu.physical_cores,
             "{name}: threads within the cores"

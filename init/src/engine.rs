@@ -286,12 +286,16 @@ struct StateFile {
     units: Vec<Recorded>,
 }
 
-/// The start time of a process in clock ticks since boot, from `/proc/<pid>/stat`.
-pub fn process_start_time(pid: i32) -> Option<u64> {
+/// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`, for fields after the name.
+fn stat_field(pid: i32, n: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: split after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// The start time of a process in clock ticks since boot (field 22).
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    stat_field(pid, 22)
 }
 
 struct Engine {
@@ -840,8 +844,7 @@ impl Engine {
 }
 
 fn parent_of(pid: i32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat_field(pid, 4).and_then(|p| u32::try_from(p).ok())
 }
 
 fn watch_exit(tx: &mpsc::UnboundedSender<Msg>, name: &str, generation: u64, pid: i32, child: bool) {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use aither_init::cgroup::Cgroups;
 use aither_init::unit::Limits;
-use aither_init::{Config, Event, ExitReason, RestartMode, Supervisor, UnitSpec, UnitState};
-use tokio::sync::broadcast;
+use aither_init::{Config, ExitReason, RestartMode, Supervisor, UnitSpec, UnitState};
+mod common;
+use common::until;
 
 fn delegated() -> Cgroups {
     let cg = Cgroups::detect(Path::new("/sys/fs/cgroup"), Path::new("/proc/self/cgroup"))
@@ -19,20 +20,6 @@ fn delegated() -> Cgroups {
 
 fn config(dir: &Path, cg: Cgroups) -> Config {
     Config { runtime_dir: dir.to_path_buf(), state_file: None, subreaper: true, adopt: false, cgroups: Ok(cg) }
-}
-
-async fn until(rx: &mut broadcast::Receiver<Event>, unit: &str, secs: u64, pred: impl Fn(&UnitState) -> bool) -> Event {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if e.unit == unit && pred(&e.state) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{unit}: no matching event within {secs}s"))
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use aither_init::unit::{Listen, Readiness};
-use aither_init::{Backoff, Config, Event, ExitReason, RestartMode, Supervisor, UnitSpec, UnitState};
-use tokio::sync::broadcast;
+use aither_init::{Backoff, Config, ExitReason, RestartMode, Supervisor, UnitSpec, UnitState};
+mod common;
+use common::until;
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -21,22 +22,6 @@ fn config(dir: &Path) -> Config {
 
 fn sh(name: &str, script: &str) -> UnitSpec {
     UnitSpec::new(name, &["sh", "-c", script])
-}
-
-/// The next event of `unit` that satisfies `pred`, within `secs`.
-async fn until(rx: &mut broadcast::Receiver<Event>, unit: &str, secs: u64, pred: impl Fn(&UnitState) -> bool) -> Event {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if e.unit == unit && pred(&e.state) => return e,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{unit}: no matching event within {secs}s"))
 }
 
 const NOTIFY: &str = r#"
