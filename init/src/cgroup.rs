@@ -5,11 +5,17 @@
 //! ```text
 //! R/                      controllers enabled for the children (cgroup.subtree_control)
 //! R/supervisor/           the supervisor itself (a cgroup with children holds no processes)
-//! R/units/                controllers enabled again
-//! R/units/<unit>/         one per unit: memory.max, memory.oom.group, pids.max, cpu.weight,
+//! R/unit-<unit>/          one per unit: memory.max, memory.oom.group, pids.max, cpu.weight,
 //!                         io.weight, cpuset.cpus; cgroup.kill stops it whole; memory.events
 //!                         counts its OOM kills
 //! ```
+//!
+//! The tree is flat on purpose. When the supervisor is restarted (`systemctl restart`, or
+//! after a crash) while its units keep running, systemd puts the new supervisor in `R` and
+//! first turns R's controllers off, which the kernel allows only when no child distributes
+//! controllers itself; an intermediate level with its own `subtree_control` would make the
+//! restart fail (status 219/CGROUP). With controllers off the units run unlimited until the
+//! new supervisor turns them on again and re-applies their limits as it adopts them.
 //!
 //! Every path is under a root given as a parameter, so tests can point it at a fixture; the
 //! real behaviour is tested in the VM test bed, where systemd delegates a subtree.
@@ -91,24 +97,32 @@ impl Cgroups {
         &self.root
     }
 
-    fn units_dir(&self) -> PathBuf {
-        self.root.join("units")
+    /// The cgroup directory of a unit.
+    pub fn unit_dir(&self, unit: &str) -> PathBuf {
+        self.root.join(format!("unit-{unit}"))
     }
 
-    /// Move this process into `supervisor/` and enable the controllers for `units/`.
+    /// Move this process into `supervisor/` and enable the controllers for the units.
     pub fn prepare(&self) -> io::Result<()> {
         let leaf = self.root.join("supervisor");
         fs::create_dir_all(&leaf)?;
         // Every process of the root moves: the supervisor's threads share its thread group.
         fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())?;
-        enable_controllers(&self.root)?;
-        fs::create_dir_all(self.units_dir())?;
-        enable_controllers(&self.units_dir())
+        enable_controllers(&self.root)
+    }
+
+    /// Turn the controllers off again before the supervisor exits and leaves its units
+    /// running (a restart): systemd attaches the next supervisor to the delegated root, and
+    /// the kernel refuses a process in a cgroup that distributes controllers to children.
+    /// The units keep running, unlimited until the next supervisor applies their limits again
+    /// when it adopts them.
+    pub fn release(&self) -> io::Result<()> {
+        disable_controllers(&self.root)
     }
 
     /// Create (or reuse) the unit's cgroup with its limits.
     pub fn create_unit(&self, unit: &str, limits: &Limits) -> io::Result<UnitCgroup> {
-        let dir = self.units_dir().join(unit);
+        let dir = self.unit_dir(unit);
         fs::create_dir_all(&dir)?;
         let write = |file: &str, value: String| -> io::Result<()> {
             fs::write(dir.join(file), value)
@@ -135,26 +149,39 @@ impl Cgroups {
 
     /// Kill every process of the unit at once (`cgroup.kill`, Linux 5.14+).
     pub fn kill(&self, unit: &str) -> io::Result<()> {
-        fs::write(self.units_dir().join(unit).join("cgroup.kill"), "1")
+        fs::write(self.unit_dir(unit).join("cgroup.kill"), "1")
     }
 
     /// The unit's OOM kill count (`oom_kill` in memory.events).
     pub fn oom_kills(&self, unit: &str) -> Option<u64> {
-        let text = fs::read_to_string(self.units_dir().join(unit).join("memory.events")).ok()?;
+        let text = fs::read_to_string(self.unit_dir(unit).join("memory.events")).ok()?;
         text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
     }
 
     /// The processes in the unit's cgroup, for re-adoption.
     pub fn procs(&self, unit: &str) -> Vec<i32> {
-        fs::read_to_string(self.units_dir().join(unit).join("cgroup.procs"))
+        fs::read_to_string(self.unit_dir(unit).join("cgroup.procs"))
             .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
     /// Remove the unit's cgroup once it is empty.
     pub fn remove_unit(&self, unit: &str) {
-        let _ = fs::remove_dir(self.units_dir().join(unit));
+        let _ = fs::remove_dir(self.unit_dir(unit));
     }
+}
+
+fn disable_controllers(dir: &Path) -> io::Result<()> {
+    let enabled = match fs::read_to_string(dir.join("cgroup.subtree_control")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let off: Vec<String> = enabled.split_whitespace().map(|c| format!("-{c}")).collect();
+    if off.is_empty() {
+        return Ok(());
+    }
+    fs::write(dir.join("cgroup.subtree_control"), off.join(" "))
 }
 
 fn enable_controllers(dir: &Path) -> io::Result<()> {
@@ -200,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("cgroup.procs"), "").expect("procs");
         let cg = Cgroups::at(dir.path().to_path_buf()).expect("writable root");
-        let unit = dir.path().join("units/agent-a");
+        let unit = dir.path().join("unit-agent-a");
         fs::create_dir_all(&unit).expect("mkdir");
         fs::write(unit.join("cgroup.procs"), "").expect("procs");
         let limits =

@@ -62,7 +62,11 @@ pub struct UnitStatus {
 
 enum Cmd {
     StartAll,
+    StartSet(Vec<String>),
     Start(String),
+    Add(Box<UnitSpec>),
+    Remove(String),
+    Detach,
     Stop(String),
     Restart(String),
     Status,
@@ -144,6 +148,7 @@ impl Supervisor {
             epoch: Instant::now(),
             shutdown: None,
             dirty: false,
+            detached: false,
         };
         engine.adopt();
         let sigchld_tx = tx.clone();
@@ -182,8 +187,27 @@ impl Supervisor {
     pub async fn start_all(&self) -> Result<(), EngineError> {
         self.done(Cmd::StartAll).await
     }
+    /// Start these units together: all are wanted before any is scheduled, so group order
+    /// holds among them.
+    pub async fn start_set(&self, units: Vec<String>) -> Result<(), EngineError> {
+        self.done(Cmd::StartSet(units)).await
+    }
     pub async fn start(&self, unit: &str) -> Result<(), EngineError> {
         self.done(Cmd::Start(unit.into())).await
+    }
+    /// Add a unit, or replace the specification of one that is not up (a running unit keeps
+    /// its process; the new specification applies from its next start).
+    pub async fn add(&self, spec: UnitSpec) -> Result<(), EngineError> {
+        self.done(Cmd::Add(Box::new(spec))).await
+    }
+    /// Remove a unit that is not up (stop it first).
+    pub async fn remove(&self, unit: &str) -> Result<(), EngineError> {
+        self.done(Cmd::Remove(unit.into())).await
+    }
+    /// End the engine and leave every unit running, recorded in the state file for the next
+    /// engine to adopt (`systemctl restart agentd`).
+    pub async fn detach(&self) -> Result<(), EngineError> {
+        self.done(Cmd::Detach).await
     }
     pub async fn stop(&self, unit: &str) -> Result<(), EngineError> {
         self.done(Cmd::Stop(unit.into())).await
@@ -306,6 +330,8 @@ struct Engine {
     epoch: Instant,
     shutdown: Option<oneshot::Sender<Reply>>,
     dirty: bool,
+    /// Detached: the engine has ended and left its units running.
+    detached: bool,
 }
 
 impl Engine {
@@ -322,6 +348,9 @@ impl Engine {
                     reap::reap_orphans();
                 }
                 Msg::Flush => self.flush(),
+            }
+            if self.detached {
+                return;
             }
             if self.shutdown.is_some() {
                 self.advance_shutdown();
@@ -346,16 +375,47 @@ impl Engine {
                 self.schedule();
                 Ok(())
             }
-            Cmd::Start(name) => self.with_unit(&name, |e, n| {
-                let u = e.units.get_mut(n).expect("checked");
-                u.wanted = true;
-                if matches!(u.state, UnitState::GaveUp { .. } | UnitState::Failed { .. }) {
-                    u.history = RestartHistory::default();
-                    u.state = UnitState::Inactive;
+            Cmd::StartSet(names) => match names.iter().find(|n| !self.units.contains_key(n.as_str())) {
+                Some(unknown) => Err(EngineError::UnknownUnit(unknown.clone())),
+                None => {
+                    for n in &names {
+                        self.want(n);
+                    }
+                    self.arm_dormant();
+                    self.schedule();
+                    Ok(())
                 }
+            },
+            Cmd::Start(name) => self.with_unit(&name, |e, n| {
+                e.want(n);
                 e.arm_dormant();
                 e.schedule();
             }),
+            Cmd::Add(spec) => self.add(*spec),
+            Cmd::Remove(name) => self.with_unit(&name, |e, n| {
+                if e.units[n].state.pid().is_none() {
+                    e.units.remove(n);
+                    if let Ok(cg) = &e.cfg.cgroups {
+                        cg.remove_unit(n);
+                    }
+                    e.schedule();
+                }
+            })
+            .and_then(|()| match self.units.get(&name) {
+                Some(_) => Err(EngineError::Invalid { unit: name.clone(), problem: "is running: stop it first".into() }),
+                None => Ok(()),
+            }),
+            Cmd::Detach => {
+                self.flush();
+                self.detached = true;
+                match &self.cfg.cgroups {
+                    Ok(cg) => cg.release().map_err(|source| EngineError::Io {
+                        what: format!("releasing the controllers of {}", cg.root().display()),
+                        source,
+                    }),
+                    Err(_) => Ok(()),
+                }
+            }
             Cmd::Stop(name) => self.with_unit(&name, |e, n| e.stop_unit(n, None)),
             Cmd::Restart(name) => self.with_unit(&name, |e, n| {
                 let up = e.units.get(n).is_some_and(|u| u.state.pid().is_some());
@@ -402,6 +462,31 @@ impl Engine {
             }
         };
         let _ = reply.send(Reply::Done(result));
+    }
+
+    fn want(&mut self, name: &str) {
+        let Some(u) = self.units.get_mut(name) else { return };
+        u.wanted = true;
+        if matches!(u.state, UnitState::GaveUp { .. } | UnitState::Failed { .. }) {
+            u.history = RestartHistory::default();
+            u.state = UnitState::Inactive;
+        }
+    }
+
+    fn add(&mut self, spec: UnitSpec) -> Result<(), EngineError> {
+        validate(&spec)?;
+        if let Some(dep) = spec.requires.iter().chain(&spec.after).find(|d| !self.units.contains_key(d.as_str())) {
+            return Err(EngineError::Invalid { unit: spec.name, problem: format!("depends on unknown unit {dep:?}") });
+        }
+        match self.units.get_mut(&spec.name) {
+            Some(u) => u.spec = spec,
+            None => {
+                let name = spec.name.clone();
+                self.units.insert(name.clone(), Unit::new(spec));
+                let _ = self.events.send(Event { unit: name, state: UnitState::Inactive, status: None });
+            }
+        }
+        Ok(())
     }
 
     fn with_unit(&mut self, name: &str, f: impl FnOnce(&mut Engine, &str)) -> Result<(), EngineError> {
@@ -554,7 +639,8 @@ impl Engine {
         } else {
             vec![]
         };
-        let log = match open_log(&spec.log, name) {
+        let log_context = spec.selinux_context.as_deref().filter(|_| selinux_enabled());
+        let log = match open_log(&spec.log, name, log_context) {
             Ok(l) => l,
             Err(e) => {
                 let reason = ExitReason::SpawnFailed { error: format!("log target: {e}") };
@@ -831,6 +917,12 @@ impl Engine {
                     continue;
                 }
             }
+            // Limits were released when the last supervisor detached: apply them again.
+            if let Ok(cg) = &self.cfg.cgroups {
+                if let Err(e) = cg.create_unit(&r.name, &u.spec.limits) {
+                    tracing::warn!("{}: cannot apply its limits again: {e}", r.name);
+                }
+            }
             u.generation += 1;
             u.wanted = true;
             u.started = Instant::now();
@@ -926,8 +1018,9 @@ pub fn selinux_enabled() -> bool {
     Path::new("/sys/fs/selinux/enforce").exists()
 }
 
-/// The unit's stdout and stderr.
-fn open_log(target: &LogTarget, unit: &str) -> std::io::Result<Option<(OwnedFd, OwnedFd)>> {
+/// The unit's stdout and stderr. A journald stream for a unit with an SELinux context is
+/// created in that context, so a unit confined to its own MCS categories may write to it.
+fn open_log(target: &LogTarget, unit: &str, context: Option<&str>) -> std::io::Result<Option<(OwnedFd, OwnedFd)>> {
     match target {
         LogTarget::Inherit => Ok(None),
         LogTarget::Null => {
@@ -943,7 +1036,17 @@ fn open_log(target: &LogTarget, unit: &str) -> std::io::Result<Option<(OwnedFd, 
         }
         LogTarget::Journal => {
             use std::io::Write;
-            let mut s = std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout")?;
+            // The socket creation context is per thread; nothing awaits between set and reset.
+            let sockcreate = Path::new("/proc/thread-self/attr/sockcreate");
+            if let Some(c) = context {
+                std::fs::write(sockcreate, c)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("socket context {c}: {e}")))?;
+            }
+            let connected = std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout");
+            if context.is_some() {
+                std::fs::write(sockcreate, "")?;
+            }
+            let mut s = connected?;
             // The journald stream header: identifier, unit id, priority, level prefix,
             // forward to syslog, kmsg, console.
             write!(s, "{unit}\n\n6\n1\n0\n0\n0\n")?;

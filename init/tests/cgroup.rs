@@ -61,7 +61,7 @@ async fn a_fork_bomb_is_stopped_by_pids_max() {
     sup.start_all().await.expect("start");
     until(&mut rx, "bomb", 5, |s| matches!(s, UnitState::Running { .. })).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let unit = cg.root().join("units/bomb");
+    let unit = cg.unit_dir("bomb");
     let current: u64 =
         std::fs::read_to_string(unit.join("pids.current")).expect("pids.current").trim().parse().expect("number");
     let events = std::fs::read_to_string(unit.join("pids.events")).expect("pids.events");

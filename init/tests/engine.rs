@@ -306,3 +306,44 @@ async fn tcp_and_http_probes_gate_readiness_and_output_goes_to_the_log_file() {
     assert_eq!(std::fs::read_to_string(&log).expect("log file"), "to stdout\nto stderr\n");
     sup.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn units_are_added_replaced_and_removed_at_run_time_and_detach_leaves_them_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sup, task) = Supervisor::spawn(config(dir.path()), vec![]).expect("engine");
+    let mut rx = sup.subscribe();
+    let mut late = sh("late", "exec sleep 100");
+    late.priority = 30;
+    let mut early = sh("early", "sleep 0.3; exec sleep 100");
+    early.priority = 0;
+    early.readiness = Readiness::Tcp { addr: "127.0.0.1:1".parse().expect("addr") };
+    early.ready_timeout = Duration::from_secs(30);
+    sup.add(late.clone()).await.expect("add late");
+    sup.add(early.clone()).await.expect("add early");
+    let mut bad = sh("bad", "true");
+    bad.after = vec!["missing".into()];
+    assert!(sup.add(bad).await.is_err(), "a dependency on an unknown unit is refused");
+    assert!(sup.start_set(vec!["late".into(), "nope".into()]).await.is_err(), "an unknown unit in the set");
+    sup.start_set(vec!["late".into(), "early".into()]).await.expect("start set");
+    until(&mut rx, "early", 5, |s| matches!(s, UnitState::Starting { .. })).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late_state = sup.status().await.expect("status").into_iter().find(|u| u.name == "late").expect("late");
+    assert_eq!(late_state.state, UnitState::Waiting, "a set keeps group order: late waits for early");
+    sup.stop("early").await.expect("stop early");
+    let pid = until(&mut rx, "late", 5, |s| matches!(s, UnitState::Running { .. })).await.state.pid().expect("pid");
+
+    assert!(sup.remove("late").await.is_err(), "a running unit is not removed");
+    late.env.push(("GREETING".into(), "hi".into()));
+    sup.add(late.clone()).await.expect("replace the spec of a running unit");
+    sup.remove("early").await.expect("remove the stopped unit");
+    assert_eq!(sup.status().await.expect("status").len(), 1);
+
+    sup.detach().await.expect("detach");
+    task.await.expect("the engine ends");
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "detach leaves units running");
+    let mut cfg = config(dir.path());
+    cfg.adopt = true;
+    let (sup, _task) = Supervisor::spawn(cfg, vec![late]).expect("engine");
+    assert_eq!(sup.status().await.expect("status")[0].state, UnitState::Running { pid }, "adopted");
+    sup.shutdown().await.expect("shutdown");
+}
