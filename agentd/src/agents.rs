@@ -319,6 +319,13 @@ mod tests {
         [resources]\nmemory_max = \"1G\"\npids_max = 64\n[permissions]\nnetwork = \"gateway\"\n";
 
     #[test]
+    fn the_documented_example_parses() {
+        let a = parse_manifest("research.toml", include_str!("../../docs/examples/agents.d/research.toml"))
+            .expect("valid");
+        assert_eq!(a.permissions.network, tailored_policy::Network::Gateway);
+    }
+
+    #[test]
     fn a_manifest_is_validated_into_an_agent() {
         let a = parse_manifest("research.toml", GOOD).expect("valid");
         assert_eq!(

@@ -1,33 +1,93 @@
 //! `aitherctl`: the command line for the appliance.
 //!
-//! Only `aitherctl policy` exists so far; the commands that talk to agentd over D-Bus come
-//! with agentd itself.
+//! Everything but `policy` talks to agentd over D-Bus (`org.aitheros.Agentd1`; the system
+//! bus, or the session bus with `--session` for a development agentd). `--json` prints the
+//! API's own documents; without it, tables for people.
+//!
+//! Exit status: 0 done, 1 refused or failed (the message says why), 4 not allowed (only root
+//! and members of `aither-admin` may change things), 69 agentd is not running.
 
+use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use serde_json::Value;
+
+use crate::bus::AgentdProxy;
 use crate::tailored_policy::{self, SystemResolver};
 
 /// Where installed tailored modules are kept.
 pub const POLICY_DIR: &str = "/var/lib/aither/selinux";
 
+/// Exit statuses.
+pub const EXIT_DENIED: i32 = 4;
+pub const EXIT_NOT_RUNNING: i32 = 69;
+
 #[derive(Debug, Parser)]
 #[command(name = "aitherctl", version, about = "Control the AitherOS appliance")]
 pub struct Cli {
+    /// Talk to a development agentd (`agentd --dev`) on the session bus.
+    #[arg(long, global = true)]
+    pub session: bool,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The preset, a one-line summary and every unit.
+    Status,
+    /// Every unit: inference workers, services and agents.
+    Units,
+    /// The agents, with their MCS level, domain and workspace.
+    Agents,
+    /// One unit in full.
+    Show { name: String },
+    /// Start a unit (an agent waits for a slot when all are taken).
+    Start { name: String },
+    /// Stop a unit (a queued agent leaves the queue).
+    Stop { name: String },
+    /// Restart a unit.
+    Restart { name: String },
+    /// Run an agent from a manifest file (kept until reboot).
+    Run { manifest: PathBuf },
+    /// A unit's output.
+    Logs {
+        name: String,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history to print.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// The hardware profile agentd planned with.
+    Profile,
+    /// The preset in use (`show`), or pin another one (`set NAME`).
+    Preset {
+        #[command(subcommand)]
+        action: Option<PresetCommand>,
+    },
+    /// The plan: models, groups, memory tiers, agent slots, threads.
+    Plan,
+    /// Read the configuration and manifests again and apply the difference.
+    Reload,
     /// Tailored SELinux policies for agents.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Everything else (status, units, agents, start/stop, logs, profile, preset, plan, reload).
-    #[command(external_subcommand)]
-    Other(Vec<String>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PresetCommand {
+    Show,
+    /// Pin a preset in /etc/aither/appliance.toml and reload.
+    Set { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,12 +138,22 @@ fn tailored(
 /// Run the command line; returns the exit status.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Policy(PolicyCommand::Show { manifest, policy }) => {
+        Command::Policy(p) => policy(p),
+        command => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(remote(command, cli.session, cli.json))
+        }
+    }
+}
+
+fn policy(command: PolicyCommand) -> Result<i32> {
+    match command {
+        PolicyCommand::Show { manifest, policy } => {
             let Some((p, _)) = tailored(&manifest, policy)? else { return Ok(0) };
             print!("{}", p.cil);
             Ok(0)
         }
-        Command::Policy(PolicyCommand::Install { manifest, policy, dir, semodule }) => {
+        PolicyCommand::Install { manifest, policy, dir, semodule } => {
             let Some((p, perms)) = tailored(&manifest, policy)? else { return Ok(0) };
             let path = tailored_policy::install(&p, &dir, &semodule)?;
             println!("installed {} ({}) from {}", p.module, p.domain, path.display());
@@ -100,15 +170,299 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Policy(PolicyCommand::Remove { agent, dir, semodule }) => {
+        PolicyCommand::Remove { agent, dir, semodule } => {
             let module = format!("aither_agent_{}", tailored_policy::type_stem(&agent)?);
             tailored_policy::remove(&module, &dir, &semodule)?;
             println!("removed {module}");
             Ok(0)
         }
-        Command::Other(args) => {
-            let what = args.first().map_or("aitherctl", String::as_str);
-            Ok(crate::not_implemented(&format!("aitherctl {what}"), "agentd: the appliance daemon"))
+    }
+}
+
+/// Why a call failed, as aitherctl reports it.
+enum CallError {
+    NotRunning(String),
+    Denied(String),
+    Failed(String),
+}
+
+fn classify(e: zbus::Error, session: bool) -> CallError {
+    let not_running = |detail: String| {
+        let how = if session {
+            "start one with `agentd --dev` (or `make run`)"
+        } else {
+            "start it with `systemctl start agentd`; `journalctl -u agentd` says why it stopped"
+        };
+        CallError::NotRunning(format!("agentd is not running ({detail}): {how}"))
+    };
+    match e {
+        zbus::Error::MethodError(name, msg, _) => {
+            let text = msg.unwrap_or_default();
+            match name.as_str() {
+                "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+                    not_running("no owner of org.aitheros.Agentd1".into())
+                }
+                "org.freedesktop.DBus.Error.AccessDenied" => CallError::Denied(text),
+                _ => CallError::Failed(text),
+            }
+        }
+        zbus::Error::FDO(e) => match *e {
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
+                not_running("no owner of org.aitheros.Agentd1".into())
+            }
+            zbus::fdo::Error::AccessDenied(m) => CallError::Denied(m),
+            zbus::fdo::Error::Failed(m) => CallError::Failed(m),
+            other => CallError::Failed(other.to_string()),
+        },
+        zbus::Error::InputOutput(e) => not_running(format!("cannot reach {e}")),
+        zbus::Error::Address(e) => not_running(format!("no bus address: {e}")),
+        other => CallError::Failed(other.to_string()),
+    }
+}
+
+async fn remote(command: Command, session: bool, as_json: bool) -> Result<i32> {
+    match call(command, session, as_json).await {
+        Ok(()) => Ok(0),
+        Err(CallError::NotRunning(m)) => {
+            eprintln!("aitherctl: {m}");
+            Ok(EXIT_NOT_RUNNING)
+        }
+        Err(CallError::Denied(m)) => {
+            eprintln!("aitherctl: permission denied: {m}");
+            Ok(EXIT_DENIED)
+        }
+        Err(CallError::Failed(m)) => {
+            eprintln!("aitherctl: {m}");
+            Ok(1)
+        }
+    }
+}
+
+async fn call(command: Command, session: bool, as_json: bool) -> Result<(), CallError> {
+    let err = |e: zbus::Error| classify(e, session);
+    let conn = crate::bus::connect(session).await.map_err(|e| {
+        let bus = if session { "session" } else { "system" };
+        classify(zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::other(format!("the {bus} bus: {e}")))), session)
+    })?;
+    let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
+    let parse = |text: String| -> Result<Value, CallError> {
+        serde_json::from_str(&text).map_err(|e| CallError::Failed(format!("agentd sent a document that is not JSON: {e}")))
+    };
+    let say = |text: String| {
+        if as_json {
+            println!("{}", serde_json::json!({ "result": text }));
+        } else {
+            println!("{text}");
+        }
+    };
+    match command {
+        Command::Status => {
+            let v = parse(agentd.status().await.map_err(err)?)?;
+            if as_json {
+                print_json(&v);
+            } else {
+                println!("{}", v["summary"].as_str().unwrap_or_default());
+                println!("preset:   {} ({})", v["preset"].as_str().unwrap_or_default(), v["reason"].as_str().unwrap_or_default());
+                println!("limits:   {}", v["cgroups"].as_str().unwrap_or_default());
+                println!();
+                print!("{}", units_table(v["units"].as_array().map_or(&[][..], Vec::as_slice)));
+            }
+        }
+        Command::Units | Command::Agents => {
+            let text = if matches!(command, Command::Units) { agentd.list_units().await } else { agentd.list_agents().await };
+            let v = parse(text.map_err(err)?)?;
+            if as_json {
+                print_json(&v);
+            } else if matches!(command, Command::Agents) {
+                print!("{}", agents_table(v.as_array().map_or(&[][..], Vec::as_slice)));
+            } else {
+                print!("{}", units_table(v.as_array().map_or(&[][..], Vec::as_slice)));
+            }
+        }
+        Command::Show { name } => print_json(&parse(agentd.get_unit(&name).await.map_err(err)?)?),
+        Command::Start { name } => say(agentd.start(&name).await.map_err(err)?),
+        Command::Stop { name } => say(agentd.stop(&name).await.map_err(err)?),
+        Command::Restart { name } => say(agentd.restart(&name).await.map_err(err)?),
+        Command::Run { manifest } => {
+            let text = std::fs::read_to_string(&manifest)
+                .map_err(|e| CallError::Failed(format!("{}: {e}", manifest.display())))?;
+            say(agentd.run_agent(&text).await.map_err(|e| match classify(e, session) {
+                CallError::Failed(m) => CallError::Failed(m.replace("(manifest)", &manifest.display().to_string())),
+                other => other,
+            })?)
+        }
+        Command::Logs { name, follow, lines } => {
+            let target = agentd.log_target(&name).await.map_err(err)?;
+            show_logs(&target, follow, lines)?;
+        }
+        Command::Profile => {
+            let v = parse(agentd.profile().await.map_err(err)?)?;
+            if as_json {
+                print_json(&v);
+            } else {
+                match serde_json::from_value::<aither_hwprofile::profile::Profile>(v) {
+                    Ok(p) => print!("{}", aither_hwprofile::render::profile_table(&p)),
+                    Err(e) => return Err(CallError::Failed(format!("not a profile: {e}"))),
+                }
+            }
+        }
+        Command::Preset { action: None | Some(PresetCommand::Show) } => {
+            let v = parse(agentd.preset().await.map_err(err)?)?;
+            if as_json {
+                print_json(&v);
+            } else {
+                let pinned = if v["pinned"].as_bool() == Some(true) { " (pinned)" } else { "" };
+                println!("{}{pinned}: {}", v["name"].as_str().unwrap_or_default(), v["reason"].as_str().unwrap_or_default());
+                println!("{}", v["preset"]["description"].as_str().unwrap_or_default());
+                let names: Vec<&str> = v["available"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_str).collect());
+                println!("available: {}", names.join(", "));
+            }
+        }
+        Command::Preset { action: Some(PresetCommand::Set { name }) } => say(agentd.set_preset(&name).await.map_err(err)?),
+        Command::Plan => {
+            let v = parse(agentd.plan().await.map_err(err)?)?;
+            if as_json {
+                print_json(&v);
+            } else {
+                match serde_json::from_value::<aither_hwprofile::plan::Plan>(v) {
+                    Ok(p) => print!("{}", aither_hwprofile::render::plan_table(&p)),
+                    Err(e) => return Err(CallError::Failed(format!("not a plan: {e}"))),
+                }
+            }
+        }
+        Command::Reload => say(agentd.reload().await.map_err(err)?),
+        Command::Policy(_) => unreachable!("handled locally"),
+    }
+    Ok(())
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns padded to their widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let last = cells.len().saturating_sub(1);
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.iter().map(|h| (*h).to_string()).collect(), &mut out);
+    for r in rows {
+        line(r, &mut out);
+    }
+    out
+}
+
+fn units_table(units: &[Value]) -> String {
+    let rows = units
+        .iter()
+        .map(|u| {
+            vec![
+                text(&u["name"]),
+                text(&u["kind"]),
+                format!("{} ({})", text(&u["group"]), text(&u["priority"])),
+                text(&u["state"]),
+                text(&u["pid"]),
+                text(&u["restarts"]),
+                u["detail"].as_str().or(u["status"].as_str()).unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "KIND", "GROUP", "STATE", "PID", "RESTARTS", "DETAIL"], rows)
+}
+
+fn agents_table(units: &[Value]) -> String {
+    let rows = units
+        .iter()
+        .map(|u| {
+            vec![
+                text(&u["name"]),
+                text(&u["state"]),
+                text(&u["pid"]),
+                text(&u["agent"]["level"]),
+                text(&u["agent"]["domain"]),
+                text(&u["agent"]["network"]),
+                text(&u["agent"]["workspace"]),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STATE", "PID", "LEVEL", "DOMAIN", "NETWORK", "WORKSPACE"], rows)
+}
+
+/// Print a unit's output from the journal or its log file.
+fn show_logs(target: &str, follow: bool, lines: usize) -> Result<(), CallError> {
+    if let Some(id) = target.strip_prefix("journal:") {
+        let mut cmd = std::process::Command::new("journalctl");
+        cmd.args(["--no-pager", "-o", "short-iso", "-t", id, "-n", &lines.to_string()]);
+        if follow {
+            cmd.arg("-f");
+        }
+        let status = cmd.status().map_err(|e| CallError::Failed(format!("journalctl: {e}")))?;
+        return if status.success() { Ok(()) } else { Err(CallError::Failed(format!("journalctl: {status}"))) };
+    }
+    let Some(path) = target.strip_prefix("file:") else {
+        return Err(CallError::Failed(format!("its output is not kept ({target})")));
+    };
+    let failed = |e: std::io::Error| CallError::Failed(format!("{path}: {e}"));
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
+            return Err(CallError::Failed(format!("{path}: no output yet")));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Ok(f) = std::fs::File::open(path) {
+                break f;
+            }
+        },
+        Err(e) => return Err(failed(e)),
+    };
+    let mut all = String::new();
+    file.read_to_string(&mut all).map_err(failed)?;
+    let tail: Vec<&str> = all.lines().collect();
+    let mut out = std::io::stdout().lock();
+    for l in &tail[tail.len().saturating_sub(lines)..] {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = out.flush();
+    drop(out);
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let pos = file.stream_position().map_err(failed)?;
+        let len = file.metadata().map_err(failed)?.len();
+        if len < pos {
+            file.rewind().map_err(failed)?; // truncated
+        }
+        let mut more = String::new();
+        file.read_to_string(&mut more).map_err(failed)?;
+        if !more.is_empty() {
+            print!("{more}");
+            let _ = std::io::stdout().flush();
         }
     }
 }

@@ -25,9 +25,15 @@
 //! Everything in the design above but the tailored policies is not yet built.
 
 pub mod agents;
+pub mod bus;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
+pub mod run;
+pub mod sd;
+pub mod services;
 pub mod tailored_policy;
+pub mod units;
 
 /// Exit status of a binary whose feature has not landed yet (`EX_UNAVAILABLE`, sysexits.h).
 pub const EXIT_NOT_IMPLEMENTED: i32 = 69;

@@ -204,7 +204,7 @@ fn print(text: &str) -> Result<()> {
 
 /// The `preset` key of the appliance configuration, when the file exists. Other keys belong
 /// to agentd and first boot and are checked there.
-fn pinned_preset(path: &Path) -> Result<Option<String>> {
+pub fn pinned_preset(path: &Path) -> Result<Option<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -39,6 +39,8 @@ pub enum Unavailable {
     Unreadable { path: PathBuf, problem: String },
     #[error("{0} is not writable: no cgroup subtree is delegated to the supervisor (dev mode?): limits are off")]
     NotDelegated(PathBuf),
+    #[error("{0}: cgroup limits are off")]
+    Disabled(String),
 }
 
 /// The delegated subtree.

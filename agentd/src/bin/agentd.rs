@@ -1,4 +1,6 @@
-//! agentd: thin shim over the library.
+//! agentd: thin shim over [`agentd::run`].
+use clap::Parser;
+
 fn main() {
-    std::process::exit(agentd::not_implemented("agentd", "agentd: the appliance daemon"));
+    std::process::exit(agentd::run::main(agentd::run::Args::parse()));
 }

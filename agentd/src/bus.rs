@@ -1,0 +1,277 @@
+//! The D-Bus API `org.aitheros.Agentd1` at `/org/aitheros/Agentd1`, on the system bus (the
+//! session bus in dev mode).
+//!
+//! Reading is open to everyone; changing things (start, stop, restart, run an agent, set the
+//! preset, reload) is for root, the daemon's own user, and members of `aither-admin`. The
+//! caller is identified by the bus daemon's record of its connection's uid
+//! (`GetConnectionUnixUser`), never by a PID, which can be recycled.
+//!
+//! Structured answers are JSON documents in strings (the same documents `aitherctl --json`
+//! prints), so the API and the command line never disagree and new fields do not break
+//! callers.
+//!
+//! | member | kind | |
+//! |---|---|---|
+//! | `Status() → s` | method | summary, preset, units, admission queue, cgroup limits |
+//! | `ListUnits() → s`, `ListAgents() → s`, `GetUnit(s name) → s` | methods | unit reports |
+//! | `Start(s)`, `Stop(s)`, `Restart(s) → s` | methods | what was done, in words |
+//! | `RunAgent(s manifest_toml) → s` | method | run an agent from a manifest |
+//! | `Profile()`, `Preset()`, `Plan() → s` | methods | the hardware profile, the preset, the plan |
+//! | `SetPreset(s name) → s`, `Reload() → s` | methods | pin a preset; reload the configuration |
+//! | `LogTarget(s name) → s` | method | `journal:IDENTIFIER` or `file:PATH` |
+//! | `UnitChanged(s name, s state, s detail)` | signal | every state change |
+//! | `Summary` (s), `Version` (s) | properties | |
+
+use std::sync::Arc;
+
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::Connection;
+
+use crate::daemon::{Daemon, Outcome};
+
+pub const BUS_NAME: &str = "org.aitheros.Agentd1";
+pub const OBJECT_PATH: &str = "/org/aitheros/Agentd1";
+/// Members of this group may change things through the API.
+pub const ADMIN_GROUP: &str = "aither-admin";
+
+/// The served object.
+#[derive(Debug)]
+pub struct Api {
+    pub daemon: Arc<Daemon>,
+}
+
+fn failed(e: impl std::fmt::Display) -> zbus::fdo::Error {
+    zbus::fdo::Error::Failed(e.to_string())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> zbus::fdo::Result<String> {
+    serde_json::to_string_pretty(v).map_err(failed)
+}
+
+fn outcome(o: Outcome) -> zbus::fdo::Result<String> {
+    o.map_err(zbus::fdo::Error::Failed)
+}
+
+/// Whether `uid` may change things: root, the daemon's own user, or a member of
+/// [`ADMIN_GROUP`].
+pub fn may_change(uid: u32) -> bool {
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Ok(Some(admin)) = nix::unistd::Group::from_name(ADMIN_GROUP) else { return false };
+    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else { return false };
+    if user.gid == admin.gid {
+        return true;
+    }
+    let Ok(name) = std::ffi::CString::new(user.name.clone()) else { return false };
+    nix::unistd::getgrouplist(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
+}
+
+async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> zbus::fdo::Result<()> {
+    let sender = hdr.sender().ok_or_else(|| zbus::fdo::Error::AccessDenied("the caller has no bus name".into()))?;
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(failed)?;
+    let uid = dbus.get_connection_unix_user(sender.clone().into()).await.map_err(failed)?;
+    if may_change(uid) {
+        Ok(())
+    } else {
+        tracing::warn!("uid {uid} ({sender}) may not {action}");
+        Err(zbus::fdo::Error::AccessDenied(format!(
+            "uid {uid} may not {action}: only root and members of {ADMIN_GROUP} may change agentd"
+        )))
+    }
+}
+
+#[zbus::interface(name = "org.aitheros.Agentd1")]
+impl Api {
+    async fn status(&self) -> zbus::fdo::Result<String> {
+        let d = &self.daemon;
+        let units = d.units().await.map_err(failed)?;
+        let plan = d.plan().await;
+        let queue: Vec<&str> = units.iter().filter(|u| u.state == "queued").map(|u| u.name.as_str()).collect();
+        json(&serde_json::json!({
+            "summary": d.summary().await,
+            "preset": plan.preset,
+            "reason": plan.reason,
+            "agent_slots": d.agent_limit().await,
+            "queued": queue,
+            "cgroups": d.cgroups,
+            "dev": d.opts.dev,
+            "units": units,
+        }))
+    }
+
+    async fn list_units(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.units().await.map_err(failed)?)
+    }
+
+    async fn list_agents(&self) -> zbus::fdo::Result<String> {
+        let units = self.daemon.units().await.map_err(failed)?;
+        json(&units.into_iter().filter(|u| u.kind == crate::units::Kind::Agent).collect::<Vec<_>>())
+    }
+
+    async fn get_unit(&self, name: String) -> zbus::fdo::Result<String> {
+        let units = self.daemon.units().await.map_err(failed)?;
+        let u = units.into_iter().find(|u| u.name == name).ok_or_else(|| failed(format!("no unit named {name:?}")))?;
+        json(&u)
+    }
+
+    async fn start(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("start {name}")).await?;
+        outcome(self.daemon.start_unit(&name).await)
+    }
+
+    async fn stop(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("stop {name}")).await?;
+        outcome(self.daemon.stop_unit(&name).await)
+    }
+
+    async fn restart(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("restart {name}")).await?;
+        outcome(self.daemon.restart_unit(&name).await)
+    }
+
+    async fn run_agent(
+        &self,
+        manifest: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, "run an agent").await?;
+        outcome(self.daemon.run_agent(&manifest).await)
+    }
+
+    async fn profile(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.profile().await)
+    }
+
+    async fn preset(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.preset().await)
+    }
+
+    async fn set_preset(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, "set the preset").await?;
+        outcome(self.daemon.set_preset(&name).await)
+    }
+
+    async fn plan(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.plan().await)
+    }
+
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, "reload").await?;
+        outcome(self.daemon.reload().await)
+    }
+
+    async fn log_target(&self, name: String) -> zbus::fdo::Result<String> {
+        outcome(self.daemon.log_target(&name).await)
+    }
+
+    #[zbus(signal)]
+    pub async fn unit_changed(emitter: &SignalEmitter<'_>, name: &str, state: &str, detail: &str)
+        -> zbus::Result<()>;
+
+    #[zbus(property)]
+    async fn summary(&self) -> String {
+        self.daemon.summary().await
+    }
+
+    #[zbus(property)]
+    async fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+/// Connect to the system bus, or the session bus in dev mode (before anything is started,
+/// so a missing bus fails early and leaves nothing behind).
+pub async fn connect(session: bool) -> zbus::Result<Connection> {
+    if session {
+        Connection::session().await
+    } else {
+        Connection::system().await
+    }
+}
+
+/// Serve the API and take the well-known name.
+pub async fn serve(conn: &Connection, daemon: Arc<Daemon>) -> zbus::Result<()> {
+    conn.object_server().at(OBJECT_PATH, Api { daemon }).await?;
+    conn.request_name(BUS_NAME).await
+}
+
+/// The client side, for aitherctl.
+#[zbus::proxy(
+    interface = "org.aitheros.Agentd1",
+    default_service = "org.aitheros.Agentd1",
+    default_path = "/org/aitheros/Agentd1"
+)]
+pub trait Agentd {
+    fn status(&self) -> zbus::Result<String>;
+    fn list_units(&self) -> zbus::Result<String>;
+    fn list_agents(&self) -> zbus::Result<String>;
+    fn get_unit(&self, name: &str) -> zbus::Result<String>;
+    fn start(&self, name: &str) -> zbus::Result<String>;
+    fn stop(&self, name: &str) -> zbus::Result<String>;
+    fn restart(&self, name: &str) -> zbus::Result<String>;
+    fn run_agent(&self, manifest: &str) -> zbus::Result<String>;
+    fn profile(&self) -> zbus::Result<String>;
+    fn preset(&self) -> zbus::Result<String>;
+    fn set_preset(&self, name: &str) -> zbus::Result<String>;
+    fn plan(&self) -> zbus::Result<String>;
+    fn reload(&self) -> zbus::Result<String>;
+    fn log_target(&self, name: &str) -> zbus::Result<String>;
+    #[zbus(signal)]
+    fn unit_changed(&self, name: String, state: String, detail: String) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn summary(&self) -> zbus::Result<String>;
+}
+
+/// systemd's manager, to tell a restart from a stop when SIGTERM comes.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+pub trait Systemd {
+    #[allow(clippy::type_complexity)]
+    fn list_jobs(
+        &self,
+    ) -> zbus::Result<Vec<(u32, String, String, String, zbus::zvariant::OwnedObjectPath, zbus::zvariant::OwnedObjectPath)>>;
+}
+
+/// Whether systemd has a restart of `unit` queued: then SIGTERM means "step aside and let the
+/// next agentd adopt the units", not "stop everything".
+pub async fn restart_pending(unit: &str) -> bool {
+    let Ok(conn) = Connection::system().await else { return false };
+    let Ok(proxy) = SystemdProxy::new(&conn).await else { return false };
+    match proxy.list_jobs().await {
+        Ok(jobs) => jobs.iter().any(|(_, u, kind, ..)| u == unit && kind.contains("restart")),
+        Err(e) => {
+            tracing::warn!("cannot list systemd's jobs: {e}");
+            false
+        }
+    }
+}

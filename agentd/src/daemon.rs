@@ -1,0 +1,686 @@
+//! The daemon: loads everything, builds the units, runs them on aither-init, admits agents
+//! within the preset's limit, reloads, and stops (or, for a restart, steps aside).
+//!
+//! One [`Daemon`] is shared by the D-Bus API, the signal handlers and the event loop; its
+//! state sits behind one async mutex, and every change is computed in full before any of it
+//! is applied, so a bad configuration on reload changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aither_hwprofile::catalog::Catalog;
+use aither_hwprofile::plan::{Plan, PlanOptions};
+use aither_hwprofile::presets::Presets;
+use aither_hwprofile::profile::Profile;
+use aither_init::cgroup::{Cgroups, Unavailable};
+use aither_init::{Config, ExitReason, Supervisor, UnitState, UnitStatus};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::agents::{self, Admission, AdmissionQueue, Agent, CategoryMap};
+use crate::config::{self, Listen, Settings};
+use crate::services;
+use crate::units::{self, Host, Inputs, Kind, Planned};
+
+/// How agentd was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Configuration root: `/` on the appliance, a tree in tests.
+    pub root: PathBuf,
+    /// Development mode: an ordinary user, no systemd, SELinux or cgroups, the session bus.
+    pub dev: bool,
+    /// A profile to use instead of `/run/aither/hwprofile.json` or detection.
+    pub profile: Option<PathBuf>,
+    /// The runtime directory in dev mode (`$XDG_RUNTIME_DIR/aither`).
+    pub dev_runtime_dir: Option<PathBuf>,
+}
+
+/// Everything that [`load`] computes from the files; nothing is applied until all is valid.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub profile: Profile,
+    pub presets: Presets,
+    pub plan: Plan,
+    pub units: Vec<Planned>,
+    pub mcs: CategoryMap,
+    pub host: Host,
+    pub agent_limit: usize,
+}
+
+/// Read the configuration, the profile, the preset and the manifests, and build the units.
+pub fn load(opts: &Options, host: &Host) -> Result<Loaded> {
+    let mut settings = config::load(&opts.root)?;
+    if let Some(dir) = &opts.dev_runtime_dir {
+        relocate_for_dev(&mut settings, dir);
+    }
+    let profile = read_profile(opts, &settings)?;
+    let data = opts.root.join("usr/share/aither");
+    let presets = if data.join("presets").is_dir() {
+        Presets::load_dir(&data.join("presets")).context("cannot load the presets")?
+    } else {
+        Presets::builtin().context("the built-in presets")?
+    };
+    let catalog = if data.join("catalog").is_dir() {
+        Catalog::load_dir(&data.join("catalog")).context("cannot load the model catalog")?
+    } else {
+        Catalog::builtin().context("the built-in catalog")?
+    };
+    let pinned = aither_hwprofile::cli::pinned_preset(&appliance_file(&opts.root))?;
+    let plan = aither_hwprofile::plan::plan(
+        &profile,
+        &presets,
+        &catalog,
+        &PlanOptions { preset: pinned, model_dir: Some(settings.model_dir.clone()) },
+    )?;
+    let services = services::read_dirs(&services::dirs(&opts.root))?;
+    let mut agent_list = agents::read_dir(&opts.root.join("etc/aither/agents.d"))?;
+    // Agents run from a manifest through the API live in the runtime directory.
+    for a in agents::read_dir(&transient_dir(&settings))? {
+        if let Some(first) = agent_list.iter().find(|b| b.name == a.name) {
+            anyhow::bail!(
+                "agent {:?} is defined twice: {} and {}",
+                a.name,
+                first.source.display(),
+                a.source.display()
+            );
+        }
+        agent_list.push(a);
+    }
+    let mut mcs = CategoryMap::load(&mcs_file(&settings))?;
+    let units = units::build(
+        &Inputs { settings: &settings, plan: &plan, services: &services, agents: &agent_list, host },
+        &mut mcs,
+    )?;
+    let agent_limit = match settings.agents_max_concurrent {
+        0 => plan.agents.max_concurrent,
+        n => n,
+    };
+    Ok(Loaded {
+        settings,
+        profile,
+        presets,
+        plan,
+        units,
+        mcs,
+        host: host.clone(),
+        agent_limit: usize::try_from(agent_limit).unwrap_or(usize::MAX),
+    })
+}
+
+/// In dev mode everything lives under one directory the user owns.
+fn relocate_for_dev(s: &mut Settings, dir: &Path) {
+    s.runtime_dir = dir.to_path_buf();
+    s.state_dir = dir.join("state");
+    for l in &mut s.gateway_listen {
+        if let Listen::Unix(p) = l {
+            *p = dir.join(p.file_name().unwrap_or_default());
+        }
+    }
+    s.log = config::LogTo::Stderr;
+}
+
+fn read_profile(opts: &Options, settings: &Settings) -> Result<Profile> {
+    let path = opts.profile.clone().unwrap_or_else(|| settings.runtime_dir.join("hwprofile.json"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{}: not a hardware profile", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.profile.is_none() => {
+            tracing::info!("{} does not exist: detecting the hardware", path.display());
+            let detect = aither_hwprofile::detect::DetectOptions {
+                model_dir: settings.model_dir.clone(),
+                ..Default::default()
+            };
+            aither_hwprofile::detect::detect(&detect).context("hardware detection failed")
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+pub fn appliance_file(root: &Path) -> PathBuf {
+    root.join("etc/aither/appliance.toml")
+}
+fn transient_dir(s: &Settings) -> PathBuf {
+    s.runtime_dir.join("agents.d")
+}
+fn mcs_file(s: &Settings) -> PathBuf {
+    s.state_dir.join("mcs.json")
+}
+fn engine_state_file(s: &Settings) -> PathBuf {
+    s.runtime_dir.join("units.json")
+}
+
+/// A unit as the API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    pub name: String,
+    pub kind: Kind,
+    pub group: String,
+    pub priority: u32,
+    /// `running`, `starting`, `backoff`, `failed`, `gave-up`, `stopping`, `inactive`,
+    /// `dormant` (starts on demand), `queued` (waiting for an agent slot), `blocked`.
+    pub state: String,
+    pub pid: Option<i32>,
+    /// Why it ended, its backoff, why it is blocked, its queue position.
+    pub detail: Option<String>,
+    /// Its last `STATUS=` line.
+    pub status: Option<String>,
+    pub restarts: u32,
+    pub description: Option<String>,
+    pub source: String,
+    pub agent: Option<units::AgentDetails>,
+}
+
+/// The daemon's state.
+#[derive(Debug)]
+struct State {
+    loaded: Loaded,
+    by_name: BTreeMap<String, Planned>,
+    admission: AdmissionQueue,
+}
+
+/// The running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    pub opts: Options,
+    pub sup: Supervisor,
+    state: Mutex<State>,
+    pub cgroups: String,
+}
+
+/// What [`Daemon::start`] and friends did, in words.
+pub type Outcome = Result<String, String>;
+
+impl Daemon {
+    /// Load everything, start the engine (adopting what an earlier agentd left running) and
+    /// start the boot units. Returns once they are asked to start.
+    pub async fn start(opts: Options) -> Result<Arc<Daemon>> {
+        let host = host_facts(&opts);
+        let loaded = load(&opts, &host)?;
+        loaded.mcs.save(&mcs_file(&loaded.settings))?;
+        let cgroups = if opts.dev {
+            Err(Unavailable::Disabled("development mode".into()))
+        } else {
+            Cgroups::detect(Path::new("/sys/fs/cgroup"), Path::new("/proc/self/cgroup")).and_then(|cg| {
+                cg.prepare().map_err(|e| Unavailable::Unreadable { path: cg.root().into(), problem: e.to_string() })?;
+                Ok(cg)
+            })
+        };
+        if let Err(why) = &cgroups {
+            tracing::warn!("{why}");
+        }
+        let cgroups_text = match &cgroups {
+            Ok(cg) => format!("cgroup v2 limits applied under {}", cg.root().display()),
+            Err(why) => why.to_string(),
+        };
+        std::fs::create_dir_all(&loaded.settings.runtime_dir)
+            .with_context(|| format!("cannot create {}", loaded.settings.runtime_dir.display()))?;
+        let config = Config {
+            runtime_dir: loaded.settings.runtime_dir.clone(),
+            state_file: Some(engine_state_file(&loaded.settings)),
+            subreaper: true,
+            adopt: true,
+            cgroups,
+        };
+        let specs = loaded.units.iter().map(|u| u.spec.clone()).collect();
+        let (sup, _engine) = Supervisor::spawn(config, specs)?;
+        let by_name = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        let admission = AdmissionQueue::new(loaded.agent_limit);
+        let daemon =
+            Arc::new(Daemon { opts, sup, state: Mutex::new(State { loaded, by_name, admission }), cgroups: cgroups_text });
+        daemon.boot().await?;
+        Ok(daemon)
+    }
+
+    /// Ask the boot units to start: not dormant, not blocked, agents within the limit
+    /// (those already running, adopted from an earlier agentd, first).
+    async fn boot(&self) -> Result<()> {
+        let status = self.sup.status().await?;
+        let mut st = self.state.lock().await;
+        let running: Vec<String> = status.iter().filter(|u| u.state.is_up()).map(|u| u.name.clone()).collect();
+        for name in &running {
+            if st.by_name.get(name).is_some_and(|u| u.kind == Kind::Agent) {
+                st.admission.running.insert(name.clone());
+            }
+        }
+        let mut set = Vec::new();
+        let units: Vec<Planned> = st.by_name.values().cloned().collect();
+        for u in units {
+            if u.dormant || running.contains(&u.name) {
+                continue;
+            }
+            if let Some(why) = &u.blocked {
+                tracing::warn!("{}: not started: {why}", u.name);
+                continue;
+            }
+            if u.kind == Kind::Agent {
+                prepare_workspace(&st.loaded, &u)?;
+                if let Admission::Queued { position } = st.admission.request(&u.name) {
+                    tracing::info!("{}: waiting for an agent slot (position {position})", u.name);
+                    continue;
+                }
+            }
+            set.push(u.name.clone());
+        }
+        drop(st);
+        self.sup.start_set(set).await?;
+        Ok(())
+    }
+
+    /// Whether every boot unit of the first group (`core`) has settled: what `READY=1` waits for.
+    pub async fn core_settled(&self) -> bool {
+        let Ok(status) = self.sup.status().await else { return false };
+        let st = self.state.lock().await;
+        let Some(first) = st.loaded.plan.groups.first() else { return true };
+        status.iter().filter(|u| u.group == first.name).all(|u| {
+            let planned = st.by_name.get(&u.name);
+            planned.is_some_and(|p| p.dormant || p.blocked.is_some())
+                || !matches!(u.state, UnitState::Waiting | UnitState::Starting { .. })
+        })
+    }
+
+    /// Every unit with its state.
+    pub async fn units(&self) -> Result<Vec<UnitReport>> {
+        let status = self.sup.status().await?;
+        let st = self.state.lock().await;
+        Ok(status.iter().filter_map(|s| st.by_name.get(&s.name).map(|p| report(p, s, &st.admission))).collect())
+    }
+
+    /// The one-line summary systemd shows as the unit's status.
+    pub async fn summary(&self) -> String {
+        let Ok(units) = self.units().await else { return "the engine has stopped".into() };
+        let st = self.state.lock().await;
+        let up = units.iter().filter(|u| u.state == "running").count();
+        let wanted = units.iter().filter(|u| !matches!(u.state.as_str(), "dormant" | "blocked" | "inactive")).count();
+        let agents = units.iter().filter(|u| u.kind == Kind::Agent && u.state == "running").count();
+        let queued = st.admission.waiting.len();
+        let failed = units.iter().filter(|u| matches!(u.state.as_str(), "failed" | "gave-up")).count();
+        let mut s = format!(
+            "{} preset: {up}/{wanted} units running, {agents}/{} agent slots used",
+            st.loaded.plan.preset, st.admission.limit
+        );
+        if queued > 0 {
+            s.push_str(&format!(", {queued} queued"));
+        }
+        if failed > 0 {
+            s.push_str(&format!(", {failed} failed"));
+        }
+        s
+    }
+
+    pub async fn settings(&self) -> Settings {
+        self.state.lock().await.loaded.settings.clone()
+    }
+    pub async fn profile(&self) -> Profile {
+        self.state.lock().await.loaded.profile.clone()
+    }
+    pub async fn plan(&self) -> Plan {
+        self.state.lock().await.loaded.plan.clone()
+    }
+    pub async fn agent_limit(&self) -> usize {
+        self.state.lock().await.admission.limit
+    }
+
+    /// The preset in use, with the reason and its full definition.
+    pub async fn preset(&self) -> serde_json::Value {
+        let st = self.state.lock().await;
+        let plan = &st.loaded.plan;
+        serde_json::json!({
+            "name": plan.preset,
+            "reason": plan.reason,
+            "pinned": plan.pinned,
+            "available": aither_hwprofile::presets::NAMES,
+            "preset": st.loaded.presets.get(&plan.preset).ok(),
+        })
+    }
+
+    /// Start a unit; an agent goes through admission.
+    pub async fn start_unit(&self, name: &str) -> Outcome {
+        let mut st = self.state.lock().await;
+        let u = st.by_name.get(name).cloned().ok_or_else(|| format!("no unit or agent named {name:?}"))?;
+        if let Some(why) = &u.blocked {
+            return Err(format!("{name} cannot start: {why}"));
+        }
+        if u.kind == Kind::Agent {
+            prepare_workspace(&st.loaded, &u).map_err(|e| format!("{e:#}"))?;
+            if let Admission::Queued { position } = st.admission.request(name) {
+                return Ok(format!(
+                    "{name} is queued at position {position}: all {} agent slots are taken",
+                    st.admission.limit
+                ));
+            }
+        }
+        drop(st);
+        self.sup.start(name).await.map_err(|e| e.to_string())?;
+        Ok(format!("{name} started"))
+    }
+
+    /// Stop a unit; a queued agent leaves the queue.
+    pub async fn stop_unit(&self, name: &str) -> Outcome {
+        let mut st = self.state.lock().await;
+        if !st.by_name.contains_key(name) {
+            return Err(format!("no unit or agent named {name:?}"));
+        }
+        if st.admission.waiting.iter().any(|a| a == name) {
+            st.admission.waiting.retain(|a| a != name);
+            return Ok(format!("{name} left the admission queue"));
+        }
+        drop(st);
+        self.sup.stop(name).await.map_err(|e| e.to_string())?;
+        Ok(format!("{name} is stopping"))
+    }
+
+    pub async fn restart_unit(&self, name: &str) -> Outcome {
+        let st = self.state.lock().await;
+        let u = st.by_name.get(name).ok_or_else(|| format!("no unit or agent named {name:?}"))?;
+        if let Some(why) = &u.blocked {
+            return Err(format!("{name} cannot start: {why}"));
+        }
+        let agent_not_admitted = u.kind == Kind::Agent && !st.admission.running.contains(name);
+        drop(st);
+        if agent_not_admitted {
+            return self.start_unit(name).await;
+        }
+        self.sup.restart(name).await.map_err(|e| e.to_string())?;
+        Ok(format!("{name} is restarting"))
+    }
+
+    /// Run an agent from a manifest's text: kept in the runtime directory (until reboot or
+    /// `aitherctl stop` and reload), started through admission.
+    pub async fn run_agent(&self, manifest: &str) -> Outcome {
+        let agent: Agent = agents::parse_manifest("(manifest)", manifest).map_err(|e| e.to_string())?;
+        let dir = {
+            let st = self.state.lock().await;
+            if let Some(u) = st.by_name.get(&agent.name) {
+                return Err(format!("{:?} is already a unit, from {}", agent.name, u.source));
+            }
+            transient_dir(&st.loaded.settings)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.toml", agent.name));
+        std::fs::write(&path, manifest).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(e) = self.reload().await {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        self.start_unit(&agent.name).await
+    }
+
+    /// Pin a preset in the appliance configuration and reload.
+    pub async fn set_preset(&self, name: &str) -> Outcome {
+        {
+            let st = self.state.lock().await;
+            st.loaded.presets.get(name).map_err(|e| e.to_string())?;
+        }
+        let path = appliance_file(&self.opts.root);
+        let mut table: toml::Table = match std::fs::read_to_string(&path) {
+            Ok(t) => toml::from_str(&t).map_err(|e| format!("{}: {}", path.display(), e.message()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let before = table.insert("preset".into(), toml::Value::String(name.into()));
+        let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+        aither_hwprofile::cli::write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        match self.reload().await {
+            Ok(changes) => Ok(format!("preset {name} pinned in {}; {changes}", path.display())),
+            Err(e) => {
+                // Put the file back as it was: a pin that does not load is not kept.
+                match before {
+                    Some(b) => table.insert("preset".into(), b),
+                    None => table.remove("preset"),
+                };
+                let _ = aither_hwprofile::cli::write_atomically(&path, &toml::to_string(&table).unwrap_or_default());
+                Err(e)
+            }
+        }
+    }
+
+    /// Load everything again and apply the difference: new units are added (and started
+    /// when they would start at boot), removed ones stopped and removed, changed ones take
+    /// their new definition at their next start. A bad file changes nothing.
+    pub async fn reload(&self) -> Outcome {
+        let host = self.state.lock().await.loaded.host.clone();
+        let loaded = load(&self.opts, &host).map_err(|e| format!("{e:#}"))?;
+        loaded.mcs.save(&mcs_file(&loaded.settings)).map_err(|e| e.to_string())?;
+        let mut st = self.state.lock().await;
+        let new: BTreeMap<String, Planned> = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        let (mut added, mut removed, mut changed) = (vec![], vec![], vec![]);
+        for (name, u) in &new {
+            match st.by_name.get(name) {
+                None => added.push(name.clone()),
+                Some(old) if old.spec != u.spec => changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        for name in st.by_name.keys() {
+            if !new.contains_key(name) {
+                removed.push(name.clone());
+            }
+        }
+        // Add in an order the engine accepts: a unit's dependencies first.
+        let mut pending: Vec<&Planned> =
+            added.iter().chain(&changed).filter_map(|n| new.get(n)).collect::<Vec<_>>();
+        pending.sort_by_key(|u| u.spec.requires.len() + u.spec.after.len());
+        for u in pending {
+            self.sup.add(u.spec.clone()).await.map_err(|e| e.to_string())?;
+        }
+        st.admission.limit = loaded.agent_limit.max(1);
+        st.by_name = new;
+        st.loaded = loaded;
+        let mut to_start = Vec::new();
+        for name in &added {
+            let u = &st.by_name[name];
+            if u.dormant || u.blocked.is_some() {
+                continue;
+            }
+            if u.kind == Kind::Agent {
+                if let Admission::Queued { .. } = st.admission.request(name) {
+                    continue;
+                }
+            }
+            to_start.push(name.clone());
+        }
+        // A larger limit admits waiting agents.
+        let admitted = st.admission.release("");
+        to_start.extend(admitted);
+        for name in &to_start {
+            if let Some(u) = st.by_name.get(name).filter(|u| u.kind == Kind::Agent) {
+                prepare_workspace(&st.loaded, u).map_err(|e| format!("{e:#}"))?;
+            }
+        }
+        for name in &removed {
+            st.admission.release(name);
+        }
+        drop(st);
+        self.sup.start_set(to_start).await.map_err(|e| e.to_string())?;
+        for name in &removed {
+            self.retire(name).await;
+        }
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        Ok(format!(
+            "reloaded: added {}; removed {}; changed {} (applies at their next start)",
+            list(&added),
+            list(&removed),
+            list(&changed)
+        ))
+    }
+
+    /// Stop a unit that left the configuration and remove it once it is down.
+    async fn retire(&self, name: &str) {
+        let mut rx = self.sup.subscribe();
+        let up = self.sup.status().await.ok().and_then(|s| s.into_iter().find(|u| u.name == name));
+        if up.as_ref().is_some_and(|u| u.state.pid().is_some()) {
+            let _ = self.sup.stop(name).await;
+            let _ = tokio::time::timeout(Duration::from_secs(60), async {
+                while let Ok(e) = rx.recv().await {
+                    if e.unit == name && e.state.pid().is_none() && !matches!(e.state, UnitState::Exited { .. }) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        if let Err(e) = self.sup.remove(name).await {
+            tracing::warn!("{name}: not removed: {e}");
+        }
+    }
+
+    /// React to an engine event: an agent that is done frees its slot for the next in line.
+    pub async fn on_event(&self, unit: &str, state: &UnitState) {
+        let done = matches!(
+            state,
+            UnitState::Inactive
+                | UnitState::Failed { .. }
+                | UnitState::GaveUp { .. }
+                | UnitState::Exited { reason: ExitReason::Code { code: 0 } }
+        );
+        if !done {
+            return;
+        }
+        let mut st = self.state.lock().await;
+        if !st.admission.running.contains(unit) {
+            return;
+        }
+        let next = st.admission.release(unit);
+        for name in &next {
+            if let Some(u) = st.by_name.get(name) {
+                if let Err(e) = prepare_workspace(&st.loaded, u) {
+                    tracing::warn!("{name}: {e:#}");
+                }
+            }
+        }
+        drop(st);
+        for name in next {
+            tracing::info!("{name}: admitted, an agent slot is free");
+            if let Err(e) = self.sup.start(&name).await {
+                tracing::warn!("{name}: {e}");
+            }
+        }
+    }
+
+    /// Where a unit's output goes: `journal:IDENTIFIER` or `file:PATH`.
+    pub async fn log_target(&self, name: &str) -> Outcome {
+        let st = self.state.lock().await;
+        let u = st.by_name.get(name).ok_or_else(|| format!("no unit or agent named {name:?}"))?;
+        Ok(match &u.spec.log {
+            aither_init::unit::LogTarget::File { path } => format!("file:{}", path.display()),
+            aither_init::unit::LogTarget::Journal => format!("journal:{name}"),
+            aither_init::unit::LogTarget::Inherit => "inherit:agentd".into(),
+            aither_init::unit::LogTarget::Null => "null:".into(),
+        })
+    }
+}
+
+fn state_name(s: &UnitState) -> &'static str {
+    match s {
+        UnitState::Inactive => "inactive",
+        UnitState::Waiting => "waiting",
+        UnitState::Dormant => "dormant",
+        UnitState::Starting { .. } => "starting",
+        UnitState::Running { .. } => "running",
+        UnitState::Stopping { .. } => "stopping",
+        UnitState::Exited { .. } => "exited",
+        UnitState::Backoff { .. } => "backoff",
+        UnitState::GaveUp { .. } => "gave-up",
+        UnitState::Failed { .. } => "failed",
+    }
+}
+
+/// An exit reason in words.
+pub fn reason_text(r: &ExitReason) -> String {
+    match r {
+        ExitReason::Code { code } => format!("exited with status {code}"),
+        ExitReason::Signal { signal } => format!(
+            "killed by {}",
+            nix::sys::signal::Signal::try_from(*signal).map_or_else(|_| format!("signal {signal}"), |s| s.to_string())
+        ),
+        ExitReason::OomKilled => "killed by the OOM killer (memory limit)".into(),
+        ExitReason::ReadyTimeout => "did not become ready in time".into(),
+        ExitReason::SpawnFailed { error } => format!("could not start: {error}"),
+        ExitReason::Unknown => "ended (adopted; exit status unknown)".into(),
+        ExitReason::DependencyFailed { unit } => format!("{unit}, which it requires, failed"),
+    }
+}
+
+fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport {
+    let mut state = state_name(&s.state).to_string();
+    let mut detail = match &s.state {
+        UnitState::Exited { reason } | UnitState::GaveUp { reason } | UnitState::Failed { reason } => {
+            Some(reason_text(reason))
+        }
+        UnitState::Backoff { delay_ms, reason } => Some(format!("{}; restarting in {delay_ms} ms", reason_text(reason))),
+        _ => None,
+    };
+    if matches!(s.state, UnitState::Inactive) {
+        if let Some(pos) = admission.waiting.iter().position(|a| a == &p.name) {
+            state = "queued".into();
+            detail = Some(format!("position {} in the admission queue", pos + 1));
+        } else if let Some(why) = &p.blocked {
+            state = "blocked".into();
+            detail = Some(why.clone());
+        } else if p.dormant {
+            state = "dormant".into();
+            detail = Some("starts on demand".into());
+        }
+    }
+    UnitReport {
+        name: p.name.clone(),
+        kind: p.kind,
+        group: p.group.clone(),
+        priority: s.priority,
+        state,
+        pid: s.state.pid(),
+        detail,
+        status: s.status.clone(),
+        restarts: s.restarts,
+        description: p.description.clone(),
+        source: p.source.clone(),
+        agent: p.agent.clone(),
+    }
+}
+
+/// Host facts: SELinux, the users units run as.
+fn host_facts(opts: &Options) -> Host {
+    let root = nix::unistd::geteuid().is_root();
+    let user = |name: &str| -> Option<(u32, u32)> {
+        if opts.dev || !root {
+            return None;
+        }
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
+            _ => {
+                tracing::warn!("user {name} does not exist (sysusers.d/aitheros.conf): units run as root");
+                None
+            }
+        }
+    };
+    Host {
+        dev: opts.dev,
+        selinux: !opts.dev && aither_init::engine::selinux_enabled(),
+        service_user: user("aither"),
+        agent_user: user("aither-agent"),
+        policy_dir: PathBuf::from(crate::ctl::POLICY_DIR),
+    }
+}
+
+/// An agent's workspace: created, owned by the agent user, private, and labelled with the
+/// agent's MCS level so no other agent can touch it.
+fn prepare_workspace(loaded: &Loaded, u: &Planned) -> Result<()> {
+    let Some(a) = &u.agent else { return Ok(()) };
+    let ws = &a.workspace;
+    std::fs::create_dir_all(ws).with_context(|| format!("cannot create the workspace {}", ws.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", ws.display()))?;
+    if let (Some(uid), Some(gid)) = (u.spec.uid, u.spec.gid) {
+        std::os::unix::fs::chown(ws, Some(uid), Some(gid)).with_context(|| format!("chown {}", ws.display()))?;
+    }
+    if loaded.host.selinux {
+        let context = format!("system_u:object_r:aither_agent_workspace_t:{}", a.level);
+        rustix::fs::setxattr(ws, "security.selinux", context.as_bytes(), rustix::fs::XattrFlags::empty())
+            .with_context(|| format!("cannot label {} {context}", ws.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! `agentd`'s main: logging, the daemon, the bus, systemd's notify protocol, signals.
+//!
+//! - `READY=1` once the bus name is taken and the first group (`core`) has settled;
+//!   `STATUS=` the one-line summary, kept current; `WATCHDOG=1` at half of `WatchdogSec=`
+//!   for as long as the engine answers; `STOPPING=1` when it stops.
+//! - SIGTERM / SIGINT: stop every unit gracefully, highest priority number first. When
+//!   systemd has a restart of agentd queued, agentd instead steps aside and leaves the units
+//!   running for the next agentd to adopt. SIGHUP: reload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::bus::{self, Api};
+use crate::daemon::{self, Daemon, Options};
+use crate::sd::{self, Notifier};
+
+/// Exit status for a configuration error (`EX_CONFIG`, sysexits.h): systemd does not
+/// restart-loop it (`RestartPreventExitStatus=78`).
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Debug, Parser)]
+#[command(name = "agentd", version, about = "The AitherOS appliance daemon")]
+pub struct Args {
+    /// Development mode: an ordinary user, no systemd, SELinux or cgroups, the session bus,
+    /// state under $XDG_RUNTIME_DIR/aither.
+    #[arg(long)]
+    pub dev: bool,
+    /// Configuration root (the appliance's is /).
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Hardware profile to use instead of /run/aither/hwprofile.json or detection.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+}
+
+fn init_logging(dev: bool) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = (!dev && std::env::var_os("JOURNAL_STREAM").is_some())
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
+        .map(|l| l.with_syslog_identifier("agentd".into()));
+    if let Some(journal) = journal {
+        tracing_subscriber::registry().with(filter).with(journal).init();
+    } else {
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        tracing_subscriber::registry().with(filter).with(fmt).init();
+    }
+}
+
+/// The systemd unit agentd runs in, from its cgroup (`0::/system.slice/agentd.service/...`).
+fn own_unit() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.to_string();
+    path.split('/').find(|c| c.ends_with(".service")).map(str::to_string)
+}
+
+/// Run agentd; returns the exit status.
+pub fn main(args: Args) -> i32 {
+    init_logging(args.dev);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let config_error = e.chain().any(|c| {
+                c.is::<crate::config::ConfigError>()
+                    || c.is::<crate::agents::AgentError>()
+                    || c.is::<crate::services::ServiceError>()
+                    || c.is::<crate::units::UnitsError>()
+            });
+            tracing::error!("{e:#}");
+            eprintln!("agentd: {e:#}");
+            if config_error {
+                EXIT_CONFIG
+            } else {
+                1
+            }
+        }
+    }
+}
+
+fn dev_runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("aither"),
+        None => std::env::temp_dir().join(format!("aither-{}", nix::unistd::getuid())),
+    }
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let notifier = Notifier::from_env();
+    let opts = Options {
+        root: args.root,
+        dev: args.dev,
+        profile: args.profile,
+        dev_runtime_dir: args.dev.then(dev_runtime_dir),
+    };
+    let dev = opts.dev;
+    let bus_name = if dev { "the session bus (is DBUS_SESSION_BUS_ADDRESS set? `make run` starts one)" } else { "the system bus" };
+    let conn = bus::connect(dev).await.with_context(|| format!("cannot connect to {bus_name}"))?;
+    let daemon = Daemon::start(opts).await?;
+    if let Err(e) = bus::serve(&conn, daemon.clone()).await {
+        daemon.sup.shutdown().await?;
+        return Err(e).with_context(|| format!("cannot serve {} on {bus_name}", bus::BUS_NAME));
+    }
+    let settings = daemon.settings().await;
+    tracing::info!(
+        "agentd {} ({} mode): configuration from {}; {}",
+        env!("CARGO_PKG_VERSION"),
+        if dev { "development" } else { "system" },
+        settings.sources.join(", "),
+        daemon.cgroups
+    );
+    tokio::spawn(forward_events(daemon.clone(), conn.clone()));
+
+    // Ready once the core group has settled (bounded: a broken core unit is reported, not waited on).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !daemon.core_settled().await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = daemon.summary().await;
+    notifier.notify(&format!("READY=1\nSTATUS={summary}"));
+    tracing::info!("ready: {summary}");
+    if dev {
+        tracing::info!("talk to it with: aitherctl --session status");
+    }
+    if let Some(interval) = sd::watchdog_interval() {
+        tokio::spawn(watchdog(daemon.clone(), interval));
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match daemon.reload().await {
+                Ok(changes) => tracing::info!("SIGHUP: {changes}"),
+                Err(e) => tracing::error!("SIGHUP: reload refused: {e}"),
+            },
+        }
+    }
+    let restart = match own_unit() {
+        Some(unit) if notifier.enabled() => bus::restart_pending(&unit).await,
+        _ => false,
+    };
+    if restart {
+        notifier.notify("STOPPING=1\nSTATUS=restarting: units left running for the next agentd");
+        tracing::info!("systemd is restarting agentd: leaving the units running for the next agentd to adopt");
+        daemon.sup.detach().await?;
+    } else {
+        notifier.notify("STOPPING=1\nSTATUS=stopping every unit");
+        tracing::info!("stopping every unit");
+        daemon.sup.shutdown().await?;
+        tracing::info!("every unit stopped");
+    }
+    Ok(())
+}
+
+/// Engine events: admission, the D-Bus signal, systemd's STATUS line.
+async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
+    let notifier = Notifier::from_env();
+    let mut rx = daemon.sup.subscribe();
+    let emitter = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH).ok();
+    loop {
+        let e = match rx.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("{n} unit events were missed");
+                continue;
+            }
+            Err(_) => return,
+        };
+        daemon.on_event(&e.unit, &e.state).await;
+        let detail = match &e.state {
+            aither_init::UnitState::Exited { reason }
+            | aither_init::UnitState::Failed { reason }
+            | aither_init::UnitState::GaveUp { reason }
+            | aither_init::UnitState::Backoff { reason, .. } => daemon::reason_text(reason),
+            s => s.pid().map(|p| format!("pid {p}")).unwrap_or_default(),
+        };
+        let state = serde_json::to_value(&e.state)
+            .ok()
+            .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        match &e.state {
+            aither_init::UnitState::Failed { .. } | aither_init::UnitState::GaveUp { .. } => {
+                tracing::warn!("{}: {state}: {detail}", e.unit);
+            }
+            _ => tracing::info!("{}: {state} {detail}", e.unit),
+        }
+        if let Some(emitter) = &emitter {
+            let _ = Api::unit_changed(emitter, &e.unit, &state, &detail).await;
+        }
+        if notifier.enabled() {
+            notifier.notify(&format!("STATUS={}", daemon.summary().await));
+        }
+    }
+}
+
+/// Keep-alives while the engine answers; a hung engine stops them and systemd restarts agentd.
+async fn watchdog(daemon: Arc<Daemon>, interval: Duration) {
+    let notifier = Notifier::from_env();
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(interval / 4, daemon.sup.status()).await {
+            Ok(Ok(_)) => {
+                notifier.notify("WATCHDOG=1");
+            }
+            _ => tracing::error!("the engine did not answer within {:?}: no watchdog keep-alive", interval / 4),
+        }
+    }
+}
