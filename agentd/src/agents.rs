@@ -320,8 +320,8 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        let a = parse_manifest("research.toml", include_str!("../../docs/examples/agents.d/research.toml"))
-            .expect("valid");
+        let a =
+            parse_manifest("research.toml", include_str!("../../docs/examples/agents.d/research.toml")).expect("valid");
         assert_eq!(a.permissions.network, tailored_policy::Network::Gateway);
     }
 

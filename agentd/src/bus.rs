@@ -192,8 +192,7 @@ impl Api {
     }
 
     #[zbus(signal)]
-    pub async fn unit_changed(emitter: &SignalEmitter<'_>, name: &str, state: &str, detail: &str)
-        -> zbus::Result<()>;
+    pub async fn unit_changed(emitter: &SignalEmitter<'_>, name: &str, state: &str, detail: &str) -> zbus::Result<()>;
 
     #[zbus(property)]
     async fn summary(&self) -> String {
@@ -259,7 +258,9 @@ pub trait Systemd {
     #[allow(clippy::type_complexity)]
     fn list_jobs(
         &self,
-    ) -> zbus::Result<Vec<(u32, String, String, String, zbus::zvariant::OwnedObjectPath, zbus::zvariant::OwnedObjectPath)>>;
+    ) -> zbus::Result<
+        Vec<(u32, String, String, String, zbus::zvariant::OwnedObjectPath, zbus::zvariant::OwnedObjectPath)>,
+    >;
 }
 
 /// Whether systemd has a restart of `unit` queued: then SIGTERM means "step aside and let the

@@ -87,7 +87,9 @@ pub enum Command {
 pub enum PresetCommand {
     Show,
     /// Pin a preset in /etc/aither/appliance.toml and reload.
-    Set { name: String },
+    Set {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,11 +244,15 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
     let err = |e: zbus::Error| classify(e, session);
     let conn = crate::bus::connect(session).await.map_err(|e| {
         let bus = if session { "session" } else { "system" };
-        classify(zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::other(format!("the {bus} bus: {e}")))), session)
+        classify(
+            zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::other(format!("the {bus} bus: {e}")))),
+            session,
+        )
     })?;
     let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
     let parse = |text: String| -> Result<Value, CallError> {
-        serde_json::from_str(&text).map_err(|e| CallError::Failed(format!("agentd sent a document that is not JSON: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| CallError::Failed(format!("agentd sent a document that is not JSON: {e}")))
     };
     let say = |text: String| {
         if as_json {
@@ -262,14 +268,19 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                 print_json(&v);
             } else {
                 println!("{}", v["summary"].as_str().unwrap_or_default());
-                println!("preset:   {} ({})", v["preset"].as_str().unwrap_or_default(), v["reason"].as_str().unwrap_or_default());
+                println!(
+                    "preset:   {} ({})",
+                    v["preset"].as_str().unwrap_or_default(),
+                    v["reason"].as_str().unwrap_or_default()
+                );
                 println!("limits:   {}", v["cgroups"].as_str().unwrap_or_default());
                 println!();
                 print!("{}", units_table(v["units"].as_array().map_or(&[][..], Vec::as_slice)));
             }
         }
         Command::Units | Command::Agents => {
-            let text = if matches!(command, Command::Units) { agentd.list_units().await } else { agentd.list_agents().await };
+            let text =
+                if matches!(command, Command::Units) { agentd.list_units().await } else { agentd.list_agents().await };
             let v = parse(text.map_err(err)?)?;
             if as_json {
                 print_json(&v);
@@ -312,13 +323,20 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                 print_json(&v);
             } else {
                 let pinned = if v["pinned"].as_bool() == Some(true) { " (pinned)" } else { "" };
-                println!("{}{pinned}: {}", v["name"].as_str().unwrap_or_default(), v["reason"].as_str().unwrap_or_default());
+                println!(
+                    "{}{pinned}: {}",
+                    v["name"].as_str().unwrap_or_default(),
+                    v["reason"].as_str().unwrap_or_default()
+                );
                 println!("{}", v["preset"]["description"].as_str().unwrap_or_default());
-                let names: Vec<&str> = v["available"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_str).collect());
+                let names: Vec<&str> =
+                    v["available"].as_array().map_or(vec![], |a| a.iter().filter_map(Value::as_str).collect());
                 println!("available: {}", names.join(", "));
             }
         }
-        Command::Preset { action: Some(PresetCommand::Set { name }) } => say(agentd.set_preset(&name).await.map_err(err)?),
+        Command::Preset { action: Some(PresetCommand::Set { name }) } => {
+            say(agentd.set_preset(&name).await.map_err(err)?)
+        }
         Command::Plan => {
             let v = parse(agentd.plan().await.map_err(err)?)?;
             if as_json {

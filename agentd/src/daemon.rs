@@ -81,12 +81,7 @@ pub fn load(opts: &Options, host: &Host) -> Result<Loaded> {
     // Agents run from a manifest through the API live in the runtime directory.
     for a in agents::read_dir(&transient_dir(&settings))? {
         if let Some(first) = agent_list.iter().find(|b| b.name == a.name) {
-            anyhow::bail!(
-                "agent {:?} is defined twice: {} and {}",
-                a.name,
-                first.source.display(),
-                a.source.display()
-            );
+            anyhow::bail!("agent {:?} is defined twice: {} and {}", a.name, first.source.display(), a.source.display());
         }
         agent_list.push(a);
     }
@@ -129,10 +124,8 @@ fn read_profile(opts: &Options, settings: &Settings) -> Result<Profile> {
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("{}: not a hardware profile", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.profile.is_none() => {
             tracing::info!("{} does not exist: detecting the hardware", path.display());
-            let detect = aither_hwprofile::detect::DetectOptions {
-                model_dir: settings.model_dir.clone(),
-                ..Default::default()
-            };
+            let detect =
+                aither_hwprofile::detect::DetectOptions { model_dir: settings.model_dir.clone(), ..Default::default() };
             aither_hwprofile::detect::detect(&detect).context("hardware detection failed")
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -228,8 +221,12 @@ impl Daemon {
         let (sup, _engine) = Supervisor::spawn(config, specs)?;
         let by_name = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
         let admission = AdmissionQueue::new(loaded.agent_limit);
-        let daemon =
-            Arc::new(Daemon { opts, sup, state: Mutex::new(State { loaded, by_name, admission }), cgroups: cgroups_text });
+        let daemon = Arc::new(Daemon {
+            opts,
+            sup,
+            state: Mutex::new(State { loaded, by_name, admission }),
+            cgroups: cgroups_text,
+        });
         daemon.boot().await?;
         Ok(daemon)
     }
@@ -460,8 +457,7 @@ impl Daemon {
             }
         }
         // Add in an order the engine accepts: a unit's dependencies first.
-        let mut pending: Vec<&Planned> =
-            added.iter().chain(&changed).filter_map(|n| new.get(n)).collect::<Vec<_>>();
+        let mut pending: Vec<&Planned> = added.iter().chain(&changed).filter_map(|n| new.get(n)).collect::<Vec<_>>();
         pending.sort_by_key(|u| u.spec.requires.len() + u.spec.after.len());
         for u in pending {
             self.sup.add(u.spec.clone()).await.map_err(|e| e.to_string())?;
@@ -610,7 +606,9 @@ fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport
         UnitState::Exited { reason } | UnitState::GaveUp { reason } | UnitState::Failed { reason } => {
             Some(reason_text(reason))
         }
-        UnitState::Backoff { delay_ms, reason } => Some(format!("{}; restarting in {delay_ms} ms", reason_text(reason))),
+        UnitState::Backoff { delay_ms, reason } => {
+            Some(format!("{}; restarting in {delay_ms} ms", reason_text(reason)))
+        }
         _ => None,
     };
     if matches!(s.state, UnitState::Inactive) {

@@ -49,7 +49,8 @@ fn init_logging(dev: bool) {
     if let Some(journal) = journal {
         tracing_subscriber::registry().with(filter).with(journal).init();
     } else {
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
         tracing_subscriber::registry().with(filter).with(fmt).init();
@@ -109,7 +110,8 @@ async fn serve(args: Args) -> Result<()> {
         dev_runtime_dir: args.dev.then(dev_runtime_dir),
     };
     let dev = opts.dev;
-    let bus_name = if dev { "the session bus (is DBUS_SESSION_BUS_ADDRESS set? `make run` starts one)" } else { "the system bus" };
+    let bus_name =
+        if dev { "the session bus (is DBUS_SESSION_BUS_ADDRESS set? `make run` starts one)" } else { "the system bus" };
     let conn = bus::connect(dev).await.with_context(|| format!("cannot connect to {bus_name}"))?;
     let daemon = Daemon::start(opts).await?;
     if let Err(e) = bus::serve(&conn, daemon.clone()).await {

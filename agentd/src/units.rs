@@ -252,8 +252,7 @@ fn service(inputs: &Inputs, s: &Service, priority: u32, dormant: bool) -> Planne
         spec.selinux_context = Some(format!("system_u:system_r:{t}:s0"));
     }
     let (cpu_weight, io_weight) = class_limits(inputs.plan, s.class);
-    spec.limits =
-        Limits { memory_max: s.memory_max, pids_max: s.pids_max, cpu_weight, io_weight, ..Limits::default() };
+    spec.limits = Limits { memory_max: s.memory_max, pids_max: s.pids_max, cpu_weight, io_weight, ..Limits::default() };
     Planned {
         spec,
         name: s.name.clone(),
@@ -316,10 +315,7 @@ fn agent(inputs: &Inputs, a: &Agent, pair: (u16, u16), priority: u32, dormant: b
     };
     let module = inputs.host.policy_dir.join(format!("aither_agent_{stem}.cil"));
     let blocked = (needs_module && inputs.host.selinux && !module.is_file()).then(|| {
-        format!(
-            "its permissions need a tailored SELinux module: run `aitherctl policy install {}`",
-            a.source.display()
-        )
+        format!("its permissions need a tailored SELinux module: run `aitherctl policy install {}`", a.source.display())
     });
     Planned {
         spec,
@@ -370,11 +366,9 @@ mod tests {
     fn workers_services_and_agents_come_out_confined_and_sized() {
         let settings = crate::config::from_sources(&[("d".into(), crate::config::DEFAULTS.into())]).expect("cfg");
         let plan = plan();
-        let svc = crate::services::parse_manifest(
-            "v.toml",
-            include_str!("../../docs/examples/units.d/vector-store.toml"),
-        )
-        .expect("svc");
+        let svc =
+            crate::services::parse_manifest("v.toml", include_str!("../../docs/examples/units.d/vector-store.toml"))
+                .expect("svc");
         let mut research =
             parse_manifest("research.toml", include_str!("../../docs/examples/agents.d/research.toml")).expect("a");
         research.source = PathBuf::from("/etc/aither/agents.d/research.toml");
@@ -382,7 +376,8 @@ mod tests {
             .expect("plain");
         let mut mcs = CategoryMap::default();
         let host = host(true);
-        let inputs = Inputs { settings: &settings, plan: &plan, services: &[svc], agents: &[research, plain], host: &host };
+        let inputs =
+            Inputs { settings: &settings, plan: &plan, services: &[svc], agents: &[research, plain], host: &host };
         let units = build(&inputs, &mut mcs).expect("units");
         let w = units.iter().find(|u| u.kind == Kind::Worker).expect("a worker");
         assert_eq!(w.spec.selinux_context.as_deref(), Some("system_u:system_r:aither_infer_t:s0"));

@@ -392,19 +392,22 @@ impl Engine {
                 e.schedule();
             }),
             Cmd::Add(spec) => self.add(*spec),
-            Cmd::Remove(name) => self.with_unit(&name, |e, n| {
-                if e.units[n].state.pid().is_none() {
-                    e.units.remove(n);
-                    if let Ok(cg) = &e.cfg.cgroups {
-                        cg.remove_unit(n);
+            Cmd::Remove(name) => self
+                .with_unit(&name, |e, n| {
+                    if e.units[n].state.pid().is_none() {
+                        e.units.remove(n);
+                        if let Ok(cg) = &e.cfg.cgroups {
+                            cg.remove_unit(n);
+                        }
+                        e.schedule();
                     }
-                    e.schedule();
-                }
-            })
-            .and_then(|()| match self.units.get(&name) {
-                Some(_) => Err(EngineError::Invalid { unit: name.clone(), problem: "is running: stop it first".into() }),
-                None => Ok(()),
-            }),
+                })
+                .and_then(|()| match self.units.get(&name) {
+                    Some(_) => {
+                        Err(EngineError::Invalid { unit: name.clone(), problem: "is running: stop it first".into() })
+                    }
+                    None => Ok(()),
+                }),
             Cmd::Detach => {
                 self.flush();
                 self.detached = true;

@@ -1,0 +1,307 @@
+//! agentd end to end in development mode, against a private dbus-daemon, driven through
+//! aitherctl as an admin would: the plan from a fixture profile, units starting in group
+//! order, a crash restarted, the admission limit queueing an agent, an agent run from a
+//! manifest, reload, a bad configuration refused with its file and key, and a clean stop.
+//! Under real systemd, SELinux and cgroup v2 the same daemon is tested in the VM test bed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=@BUS@</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#;
+
+/// Kills its process when dropped, so a failing test leaves nothing running.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Bed {
+    dir: tempfile::TempDir,
+    bus: String,
+    _dbus: Guard,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("bus");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(&config, BUS_CONFIG.replace("@BUS@", &socket.display().to_string())).expect("bus config");
+        let dbus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus; `make deps` installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::create_dir_all(dir.path().join("xdg")).expect("xdg");
+        Bed { bus: format!("unix:path={}", socket.display()), _dbus: Guard(dbus), dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Write a file under the root; `@MARK@` becomes the file units record their start in.
+    fn write(&self, rel: &str, text: &str) {
+        let text = text.replace("@MARK@", &self.dir.path().join("marks").display().to_string());
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    fn command(&self, exe: &str) -> Command {
+        let mut c = Command::new(exe);
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
+            .env_remove("NOTIFY_SOCKET");
+        c
+    }
+
+    fn agentd(&self) -> Guard {
+        let log = std::fs::File::create(self.dir.path().join("agentd.log")).expect("log");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-1gpu.json");
+        let child = self
+            .command(env!("CARGO_BIN_EXE_agentd"))
+            .args(["--dev", "--root"])
+            .arg(self.root())
+            .arg("--profile")
+            .arg(fixture)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("agentd");
+        Guard(child)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        self.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).output().expect("aitherctl")
+    }
+
+    /// aitherctl that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "aitherctl {args:?}: {}\n{}\nagentd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn units(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["--json", "units"])).expect("json");
+        v.as_array().expect("array").clone()
+    }
+
+    fn unit(&self, name: &str) -> Value {
+        self.units().into_iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}"))
+    }
+
+    /// Wait until `name` is in `state`.
+    fn wait_state(&self, name: &str, state: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let u = self.unit(name);
+            if u["state"] == state {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "{name} is {} not {state}\n{}", u["state"], self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn marks(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("marks")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agentd.log")).unwrap_or_default()
+    }
+}
+
+/// A core service that takes half a second to send READY=1, then records that it is up.
+const SLOW_CORE: &str = r#"
+name = "store"
+group = "core"
+command = ["/usr/bin/python3", "-c", """
+import os, socket, time
+time.sleep(0.5)
+open(os.environ['MARK'], 'a').write('store\\n')
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])
+time.sleep(1000)
+"""]
+readiness = "notify"
+environment = { MARK = "@MARK@" }
+"#;
+
+/// A memory-group service that crashes on its first start.
+const CRASH_ONCE: &str = r#"
+name = "indexer"
+group = "memory"
+command = ["/bin/sh", "-c", "echo indexer >> \"$MARK\"; [ $(grep -c indexer \"$MARK\") -ge 2 ] || exit 3; exec sleep 1000"]
+environment = { MARK = "@MARK@" }
+"#;
+
+fn agent(name: &str) -> String {
+    format!(
+        "name = \"{name}\"\ncommand = [\"/bin/sh\", \"-c\", \"echo {name} >> \\\"$MARK\\\"; echo hello from {name}; exec sleep 1000\"]\n\
+         environment = {{ MARK = \"@MARK@\" }}\n"
+    )
+}
+
+fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+}
+
+#[test]
+fn agentd_in_dev_mode_end_to_end() {
+    let bed = Bed::new();
+    let out = bed.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(69), "not running yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd is not running"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd --dev"), "says how to start it: {out:?}");
+
+    bed.write("etc/aither/agentd.toml", "[agents]\nmax_concurrent = 2\n");
+    bed.write("etc/aither/units.d/store.toml", SLOW_CORE);
+    bed.write("etc/aither/units.d/indexer.toml", CRASH_ONCE);
+    for a in ["a1", "a2", "a3"] {
+        bed.write(&format!("etc/aither/agents.d/{a}.toml"), &agent(a));
+    }
+    let mut daemon = bed.agentd();
+
+    // The plan from the fixture profile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.ctl(&["status"]).status.code() == Some(69) {
+        assert!(Instant::now() < deadline, "agentd did not come up:\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let plan: Value = serde_json::from_str(&bed.ok(&["--json", "plan"])).expect("plan json");
+    assert_eq!(plan["preset"], "standard", "the RTX 4090 fixture gets the standard preset");
+    assert!(bed.ok(&["preset"]).starts_with("standard: NVIDIA GeForce RTX 4090"));
+    let worker = bed.unit("infer-nomic-embed-text-v1.5");
+    assert_eq!((worker["kind"].as_str(), worker["state"].as_str()), (Some("worker"), Some("blocked")), "{worker}");
+
+    // Group order: the core service is ready before the memory group starts, agents last.
+    bed.wait_state("a1", "running", 20);
+    bed.wait_state("a2", "running", 20);
+    let marks = bed.marks();
+    let first = |m: &str| marks.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m} never started: {marks:?}"));
+    assert!(first("store") < first("indexer") && first("indexer") < first("a1"), "{marks:?}");
+    assert_eq!(bed.unit("store")["status"], "serving", "its STATUS= line");
+
+    // The crash is restarted.
+    let indexer = bed.wait_state("indexer", "running", 20);
+    assert_eq!(indexer["restarts"], 1, "{indexer}");
+
+    // Two agent slots: the third agent waits.
+    let a3 = bed.unit("a3");
+    assert_eq!(a3["state"], "queued", "{a3}");
+    let status: Value = serde_json::from_str(&bed.ok(&["--json", "status"])).expect("status json");
+    assert_eq!(status["queued"], serde_json::json!(["a3"]));
+    assert!(status["summary"].as_str().is_some_and(|s| s.contains("2/2 agent slots used, 1 queued")), "{status}");
+    let agents = bed.ok(&["agents"]);
+    assert!(agents.contains("s0:c1,c2") && agents.contains("aither_agent_t"), "{agents}");
+    // An agent stopping frees its slot for the queued one.
+    assert!(bed.ok(&["stop", "a1"]).contains("a1 is stopping"));
+    bed.wait_state("a3", "running", 10);
+    assert_eq!(bed.unit("a1")["state"], "inactive");
+    // Starting a1 again queues it.
+    assert!(bed.ok(&["start", "a1"]).contains("queued at position 1"));
+    assert!(bed.ok(&["stop", "a1"]).contains("left the admission queue"));
+    let logs = bed.ok(&["logs", "a3"]);
+    assert!(logs.contains("hello from a3"), "{logs}");
+
+    // Reload: a new service starts, the limit grows and the queue moves.
+    bed.write(
+        "etc/aither/units.d/late.toml",
+        "name = \"late\"\ngroup = \"memory\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+    );
+    bed.write("etc/aither/agentd.toml", "[agents]\nmax_concurrent = 3\n");
+    let reloaded = bed.ok(&["reload"]);
+    assert!(reloaded.contains("added late"), "{reloaded}");
+    bed.wait_state("late", "running", 10);
+
+    // A bad configuration is refused with its file and key, and changes nothing.
+    bed.write("etc/aither/agentd.d/50-typo.toml", "[agents]\nmax_concurent = 9\n");
+    let out = bed.ctl(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("etc/aither/agentd.d/50-typo.toml") && err.contains("max_concurent"), "{err}");
+    std::fs::remove_file(bed.root().join("etc/aither/agentd.d/50-typo.toml")).expect("rm");
+    bed.write("etc/aither/agents.d/bad.toml", "name = \"bad\"\ncommand = [\"/bin/true\"]\ngpus = 1\n");
+    let out = bed.ctl(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("agents.d/bad.toml: gpus: agents never get GPUs"), "{err}");
+    std::fs::remove_file(bed.root().join("etc/aither/agents.d/bad.toml")).expect("rm");
+    assert_eq!(bed.unit("late")["state"], "running", "still running after the refused reloads");
+
+    // Reading is for everyone; changing is for root, agentd's own user and aither-admin.
+    if nix::unistd::geteuid().is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let as_nobody = |args: &[&str]| {
+            bed.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).uid(65534).gid(65534).output()
+        };
+        let read = as_nobody(&["units"]).expect("aitherctl as nobody");
+        assert!(read.status.success(), "{read:?}");
+        let denied = as_nobody(&["stop", "late"]).expect("aitherctl as nobody");
+        assert_eq!(denied.status.code(), Some(4), "{denied:?}");
+        assert!(String::from_utf8_lossy(&denied.stderr).contains("uid 65534 may not stop late"), "{denied:?}");
+        assert_eq!(bed.unit("late")["state"], "running");
+    }
+
+    // An agent from a manifest.
+    let manifest = bed.dir.path().join("run-me.toml");
+    let adhoc = agent("adhoc").replace("@MARK@", &bed.dir.path().join("marks").display().to_string());
+    std::fs::write(&manifest, adhoc).expect("manifest");
+    let out = bed.ok(&["run", manifest.to_str().expect("utf-8")]);
+    assert!(out.contains("adhoc started"), "{out}");
+    bed.wait_state("adhoc", "running", 10);
+    std::fs::write(&manifest, "name = \"Bad Name\"\ncommand = [\"/bin/true\"]\n").expect("manifest");
+    let out = bed.ctl(&["run", manifest.to_str().expect("utf-8")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run-me.toml: name"), "{out:?}");
+
+    // A clean stop: every unit's process is gone when agentd exits.
+    let pids: Vec<i64> = bed.units().iter().filter_map(|u| u["pid"].as_i64()).collect();
+    assert!(pids.len() >= 6, "{pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = daemon.0.wait().expect("agentd exits");
+    assert!(status.success(), "{status}\n{}", bed.log());
+    let left: Vec<i64> = pids.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "still running after agentd stopped: {left:?}");
+    assert!(bed.log().contains("every unit stopped"));
+}
