@@ -61,14 +61,14 @@ policy-check:
 test: deps lint cargo-test unit-check policy-check vm-test
 	@echo "make test: all checks passed"
 
-# The main job: profile this machine with the embedded defaults.
+# The main job: agentd in development mode, in the foreground, with the embedded defaults
+# (profiles this machine, plans, runs the agents in ./dev/agents.d if any). It uses the session
+# bus, or a private one when there is none. Talk to it with `aitherctl --session status`.
 run:
-	$(CARGO) build --locked -q -p aither-hwprofile
-	./target/debug/aither-hwprofile detect
+	$(CARGO) build --locked -q -p aither-hwprofile -p agentd
+	./target/debug/aither-hwprofile detect --format table
 	@echo
-	./target/debug/aither-hwprofile plan
-	@echo
-	@echo "agentd dev mode: not yet implemented (issue \"agentd: the appliance daemon\")"
+	bash scripts/run-dev.sh
 
 # Memory-fit accuracy against llama.cpp's own buffer sizes (builds llama.cpp on first use).
 bench-fit: deps

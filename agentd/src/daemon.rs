@@ -665,20 +665,41 @@ fn host_facts(opts: &Options) -> Host {
 
 /// An agent's workspace: created, owned by the agent user, private, and labelled with the
 /// agent's MCS level so no other agent can touch it.
+///
+/// agentd has no CAP_FOWNER: it labels and chmods the directory while it owns it, and hands
+/// it to the agent user last. A workspace already right is left alone.
 fn prepare_workspace(loaded: &Loaded, u: &Planned) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(a) = &u.agent else { return Ok(()) };
     let ws = &a.workspace;
     std::fs::create_dir_all(ws).with_context(|| format!("cannot create the workspace {}", ws.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("chmod {}", ws.display()))?;
-    if let (Some(uid), Some(gid)) = (u.spec.uid, u.spec.gid) {
-        std::os::unix::fs::chown(ws, Some(uid), Some(gid)).with_context(|| format!("chown {}", ws.display()))?;
+    let context = format!("system_u:object_r:aither_agent_workspace_t:{}", a.level);
+    let label_ok = || -> bool {
+        if !loaded.host.selinux {
+            return true;
+        }
+        let mut buf = vec![0u8; 256];
+        rustix::fs::getxattr(ws, "security.selinux", &mut buf)
+            .is_ok_and(|n| buf[..n].strip_suffix(b"\0").unwrap_or(&buf[..n]) == context.as_bytes())
+    };
+    let meta = std::fs::metadata(ws).with_context(|| format!("stat {}", ws.display()))?;
+    let owner = (u.spec.uid.unwrap_or(meta.uid()), u.spec.gid.unwrap_or(meta.gid()));
+    if (meta.uid(), meta.gid()) == owner && meta.mode() & 0o7777 == 0o700 && label_ok() {
+        return Ok(());
+    }
+    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    if meta.uid() != me.0 {
+        std::os::unix::fs::chown(ws, Some(me.0), Some(me.1)).with_context(|| format!("chown {}", ws.display()))?;
     }
     if loaded.host.selinux {
-        let context = format!("system_u:object_r:aither_agent_workspace_t:{}", a.level);
         rustix::fs::setxattr(ws, "security.selinux", context.as_bytes(), rustix::fs::XattrFlags::empty())
             .with_context(|| format!("cannot label {} {context}", ws.display()))?;
+    }
+    std::fs::set_permissions(ws, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod {}", ws.display()))?;
+    if owner != me {
+        std::os::unix::fs::chown(ws, Some(owner.0), Some(owner.1))
+            .with_context(|| format!("chown {}", ws.display()))?;
     }
     Ok(())
 }

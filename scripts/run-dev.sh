@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make run`: agentd --dev in the foreground. Configuration root ./dev (etc/aither/... there
+# overrides the embedded defaults; agents in dev/etc/aither/agents.d). Without a session bus,
+# a private one is started for this run and its address printed for aitherctl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p dev/etc/aither/agents.d dev/etc/aither/units.d
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$PWD/dev/run}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 0700 "$XDG_RUNTIME_DIR"
+if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
+  command -v dbus-daemon >/dev/null || { echo "run-dev: dbus-daemon is missing (make deps installs it)" >&2; exit 1; }
+  socket="$XDG_RUNTIME_DIR/bus"
+  rm -f "$socket"
+  dbus-daemon --session --address="unix:path=$socket" --nofork --nopidfile &
+  dbus_pid=$!
+  trap 'kill $dbus_pid 2>/dev/null' EXIT
+  for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
+  export DBUS_SESSION_BUS_ADDRESS="unix:path=$socket"
+  echo "run-dev: private session bus; in another shell:"
+  echo "  DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS ./target/debug/aitherctl --session status"
+fi
+exec_status=0
+./target/debug/agentd --dev --root "$PWD/dev" || exec_status=$?
+exit "$exec_status"
