@@ -52,6 +52,20 @@ for line in sys.stdin:
 [ -x "$cgtest" ] || { echo "vm: cannot build aither-init's cgroup tests" >&2; exit 1; }
 install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
+ln -sf /usr/lib/systemd/system/agentd.service "$root/etc/systemd/system/multi-user.target.wants/"
+
+# Two agents for agentd to run: each says hello on its output and writes in its workspace.
+install -d "$root/etc/aither/agents.d"
+for a in vm-a vm-b; do
+  cat > "$root/etc/aither/agents.d/$a.toml" <<AGENT
+name = "$a"
+description = "VM test agent"
+command = ["/bin/sh", "-c", "echo hello from \$AITHER_AGENT; echo note > \$AITHER_WORKSPACE/note; exec sleep infinity"]
+[resources]
+memory_max = "256M"
+pids_max = 32
+AGENT
+done
 
 # What the checks look for: a secret in root's home, a model, agentd's config, the workspaces.
 echo "root's secret" > "$root/root/secret"
