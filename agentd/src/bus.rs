@@ -205,14 +205,14 @@ impl Api {
     }
 }
 
+/// How long a call may take before the caller gives up (a reload waits for nothing slow).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connect to the system bus, or the session bus in dev mode (before anything is started,
 /// so a missing bus fails early and leaves nothing behind).
 pub async fn connect(session: bool) -> zbus::Result<Connection> {
-    if session {
-        Connection::session().await
-    } else {
-        Connection::system().await
-    }
+    let builder = if session { zbus::connection::Builder::session()? } else { zbus::connection::Builder::system()? };
+    builder.method_timeout(CALL_TIMEOUT).build().await
 }
 
 /// Serve the API and take the well-known name.
@@ -274,5 +274,18 @@ pub async fn restart_pending(unit: &str) -> bool {
             tracing::warn!("cannot list systemd's jobs: {e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_the_daemons_own_user_may_change_others_not() {
+        assert!(may_change(0));
+        assert!(may_change(nix::unistd::geteuid().as_raw()));
+        // A uid with no passwd entry is in no group.
+        assert!(!may_change(4_000_000_000));
     }
 }

@@ -216,6 +216,10 @@ fn classify(e: zbus::Error, session: bool) -> CallError {
             zbus::fdo::Error::Failed(m) => CallError::Failed(m),
             other => CallError::Failed(other.to_string()),
         },
+        zbus::Error::InputOutput(e) if e.kind() == std::io::ErrorKind::TimedOut => CallError::Failed(format!(
+            "agentd did not answer within {} s (`journalctl -u agentd` may say why)",
+            crate::bus::CALL_TIMEOUT.as_secs()
+        )),
         zbus::Error::InputOutput(e) => not_running(format!("cannot reach {e}")),
         zbus::Error::Address(e) => not_running(format!("no bus address: {e}")),
         other => CallError::Failed(other.to_string()),

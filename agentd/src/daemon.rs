@@ -492,7 +492,7 @@ impl Daemon {
         drop(st);
         self.sup.start_set(to_start).await.map_err(|e| e.to_string())?;
         for name in &removed {
-            self.retire(name).await;
+            tokio::spawn(retire(self.sup.clone(), name.clone()));
         }
         let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
         Ok(format!(
@@ -501,26 +501,6 @@ impl Daemon {
             list(&removed),
             list(&changed)
         ))
-    }
-
-    /// Stop a unit that left the configuration and remove it once it is down.
-    async fn retire(&self, name: &str) {
-        let mut rx = self.sup.subscribe();
-        let up = self.sup.status().await.ok().and_then(|s| s.into_iter().find(|u| u.name == name));
-        if up.as_ref().is_some_and(|u| u.state.pid().is_some()) {
-            let _ = self.sup.stop(name).await;
-            let _ = tokio::time::timeout(Duration::from_secs(60), async {
-                while let Ok(e) = rx.recv().await {
-                    if e.unit == name && e.state.pid().is_none() && !matches!(e.state, UnitState::Exited { .. }) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-        if let Err(e) = self.sup.remove(name).await {
-            tracing::warn!("{name}: not removed: {e}");
-        }
     }
 
     /// React to an engine event: an agent that is done frees its slot for the next in line.
@@ -566,6 +546,26 @@ impl Daemon {
             aither_init::unit::LogTarget::Inherit => "inherit:agentd".into(),
             aither_init::unit::LogTarget::Null => "null:".into(),
         })
+    }
+}
+
+/// Stop a unit that left the configuration and remove it once it is down.
+async fn retire(sup: Supervisor, name: String) {
+    let mut rx = sup.subscribe();
+    let up = sup.status().await.ok().and_then(|s| s.into_iter().find(|u| u.name == name));
+    if up.as_ref().is_some_and(|u| u.state.pid().is_some()) {
+        let _ = sup.stop(&name).await;
+        let _ = tokio::time::timeout(Duration::from_secs(300), async {
+            while let Ok(e) = rx.recv().await {
+                if e.unit == name && e.state.pid().is_none() && !matches!(e.state, UnitState::Exited { .. }) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    if let Err(e) = sup.remove(&name).await {
+        tracing::warn!("{name}: not removed: {e}");
     }
 }
 

@@ -3,26 +3,29 @@
 //! `agentd` turns the hardware profile, the chosen preset and the configuration into
 //! running, confined, sized workloads, and answers questions about them.
 //!
-//! ## Design (to be built by the agentd issue)
+//! ## Design
 //!
-//! - Layered TOML configuration (`/usr/share/aither` < `/etc/aither` < drop-ins < `/run`),
-//!   validated into typed settings.
-//! - A plan (profile + preset + config + manifests → units) run on `aither-init`.
-//! - Agents confined as `aither_agent_t` with one MCS category pair each, in cgroups.
-//! - `Type=notify` under systemd; the D-Bus API `org.aitheros.Agentd1`; `aitherctl`.
-//! - The OpenAI-compatible gateway in front of the inference workers.
-//!
-//! ## Status
-//!
-//! Built so far: [`config`] (layered configuration with file-and-key errors), [`agents`]
-//! (manifests, persistent MCS category pairs, the admission queue), [`tailored_policy`] (the
-//! per-agent SELinux modules) and `aitherctl policy`.
-//! The daemon itself is not implemented yet: `agentd` and the other `aitherctl` commands say
-//! so and exit with [`EXIT_NOT_IMPLEMENTED`].
+//! - [`config`]: layered TOML configuration (`/usr/share/aither` < `/etc/aither` < drop-ins <
+//!   `/run`), validated into typed settings; errors name the file and the key.
+//! - [`units`]: the plan (from `aither-hwprofile`), unit manifests ([`services`]) and agent
+//!   manifests ([`agents`]) become `aither-init` units — a pure function.
+//! - [`daemon`]: runs them on `aither-init`, admits agents within the preset's limit, labels
+//!   workspaces, reloads (all-or-nothing), stops or steps aside for a restart.
+//! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
+//! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
+//! - [`ctl`]: `aitherctl`, over the bus (and `aitherctl policy`, locally).
+//! - [`tailored_policy`]: per-agent SELinux modules.
 //!
 //! ## Limitations
 //!
-//! Everything in the design above but the tailored policies is not yet built.
+//! - The OpenAI-compatible gateway and worker dormancy on demand come with `aither-infer`.
+//! - Tailored modules are installed by `aitherctl policy install`, not by agentd: an agent
+//!   whose module is missing is shown `blocked` with the command to run.
+//! - A unit whose definition changes on reload keeps running with the old one until its next
+//!   start (reload says which).
+//! - During `systemctl restart agentd` the units run without cgroup limits for the moment
+//!   between the old agentd's exit and the new one's adoption (the kernel refuses systemd's
+//!   attach while controllers are enabled; see `aither_init::cgroup`).
 
 pub mod agents;
 pub mod bus;
@@ -34,12 +37,3 @@ pub mod sd;
 pub mod services;
 pub mod tailored_policy;
 pub mod units;
-
-/// Exit status of a binary whose feature has not landed yet (`EX_UNAVAILABLE`, sysexits.h).
-pub const EXIT_NOT_IMPLEMENTED: i32 = 69;
-
-/// Print a one-line notice that `what` is not implemented yet and return the exit status.
-pub fn not_implemented(what: &str, issue: &str) -> i32 {
-    eprintln!("{what}: not implemented yet (see the issue \"{issue}\")");
-    EXIT_NOT_IMPLEMENTED
-}
