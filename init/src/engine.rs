@@ -1047,7 +1047,8 @@ fn open_log(target: &LogTarget, unit: &str, context: Option<&str>) -> std::io::R
             }
             let connected = std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout");
             if context.is_some() {
-                std::fs::write(sockcreate, "")?;
+                // A lone newline clears it (an empty `fs::write` would not even call write(2)).
+                std::fs::write(sockcreate, "\n")?;
             }
             let mut s = connected?;
             // The journald stream header: identifier, unit id, priority, level prefix,
