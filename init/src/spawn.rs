@@ -62,10 +62,10 @@ const STEPS: &[&str] = &[
     "setrlimit",
     "dup2 of stdio",
     "dup2 of a listening socket",
-    "chdir",
     "setgroups",
     "setgid",
     "setuid",
+    "chdir",
     "setting the SELinux exec context",
     "no_new_privs",
     "execve",
@@ -321,21 +321,23 @@ unsafe fn child(p: ChildPlan<'_>) -> ! {
             }
             *p.listen_pid_buf.add(11 + n) = 0;
         }
-        if !p.cwd.is_null() && libc::chdir(p.cwd) != 0 {
-            fail(p.err_write, 6);
-        }
         if let Some(gid) = p.gid {
             if libc::setgroups(0, std::ptr::null()) != 0 {
-                fail(p.err_write, 7);
+                fail(p.err_write, 6);
             }
             if libc::setgid(gid) != 0 {
-                fail(p.err_write, 8);
+                fail(p.err_write, 7);
             }
         }
         if let Some(uid) = p.uid {
             if libc::setuid(uid) != 0 {
-                fail(p.err_write, 9);
+                fail(p.err_write, 8);
             }
+        }
+        // As the unit's user: its private working directory may be closed to the supervisor,
+        // which holds no CAP_DAC_OVERRIDE.
+        if !p.cwd.is_null() && libc::chdir(p.cwd) != 0 {
+            fail(p.err_write, 9);
         }
         if let Some((ctx, len)) = p.context {
             let fd = libc::open(p.attr_path, libc::O_WRONLY | libc::O_CLOEXEC);
