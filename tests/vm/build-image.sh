@@ -71,7 +71,7 @@ done
 echo "root's secret" > "$root/root/secret"
 install -d "$root/var/lib/aither/models" "$root/var/lib/aither/agents" "$root/etc/aither"
 echo "GGUF not really" > "$root/var/lib/aither/models/test.gguf"
-echo "# agentd configuration" > "$root/etc/aither/agentd.toml"
+printf "# agentd configuration: room for both test agents whatever the preset\n[agents]\nmax_concurrent = 4\n" > "$root/etc/aither/agentd.toml"
 
 # The machine.
 echo aither-vmtest > "$root/etc/hostname"
