@@ -36,6 +36,32 @@ pub struct Args {
     /// Hardware profile to use instead of /run/aither/hwprofile.json or detection.
     #[arg(long)]
     pub profile: Option<PathBuf>,
+    /// Turn off the controllers of agentd's delegated cgroup and exit (`ExecStartPre=`), so
+    /// systemd can start agentd again while the units of a crashed agentd still run.
+    #[arg(long, hide = true)]
+    pub release_cgroups: bool,
+}
+
+/// `--release-cgroups`: see [`Args::release_cgroups`].
+fn release_cgroups() -> i32 {
+    let cg = match aither_init::cgroup::Cgroups::detect(
+        std::path::Path::new("/sys/fs/cgroup"),
+        std::path::Path::new("/proc/self/cgroup"),
+    ) {
+        Ok(cg) => cg,
+        Err(why) => {
+            // Nothing delegated: nothing to release.
+            eprintln!("agentd --release-cgroups: {why}");
+            return 0;
+        }
+    };
+    match cg.release() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("agentd --release-cgroups: {}: {e}", cg.root().display());
+            1
+        }
+    }
 }
 
 fn init_logging(dev: bool) {
@@ -66,6 +92,9 @@ fn own_unit() -> Option<String> {
 
 /// Run agentd; returns the exit status.
 pub fn main(args: Args) -> i32 {
+    if args.release_cgroups {
+        return release_cgroups();
+    }
     init_logging(args.dev);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,

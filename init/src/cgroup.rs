@@ -79,8 +79,9 @@ impl Cgroups {
             return Err(Unavailable::NotCgroup2(mount.into()));
         }
         let mut root = own_cgroup(mount, proc_self_cgroup)?;
-        // A restarted supervisor finds itself in its own leaf: the root is its parent.
-        if root.file_name().is_some_and(|n| n == "supervisor") {
+        // A restarted supervisor finds itself in its own leaf, and a command systemd runs
+        // before it (`ExecStartPre=`) in `.control`: the root is their parent.
+        if root.file_name().is_some_and(|n| n == "supervisor" || n == ".control") {
             root.pop();
         }
         Cgroups::at(root)
