@@ -36,21 +36,19 @@ pub struct Args {
     /// Hardware profile to use instead of /run/aither/hwprofile.json or detection.
     #[arg(long)]
     pub profile: Option<PathBuf>,
-    /// Turn off the controllers of agentd's delegated cgroup and exit (`ExecStartPre=`), so
-    /// systemd can start agentd again while the units of a crashed agentd still run.
-    #[arg(long, hide = true)]
-    pub release_cgroups: bool,
+    /// Turn off the controllers of agentd's delegated cgroup CGROUP and exit
+    /// (`aither-agentd-prepare.service`, before every start of agentd), so systemd can start
+    /// agentd again while the units of a crashed agentd still run there.
+    #[arg(long, hide = true, value_name = "CGROUP")]
+    pub release_cgroups: Option<PathBuf>,
 }
 
 /// `--release-cgroups`: see [`Args::release_cgroups`].
-fn release_cgroups() -> i32 {
-    let cg = match aither_init::cgroup::Cgroups::detect(
-        std::path::Path::new("/sys/fs/cgroup"),
-        std::path::Path::new("/proc/self/cgroup"),
-    ) {
+fn release_cgroups(dir: &std::path::Path) -> i32 {
+    let cg = match aither_init::cgroup::Cgroups::at(dir.to_path_buf()) {
         Ok(cg) => cg,
         Err(why) => {
-            // Nothing delegated: nothing to release.
+            // Not there yet (first start) or not delegated: nothing to release.
             eprintln!("agentd --release-cgroups: {why}");
             return 0;
         }
@@ -92,8 +90,8 @@ fn own_unit() -> Option<String> {
 
 /// Run agentd; returns the exit status.
 pub fn main(args: Args) -> i32 {
-    if args.release_cgroups {
-        return release_cgroups();
+    if let Some(dir) = &args.release_cgroups {
+        return release_cgroups(dir);
     }
     init_logging(args.dev);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -10,12 +10,14 @@
 //!                         counts its OOM kills
 //! ```
 //!
-//! The tree is flat on purpose. When the supervisor is restarted (`systemctl restart`, or
-//! after a crash) while its units keep running, systemd puts the new supervisor in `R` and
-//! first turns R's controllers off, which the kernel allows only when no child distributes
-//! controllers itself; an intermediate level with its own `subtree_control` would make the
-//! restart fail (status 219/CGROUP). With controllers off the units run unlimited until the
-//! new supervisor turns them on again and re-applies their limits as it adopts them.
+//! When the supervisor is restarted (`systemctl restart`, or after a crash) while its units
+//! keep running, systemd puts the new supervisor in `R`, which the kernel refuses while R
+//! distributes controllers (219/CGROUP; systemd 254's `DelegateSubgroup=` avoids it, Rocky 9
+//! has 252). So the controllers are turned off first ([`Cgroups::release`]: by the supervisor
+//! when it steps aside, and by a helper unit before every start in case it crashed), which the
+//! kernel allows because the tree is flat: no child distributes controllers itself. The units
+//! run unlimited until the new supervisor turns the controllers on again and re-applies their
+//! limits as it adopts them.
 //!
 //! Every path is under a root given as a parameter, so tests can point it at a fixture; the
 //! real behaviour is tested in the VM test bed, where systemd delegates a subtree.
@@ -79,9 +81,8 @@ impl Cgroups {
             return Err(Unavailable::NotCgroup2(mount.into()));
         }
         let mut root = own_cgroup(mount, proc_self_cgroup)?;
-        // A restarted supervisor finds itself in its own leaf, and a command systemd runs
-        // before it (`ExecStartPre=`) in `.control`: the root is their parent.
-        if root.file_name().is_some_and(|n| n == "supervisor" || n == ".control") {
+        // A restarted supervisor finds itself in its own leaf: the root is its parent.
+        if root.file_name().is_some_and(|n| n == "supervisor") {
             root.pop();
         }
         Cgroups::at(root)
