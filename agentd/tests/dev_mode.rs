@@ -305,3 +305,16 @@ fn agentd_in_dev_mode_end_to_end() {
     assert!(left.is_empty(), "still running after agentd stopped: {left:?}");
     assert!(bed.log().contains("every unit stopped"));
 }
+
+#[test]
+fn a_bad_configuration_at_start_exits_78_naming_the_file_and_key_and_starts_nothing() {
+    let bed = Bed::new();
+    bed.write("etc/aither/agents.d/a1.toml", &agent("a1"));
+    bed.write("etc/aither/agentd.d/20-bad.toml", "[gateway]\nlisten = [\"0.0.0.0:8080\"]\n");
+    let mut daemon = bed.agentd();
+    let status = daemon.0.wait().expect("agentd exits");
+    assert_eq!(status.code(), Some(78), "EX_CONFIG, which agentd.service does not restart\n{}", bed.log());
+    let log = bed.log();
+    assert!(log.contains("etc/aither/agentd.d/20-bad.toml: gateway.listen: 0.0.0.0:8080 is not loopback"), "{log}");
+    assert!(bed.marks().is_empty(), "nothing started: {:?}", bed.marks());
+}
