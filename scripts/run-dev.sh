@@ -11,7 +11,7 @@ if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
   command -v dbus-daemon >/dev/null || { echo "run-dev: dbus-daemon is missing (make deps installs it)" >&2; exit 1; }
   socket="$XDG_RUNTIME_DIR/bus"
   rm -f "$socket"
-  dbus-daemon --session --address="unix:path=$socket" --nofork --nopidfile &
+  dbus-daemon --session --address="unix:path=$socket" --nofork --nopidfile 2>/dev/null &
   dbus_pid=$!
   trap 'kill $dbus_pid 2>/dev/null' EXIT
   for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
