@@ -202,7 +202,10 @@ async fn serve(args: Args) -> Result<()> {
 
 /// Engine events: admission, the D-Bus signal, systemd's STATUS line.
 async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
-    let notifier = Notifier::from_env();
+    let status_due = Arc::new(tokio::sync::Notify::new());
+    if Notifier::from_env().enabled() {
+        tokio::spawn(status_line(daemon.clone(), status_due.clone()));
+    }
     let mut rx = daemon.sup.subscribe();
     let emitter = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH).ok();
     loop {
@@ -235,9 +238,19 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
         if let Some(emitter) = &emitter {
             let _ = Api::unit_changed(emitter, &e.unit, &state, &detail).await;
         }
-        if notifier.enabled() {
-            notifier.notify(&format!("STATUS={}", daemon.summary().await));
-        }
+        status_due.notify_one();
+    }
+}
+
+/// systemd's `STATUS=` line, rebuilt once per burst of events rather than for each one (a
+/// thousand units starting would otherwise ask the engine for every unit's state a thousand
+/// times).
+async fn status_line(daemon: Arc<Daemon>, due: Arc<tokio::sync::Notify>) {
+    let notifier = Notifier::from_env();
+    loop {
+        due.notified().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        notifier.notify(&format!("STATUS={}", daemon.summary().await));
     }
 }
 
