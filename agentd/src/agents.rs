@@ -152,16 +152,8 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Agent, AgentError> {
             return Err(field(&format!("environment.{key}"), "not a variable an agent may set".into()));
         }
     }
-    let memory_max = match &m.resources.memory_max {
-        Some(s) => Some(
-            crate::config::parse_size(s)
-                .ok_or_else(|| field("resources.memory_max", format!("{s:?} is not a size like 512M")))?,
-        ),
-        None => None,
-    };
-    if m.resources.pids_max == Some(0) {
-        return Err(field("resources.pids_max", "must be at least 1".into()));
-    }
+    let memory_max = crate::config::resource_limits(m.resources.memory_max.as_deref(), m.resources.pids_max)
+        .map_err(|(key, problem)| field(key, problem))?;
     if let Some(w) = m.resources.cpu_weight {
         if !(1..=10_000).contains(&w) {
             return Err(field("resources.cpu_weight", format!("{w} is not 1..10000")));
@@ -248,12 +240,9 @@ impl CategoryMap {
 
     /// Write atomically.
     pub fn save(&self, path: &Path) -> Result<(), AgentError> {
-        let err = |e: std::io::Error| AgentError::State { path: path.display().to_string(), problem: e.to_string() };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let tmp = dir.join(".mcs.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default()).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        aither_hwprofile::cli::write_atomically(path, &text)
+            .map_err(|e| AgentError::State { path: path.display().to_string(), problem: e.to_string() })
     }
 }
 

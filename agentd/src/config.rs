@@ -303,6 +303,17 @@ fn one_line(e: &toml::de::Error) -> String {
     }
 }
 
+/// The `[resources]` limits agent and unit manifests share: `memory_max` parsed to bytes and
+/// `pids_max` checked; an error is (key, problem).
+pub fn resource_limits(memory_max: Option<&str>, pids_max: Option<u64>) -> Result<Option<u64>, (&'static str, String)> {
+    if pids_max == Some(0) {
+        return Err(("resources.pids_max", "must be at least 1".into()));
+    }
+    memory_max
+        .map(|s| parse_size(s).ok_or_else(|| ("resources.memory_max", format!("{s:?} is not a size like 512M"))))
+        .transpose()
+}
+
 /// `512M`, `2G`, `1.5G`, `1048576` (bytes).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aither_hwprofile::catalog::Catalog;
 use aither_hwprofile::plan::{Plan, PlanOptions};
 use aither_hwprofile::presets::Presets;
 use aither_hwprofile::profile::Profile;
@@ -58,17 +57,9 @@ pub fn load(opts: &Options, host: &Host) -> Result<Loaded> {
         relocate_for_dev(&mut settings, dir);
     }
     let profile = read_profile(opts, &settings)?;
+    // The installed data, or the built-in copy (dev mode, a test root).
     let data = opts.root.join("usr/share/aither");
-    let presets = if data.join("presets").is_dir() {
-        Presets::load_dir(&data.join("presets")).context("cannot load the presets")?
-    } else {
-        Presets::builtin().context("the built-in presets")?
-    };
-    let catalog = if data.join("catalog").is_dir() {
-        Catalog::load_dir(&data.join("catalog")).context("cannot load the model catalog")?
-    } else {
-        Catalog::builtin().context("the built-in catalog")?
-    };
+    let (presets, catalog) = aither_hwprofile::cli::load_data(data.join("presets").is_dir().then_some(&*data))?;
     let pinned = aither_hwprofile::cli::pinned_preset(&appliance_file(&opts.root))?;
     let plan = aither_hwprofile::plan::plan(
         &profile,
@@ -120,16 +111,13 @@ fn relocate_for_dev(s: &mut Settings, dir: &Path) {
 
 fn read_profile(opts: &Options, settings: &Settings) -> Result<Profile> {
     let path = opts.profile.clone().unwrap_or_else(|| settings.runtime_dir.join("hwprofile.json"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("{}: not a hardware profile", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.profile.is_none() => {
-            tracing::info!("{} does not exist: detecting the hardware", path.display());
-            let detect =
-                aither_hwprofile::detect::DetectOptions { model_dir: settings.model_dir.clone(), ..Default::default() };
-            aither_hwprofile::detect::detect(&detect).context("hardware detection failed")
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    if opts.profile.is_none() && !path.exists() {
+        tracing::info!("{} does not exist: detecting the hardware", path.display());
+        let detect =
+            aither_hwprofile::detect::DetectOptions { model_dir: settings.model_dir.clone(), ..Default::default() };
+        return aither_hwprofile::detect::detect(&detect).context("hardware detection failed");
     }
+    aither_hwprofile::cli::read_profile(&path)
 }
 
 pub fn appliance_file(root: &Path) -> PathBuf {

@@ -134,16 +134,8 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Service, ServiceError> {
         "never" => RestartMode::Never,
         other => return Err(field("restart", format!("{other:?} is not always, on-failure or never"))),
     };
-    let memory_max = match &m.resources.memory_max {
-        Some(s) => Some(
-            crate::config::parse_size(s)
-                .ok_or_else(|| field("resources.memory_max", format!("{s:?} is not a size like 512M")))?,
-        ),
-        None => None,
-    };
-    if m.resources.pids_max == Some(0) {
-        return Err(field("resources.pids_max", "must be at least 1".into()));
-    }
+    let memory_max = crate::config::resource_limits(m.resources.memory_max.as_deref(), m.resources.pids_max)
+        .map_err(|(key, problem)| field(key, problem))?;
     if let Some(t) = &m.selinux_type {
         if !t.ends_with("_t") || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(field("selinux_type", format!("{t:?} is not an SELinux type name")));

@@ -132,23 +132,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Plan { detect: args, profile, preset, appliance_config, data_dir, format } => {
             let profile = match profile {
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    serde_json::from_str::<Profile>(&text)
-                        .with_context(|| format!("{}: not a hardware profile", path.display()))?
-                }
+                Some(path) => read_profile(&path)?,
                 None => detect(&args.options()).context("hardware detection failed")?,
             };
-            let (presets, catalog) = match &data_dir {
-                Some(d) => (
-                    Presets::load_dir(&d.join("presets")).context("cannot load presets")?,
-                    Catalog::load_dir(&d.join("catalog")).context("cannot load the model catalog")?,
-                ),
-                None => {
-                    (Presets::builtin().context("built-in presets")?, Catalog::builtin().context("built-in catalog")?)
-                }
-            };
+            let (presets, catalog) = load_data(data_dir.as_deref())?;
             let config = appliance_config.unwrap_or_else(|| args.root.join("etc/aither/appliance.toml"));
             let pinned = match preset {
                 Some(p) => Some(p),
@@ -195,6 +182,23 @@ pub fn run(cli: Cli) -> Result<()> {
             print(&text)
         }
     }
+}
+
+/// A profile written by `detect --format json`.
+pub fn read_profile(path: &Path) -> Result<Profile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a hardware profile", path.display()))
+}
+
+/// The presets and the catalog from a data directory (`presets/`, `catalog/`), or the built-in ones.
+pub fn load_data(dir: Option<&Path>) -> Result<(Presets, Catalog)> {
+    Ok(match dir {
+        Some(d) => (
+            Presets::load_dir(&d.join("presets")).context("cannot load presets")?,
+            Catalog::load_dir(&d.join("catalog")).context("cannot load the model catalog")?,
+        ),
+        None => (Presets::builtin().context("built-in presets")?, Catalog::builtin().context("built-in catalog")?),
+    })
 }
 
 fn print(text: &str) -> Result<()> {
