@@ -50,6 +50,8 @@ mod datafiles;
 pub mod detect;
 pub mod devices;
 pub mod drivers;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod fit;
 pub mod gguf;
 pub mod host;
