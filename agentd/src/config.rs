@@ -31,6 +31,11 @@
 //! [infer]
 //! binary = "/usr/libexec/aither/aither-infer"
 //! model_dir = "/var/lib/aither/models"
+//!
+//! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
+//! endpoint = "https://api.openai.com/v1"
+//! model = "gpt-4o-mini"         # optional: the client's model name is passed through
+//! api_key_file = "/etc/aither/cloud.key"
 //! ```
 
 use std::collections::BTreeMap;
@@ -49,6 +54,7 @@ struct Fragment {
     gateway: Option<GatewayFragment>,
     agents: Option<AgentsFragment>,
     infer: Option<InferFragment>,
+    cloud: Option<CloudFragment>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,6 +88,23 @@ struct InferFragment {
     model_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloudFragment {
+    endpoint: Option<String>,
+    model: Option<String>,
+    api_key_file: Option<PathBuf>,
+}
+
+/// The cloud fallback: an OpenAI-compatible endpoint the gateway may forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud {
+    /// Base URL, without a trailing slash (`https://api.openai.com/v1`).
+    pub endpoint: String,
+    pub model: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+}
+
 /// Where logs go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogTo {
@@ -111,6 +134,7 @@ pub struct Settings {
     pub agent_pids_max: u64,
     pub infer_binary: PathBuf,
     pub model_dir: PathBuf,
+    pub cloud: Option<Cloud>,
     /// The files read, in the order applied.
     pub sources: Vec<String>,
 }
@@ -188,6 +212,9 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut pids_max = None;
     let mut infer_binary = None;
     let mut model_dir = None;
+    let mut cloud_endpoint = None;
+    let mut cloud_model = None;
+    let mut cloud_key = None;
     for (file, text) in sources {
         let f: Fragment =
             toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: one_line(&e) })?;
@@ -206,6 +233,10 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         let i = f.infer.unwrap_or_default();
         set(&mut infer_binary, i.binary, file);
         set(&mut model_dir, i.model_dir, file);
+        let c = f.cloud.unwrap_or_default();
+        set(&mut cloud_endpoint, c.endpoint, file);
+        set(&mut cloud_model, c.model, file);
+        set(&mut cloud_key, c.api_key_file, file);
     }
     let missing = |key: &str| ConfigError::Invalid {
         file: "(merged configuration)".into(),
@@ -278,6 +309,25 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     if timeout.value == 0 {
         return Err(invalid(&timeout.file, "gateway.request_timeout_seconds", "must be at least 1".into()));
     }
+    let cloud = match cloud_endpoint {
+        None => {
+            if let Some(s) = cloud_model.as_ref().map(|s| &s.file).or(cloud_key.as_ref().map(|s| &s.file)) {
+                return Err(invalid(s, "cloud.endpoint", "missing: the cloud fallback needs an endpoint".into()));
+            }
+            None
+        }
+        Some(e) => {
+            let endpoint = e.value.trim_end_matches('/').to_string();
+            let host = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://"));
+            if host.is_none_or(|h| h.split('/').next().is_none_or(str::is_empty)) {
+                return Err(invalid(&e.file, "cloud.endpoint", format!("{:?} is not an http:// or https:// URL", e.value)));
+            }
+            if let Some(k) = cloud_key.as_ref().filter(|k| !k.value.is_absolute()) {
+                return Err(invalid(&k.file, "cloud.api_key_file", format!("{} is not an absolute path", k.value.display())));
+            }
+            Some(Cloud { endpoint, model: cloud_model.map(|m| m.value), api_key_file: cloud_key.map(|k| k.value) })
+        }
+    };
     Ok(Settings {
         state_dir: absolute(state_dir, "daemon.state_dir")?,
         runtime_dir: absolute(runtime_dir, "daemon.runtime_dir")?,
@@ -290,6 +340,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         agent_pids_max: pids.value,
         infer_binary: absolute(infer_binary, "infer.binary")?,
         model_dir: absolute(model_dir, "infer.model_dir")?,
+        cloud,
         sources: sources.iter().map(|(f, _)| f.clone()).collect(),
     })
 }
@@ -425,6 +476,22 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "daemon.state_dir"), "{err}");
         let err = from_sources(&with(&[("d.toml", "[gateway]\nlisten = [\"localhost\"]\n")])).expect_err("no port");
         assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.listen[0]"), "{err}");
+    }
+
+    #[test]
+    fn the_cloud_fallback_first_boot_writes_is_accepted_and_checked() {
+        let ok = from_sources(&with(&[(
+            "50-cloud.toml",
+            "[cloud]\nendpoint = \"https://api.example.com/v1/\"\nmodel = \"gpt-4o-mini\"\napi_key_file = \"/etc/aither/cloud.key\"\n",
+        )]))
+        .expect("valid");
+        let cloud = ok.cloud.expect("cloud");
+        assert_eq!(cloud.endpoint, "https://api.example.com/v1");
+        assert_eq!(cloud.api_key_file.as_deref(), Some(Path::new("/etc/aither/cloud.key")));
+        let err = from_sources(&with(&[("c.toml", "[cloud]\nendpoint = \"ftp://x\"\n")])).expect_err("ftp");
+        assert!(matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "c.toml" && key == "cloud.endpoint"), "{err}");
+        let err = from_sources(&with(&[("c.toml", "[cloud]\nmodel = \"m\"\n")])).expect_err("no endpoint");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "cloud.endpoint"), "{err}");
     }
 
     #[test]

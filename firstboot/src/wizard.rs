@@ -1,7 +1,851 @@
-pub fn run(
-    _ctx: &crate::cli::Context,
-    _draft: Option<crate::answers::Answers>,
-    _origin: Option<crate::source::Origin>,
-) -> anyhow::Result<i32> {
-    anyhow::bail!("todo")
+//! The console wizard (ratatui, keyboard only, laid out for an 80×25 console).
+//!
+//! Pages, in order: the hardware and the preset it selects; the preset (keep it or choose
+//! another); the administrator; the network; host name and time zone; the models; the cloud
+//! fallback (asked right after the preset on `cpu-only`, where it matters most); a review;
+//! then apply with progress, and a summary.
+//!
+//! Every page is a form of fields. The wizard keeps no rules of its own: the fields make an
+//! [`Answers`] draft — the answers file's schema — and leaving a page runs the same
+//! [`answers::validate`] the headless path runs, showing the problems whose keys belong to
+//! that page. The review validates everything; apply is the same [`apply::apply`].
+//!
+//! Keys: Tab/↓ and Shift-Tab/↑ move between fields, ←/→ change a choice, Space ticks a box,
+//! Ctrl-U clears a field, Enter goes on, Esc goes back, Ctrl-C quits (leaving the machine
+//! unconfigured).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Position};
+use ratatui::style::{Color, Modifier, Style, Stylize as _};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
+use ratatui::{DefaultTerminal, Frame};
+
+use crate::answers::{self, Admin, Answers, Cloud, Interface, Models, Problem};
+use crate::apply::{self, Event, Report};
+use crate::cli::{describe, Context, EXIT_CANTCREAT};
+use crate::network::{self, Link};
+use crate::source::Origin;
+
+/// Exit status when the admin quits the wizard: the machine stays unconfigured.
+pub const EXIT_QUIT: i32 = 75;
+/// Interfaces shown; more are left to nmtui.
+const MAX_LINKS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Hardware,
+    Preset,
+    Admin,
+    Network,
+    System,
+    Models,
+    Cloud,
+    Review,
+}
+
+impl Page {
+    fn title(self) -> &'static str {
+        match self {
+            Page::Hardware => "This machine",
+            Page::Preset => "Preset",
+            Page::Admin => "Administrator",
+            Page::Network => "Network",
+            Page::System => "Host name and time zone",
+            Page::Models => "Models",
+            Page::Cloud => "Cloud fallback",
+            Page::Review => "Review",
+        }
+    }
+
+    /// The answer keys this page's fields set.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Page::Hardware | Page::Review => &[],
+            Page::Preset => &["preset"],
+            Page::Admin => &["admin"],
+            Page::Network => &["network"],
+            Page::System => &["system"],
+            Page::Models => &["models"],
+            Page::Cloud => &["cloud"],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Text,
+    Secret,
+    Choice(Vec<String>),
+    Check,
+}
+
+#[derive(Debug, Clone)]
+struct Field {
+    /// What the field sets: an answer key, or a wizard-only id (`admin.confirm`).
+    id: String,
+    label: String,
+    kind: Kind,
+    text: String,
+    /// Choice index, or 1/0 for a check box.
+    choice: usize,
+    /// Shown only while this field of the same page has this choice (static addresses).
+    shown_if: Option<(String, usize)>,
+}
+
+impl Field {
+    fn text(id: &str, label: &str, value: &str) -> Field {
+        Field { id: id.into(), label: label.into(), kind: Kind::Text, text: value.into(), choice: 0, shown_if: None }
+    }
+    fn secret(id: &str, label: &str) -> Field {
+        Field { kind: Kind::Secret, ..Field::text(id, label, "") }
+    }
+    fn choice(id: &str, label: &str, options: &[&str], chosen: usize) -> Field {
+        Field {
+            kind: Kind::Choice(options.iter().map(|s| (*s).to_string()).collect()),
+            choice: chosen,
+            ..Field::text(id, label, "")
+        }
+    }
+    fn check(id: &str, label: &str, on: bool) -> Field {
+        Field { kind: Kind::Check, choice: usize::from(on), ..Field::text(id, label, "") }
+    }
+    fn shown_if(mut self, id: &str, choice: usize) -> Field {
+        self.shown_if = Some((id.into(), choice));
+        self
+    }
+    fn chosen(&self) -> &str {
+        match &self.kind {
+            Kind::Choice(o) => o.get(self.choice).map_or("", String::as_str),
+            _ => "",
+        }
+    }
+}
+
+enum Mode {
+    Editing,
+    ConfirmQuit,
+    Applying { log: Vec<String>, transfer: Option<(String, u64, Option<u64>)> },
+    Done { result: Result<Report, String> },
+}
+
+struct Wizard<'a> {
+    ctx: &'a Context,
+    pages: Vec<Page>,
+    page: usize,
+    fields: Vec<(Page, Field)>,
+    focus: usize,
+    problems: Vec<Problem>,
+    notice: Option<String>,
+    selected: Option<(String, String)>,
+    hardware: Vec<String>,
+    links: Vec<Link>,
+    mode: Mode,
+}
+
+/// Run the wizard on the terminal; `draft` prefills it (answers that did not validate).
+pub fn run(ctx: &Context, draft: Option<Answers>, origin: Option<Origin>) -> anyhow::Result<i32> {
+    let mut w = Wizard::new(ctx, draft.as_ref());
+    if let (Some(d), Some(o)) = (&draft, &origin) {
+        if let Err(p) = answers::validate(d, &ctx.env().target()) {
+            w.problems = p;
+            w.notice = Some(format!("{} did not validate: fix what is marked, or start over", o.describe()));
+        }
+    }
+    let mut terminal = ratatui::init();
+    let result = w.event_loop(&mut terminal);
+    ratatui::restore();
+    let code = result?;
+    if let Mode::Done { result } = &w.mode {
+        print_summary(result);
+    }
+    Ok(code)
+}
+
+fn print_summary(result: &Result<Report, String>) {
+    match result {
+        Ok(r) => {
+            println!("AitherOS is configured.");
+            for l in &r.done {
+                println!("  {l}");
+            }
+            for l in &r.warnings {
+                println!("  warning: {l}");
+            }
+        }
+        Err(e) => println!("aither-firstboot: {e}"),
+    }
+}
+
+impl<'a> Wizard<'a> {
+    fn new(ctx: &'a Context, draft: Option<&Answers>) -> Wizard<'a> {
+        let selected = ctx.selected_preset();
+        let hardware = match &ctx.profile {
+            Some(p) => hardware_lines(p),
+            None => vec!["The hardware profile is not available (aither-hwprofile did not run).".into()],
+        };
+        let links: Vec<Link> = network::links(&ctx.root).into_iter().take(MAX_LINKS).collect();
+        let mut w = Wizard {
+            ctx,
+            pages: Vec::new(),
+            page: 0,
+            fields: Vec::new(),
+            focus: 0,
+            problems: Vec::new(),
+            notice: None,
+            selected,
+            hardware,
+            links,
+            mode: Mode::Editing,
+        };
+        w.build_fields(draft.cloned().unwrap_or_default());
+        w.order_pages();
+        w
+    }
+
+    fn build_fields(&mut self, d: Answers) {
+        let auto = match &self.selected {
+            Some((name, _)) => format!("auto ({name})"),
+            None => "auto".into(),
+        };
+        let mut presets: Vec<&str> = vec![auto.as_str()];
+        presets.extend(self.ctx.presets.by_name.keys().map(String::as_str));
+        let chosen = d.preset.as_deref().and_then(|p| presets.iter().position(|x| *x == p)).unwrap_or(0);
+        self.fields.push((Page::Preset, Field::choice("preset", "Preset", &presets, chosen)));
+
+        let admin = d.admin.clone().unwrap_or_default();
+        let user = if admin.user.is_empty() { "admin".to_string() } else { admin.user.clone() };
+        let mut pw = Field::secret("admin.password", "Password");
+        pw.text = admin.password.clone().unwrap_or_default();
+        let mut confirm = Field::secret("admin.confirm", "Password again");
+        confirm.text = pw.text.clone();
+        self.fields.extend([
+            (Page::Admin, Field::text("admin.user", "User name", &user)),
+            (Page::Admin, pw),
+            (Page::Admin, confirm),
+            (Page::Admin, Field::text("admin.ssh_key", "SSH public key", admin.ssh_keys.first().map_or("", String::as_str))),
+        ]);
+
+        for (i, l) in self.links.clone().iter().enumerate() {
+            let given = d.network.iter().find(|n| n.interface == l.name);
+            let method = match given.map(|g| g.method.as_str()) {
+                Some("dhcp") => 1,
+                Some("static") => 2,
+                _ => 0,
+            };
+            let m = format!("net{i}.method");
+            let label = format!("{} ({}{})", l.name, l.state, if l.wireless { ", Wi-Fi: use nmtui" } else { "" });
+            self.fields.push((Page::Network, Field::choice(&m, &label, &["leave as is", "DHCP", "static"], method)));
+            let v = |f: fn(&Interface) -> String| given.map(f).unwrap_or_default();
+            self.fields.extend([
+                (Page::Network, Field::text(&format!("net{i}.address"), "  Address/prefix", &v(|g| g.address.clone().unwrap_or_default())).shown_if(&m, 2)),
+                (Page::Network, Field::text(&format!("net{i}.gateway"), "  Gateway", &v(|g| g.gateway.clone().unwrap_or_default())).shown_if(&m, 2)),
+                (Page::Network, Field::text(&format!("net{i}.dns"), "  DNS servers", &v(|g| g.dns.join(" "))).shown_if(&m, 2)),
+            ]);
+        }
+
+        let hostname = d.system.hostname.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(self.ctx.root.join("etc/hostname"))
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty() && h != "localhost" && !h.starts_with("localhost."))
+                .unwrap_or_else(|| "aither".into())
+        });
+        let timezone = d.system.timezone.clone().unwrap_or_else(|| {
+            std::fs::read_link(self.ctx.root.join("etc/localtime"))
+                .ok()
+                .and_then(|t| t.to_string_lossy().split_once("zoneinfo/").map(|(_, z)| z.to_string()))
+                .unwrap_or_else(|| "UTC".into())
+        });
+        self.fields.extend([
+            (Page::System, Field::text("system.hostname", "Host name", &hostname)),
+            (Page::System, Field::text("system.timezone", "Time zone", &timezone)),
+        ]);
+
+        let models = d.models.clone().unwrap_or_default();
+        for (name, label) in self.plan_models() {
+            let on = models.names.as_ref().is_none_or(|n| n.contains(&name));
+            self.fields.push((Page::Models, Field::check(&format!("model:{name}"), &label, on)));
+        }
+        let now = usize::from(models.fetch.as_deref() == Some("now"));
+        self.fields.extend([
+            (Page::Models, Field::choice("models.fetch", "Fetch", &["later", "now"], now)),
+            (Page::Models, Field::text("models.source", "From", models.source.as_deref().unwrap_or("catalog"))),
+        ]);
+
+        let cloud = d.cloud.clone().unwrap_or_default();
+        let mut key = Field::secret("cloud.api_key", "API key");
+        key.text = cloud.api_key.clone().unwrap_or_default();
+        self.fields.extend([
+            (Page::Cloud, Field::text("cloud.endpoint", "Endpoint URL", &cloud.endpoint)),
+            (Page::Cloud, Field::text("cloud.model", "Model", cloud.model.as_deref().unwrap_or(""))),
+            (Page::Cloud, key),
+        ]);
+    }
+
+    /// The plan's models for the preset now chosen: (name, label with quantization and size).
+    fn plan_models(&self) -> Vec<(String, String)> {
+        let preset = self.preset_answer().filter(|p| p != "auto");
+        let env = self.ctx.env();
+        apply::models_to_fetch(&env, preset.as_deref(), None)
+            .into_iter()
+            .map(|w| {
+                let size = self
+                    .ctx
+                    .catalog
+                    .get(&w.name)
+                    .and_then(|m| aither_hwprofile::catalog::file_bytes(m, &w.file))
+                    .map(|b| format!(", {:.1} GB", b as f64 / 1e9))
+                    .unwrap_or_default();
+                (w.name.clone(), format!("{} ({}{size})", w.name, w.file.quant))
+            })
+            .collect()
+    }
+
+    /// cpu-only asks for the cloud fallback right after the preset.
+    fn order_pages(&mut self) {
+        let cpu_only = self.effective_preset().as_deref() == Some("cpu-only");
+        let mut pages = vec![Page::Hardware, Page::Preset];
+        if cpu_only {
+            pages.push(Page::Cloud);
+        }
+        pages.extend([Page::Admin, Page::Network, Page::System, Page::Models]);
+        if !cpu_only {
+            pages.push(Page::Cloud);
+        }
+        pages.push(Page::Review);
+        if self.links.is_empty() {
+            pages.retain(|p| *p != Page::Network);
+        }
+        let current = self.pages.get(self.page).copied();
+        self.pages = pages;
+        self.page = current.and_then(|c| self.pages.iter().position(|p| *p == c)).unwrap_or(0);
+    }
+
+    fn field(&self, id: &str) -> Option<&Field> {
+        self.fields.iter().map(|(_, f)| f).find(|f| f.id == id)
+    }
+
+    fn value(&self, id: &str) -> String {
+        self.field(id).map(|f| f.text.trim().to_string()).unwrap_or_default()
+    }
+
+    fn preset_answer(&self) -> Option<String> {
+        self.field("preset").map(|f| if f.choice == 0 { "auto".to_string() } else { f.chosen().to_string() })
+    }
+
+    fn effective_preset(&self) -> Option<String> {
+        match self.preset_answer().as_deref() {
+            Some("auto") | None => self.selected.as_ref().map(|s| s.0.clone()),
+            Some(p) => Some(p.to_string()),
+        }
+    }
+
+    /// The answers the fields say, in the answers file's schema.
+    fn answers(&self) -> Answers {
+        let opt = |s: String| (!s.is_empty()).then_some(s);
+        let mut network = Vec::new();
+        for (i, l) in self.links.iter().enumerate() {
+            let method = self.field(&format!("net{i}.method")).map_or(0, |f| f.choice);
+            if method == 0 {
+                continue;
+            }
+            let stat = method == 2;
+            network.push(Interface {
+                interface: l.name.clone(),
+                method: if stat { "static" } else { "dhcp" }.into(),
+                address: opt(self.value(&format!("net{i}.address"))).filter(|_| stat),
+                gateway: opt(self.value(&format!("net{i}.gateway"))).filter(|_| stat),
+                dns: if stat {
+                    self.value(&format!("net{i}.dns")).split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        let names: Vec<String> = self
+            .fields
+            .iter()
+            .filter_map(|(_, f)| f.id.strip_prefix("model:").filter(|_| f.choice == 1).map(str::to_string))
+            .collect();
+        let endpoint = self.value("cloud.endpoint");
+        Answers {
+            schema_version: Some(answers::SCHEMA_VERSION),
+            preset: self.preset_answer(),
+            system: answers::System { hostname: opt(self.value("system.hostname")), timezone: opt(self.value("system.timezone")) },
+            admin: Some(Admin {
+                user: self.value("admin.user"),
+                password: self.field("admin.password").map(|f| f.text.clone()).filter(|p| !p.is_empty()),
+                password_hash: None,
+                ssh_keys: opt(self.value("admin.ssh_key")).into_iter().collect(),
+            }),
+            network,
+            models: Some(Models {
+                fetch: Some(self.field("models.fetch").map_or("later", Field::chosen).to_string()),
+                source: opt(self.value("models.source")),
+                names: Some(names),
+            }),
+            cloud: opt(endpoint).map(|endpoint| Cloud {
+                endpoint,
+                model: opt(self.value("cloud.model")),
+                api_key: self.field("cloud.api_key").map(|f| f.text.trim().to_string()).filter(|k| !k.is_empty()),
+                api_key_file: None,
+            }),
+        }
+    }
+
+    /// Problems with the answers, with the wizard's own check (the password typed twice).
+    fn check(&self) -> Vec<Problem> {
+        let mut problems = match answers::validate(&self.answers(), &self.ctx.env().target()) {
+            Ok(_) => Vec::new(),
+            Err(p) => p,
+        };
+        let (pw, again) = (self.field("admin.password"), self.field("admin.confirm"));
+        if pw.map(|f| &f.text) != again.map(|f| &f.text) {
+            problems.push(Problem { key: "admin.confirm".into(), message: "the two passwords differ".into() });
+        }
+        problems
+    }
+
+    fn current(&self) -> Page {
+        self.pages[self.page]
+    }
+
+    /// Indexes into `fields` of the current page's visible fields.
+    fn visible(&self) -> Vec<usize> {
+        let page = self.current();
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, f))| {
+                *p == page
+                    && f.shown_if.as_ref().is_none_or(|(id, c)| self.field(id).is_some_and(|g| g.choice == *c))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn page_problems(&self) -> Vec<&Problem> {
+        let keys = self.current().keys();
+        self.problems.iter().filter(|p| keys.iter().any(|k| p.key == *k || p.key.starts_with(&format!("{k}.")) || p.key.starts_with(&format!("{k}[")))).collect()
+    }
+
+    fn event_loop(&mut self, terminal: &mut DefaultTerminal) -> anyhow::Result<i32> {
+        loop {
+            terminal.draw(|f| self.draw(f))?;
+            if matches!(self.mode, Mode::Applying { .. }) {
+                return self.apply(terminal);
+            }
+            let TermEvent::Key(key) = event::read()? else { continue };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            if let Some(code) = self.on_key(key) {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Handle a key; `Some(status)` ends the wizard.
+    fn on_key(&mut self, key: KeyEvent) -> Option<i32> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match &self.mode {
+            Mode::ConfirmQuit => {
+                if matches!(key.code, KeyCode::Char('y' | 'Y')) {
+                    return Some(EXIT_QUIT);
+                }
+                self.mode = Mode::Editing;
+                return None;
+            }
+            Mode::Done { result } => {
+                if key.code == KeyCode::Enter {
+                    return Some(if result.is_ok() { 0 } else { EXIT_CANTCREAT });
+                }
+                return None;
+            }
+            Mode::Applying { .. } => return None,
+            Mode::Editing => {}
+        }
+        if ctrl && key.code == KeyCode::Char('c') {
+            self.mode = Mode::ConfirmQuit;
+            return None;
+        }
+        if ctrl && key.code == KeyCode::Char('u') {
+            if let Some(&i) = self.visible().get(self.focus) {
+                self.fields[i].1.text.clear();
+            }
+            return None;
+        }
+        let visible = self.visible();
+        self.focus = self.focus.min(visible.len().saturating_sub(1));
+        let focused = visible.get(self.focus).copied();
+        match key.code {
+            KeyCode::Enter => self.next_page(),
+            KeyCode::Esc => {
+                if self.page > 0 {
+                    self.page -= 1;
+                    self.focus = 0;
+                    self.notice = None;
+                }
+            }
+            KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1).min(visible.len().saturating_sub(1)),
+            KeyCode::BackTab | KeyCode::Up => self.focus = self.focus.saturating_sub(1),
+            KeyCode::Left | KeyCode::Right => {
+                if let Some(i) = focused {
+                    let f = &mut self.fields[i].1;
+                    if let Kind::Choice(o) = &f.kind {
+                        let n = o.len();
+                        f.choice = if key.code == KeyCode::Right { (f.choice + 1) % n } else { (f.choice + n - 1) % n };
+                    }
+                    if f.id == "preset" {
+                        self.on_preset_changed();
+                    }
+                }
+            }
+            KeyCode::Char(' ') if focused.is_some_and(|i| matches!(self.fields[i].1.kind, Kind::Check)) => {
+                if let Some(i) = focused {
+                    self.fields[i].1.choice ^= 1;
+                }
+            }
+            KeyCode::Backspace => {
+                if let Some(i) = focused {
+                    self.fields[i].1.text.pop();
+                }
+            }
+            KeyCode::Char(c) if !ctrl => {
+                if let Some(i) = focused {
+                    if matches!(self.fields[i].1.kind, Kind::Text | Kind::Secret) {
+                        self.fields[i].1.text.push(c);
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A new preset changes the plan (the models offered) and, for cpu-only, the page order.
+    fn on_preset_changed(&mut self) {
+        let ticked: Vec<(String, usize)> =
+            self.fields.iter().filter(|(p, _)| *p == Page::Models).map(|(_, f)| (f.id.clone(), f.choice)).collect();
+        let at = self.fields.iter().position(|(p, _)| *p == Page::Models).unwrap_or(self.fields.len());
+        self.fields.retain(|(p, f)| !(*p == Page::Models && f.id.starts_with("model:")));
+        let models: Vec<(Page, Field)> = self
+            .plan_models()
+            .into_iter()
+            .map(|(name, label)| {
+                let id = format!("model:{name}");
+                let on = ticked.iter().find(|(i, _)| *i == id).is_none_or(|(_, c)| *c == 1);
+                (Page::Models, Field::check(&id, &label, on))
+            })
+            .collect();
+        let at = at.min(self.fields.len());
+        self.fields.splice(at..at, models);
+        self.order_pages();
+    }
+
+    fn next_page(&mut self) {
+        let page = self.current();
+        self.problems = self.check();
+        self.notice = None;
+        if page == Page::Review {
+            if self.problems.is_empty() {
+                self.mode = Mode::Applying { log: Vec::new(), transfer: None };
+            } else {
+                self.notice = Some("Fix the problems listed (Esc goes back to their pages)".into());
+            }
+            return;
+        }
+        if self.page_problems().is_empty() {
+            self.page += 1;
+            self.focus = 0;
+        }
+    }
+
+    /// Run apply on a thread, drawing its progress; then wait for Enter on the summary.
+    fn apply(&mut self, terminal: &mut DefaultTerminal) -> anyhow::Result<i32> {
+        let answers = self.answers();
+        let ctx = self.ctx;
+        let (tx, rx) = mpsc::channel::<Event>();
+        let result = std::thread::scope(|s| -> anyhow::Result<Result<Report, String>> {
+            let worker = s.spawn(move || {
+                let env = ctx.env();
+                apply::validate_and_apply(&answers, &env, &mut |e| {
+                    let _ = tx.send(e);
+                })
+                .map_err(|e| e.to_string())
+            });
+            loop {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(e) => self.on_progress(e),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                terminal.draw(|f| self.draw(f))?;
+            }
+            Ok(worker.join().unwrap_or_else(|_| Err("apply stopped unexpectedly".into())))
+        })?;
+        self.mode = Mode::Done { result };
+        loop {
+            terminal.draw(|f| self.draw(f))?;
+            if let TermEvent::Key(key) = event::read()? {
+                if key.kind == KeyEventKind::Press {
+                    if let Some(code) = self.on_key(key) {
+                        return Ok(code);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_progress(&mut self, e: Event) {
+        let Mode::Applying { log, transfer } = &mut self.mode else { return };
+        match e {
+            Event::Step(s) => {
+                *transfer = None;
+                log.push(format!("» {s}"));
+            }
+            Event::Done(s) => log.push(format!("  ✓ {s}")),
+            Event::Warning(s) => log.push(format!("  ! {s}")),
+            Event::Transfer { what, done, total } => *transfer = Some((what, done, total)),
+        }
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        let [title, body, problems, help] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(self.problem_lines(f.area().width)), Constraint::Length(1)])
+                .areas(f.area());
+        let step = match &self.mode {
+            Mode::Applying { .. } => "Applying".to_string(),
+            Mode::Done { .. } => "Done".to_string(),
+            _ => format!("Step {} of {}: {}", self.page + 1, self.pages.len(), self.current().title()),
+        };
+        f.render_widget(
+            Paragraph::new(Line::from(vec![Span::raw(" AitherOS first boot ").bold().reversed(), Span::raw(format!("  {step}"))])),
+            title,
+        );
+        match &self.mode {
+            Mode::Applying { log, transfer } => self.draw_progress(f, body, log, transfer.as_ref()),
+            Mode::Done { result } => Self::draw_done(f, body, result),
+            Mode::Editing | Mode::ConfirmQuit => self.draw_page(f, body),
+        }
+        let shown: Vec<Line> = match (&self.mode, &self.notice) {
+            (Mode::Editing | Mode::ConfirmQuit, notice) => notice
+                .iter()
+                .map(|n| Line::from(n.clone()).yellow())
+                .chain(self.shown_problems().iter().map(|p| Line::from(format!("✗ {p}")).red()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        f.render_widget(Paragraph::new(shown).wrap(Wrap { trim: false }), problems);
+        let keys = match self.mode {
+            Mode::ConfirmQuit => " Quit without configuring? The wizard runs again at the next boot. y / n",
+            Mode::Applying { .. } => " Applying: please wait",
+            Mode::Done { .. } => " Enter: continue to the login prompt",
+            Mode::Editing if self.current() == Page::Review => " Enter: apply   Esc: back   Ctrl-C: quit",
+            Mode::Editing => " Tab/↑↓: field  ←→: choose  Space: tick  Enter: next  Esc: back  Ctrl-C: quit",
+        };
+        f.render_widget(Paragraph::new(keys).style(Style::default().add_modifier(Modifier::REVERSED)), help);
+    }
+
+    fn shown_problems(&self) -> Vec<&Problem> {
+        if self.current() == Page::Review {
+            self.problems.iter().collect()
+        } else {
+            self.page_problems()
+        }
+    }
+
+    /// Rows for the notice and the problems, wrapped at `width`; 8 at most.
+    fn problem_lines(&self, width: u16) -> u16 {
+        if !matches!(self.mode, Mode::Editing | Mode::ConfirmQuit) {
+            return 0;
+        }
+        let width = usize::from(width.max(20));
+        let rows = |s: &str| s.chars().count().div_ceil(width).max(1);
+        let n: usize = self.notice.iter().map(|n| rows(n)).sum::<usize>()
+            + self.shown_problems().iter().map(|p| rows(&format!("✗ {p}"))).sum::<usize>();
+        u16::try_from(n.min(8)).unwrap_or(8)
+    }
+
+    fn draw_page(&self, f: &mut Frame, area: ratatui::layout::Rect) {
+        let page = self.current();
+        let block = Block::bordered().title(format!(" {} ", page.title()));
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let mut lines: Vec<Line> = self.intro(page).into_iter().map(Line::from).collect();
+        if !lines.is_empty() {
+            lines.push(Line::default());
+        }
+        let visible = self.visible();
+        let mut cursor = None;
+        for (n, &i) in visible.iter().enumerate() {
+            let field = &self.fields[i].1;
+            let focused = n == self.focus;
+            let label = format!(" {:<26}", truncate(&field.label, 26));
+            let value = match &field.kind {
+                Kind::Text => field.text.clone(),
+                Kind::Secret => "•".repeat(field.text.chars().count()),
+                Kind::Choice(_) => format!("◀ {} ▶", field.chosen()),
+                Kind::Check => String::new(),
+            };
+            let line = if let Kind::Check = field.kind {
+                let mark = if field.choice == 1 { "[x]" } else { "[ ]" };
+                Line::from(format!(" {mark} {}", field.label))
+            } else {
+                let width = usize::from(inner.width).saturating_sub(29);
+                let shown = tail(&value, width);
+                if focused && matches!(field.kind, Kind::Text | Kind::Secret) {
+                    let x = inner.x + 28 + u16::try_from(shown.chars().count()).unwrap_or(0);
+                    cursor = Some(Position::new(x.min(inner.right().saturating_sub(1)), inner.y + u16::try_from(lines.len()).unwrap_or(0)));
+                }
+                Line::from(vec![Span::raw(label), Span::raw(" "), Span::raw(shown).underlined()])
+            };
+            lines.push(if focused { line.style(Style::default().add_modifier(Modifier::REVERSED)) } else { line });
+        }
+        if page == Page::Review {
+            match answers::validate(&self.answers(), &self.ctx.env().target()) {
+                Ok(s) => lines.extend(describe(&s).into_iter().map(|l| Line::from(format!(" {l}")))),
+                Err(_) => lines.push(Line::from(" The answers have problems (below).")),
+            }
+            lines.push(Line::default());
+            lines.push(Line::from(" Nothing has been written yet. Enter writes it all, or nothing if a step fails."));
+        }
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+        if let (Some(c), Mode::Editing) = (cursor, &self.mode) {
+            f.set_cursor_position(c);
+        }
+    }
+
+    /// The text above a page's fields.
+    fn intro(&self, page: Page) -> Vec<String> {
+        match page {
+            Page::Hardware => {
+                let mut l: Vec<String> = self.hardware.iter().map(|s| format!(" {s}")).collect();
+                l.push(String::new());
+                match &self.selected {
+                    Some((name, reason)) => l.push(format!(" Preset {name}: {reason}")),
+                    None => l.push(" No preset can be selected without the hardware profile.".into()),
+                }
+                l.push(String::new());
+                l.push(" Enter to go on. Nothing is written until the review.".into());
+                l
+            }
+            Page::Preset => {
+                let desc = self.effective_preset().and_then(|p| self.ctx.presets.by_name.get(&p).map(|x| x.description.clone()));
+                vec![
+                    " auto re-selects the preset from the hardware at every boot; a name pins it.".into(),
+                    format!(" {}", desc.unwrap_or_default()),
+                ]
+            }
+            Page::Admin => vec![
+                " The administrator may use sudo and aitherctl. root stays locked.".into(),
+                " Give a password, an SSH public key, or both.".into(),
+            ],
+            Page::Network => vec![" Interfaces left as they are keep NetworkManager's defaults (DHCP).".into()],
+            Page::System => vec![" A time zone like Europe/Berlin, America/New_York or UTC.".into()],
+            Page::Models => vec![
+                " The models of the plan for this preset. From: catalog (download) or a".into(),
+                " directory holding the .gguf files, like a mounted USB stick.".into(),
+            ],
+            Page::Cloud => {
+                let mut l = vec![" An OpenAI-compatible endpoint for requests no local model can serve.".into()];
+                if self.effective_preset().as_deref() == Some("cpu-only") {
+                    l.push(" This machine has no usable GPU: the cloud fallback is recommended.".into());
+                }
+                l.push(" Leave the endpoint empty for none.".into());
+                l
+            }
+            Page::Review => Vec::new(),
+        }
+    }
+
+    fn draw_progress(&self, f: &mut Frame, area: ratatui::layout::Rect, log: &[String], transfer: Option<&(String, u64, Option<u64>)>) {
+        let [logs, gauge] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
+        let height = usize::from(logs.height.saturating_sub(2));
+        let start = log.len().saturating_sub(height);
+        let lines: Vec<Line> = log[start..].iter().map(|l| Line::from(l.clone())).collect();
+        f.render_widget(Paragraph::new(lines).block(Block::bordered().title(" Applying ")), logs);
+        if let Some((what, done, total)) = transfer {
+            let (ratio, label) = match total {
+                Some(t) if *t > 0 => {
+                    let r = (*done as f64 / *t as f64).clamp(0.0, 1.0);
+                    (r, format!("{what}: {} of {} MB", done / 1_000_000, t / 1_000_000))
+                }
+                _ => (0.0, format!("{what}: {} MB", done / 1_000_000)),
+            };
+            f.render_widget(Gauge::default().block(Block::bordered()).ratio(ratio).label(label).gauge_style(Style::default().fg(Color::Cyan)), gauge);
+        }
+    }
+
+    fn draw_done(f: &mut Frame, area: ratatui::layout::Rect, result: &Result<Report, String>) {
+        let mut lines = Vec::new();
+        match result {
+            Ok(r) => {
+                lines.push(Line::from(" AitherOS is configured.").bold().green());
+                lines.push(Line::default());
+                lines.extend(r.done.iter().map(|l| Line::from(format!(" ✓ {l}"))));
+                lines.extend(r.warnings.iter().map(|l| Line::from(format!(" ! {l}")).yellow()));
+                lines.push(Line::default());
+                lines.push(Line::from(" agentd starts next; `aitherctl status` shows what runs."));
+            }
+            Err(e) => {
+                lines.push(Line::from(" Nothing was configured.").bold().red());
+                lines.push(Line::from(format!(" {e}")));
+                lines.push(Line::from(" The wizard runs again at the next boot."));
+            }
+        }
+        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(" Summary ")), area);
+    }
+}
+
+/// The machine in a few lines that fit 80 columns.
+fn hardware_lines(p: &aither_hwprofile::profile::Profile) -> Vec<String> {
+    use aither_hwprofile::render::gib;
+    let mut l = vec![
+        format!("CPU       {} ({} cores, {} threads)", p.cpu.model, p.cpu.physical_cores, p.cpu.logical_cores),
+        format!("Memory    {}", gib(p.memory.total_bytes)),
+    ];
+    let plat = &p.platform;
+    let place = match (plat.virtualization.as_str(), &plat.cloud) {
+        (_, Some(c)) => format!("cloud ({c})"),
+        ("none", None) => "bare metal".to_string(),
+        (v, None) => format!("virtual machine ({v})"),
+    };
+    let sb = match plat.secure_boot {
+        Some(true) => ", Secure Boot on",
+        Some(false) => ", Secure Boot off",
+        None => "",
+    };
+    l.push(format!("Platform  {place}, {}{sb}", plat.firmware.to_uppercase()));
+    if p.gpus.is_empty() {
+        l.push("GPUs      none".into());
+    }
+    for g in &p.gpus {
+        let vram = match (g.vram_bytes, g.integrated) {
+            (Some(b), _) => gib(b),
+            (None, true) => "shared memory".into(),
+            (None, false) => "memory unknown".into(),
+        };
+        l.push(format!("GPU       {}, {vram}", g.name));
+        if let Some(d) = p.drivers.iter().find(|d| d.pci_address == g.pci_address) {
+            let signed = if d.signed_modules_required { ", signed modules" } else { "" };
+            let stack = serde_json::to_value(d.stack).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            l.push(format!("          driver: {stack}{signed}"));
+        }
+    }
+    l
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The end of `s` that fits in `n` columns (long values scroll left while typed).
+fn tail(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    s.chars().skip(count.saturating_sub(n)).collect()
 }
