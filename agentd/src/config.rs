@@ -320,10 +320,18 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
             let endpoint = e.value.trim_end_matches('/').to_string();
             let host = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://"));
             if host.is_none_or(|h| h.split('/').next().is_none_or(str::is_empty)) {
-                return Err(invalid(&e.file, "cloud.endpoint", format!("{:?} is not an http:// or https:// URL", e.value)));
+                return Err(invalid(
+                    &e.file,
+                    "cloud.endpoint",
+                    format!("{:?} is not an http:// or https:// URL", e.value),
+                ));
             }
             if let Some(k) = cloud_key.as_ref().filter(|k| !k.value.is_absolute()) {
-                return Err(invalid(&k.file, "cloud.api_key_file", format!("{} is not an absolute path", k.value.display())));
+                return Err(invalid(
+                    &k.file,
+                    "cloud.api_key_file",
+                    format!("{} is not an absolute path", k.value.display()),
+                ));
             }
             Some(Cloud { endpoint, model: cloud_model.map(|m| m.value), api_key_file: cloud_key.map(|k| k.value) })
         }
@@ -489,7 +497,10 @@ mod tests {
         assert_eq!(cloud.endpoint, "https://api.example.com/v1");
         assert_eq!(cloud.api_key_file.as_deref(), Some(Path::new("/etc/aither/cloud.key")));
         let err = from_sources(&with(&[("c.toml", "[cloud]\nendpoint = \"ftp://x\"\n")])).expect_err("ftp");
-        assert!(matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "c.toml" && key == "cloud.endpoint"), "{err}");
+        assert!(
+            matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "c.toml" && key == "cloud.endpoint"),
+            "{err}"
+        );
         let err = from_sources(&with(&[("c.toml", "[cloud]\nmodel = \"m\"\n")])).expect_err("no endpoint");
         assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "cloud.endpoint"), "{err}");
     }

@@ -226,7 +226,10 @@ impl<'a> Wizard<'a> {
             (Page::Admin, Field::text("admin.user", "User name", &user)),
             (Page::Admin, pw),
             (Page::Admin, confirm),
-            (Page::Admin, Field::text("admin.ssh_key", "SSH public key", admin.ssh_keys.first().map_or("", String::as_str))),
+            (
+                Page::Admin,
+                Field::text("admin.ssh_key", "SSH public key", admin.ssh_keys.first().map_or("", String::as_str)),
+            ),
         ]);
 
         for (i, l) in self.links.clone().iter().enumerate() {
@@ -241,9 +244,24 @@ impl<'a> Wizard<'a> {
             self.fields.push((Page::Network, Field::choice(&m, &label, &["leave as is", "DHCP", "static"], method)));
             let v = |f: fn(&Interface) -> String| given.map(f).unwrap_or_default();
             self.fields.extend([
-                (Page::Network, Field::text(&format!("net{i}.address"), "  Address/prefix", &v(|g| g.address.clone().unwrap_or_default())).shown_if(&m, 2)),
-                (Page::Network, Field::text(&format!("net{i}.gateway"), "  Gateway", &v(|g| g.gateway.clone().unwrap_or_default())).shown_if(&m, 2)),
-                (Page::Network, Field::text(&format!("net{i}.dns"), "  DNS servers", &v(|g| g.dns.join(" "))).shown_if(&m, 2)),
+                (
+                    Page::Network,
+                    Field::text(
+                        &format!("net{i}.address"),
+                        "  Address/prefix",
+                        &v(|g| g.address.clone().unwrap_or_default()),
+                    )
+                    .shown_if(&m, 2),
+                ),
+                (
+                    Page::Network,
+                    Field::text(&format!("net{i}.gateway"), "  Gateway", &v(|g| g.gateway.clone().unwrap_or_default()))
+                        .shown_if(&m, 2),
+                ),
+                (
+                    Page::Network,
+                    Field::text(&format!("net{i}.dns"), "  DNS servers", &v(|g| g.dns.join(" "))).shown_if(&m, 2),
+                ),
             ]);
         }
 
@@ -298,7 +316,7 @@ impl<'a> Wizard<'a> {
                     .catalog
                     .get(&w.name)
                     .and_then(|m| aither_hwprofile::catalog::file_bytes(m, &w.file))
-                    .map(|b| format!(", {:.1} GB", b as f64 / 1e9))
+                    .map(|b| format!(", {}.{} GB", b / 1_000_000_000, b / 100_000_000 % 10))
                     .unwrap_or_default();
                 (w.name.clone(), format!("{} ({}{size})", w.name, w.file.quant))
             })
@@ -360,7 +378,11 @@ impl<'a> Wizard<'a> {
                 address: opt(self.value(&format!("net{i}.address"))).filter(|_| stat),
                 gateway: opt(self.value(&format!("net{i}.gateway"))).filter(|_| stat),
                 dns: if stat {
-                    self.value(&format!("net{i}.dns")).split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+                    self.value(&format!("net{i}.dns"))
+                        .split([' ', ','])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
                 } else {
                     Vec::new()
                 },
@@ -375,7 +397,10 @@ impl<'a> Wizard<'a> {
         Answers {
             schema_version: Some(answers::SCHEMA_VERSION),
             preset: self.preset_answer(),
-            system: answers::System { hostname: opt(self.value("system.hostname")), timezone: opt(self.value("system.timezone")) },
+            system: answers::System {
+                hostname: opt(self.value("system.hostname")),
+                timezone: opt(self.value("system.timezone")),
+            },
             admin: Some(Admin {
                 user: self.value("admin.user"),
                 password: self.field("admin.password").map(|f| f.text.clone()).filter(|p| !p.is_empty()),
@@ -421,8 +446,7 @@ impl<'a> Wizard<'a> {
             .iter()
             .enumerate()
             .filter(|(_, (p, f))| {
-                *p == page
-                    && f.shown_if.as_ref().is_none_or(|(id, c)| self.field(id).is_some_and(|g| g.choice == *c))
+                *p == page && f.shown_if.as_ref().is_none_or(|(id, c)| self.field(id).is_some_and(|g| g.choice == *c))
             })
             .map(|(i, _)| i)
             .collect()
@@ -430,7 +454,13 @@ impl<'a> Wizard<'a> {
 
     fn page_problems(&self) -> Vec<&Problem> {
         let keys = self.current().keys();
-        self.problems.iter().filter(|p| keys.iter().any(|k| p.key == *k || p.key.starts_with(&format!("{k}.")) || p.key.starts_with(&format!("{k}[")))).collect()
+        self.problems
+            .iter()
+            .filter(|p| {
+                keys.iter()
+                    .any(|k| p.key == *k || p.key.starts_with(&format!("{k}.")) || p.key.starts_with(&format!("{k}[")))
+            })
+            .collect()
     }
 
     fn event_loop(&mut self, terminal: &mut DefaultTerminal) -> anyhow::Result<i32> {
@@ -484,12 +514,10 @@ impl<'a> Wizard<'a> {
         let focused = visible.get(self.focus).copied();
         match key.code {
             KeyCode::Enter => self.next_page(),
-            KeyCode::Esc => {
-                if self.page > 0 {
-                    self.page -= 1;
-                    self.focus = 0;
-                    self.notice = None;
-                }
+            KeyCode::Esc if self.page > 0 => {
+                self.page -= 1;
+                self.focus = 0;
+                self.notice = None;
             }
             KeyCode::Tab | KeyCode::Down => self.focus = (self.focus + 1).min(visible.len().saturating_sub(1)),
             KeyCode::BackTab | KeyCode::Up => self.focus = self.focus.saturating_sub(1),
@@ -615,16 +643,23 @@ impl<'a> Wizard<'a> {
     }
 
     fn draw(&self, f: &mut Frame) {
-        let [title, body, problems, help] =
-            Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(self.problem_lines(f.area().width)), Constraint::Length(1)])
-                .areas(f.area());
+        let [title, body, problems, help] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(5),
+            Constraint::Length(self.problem_lines(f.area().width)),
+            Constraint::Length(1),
+        ])
+        .areas(f.area());
         let step = match &self.mode {
             Mode::Applying { .. } => "Applying".to_string(),
             Mode::Done { .. } => "Done".to_string(),
             _ => format!("Step {} of {}: {}", self.page + 1, self.pages.len(), self.current().title()),
         };
         f.render_widget(
-            Paragraph::new(Line::from(vec![Span::raw(" AitherOS first boot ").bold().reversed(), Span::raw(format!("  {step}"))])),
+            Paragraph::new(Line::from(vec![
+                Span::raw(" AitherOS first boot ").bold().reversed(),
+                Span::raw(format!("  {step}")),
+            ])),
             title,
         );
         match &self.mode {
@@ -700,7 +735,10 @@ impl<'a> Wizard<'a> {
                 let shown = tail(&value, width);
                 if focused && matches!(field.kind, Kind::Text | Kind::Secret) {
                     let x = inner.x + 28 + u16::try_from(shown.chars().count()).unwrap_or(0);
-                    cursor = Some(Position::new(x.min(inner.right().saturating_sub(1)), inner.y + u16::try_from(lines.len()).unwrap_or(0)));
+                    cursor = Some(Position::new(
+                        x.min(inner.right().saturating_sub(1)),
+                        inner.y + u16::try_from(lines.len()).unwrap_or(0),
+                    ));
                 }
                 Line::from(vec![Span::raw(label), Span::raw(" "), Span::raw(shown).underlined()])
             };
@@ -735,7 +773,9 @@ impl<'a> Wizard<'a> {
                 l
             }
             Page::Preset => {
-                let desc = self.effective_preset().and_then(|p| self.ctx.presets.by_name.get(&p).map(|x| x.description.clone()));
+                let desc = self
+                    .effective_preset()
+                    .and_then(|p| self.ctx.presets.by_name.get(&p).map(|x| x.description.clone()));
                 vec![
                     " auto re-selects the preset from the hardware at every boot; a name pins it.".into(),
                     format!(" {}", desc.unwrap_or_default()),
@@ -763,7 +803,13 @@ impl<'a> Wizard<'a> {
         }
     }
 
-    fn draw_progress(&self, f: &mut Frame, area: ratatui::layout::Rect, log: &[String], transfer: Option<&(String, u64, Option<u64>)>) {
+    fn draw_progress(
+        &self,
+        f: &mut Frame,
+        area: ratatui::layout::Rect,
+        log: &[String],
+        transfer: Option<&(String, u64, Option<u64>)>,
+    ) {
         let [logs, gauge] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
         let height = usize::from(logs.height.saturating_sub(2));
         let start = log.len().saturating_sub(height);
@@ -772,12 +818,19 @@ impl<'a> Wizard<'a> {
         if let Some((what, done, total)) = transfer {
             let (ratio, label) = match total {
                 Some(t) if *t > 0 => {
-                    let r = (*done as f64 / *t as f64).clamp(0.0, 1.0);
-                    (r, format!("{what}: {} of {} MB", done / 1_000_000, t / 1_000_000))
+                    let pct = u16::try_from(done.saturating_mul(100) / t).unwrap_or(100).min(100);
+                    (pct, format!("{what}: {} of {} MB", done / 1_000_000, t / 1_000_000))
                 }
-                _ => (0.0, format!("{what}: {} MB", done / 1_000_000)),
+                _ => (0, format!("{what}: {} MB", done / 1_000_000)),
             };
-            f.render_widget(Gauge::default().block(Block::bordered()).ratio(ratio).label(label).gauge_style(Style::default().fg(Color::Cyan)), gauge);
+            f.render_widget(
+                Gauge::default()
+                    .block(Block::bordered())
+                    .percent(ratio)
+                    .label(label)
+                    .gauge_style(Style::default().fg(Color::Cyan)),
+                gauge,
+            );
         }
     }
 
@@ -798,7 +851,10 @@ impl<'a> Wizard<'a> {
                 lines.push(Line::from(" The wizard runs again at the next boot."));
             }
         }
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(" Summary ")), area);
+        f.render_widget(
+            Paragraph::new(lines).wrap(Wrap { trim: false }).block(Block::bordered().title(" Summary ")),
+            area,
+        );
     }
 }
 
@@ -833,7 +889,8 @@ fn hardware_lines(p: &aither_hwprofile::profile::Profile) -> Vec<String> {
         l.push(format!("GPU       {}, {vram}", g.name));
         if let Some(d) = p.drivers.iter().find(|d| d.pci_address == g.pci_address) {
             let signed = if d.signed_modules_required { ", signed modules" } else { "" };
-            let stack = serde_json::to_value(d.stack).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let stack =
+                serde_json::to_value(d.stack).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
             l.push(format!("          driver: {stack}{signed}"));
         }
     }

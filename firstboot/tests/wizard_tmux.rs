@@ -77,7 +77,11 @@ impl Pane {
             if let Ok(s) = std::fs::read_to_string(&self.status) {
                 return s.trim().parse().expect("status");
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "the wizard did not exit; the screen:\n{}", self.screen());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the wizard did not exit; the screen:\n{}",
+                self.screen()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
