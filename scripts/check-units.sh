@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check the systemd units as installed: `systemd-analyze verify` (any warning fails) and
 # `systemd-analyze security --offline` against exposure thresholds (agentd.service <= 3.0,
-# every other unit <= 2.0). Prints each score.
+# aither-firstboot.service <= 2.6, every other unit <= 2.0). Prints each score.
 #
 # Usage: scripts/check-units.sh DESTDIR   (a tree produced by `make install DESTDIR=...`)
 set -euo pipefail
@@ -37,6 +37,9 @@ for u in "${units[@]}"; do
   name="$(basename "$u")"
   limit=2.0
   [ "$name" = agentd.service ] && limit=3.0
+  # First boot writes accounts, /home and network configuration and may download models:
+  # root with DAC override and the network, by design (sandboxed otherwise).
+  [ "$name" = aither-firstboot.service ] && limit=2.6
   score="$(systemd-analyze security --offline=true --root="$root" "$name" 2>/dev/null \
            | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')"
   if [ -z "$score" ]; then

@@ -7,7 +7,7 @@
 //!    Any failure here changes nothing.
 //! 2. **Commit**: renames, undone on failure; the marker goes last, so a machine where the
 //!    commit did not finish is still unconfigured and first boot runs again.
-//! 3. **Activate** (only on the running machine): set the host name, label the new files
+//! 3. **Activate** (only on the running machine): set the host name (systemd-hostnamed), label the new files
 //!    (`restorecon`), ask NetworkManager to load and bring up the connections. These leave
 //!    the configuration in place if they fail, and say so in the report.
 //! 4. **Models** (when asked for now): fetched with progress; one that fails is reported with
@@ -193,8 +193,8 @@ pub fn apply(
     if env.live {
         progress(Event::Step("Activating".into()));
         if let Some(h) = activated_hostname {
-            if let Err(e) = rustix::system::sethostname(h.as_bytes()) {
-                warn(&mut report, progress, format!("host name: set in /etc/hostname, not yet live ({e})"));
+            if let Err(e) = set_live_hostname(&h) {
+                warn(&mut report, progress, format!("host name: in /etc/hostname, live from the next boot ({e})"));
             }
         }
         relabel(&committed.created, &mut report, progress);
@@ -426,6 +426,25 @@ pub fn fetch_models(
         }
     }
     written
+}
+
+/// The running host name, through systemd-hostnamed (first boot itself holds no
+/// CAP_SYS_ADMIN and runs with ProtectHostname=).
+pub fn set_live_hostname(name: &str) -> Result<(), String> {
+    let name = name.to_string();
+    crate::bus::on_system_bus(std::time::Duration::from_secs(15), |conn| async move {
+        let proxy = crate::bus::proxy(
+            &conn,
+            "org.freedesktop.hostname1",
+            "/org/freedesktop/hostname1",
+            "org.freedesktop.hostname1",
+        )
+        .await?;
+        proxy
+            .call::<_, _, ()>("SetHostname", &(name.as_str(), false))
+            .await
+            .map_err(|e| format!("systemd-hostnamed: {e}"))
+    })
 }
 
 /// Give new files the label their path calls for (the rest kept theirs through staging).

@@ -1,5 +1,8 @@
 //! The command line: the service's entry point, the headless path and `fetch-models`.
 //!
+//! Progress and results go to stderr, which the unit sends to the journal and the console
+//! (stdout is the wizard's); `--check` answers on stdout.
+//!
 //! Exit status: 0 configured (or already configured: nothing to do, so systemd does not
 //! retry), 65 the answers are invalid (each problem named), 73 applying failed (nothing was
 //! changed), 69 there are no answers and no console to ask on, 2 a usage error.
@@ -133,7 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let env = ctx.env();
     if env.is_configured() && !cli.check {
-        println!("aither-firstboot: this machine is already configured ({}): nothing to do", apply::MARKER);
+        eprintln!("aither-firstboot: this machine is already configured ({}): nothing to do", apply::MARKER);
         return Ok(0);
     }
     let cmdline = if ctx.live { std::fs::read_to_string("/proc/cmdline").ok() } else { None };
@@ -156,10 +159,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 for line in describe(&settings) {
                     println!("  {line}");
                 }
+                std::io::stdout().flush()?;
                 return Ok(0);
             }
             Ok(settings) => {
-                println!("aither-firstboot: applying {}", origin.describe());
+                eprintln!("aither-firstboot: applying {}", origin.describe());
                 return Ok(finish(apply::apply(&answers, &settings, &env, &mut print_event), origin));
             }
             Err(problems) => {
@@ -180,7 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("aither-firstboot: no answers and no console to ask on: give --answers FILE, --headless, or run it on a terminal");
             return Ok(EXIT_UNAVAILABLE);
         }
-        println!("aither-firstboot: no answers: applying the defaults (the preset chosen from the hardware)");
+        eprintln!("aither-firstboot: no answers: applying the defaults (the preset chosen from the hardware)");
         let defaults = Answers { schema_version: Some(answers::SCHEMA_VERSION), ..Answers::default() };
         let origin = Origin::Given(PathBuf::from("(defaults)"));
         return Ok(match apply::validate_and_apply(&defaults, &env, &mut print_event) {
@@ -204,7 +208,7 @@ fn finish(result: Result<Report, apply::ApplyError>, origin: &Origin) -> i32 {
                     eprintln!("aither-firstboot: cannot remove {} (it may hold secrets): {e}", p.display());
                 }
             }
-            println!(
+            eprintln!(
                 "aither-firstboot: configured{}",
                 if report.warnings.is_empty() {
                     String::new()
@@ -282,28 +286,28 @@ pub fn describe(s: &answers::Settings) -> Vec<String> {
     out
 }
 
-/// Progress as lines on stdout; transfers as a percentage that updates in place on a
+/// Progress as lines on stderr; transfers as a percentage that updates in place on a
 /// terminal and every tenth otherwise.
 fn print_event(e: Event) {
     thread_local!(static LAST: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) });
-    let tty = std::io::stdout().is_terminal();
+    let tty = std::io::stderr().is_terminal();
     match e {
-        Event::Step(s) => println!("==> {s}"),
-        Event::Done(s) => println!("    {s}"),
-        Event::Warning(s) => println!("    warning: {s}"),
+        Event::Step(s) => eprintln!("==> {s}"),
+        Event::Done(s) => eprintln!("    {s}"),
+        Event::Warning(s) => eprintln!("    warning: {s}"),
         Event::Transfer { what, done, total } => {
             let Some(total) = total.filter(|t| *t > 0) else { return };
             let pct = done.saturating_mul(100) / total;
             let step = if tty { pct } else { pct / 10 * 10 };
             if LAST.with(|l| l.replace(step)) != step {
                 if tty {
-                    print!("\r    {what}: {pct:3}% of {} MB", total / 1_000_000);
+                    eprint!("\r    {what}: {pct:3}% of {} MB", total / 1_000_000);
                     if done >= total {
-                        println!();
+                        eprintln!();
                     }
-                    let _ = std::io::stdout().flush();
+                    let _ = std::io::stderr().flush();
                 } else {
-                    println!("    {what}: {pct}% of {} MB", total / 1_000_000);
+                    eprintln!("    {what}: {pct}% of {} MB", total / 1_000_000);
                 }
             }
         }
@@ -321,7 +325,7 @@ fn fetch_models(ctx: &Context, names: &[String], source: Option<&Path>) -> anyho
     }
     let wanted = apply::models_to_fetch(&env, preset.as_deref(), (!names.is_empty()).then_some(names));
     if wanted.is_empty() {
-        println!("aither-firstboot: the plan has no models to fetch (no hardware profile, or nothing fits)");
+        eprintln!("aither-firstboot: the plan has no models to fetch (no hardware profile, or nothing fits)");
         return Ok(0);
     }
     let source = match source {

@@ -30,6 +30,7 @@
 pub mod accounts;
 pub mod answers;
 pub mod apply;
+pub mod bus;
 pub mod cli;
 pub mod network;
 pub mod source;

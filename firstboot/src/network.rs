@@ -8,6 +8,9 @@
 //! apply when it starts.
 
 use std::path::Path;
+use std::time::Duration;
+
+use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use sha2::{Digest as _, Sha256};
 
@@ -110,48 +113,52 @@ pub fn keyfile(i: &InterfaceSettings) -> String {
 /// Ask a running NetworkManager to load the keyfiles and activate each configured
 /// interface. `Ok(false)`: NetworkManager is not running (the keyfiles apply when it starts).
 pub fn reload_and_activate(ifaces: &[InterfaceSettings]) -> Result<bool, String> {
-    let conn = match zbus::blocking::Connection::system() {
-        Ok(c) => c,
-        Err(_) => return Ok(false),
-    };
-    let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).map_err(|e| e.to_string())?;
-    let running = dbus.name_has_owner(NM.try_into().map_err(|e: zbus::names::Error| e.to_string())?).unwrap_or(false);
-    if !running {
-        return Ok(false);
-    }
-    let proxy = |path: &str, iface: &str| {
-        zbus::blocking::Proxy::new(&conn, NM, path.to_string(), iface.to_string()).map_err(|e| e.to_string())
-    };
-    let settings = proxy("/org/freedesktop/NetworkManager/Settings", "org.freedesktop.NetworkManager.Settings")?;
-    let ok: bool = settings.call("ReloadConnections", &()).map_err(|e| format!("ReloadConnections: {e}"))?;
-    if !ok {
-        return Err("NetworkManager did not reload its connections".into());
-    }
-    let nm = proxy("/org/freedesktop/NetworkManager", NM)?;
-    let mut problems = Vec::new();
-    for i in ifaces {
-        let activate = || -> Result<(), String> {
-            let c: zbus::zvariant::OwnedObjectPath = settings
-                .call("GetConnectionByUuid", &(connection_uuid(&i.interface),))
-                .map_err(|e| format!("the connection for {} did not load: {e}", i.interface))?;
-            let d: zbus::zvariant::OwnedObjectPath = nm
-                .call("GetDeviceByIpIface", &(i.interface.as_str(),))
-                .map_err(|e| format!("no device {}: {e}", i.interface))?;
-            let root = zbus::zvariant::ObjectPath::try_from("/").map_err(|e| e.to_string())?;
-            let _active: zbus::zvariant::OwnedObjectPath = nm
-                .call("ActivateConnection", &(c, d, root))
-                .map_err(|e| format!("cannot activate {}: {e}", i.interface))?;
-            Ok(())
-        };
-        if let Err(e) = activate() {
-            problems.push(e);
+    crate::bus::on_system_bus(Duration::from_secs(30), |conn| async move {
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.map_err(|e| e.to_string())?;
+        let name = zbus::names::BusName::try_from(NM).map_err(|e| e.to_string())?;
+        if !dbus.name_has_owner(name).await.unwrap_or(false) {
+            return Ok(false);
         }
-    }
-    if problems.is_empty() {
-        Ok(true)
-    } else {
-        Err(problems.join("; "))
-    }
+        let settings = crate::bus::proxy(
+            &conn,
+            NM,
+            "/org/freedesktop/NetworkManager/Settings",
+            "org.freedesktop.NetworkManager.Settings",
+        )
+        .await?;
+        let ok: bool = settings.call("ReloadConnections", &()).await.map_err(|e| format!("ReloadConnections: {e}"))?;
+        if !ok {
+            return Err("NetworkManager did not reload its connections".into());
+        }
+        let nm = crate::bus::proxy(&conn, NM, "/org/freedesktop/NetworkManager", NM).await?;
+        let mut problems = Vec::new();
+        for i in ifaces {
+            let activate = async {
+                let c: OwnedObjectPath = settings
+                    .call("GetConnectionByUuid", &(connection_uuid(&i.interface),))
+                    .await
+                    .map_err(|e| format!("the connection for {} did not load: {e}", i.interface))?;
+                let d: OwnedObjectPath = nm
+                    .call("GetDeviceByIpIface", &(i.interface.as_str(),))
+                    .await
+                    .map_err(|e| format!("no device {}: {e}", i.interface))?;
+                let root = ObjectPath::try_from("/").map_err(|e| e.to_string())?;
+                let _active: OwnedObjectPath = nm
+                    .call("ActivateConnection", &(c, d, root))
+                    .await
+                    .map_err(|e| format!("cannot activate {}: {e}", i.interface))?;
+                Ok::<(), String>(())
+            };
+            if let Err(e) = activate.await {
+                problems.push(e);
+            }
+        }
+        if problems.is_empty() {
+            Ok(true)
+        } else {
+            Err(problems.join("; "))
+        }
+    })
 }
 
 #[cfg(test)]

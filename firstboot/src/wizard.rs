@@ -168,15 +168,15 @@ pub fn run(ctx: &Context, draft: Option<Answers>, origin: Option<Origin>) -> any
 fn print_summary(result: &Result<Report, String>) {
     match result {
         Ok(r) => {
-            println!("AitherOS is configured.");
+            eprintln!("AitherOS is configured.");
             for l in &r.done {
-                println!("  {l}");
+                eprintln!("  {l}");
             }
             for l in &r.warnings {
-                println!("  warning: {l}");
+                eprintln!("  warning: {l}");
             }
         }
-        Err(e) => println!("aither-firstboot: {e}"),
+        Err(e) => eprintln!("aither-firstboot: {e}"),
     }
 }
 

@@ -73,6 +73,20 @@ install -d "$root/var/lib/aither/models" "$root/var/lib/aither/agents" "$root/et
 echo "GGUF not really" > "$root/var/lib/aither/models/test.gguf"
 printf "# agentd configuration: room for both test agents whatever the preset\n[agents]\nmax_concurrent = 4\n" > "$root/etc/aither/agentd.toml"
 
+# First boot, headless: the answers cloud-init user-data would write. aither-firstboot.service
+# applies them before agentd starts, then removes the file (it holds a password).
+cat > "$root/etc/aither/answers.toml" <<'ANSWERS'
+schema_version = 1
+[system]
+hostname = "aither-vm"
+timezone = "Europe/Berlin"
+[admin]
+user = "vmadmin"
+password = "correct horse battery"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGQ3cjPzZ9xWVH2Hj3vX1n+Pw0d6ulOVmmEGNbAMlKPC vm@test"]
+ANSWERS
+chmod 0600 "$root/etc/aither/answers.toml"
+
 # The machine.
 echo aither-vmtest > "$root/etc/hostname"
 echo "/dev/vda / ext4 rw,relatime 0 1" > "$root/etc/fstab"

@@ -1,0 +1,116 @@
+//! First boot's calls on the system bus, against a private dbus-daemon standing in for it: a
+//! stand-in systemd-hostnamed that answers, and one that never does (a deadline, not a hang
+//! that would hold back the boot).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+struct Bus {
+    _dir: tempfile::TempDir,
+    daemon: Child,
+    set: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+struct Hostname {
+    set: Arc<Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.hostname1")]
+impl Hostname {
+    async fn set_hostname(&self, name: String, _interactive: bool) {
+        self.set.lock().expect("lock").push(name);
+    }
+
+    /// Never answers.
+    async fn set_static_hostname(&self, _name: String, _interactive: bool) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One bus for the tests of this file: DBUS_SYSTEM_BUS_ADDRESS is process-wide.
+fn bus() -> &'static Bus {
+    static BUS: OnceLock<Bus> = OnceLock::new();
+    BUS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("system_bus");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>",
+                socket.display()
+            ),
+        )
+        .expect("config");
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus; `make deps` installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let address = format!("unix:path={}", socket.display());
+        std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &address);
+        let set = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let served = Arc::clone(&set);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let _conn = zbus::connection::Builder::address(address.as_str())
+                    .expect("address")
+                    .name("org.freedesktop.hostname1")
+                    .expect("name")
+                    .serve_at("/org/freedesktop/hostname1", Hostname { set: served })
+                    .expect("serve")
+                    .build()
+                    .await
+                    .expect("stand-in hostnamed");
+                ready_tx.send(()).expect("ready");
+                std::future::pending::<()>().await;
+            });
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("the stand-in hostnamed is on the bus");
+        Bus { _dir: dir, daemon, set }
+    })
+}
+
+#[test]
+fn the_live_host_name_is_set_through_hostnamed() {
+    let bus = bus();
+    aither_firstboot::apply::set_live_hostname("lab-01").expect("set");
+    assert_eq!(bus.set.lock().expect("lock").as_slice(), ["lab-01"]);
+}
+
+#[test]
+fn a_service_that_never_answers_is_an_error_after_the_deadline() {
+    bus();
+    let start = Instant::now();
+    let e = aither_firstboot::bus::on_system_bus(Duration::from_millis(500), |conn| async move {
+        let p = aither_firstboot::bus::proxy(
+            &conn,
+            "org.freedesktop.hostname1",
+            "/org/freedesktop/hostname1",
+            "org.freedesktop.hostname1",
+        )
+        .await?;
+        p.call::<_, _, ()>("SetStaticHostname", &("x", false)).await.map_err(|e| e.to_string())
+    })
+    .expect_err("no answer");
+    assert!(e.contains("no answer within"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
