@@ -163,7 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             Ok(settings) => {
-                eprintln!("aither-firstboot: applying {}", origin.describe());
+                eprintln!("aither-firstboot: applying {}{}", origin.describe(), selinux_context());
                 return Ok(finish(apply::apply(&answers, &settings, &env, &mut print_event), origin));
             }
             Err(problems) => {
@@ -197,6 +197,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         });
     }
     crate::wizard::run(&ctx, draft, origin)
+}
+
+/// ` (as CONTEXT)` when SELinux gives this process a context, for the journal.
+fn selinux_context() -> String {
+    std::fs::read_to_string("/proc/self/attr/current")
+        .ok()
+        .map(|c| c.trim_end_matches(['\0', '\n']).to_string())
+        .filter(|c| !c.is_empty() && c != "unconfined" && c != "kernel")
+        .map(|c| format!(" (as {c})"))
+        .unwrap_or_default()
 }
 
 /// Report the outcome; remove the default answers file once applied (it may hold secrets).

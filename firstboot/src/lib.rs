@@ -26,6 +26,10 @@
 //!   shows what the profile says they need.
 //! - The admin gets `wheel` (or `sudo`) and `aither-admin`; sudo's own configuration is the
 //!   distribution's.
+//! - After the commit, the running host name is set by systemd-hostnamed and the connections
+//!   activated by NetworkManager, over the system bus ([`bus`], each call under a deadline);
+//!   a service that is absent or silent is a warning in the summary, and the files apply at
+//!   the next boot.
 
 pub mod accounts;
 pub mod answers;
