@@ -750,7 +750,7 @@ impl<'a> Wizard<'a> {
                 Err(_) => lines.push(Line::from(" The answers have problems (below).")),
             }
             lines.push(Line::default());
-            lines.push(Line::from(" Nothing has been written yet. Enter writes it all, or nothing if a step fails."));
+            lines.push(Line::from(" Nothing is written yet. Enter writes it all; if a step fails, nothing."));
         }
         f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         if let (Some(c), Mode::Editing) = (cursor, &self.mode) {
