@@ -35,7 +35,8 @@ pub struct Cli {
     /// The machine to configure: / (the running one) or a tree being prepared.
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
-    /// Never start the console wizard: without answers, apply the defaults (the cloud image).
+    /// Never start the console wizard: without answers, apply the defaults. Implied in a
+    /// cloud (the profile says so, or cloud-init has run).
     #[arg(long)]
     pub headless: bool,
     /// Only validate the answers and say what would be done.
@@ -141,7 +142,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let cmdline = if ctx.live { std::fs::read_to_string("/proc/cmdline").ok() } else { None };
     let origin = source::locate(&ctx.root, cli.answers.as_deref(), cmdline.as_deref());
-    let cloud = ctx.profile.as_ref().is_some_and(|p| p.platform.cloud.is_some());
+    // A cloud: the profile says so, or cloud-init ran (it writes the answers from user-data
+    // before this runs). Nobody is at the console there: never wait on it.
+    let cloud = ctx.profile.as_ref().is_some_and(|p| p.platform.cloud.is_some())
+        || ctx.root.join("run/cloud-init/result.json").exists();
     let console = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let wizard_allowed = !cli.headless && !cli.check && !cloud && console;
     let mut draft = None;

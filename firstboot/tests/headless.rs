@@ -169,6 +169,17 @@ fn headless_without_answers_applies_the_defaults_and_without_a_console_refuses()
 }
 
 #[test]
+fn where_cloud_init_ran_nobody_is_asked() {
+    let target = common::target();
+    let root = target.path();
+    write(root, "run/cloud-init/result.json", "{\"v1\": {\"errors\": []}}\n");
+    let o = firstboot(root, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("applying the defaults"), "{}", text(&o));
+    assert!(root.join("var/lib/aither/configured").exists());
+}
+
+#[test]
 fn a_failure_while_staging_leaves_the_machine_unconfigured() {
     let target = common::target();
     let root = target.path();
