@@ -74,8 +74,9 @@ impl Pane {
     fn exit_status(&self) -> i32 {
         let start = Instant::now();
         loop {
-            if let Ok(s) = std::fs::read_to_string(&self.status) {
-                return s.trim().parse().expect("status");
+            // The shell creates the file before it writes the number: wait for the line.
+            if let Some(code) = std::fs::read_to_string(&self.status).ok().filter(|s| s.ends_with('\n')) {
+                return code.trim().parse().expect("status");
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
