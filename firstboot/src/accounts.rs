@@ -103,10 +103,6 @@ impl Accounts {
             .collect()
     }
 
-    pub fn has_group(&self, name: &str) -> bool {
-        self.group_ids().is_ok_and(|g| g.iter().any(|(n, _)| n == name))
-    }
-
     /// Create the admin (or update an existing regular user): password, private group and
     /// membership of [`ADMIN_GROUPS`]. `shell` is the login shell for a new user;
     /// `days_since_epoch` dates the password in `/etc/shadow`.

@@ -75,15 +75,6 @@ impl Transaction {
         self.root.join(path.trim_start_matches('/'))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// The targets staged so far, in commit order.
-    pub fn targets(&self) -> impl Iterator<Item = &Path> {
-        self.items.iter().map(|i| i.target.as_path())
-    }
-
     fn staged_path(&mut self, target: &Path) -> Result<PathBuf, StageError> {
         let parent = target.parent().unwrap_or(Path::new("/"));
         self.ensure_dir(parent)?;

@@ -139,6 +139,8 @@ struct Wizard<'a> {
     fields: Vec<(Page, Field)>,
     focus: usize,
     problems: Vec<Problem>,
+    /// What applying would write, from the last check (shown on the review page).
+    review: Vec<String>,
     notice: Option<String>,
     selected: Option<(String, String)>,
     hardware: Vec<String>,
@@ -195,6 +197,7 @@ impl<'a> Wizard<'a> {
             fields: Vec::new(),
             focus: 0,
             problems: Vec::new(),
+            review: Vec::new(),
             notice: None,
             selected,
             hardware,
@@ -422,17 +425,18 @@ impl<'a> Wizard<'a> {
         }
     }
 
-    /// Problems with the answers, with the wizard's own check (the password typed twice).
-    fn check(&self) -> Vec<Problem> {
-        let mut problems = match answers::validate(&self.answers(), &self.ctx.env().target()) {
-            Ok(_) => Vec::new(),
-            Err(p) => p,
+    /// Problems with the answers, with the wizard's own check (the password typed twice), and
+    /// what applying them would write when they are valid.
+    fn check(&self) -> (Vec<String>, Vec<Problem>) {
+        let (review, mut problems) = match answers::validate(&self.answers(), &self.ctx.env().target()) {
+            Ok(s) => (describe(&s), Vec::new()),
+            Err(p) => (Vec::new(), p),
         };
         let (pw, again) = (self.field("admin.password"), self.field("admin.confirm"));
         if pw.map(|f| &f.text) != again.map(|f| &f.text) {
             problems.push(Problem { key: "admin.confirm".into(), message: "the two passwords differ".into() });
         }
-        problems
+        (review, problems)
     }
 
     fn current(&self) -> Page {
@@ -577,7 +581,7 @@ impl<'a> Wizard<'a> {
 
     fn next_page(&mut self) {
         let page = self.current();
-        self.problems = self.check();
+        (self.review, self.problems) = self.check();
         self.notice = None;
         if page == Page::Review {
             if self.problems.is_empty() {
@@ -745,10 +749,10 @@ impl<'a> Wizard<'a> {
             lines.push(if focused { line.style(Style::default().add_modifier(Modifier::REVERSED)) } else { line });
         }
         if page == Page::Review {
-            match answers::validate(&self.answers(), &self.ctx.env().target()) {
-                Ok(s) => lines.extend(describe(&s).into_iter().map(|l| Line::from(format!(" {l}")))),
-                Err(_) => lines.push(Line::from(" The answers have problems (below).")),
+            if self.review.is_empty() {
+                lines.push(Line::from(" The answers have problems (below)."));
             }
+            lines.extend(self.review.iter().map(|l| Line::from(format!(" {l}"))));
             lines.push(Line::default());
             lines.push(Line::from(" Nothing is written yet. Enter writes it all; if a step fails, nothing."));
         }
