@@ -400,11 +400,7 @@ impl Daemon {
             st.loaded.presets.get(name).map_err(|e| e.to_string())?;
         }
         let path = appliance_file(&self.opts.root);
-        let mut table: toml::Table = match std::fs::read_to_string(&path) {
-            Ok(t) => toml::from_str(&t).map_err(|e| format!("{}: {}", path.display(), e.message()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let mut table = aither_hwprofile::cli::appliance_table(&path).map_err(|e| format!("{e:#}"))?;
         let before = table.insert("preset".into(), toml::Value::String(name.into()));
         let text = toml::to_string(&table).map_err(|e| e.to_string())?;
         aither_hwprofile::cli::write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -82,8 +82,9 @@ pub enum ApplyError {
     Stage(#[from] StageError),
     #[error("nothing was changed: {0}")]
     Accounts(#[from] crate::accounts::AccountsError),
-    #[error("nothing was changed: {path}: {message}")]
-    Config { path: PathBuf, message: String },
+    /// The appliance configuration cannot be read or written; the message names the file.
+    #[error("nothing was changed: {0}")]
+    Config(String),
     #[error("this machine is already configured ({0} exists): nothing was changed")]
     AlreadyConfigured(PathBuf),
 }
@@ -321,12 +322,7 @@ fn copy_tree(from: &Path, to: &Path, uid: u32, gid: u32) -> std::io::Result<()> 
 /// agentd's, are kept.
 fn appliance_toml(root: &Path, s: &Settings, now: SystemTime) -> Result<String, ApplyError> {
     let path = root.join(APPLIANCE.trim_start_matches('/'));
-    let mut table: toml::Table = match std::fs::read_to_string(&path) {
-        Ok(t) => toml::from_str(&t)
-            .map_err(|e| ApplyError::Config { path: path.clone(), message: e.message().to_string() })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-        Err(e) => return Err(ApplyError::Config { path, message: e.to_string() }),
-    };
+    let mut table = aither_hwprofile::cli::appliance_table(&path).map_err(|e| ApplyError::Config(format!("{e:#}")))?;
     table.insert("schema_version".into(), toml::Value::Integer(1));
     match &s.preset {
         Some(p) => table.insert("preset".into(), toml::Value::String(p.clone())),
@@ -335,7 +331,7 @@ fn appliance_toml(root: &Path, s: &Settings, now: SystemTime) -> Result<String, 
     let mut fb = toml::Table::new();
     fb.insert("configured_at".into(), toml::Value::String(timestamp(now)));
     table.insert("firstboot".into(), toml::Value::Table(fb));
-    let body = toml::to_string(&table).map_err(|e| ApplyError::Config { path, message: e.to_string() })?;
+    let body = toml::to_string(&table).map_err(|e| ApplyError::Config(format!("{}: {e}", path.display())))?;
     Ok(format!(
         "# The appliance's configuration. preset: a preset name pins it (`aitherctl preset set`);\n# without it the preset is chosen from the hardware at every boot.\n{body}"
     ))

@@ -206,16 +206,20 @@ fn print(text: &str) -> Result<()> {
     stdout.write_all(text.as_bytes()).context("cannot write to stdout")
 }
 
+/// The appliance configuration (`/etc/aither/appliance.toml`) as a table; empty when the
+/// file does not exist. First boot writes it, agentd pins presets in it.
+pub fn appliance_table(path: &Path) -> Result<toml::Table> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => toml::from_str(&t).with_context(|| format!("{}: not valid TOML", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// The `preset` key of the appliance configuration, when the file exists. Other keys belong
 /// to agentd and first boot and are checked there.
 pub fn pinned_preset(path: &Path) -> Result<Option<String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    match table.get("preset") {
+    match appliance_table(path)?.get("preset") {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => {
