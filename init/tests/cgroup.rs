@@ -60,13 +60,21 @@ async fn a_fork_bomb_is_stopped_by_pids_max() {
     let mut rx = sup.subscribe();
     sup.start_all().await.expect("start");
     until(&mut rx, "bomb", 5, |s| matches!(s, UnitState::Running { .. })).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The bomb reaches the limit (slowly under software emulation): wait for the refusals.
     let unit = cg.unit_dir("bomb");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut events = String::new();
+    while tokio::time::Instant::now() < deadline {
+        events = std::fs::read_to_string(unit.join("pids.events")).expect("pids.events");
+        if !events.contains("max 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!events.contains("max 0"), "forks were refused at the limit: {events}");
     let current: u64 =
         std::fs::read_to_string(unit.join("pids.current")).expect("pids.current").trim().parse().expect("number");
-    let events = std::fs::read_to_string(unit.join("pids.events")).expect("pids.events");
     assert!(current <= 40, "pids.current {current} stays within pids.max");
-    assert!(!events.contains("max 0"), "forks were refused at the limit: {events}");
     // Stopping kills the whole cgroup, bomb and all.
     sup.stop("bomb").await.expect("stop");
     until(&mut rx, "bomb", 10, |s| matches!(s, UnitState::Inactive)).await;
