@@ -12,6 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${AITHER_VENV:-$here/.venv}"
 requirements="$here/scripts/requirements.txt"
+requirements_nodeps="$here/scripts/requirements-nodeps.txt"
 
 # Package names per distribution family. Keep the two lists in step.
 apt_pkgs=(
@@ -64,7 +65,7 @@ fi
 
 # Python tools in a git-ignored venv, rebuilt only when requirements change.
 stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+want="$(cat "$requirements" "$requirements_nodeps" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "deps: creating python venv in $venv"
   # Prefer the distribution's python3 (it has ensurepip through python3-venv).
@@ -74,6 +75,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$py" -m venv --system-site-packages "$venv"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   "$venv/bin/pip" install -q -r "$requirements"
+  "$venv/bin/pip" install -q --no-deps -r "$requirements_nodeps"
   echo "$want" > "$stamp"
 fi
 

@@ -1,8 +1,9 @@
 //! Fetching model files: from the catalog's URL or from a local directory (a USB stick).
 //!
 //! A download goes to `NAME.part` beside its destination and resumes from there with an HTTP
-//! range request; the file is checked (SHA-256 when the catalog has one, its size when the
-//! catalog has that) and renamed into place only when it is whole. A copy from a directory
+//! range request; the file is checked (SHA-256 when the catalog has one, else the SHA-256 the
+//! server states, as Hugging Face does in `X-Linked-ETag`; its size when the catalog has that)
+//! and renamed into place only when it is whole. A copy from a directory
 //! goes the same way. A destination that is already there and checks out is left alone.
 //!
 //! Progress is reported through a callback with the bytes done and the total when known, so
@@ -80,11 +81,20 @@ pub fn fetch(
         }
     }
     let part = model_dir.join(format!("{name}.part"));
+    // The SHA-256 the server gave for the file, kept beside the part so a resumed download
+    // is checked against the same one.
+    let advertised = model_dir.join(format!("{name}.part.sha256"));
     match source {
-        Source::Catalog => download(&file.url, &part, file.bytes, progress)?,
+        Source::Catalog => download(&file.url, &part, file.bytes, &advertised, progress)?,
         Source::Dir(dir) => copy_from(dir, name, &file.url, &part, progress)?,
     }
-    let fetched = match check(&part, file) {
+    let mut want = file.clone();
+    if want.sha256.is_none() {
+        want.sha256 = std::fs::read_to_string(&advertised).ok().map(|s| s.trim().to_string()).filter(|s| is_sha256(s));
+    }
+    let result = check(&part, &want);
+    let _ = std::fs::remove_file(&advertised);
+    let fetched = match result {
         Ok(f) => f,
         Err(e) => {
             let _ = std::fs::remove_file(&part);
@@ -93,6 +103,20 @@ pub fn fetch(
     };
     std::fs::rename(&part, &dest).map_err(|source| FetchError::Io { path: dest.clone(), source })?;
     Ok(Fetched { path: dest, ..fetched })
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The SHA-256 a server states for the whole file: Hugging Face gives it for LFS files as
+/// `X-Linked-ETag` (quoted), some servers as a plain strong `ETag`.
+fn advertised_sha256(headers: &ureq::http::HeaderMap) -> Option<String> {
+    ["x-linked-etag", "etag"].iter().find_map(|h| {
+        let v = headers.get(*h)?.to_str().ok()?;
+        let v = v.trim().trim_start_matches("W/").trim_matches('"');
+        is_sha256(v).then(|| v.to_ascii_lowercase())
+    })
 }
 
 /// Check a whole file against the catalog: SHA-256 when known, else size when known.
@@ -128,6 +152,7 @@ fn download(
     url: &str,
     part: &Path,
     expected: Option<u64>,
+    advertised: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(), FetchError> {
     let http = |message: String| FetchError::Http { url: url.to_string(), message };
@@ -155,6 +180,12 @@ fn download(
         416 if have > 0 => return Ok(()),
         s => return Err(http(format!("the server answered {s}"))),
     };
+    if let Some(sha) = advertised_sha256(resp.headers()) {
+        if !advertised.exists() {
+            std::fs::write(advertised, &sha)
+                .map_err(|source| FetchError::Io { path: advertised.to_path_buf(), source })?;
+        }
+    }
     let total = expected.or(length.map(|l| l + done));
     progress(done, total);
     let mut body = resp.into_body().into_reader();
@@ -227,6 +258,16 @@ mod tests {
         requests: usize,
         cut: Option<usize>,
     ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        serve_with(body, requests, cut, "")
+    }
+
+    /// [`serve`] with extra response header lines (`Name: value\r\n`).
+    fn serve_with(
+        body: &'static [u8],
+        requests: usize,
+        cut: Option<usize>,
+        extra: &'static str,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/models/test.gguf", l.local_addr().expect("addr"));
         let h = std::thread::spawn(move || {
@@ -248,7 +289,8 @@ mod tests {
                 }
                 let rest = &body[from..];
                 let status = if from > 0 { "206 Partial Content" } else { "200 OK" };
-                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", rest.len());
+                let head =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", rest.len());
                 s.write_all(head.as_bytes()).expect("head");
                 let n = if i == 0 { cut.unwrap_or(rest.len()) } else { rest.len() };
                 s.write_all(&rest[..n]).expect("body");
@@ -287,6 +329,27 @@ mod tests {
         fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).expect("resumed");
         assert_eq!(server.join().expect("server"), ["range: bytes=10-"]);
         assert_eq!(std::fs::read(dir.path().join("test.gguf")).expect("read"), BODY);
+    }
+
+    #[test]
+    fn without_a_catalog_checksum_the_servers_sha256_is_checked_across_a_resume() {
+        let good: &'static str = Box::leak(format!("X-Linked-ETag: \"{}\"\r\n", sha(BODY)).into_boxed_str());
+        let (url, server) = serve_with(BODY, 2, Some(10), good);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = file(&url, None);
+        assert!(fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).is_err(), "cut short");
+        assert!(dir.path().join("test.gguf.part.sha256").exists(), "the advertised checksum is kept for the resume");
+        let got = fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).expect("resumed");
+        server.join().expect("server");
+        assert!(got.verified, "checked against the server's SHA-256");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "only the model is left");
+
+        let bad: &'static str = Box::leak(format!("X-Linked-ETag: \"{BODY_SHA}\"\r\n").into_boxed_str());
+        let (url, server) = serve_with(BODY, 1, None, bad);
+        let other = tempfile::tempdir().expect("tempdir");
+        let e = fetch(&file(&url, None), &Source::Catalog, other.path(), &mut |_, _| {}).expect_err("mismatch");
+        server.join().expect("server");
+        assert!(matches!(e, FetchError::Checksum { .. }), "{e}");
     }
 
     #[test]

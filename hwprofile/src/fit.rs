@@ -51,6 +51,15 @@ impl KvType {
             _ => None,
         }
     }
+
+    /// The name llama.cpp and `parse` use (`--kv-cache-type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+        }
+    }
 }
 
 /// Where the shape's figures came from.

@@ -126,21 +126,7 @@ pub fn plan(profile: &Profile, presets: &Presets, catalog: &Catalog, opts: &Plan
     };
     let preset = presets.get(&name)?;
 
-    let usable = presets::usable_gpus(profile);
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let mut budgets: Vec<GpuBudget> = usable
-        .iter()
-        .map(|g| GpuBudget {
-            pci_address: g.pci_address.clone(),
-            // Free memory when the vendor library reported it, else the total, times the share.
-            bytes: (g.vram_free_bytes.unwrap_or(g.vram_bytes.unwrap_or(0)).min(g.vram_bytes.unwrap_or(0)) as f64
-                * preset.models.vram_budget_fraction) as u64,
-        })
-        .filter(|b| b.bytes > 0)
-        .collect();
-    if preset.name == "cpu-only" {
-        budgets.clear();
-    }
+    let mut budgets = gpu_budgets(profile, preset);
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let mut host_left = (profile.memory.total_bytes as f64 * preset.models.host_ram_fraction) as u64;
     let strict = preset.models.strict;
@@ -233,6 +219,25 @@ fn inference_plan(preset: &Preset, profile: &Profile) -> InferencePlan {
 }
 
 /// The local file a catalog entry would be downloaded to.
+/// The VRAM models may take on each usable GPU under `preset`: the free memory when the
+/// vendor library reported it (else the total) times the preset's share; none on `cpu-only`.
+/// The plan fits its models into these; the gateway keeps loaded models within them.
+pub fn gpu_budgets(profile: &Profile, preset: &presets::Preset) -> Vec<GpuBudget> {
+    if preset.name == "cpu-only" {
+        return vec![];
+    }
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    presets::usable_gpus(profile)
+        .iter()
+        .map(|g| GpuBudget {
+            pci_address: g.pci_address.clone(),
+            bytes: (g.vram_free_bytes.unwrap_or(g.vram_bytes.unwrap_or(0)).min(g.vram_bytes.unwrap_or(0)) as f64
+                * preset.models.vram_budget_fraction) as u64,
+        })
+        .filter(|b| b.bytes > 0)
+        .collect()
+}
+
 pub fn local_file(model_dir: &Path, url: &str) -> PathBuf {
     model_dir.join(url.rsplit('/').next().unwrap_or(url))
 }

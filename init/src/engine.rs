@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::backoff::{Decision, RestartHistory};
+use crate::backoff::{Decision, RestartHistory, RestartMode};
 use crate::notify;
 use crate::reap;
 use crate::spawn::{self, SpawnRequest};
@@ -745,7 +745,10 @@ impl Engine {
             return;
         }
         let uptime = u.started.elapsed();
-        let decision = u.spec.backoff.decide(u.spec.restart, reason.failed(), uptime, now, &mut u.history);
+        let prevented =
+            matches!(reason, ExitReason::Code { code } if u.spec.restart_prevent_exit_status.contains(&code));
+        let mode = if prevented { RestartMode::Never } else { u.spec.restart };
+        let decision = u.spec.backoff.decide(mode, reason.failed(), uptime, now, &mut u.history);
         self.set_state(name, UnitState::Exited { reason: reason.clone() });
         match decision {
             Decision::RestartAfter(d) => {

@@ -37,6 +37,10 @@ pub struct UnitSpec {
     #[serde(default = "default_ready_timeout")]
     pub ready_timeout: Duration,
     pub restart: RestartMode,
+    /// Exit statuses that mean "do not restart" whatever `restart` says (systemd's
+    /// `RestartPreventExitStatus=`): a worker whose model file is invalid will not get better.
+    #[serde(default)]
+    pub restart_prevent_exit_status: Vec<i32>,
     #[serde(default)]
     pub backoff: Backoff,
     #[serde(default = "default_stop_timeout")]
@@ -84,6 +88,7 @@ impl UnitSpec {
             readiness: Readiness::Exec,
             ready_timeout: default_ready_timeout(),
             restart: RestartMode::OnFailure,
+            restart_prevent_exit_status: vec![],
             backoff: Backoff::default(),
             stop_timeout: default_stop_timeout(),
             listen: vec![],

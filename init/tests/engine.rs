@@ -257,16 +257,22 @@ async fn restart_policies_and_spawn_failures() {
     once.restart = RestartMode::OnFailure;
     let mut missing = UnitSpec::new("missing", &["/nonexistent/program"]);
     missing.restart = RestartMode::Never;
-    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![once, missing]).expect("engine");
-    let (mut rx, mut rx_missing) = (sup.subscribe(), sup.subscribe());
+    // A status that says "do not restart me" (a worker's invalid model) overrides Always.
+    let mut invalid = sh("invalid", "exit 65");
+    invalid.restart = RestartMode::Always;
+    invalid.restart_prevent_exit_status = vec![65, 66];
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![once, missing, invalid]).expect("engine");
+    let (mut rx, mut rx_missing, mut rx_invalid) = (sup.subscribe(), sup.subscribe(), sup.subscribe());
     sup.start_all().await.expect("start");
+    let e = until(&mut rx_invalid, "invalid", 5, |s| matches!(s, UnitState::Failed { .. })).await;
+    assert_eq!(e.state, UnitState::Failed { reason: ExitReason::Code { code: 65 } });
     let e = until(&mut rx, "once", 5, |s| matches!(s, UnitState::Exited { .. })).await;
     assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Code { code: 0 } });
     let e = until(&mut rx_missing, "missing", 5, |s| matches!(s, UnitState::Failed { .. })).await;
     assert!(matches!(e.state, UnitState::Failed { reason: ExitReason::SpawnFailed { .. } }), "{:?}", e.state);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = sup.status().await.expect("status");
-    assert_eq!(status.iter().map(|s| s.restarts).sum::<u32>(), 0, "neither is restarted");
+    assert_eq!(status.iter().map(|s| s.restarts).sum::<u32>(), 0, "none is restarted");
     assert!(sup.start("nope").await.is_err());
     sup.shutdown().await.expect("shutdown");
 }
