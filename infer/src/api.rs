@@ -1,0 +1,438 @@
+//! The OpenAI-compatible wire format: requests as they arrive, validated into what the
+//! engine needs, and error bodies in OpenAI's shape (`{"error": {"message", "type", "param",
+//! "code"}}`).
+//!
+//! Unknown fields are ignored, as OpenAI's own server does, so clients that send newer
+//! options keep working; options that would change the answer and are not supported (`n`
+//! above 1, `logprobs`, tools, JSON schemas) are refused with a 400 naming the field rather
+//! than silently ignored.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// An error answered to the client, OpenAI style.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>, param: Option<&str>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: param.map(str::to_string),
+            code: None,
+        }
+    }
+
+    /// The prompt and the tokens asked for do not fit the model's context.
+    pub fn context_overflow(prompt: usize, max_tokens: usize, n_ctx: usize) -> ApiError {
+        ApiError {
+            code: Some("context_length_exceeded"),
+            ..ApiError::invalid(
+                format!(
+                    "this model's maximum context length is {n_ctx} tokens; the request needs {} \
+                     ({prompt} in the prompt, {max_tokens} to generate)",
+                    prompt + max_tokens
+                ),
+                Some("messages"),
+            )
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("not_found"),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            kind: "server_error",
+            param: None,
+            code: Some("unavailable"),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+            kind: "server_error",
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// Parse a JSON body: a syntax error names the line and column.
+pub fn body(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::invalid("the request body is empty; send a JSON object", None));
+    }
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}"), None))?;
+    if !v.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object", None));
+    }
+    Ok(v)
+}
+
+/// Read a request (or part of one) out of a parsed body: a wrong type names the field.
+pub fn fields<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let param = (path != ".").then_some(path.as_str());
+        ApiError::invalid(format!("invalid request: {inner}"), param)
+    })
+}
+
+/// Parse a whole request from its bytes.
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    fields(&body(bytes)?)
+}
+
+/// A message of a chat: `content` is a string or a list of text parts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// `stop`: one string or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// The sampling options shared by chat and text completions.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SamplingFields {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<i32>,
+    pub min_p: Option<f32>,
+    pub seed: Option<i64>,
+    pub max_tokens: Option<i64>,
+    /// The newer name of `max_tokens` in chat completions.
+    pub max_completion_tokens: Option<i64>,
+    pub stop: Option<Stop>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub n: Option<i64>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub logprobs: Option<Value>,
+    pub tools: Option<Value>,
+    pub response_format: Option<Value>,
+}
+
+/// A chat completion request; its sampling options are read separately ([`SamplingFields`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Vec<Message>,
+}
+
+/// `prompt` of a text completion: a string, a list of one string, or token ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<i32>),
+}
+
+/// A text completion request; its sampling options are read separately ([`SamplingFields`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionRequest {
+    pub model: Option<String>,
+    pub prompt: Prompt,
+    #[serde(default)]
+    pub echo: bool,
+}
+
+/// `input` of an embeddings request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<i32>),
+    TokenLists(Vec<Vec<i32>>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: Option<String>,
+    pub input: EmbeddingInput,
+    pub encoding_format: Option<String>,
+    pub dimensions: Option<i64>,
+}
+
+/// Sampling as the engine runs it, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 turns top-k off.
+    pub top_k: i32,
+    pub min_p: f32,
+    pub seed: u32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+}
+
+/// What a completion asks of the engine besides its prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub sampling: Sampling,
+    /// None: until the end of the context.
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// Defaults are llama-server's (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05), so the
+/// same request samples the same way on both.
+pub const DEFAULT_TEMPERATURE: f32 = 0.8;
+pub const DEFAULT_TOP_K: i32 = 40;
+pub const DEFAULT_TOP_P: f32 = 0.95;
+pub const DEFAULT_MIN_P: f32 = 0.05;
+/// OpenAI allows at most four stop sequences.
+const MAX_STOP: usize = 4;
+
+impl SamplingFields {
+    /// Validate the options; every refusal names its field.
+    pub fn validate(&self, seed_if_unset: u32) -> Result<Generation, ApiError> {
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(ApiError::invalid(format!("n = {n}: only one choice per request is supported"), Some("n")));
+            }
+        }
+        for (field, set) in [
+            ("logprobs", self.logprobs.as_ref().is_some_and(|v| v != &Value::Bool(false) && !v.is_null())),
+            ("tools", self.tools.as_ref().is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))),
+        ] {
+            if set {
+                return Err(ApiError::invalid(format!("{field} is not supported by this server"), Some(field)));
+            }
+        }
+        if let Some(rf) = &self.response_format {
+            let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
+            if kind != "text" {
+                return Err(ApiError::invalid(
+                    format!("response_format {kind:?} is not supported; only \"text\""),
+                    Some("response_format"),
+                ));
+            }
+        }
+        let temperature = self.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::invalid(format!("temperature {temperature} is outside 0 to 2"), Some("temperature")));
+        }
+        let top_p = self.top_p.unwrap_or(DEFAULT_TOP_P);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::invalid(format!("top_p {top_p} must be above 0 and at most 1"), Some("top_p")));
+        }
+        let top_k = self.top_k.unwrap_or(DEFAULT_TOP_K);
+        if top_k < 0 {
+            return Err(ApiError::invalid(format!("top_k {top_k} must not be negative"), Some("top_k")));
+        }
+        let min_p = self.min_p.unwrap_or(DEFAULT_MIN_P);
+        if !(0.0..=1.0).contains(&min_p) {
+            return Err(ApiError::invalid(format!("min_p {min_p} is outside 0 to 1"), Some("min_p")));
+        }
+        for (field, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+            if let Some(v) = v {
+                if !(-2.0..=2.0).contains(&v) {
+                    return Err(ApiError::invalid(format!("{field} {v} is outside -2 to 2"), Some(field)));
+                }
+            }
+        }
+        let (field, max) = match (self.max_completion_tokens, self.max_tokens) {
+            (Some(m), _) => ("max_completion_tokens", Some(m)),
+            (None, m) => ("max_tokens", m),
+        };
+        let max_tokens = match max {
+            None | Some(-1) => None,
+            Some(m) if m < 1 => {
+                return Err(ApiError::invalid(format!("{field} {m} must be at least 1"), Some(field)));
+            }
+            Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
+        };
+        let stop = match &self.stop {
+            None => vec![],
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        if stop.len() > MAX_STOP {
+            return Err(ApiError::invalid(format!("{} stop sequences; at most {MAX_STOP}", stop.len()), Some("stop")));
+        }
+        if stop.iter().any(String::is_empty) {
+            return Err(ApiError::invalid("a stop sequence is empty", Some("stop")));
+        }
+        let seed = match self.seed {
+            None => seed_if_unset,
+            // OpenAI seeds are 64-bit; llama.cpp's are 32: keep the low bits.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Some(s) => s as u32,
+        };
+        Ok(Generation {
+            sampling: Sampling {
+                temperature,
+                top_p,
+                top_k,
+                min_p,
+                seed,
+                presence_penalty: self.presence_penalty.unwrap_or(0.0),
+                frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
+            },
+            max_tokens,
+            stop,
+            stream: self.stream,
+            include_usage: self.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        })
+    }
+}
+
+impl Message {
+    /// The text of the message: a string, or its text parts joined.
+    pub fn text(&self, index: usize) -> Result<String, ApiError> {
+        match &self.content {
+            None => Ok(String::new()),
+            Some(Content::Text(t)) => Ok(t.clone()),
+            Some(Content::Parts(parts)) => {
+                let mut out = String::new();
+                for (j, p) in parts.iter().enumerate() {
+                    match (p.kind.as_str(), &p.text) {
+                        ("text", Some(t)) => out.push_str(t),
+                        (kind, _) => {
+                            return Err(ApiError::invalid(
+                                format!("content part of type {kind:?} is not supported; only text"),
+                                Some(&format!("messages[{index}].content[{j}]")),
+                            ))
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_names_line_and_column() {
+        let e = parse::<ChatRequest>(b"{\"messages\": [}").expect_err("bad json");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("line 1 column 15"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let e = parse::<SamplingFields>(br#"{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}"#)
+            .expect_err("bad type");
+        assert_eq!(e.param.as_deref(), Some("temperature"), "{e:?}");
+        let e = parse::<ChatRequest>(br#"{"model": "m"}"#).expect_err("missing messages");
+        assert!(e.message.contains("messages"), "{e:?}");
+    }
+
+    #[test]
+    fn defaults_are_llama_servers_and_out_of_range_values_are_refused() {
+        let g = SamplingFields::default().validate(7).expect("defaults");
+        assert_eq!(g.sampling.temperature, DEFAULT_TEMPERATURE);
+        assert_eq!((g.sampling.top_k, g.sampling.seed, g.max_tokens), (40, 7, None));
+        for (fields, param) in [
+            (SamplingFields { temperature: Some(3.0), ..Default::default() }, "temperature"),
+            (SamplingFields { top_p: Some(0.0), ..Default::default() }, "top_p"),
+            (SamplingFields { max_tokens: Some(0), ..Default::default() }, "max_tokens"),
+            (SamplingFields { n: Some(2), ..Default::default() }, "n"),
+            (SamplingFields { stop: Some(Stop::Many(vec!["".into()])), ..Default::default() }, "stop"),
+            (SamplingFields { tools: Some(json!([{"type": "function"}])), ..Default::default() }, "tools"),
+        ] {
+            let e = fields.validate(0).expect_err(param);
+            assert_eq!(e.param.as_deref(), Some(param), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_over_max_tokens() {
+        let f = SamplingFields { max_tokens: Some(5), max_completion_tokens: Some(9), ..Default::default() };
+        assert_eq!(f.validate(0).expect("valid").max_tokens, Some(9));
+    }
+
+    #[test]
+    fn text_parts_are_joined_and_images_refused() {
+        let m: Message = serde_json::from_value(
+            json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
+        )
+        .expect("message");
+        assert_eq!(m.text(0).expect("text"), "ab");
+        let m: Message =
+            serde_json::from_value(json!({"role": "user", "content": [{"type": "image_url"}]})).expect("message");
+        assert_eq!(m.text(3).expect_err("image").param.as_deref(), Some("messages[3].content[0]"));
+    }
+
+    #[test]
+    fn overflow_is_a_400_with_openais_code() {
+        let e = ApiError::context_overflow(100, 50, 128);
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.body()["error"]["code"], "context_length_exceeded");
+    }
+}

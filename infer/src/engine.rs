@@ -1,0 +1,722 @@
+//! The engine: one thread that owns the llama.cpp context and runs continuous batching.
+//!
+//! Each request gets a *slot*: its own sequence id in one unified KV cache. Every turn of
+//! the loop builds one batch from all busy slots: one token for each slot that is
+//! generating, then prompt tokens of slots still reading their prompt (chunked, up to the
+//! batch size), so a long prompt never stalls the streams already running. After one
+//! `llama_decode`, each slot whose last position produced logits samples its next token
+//! with its own sampler chain.
+//!
+//! - **Cancellation**: a slot's events go to a channel whose receiver belongs to the HTTP
+//!   response. A client that disconnects drops it; the loop sees the channel closed before
+//!   the next batch and frees the sequence's KV cells at once.
+//! - **Prefix reuse**: a slot keeps the tokens of its last request in the cache. A new
+//!   request goes to the free slot sharing the longest prefix with it and only the rest is
+//!   decoded (multi-turn chats re-read only the new turn).
+//! - **A full cache**: all sequences share the context's `n_ctx` cells. When a decode finds
+//!   no room, idle slots' cached prefixes go first; then the busy slot holding the most cells
+//!   ends with `finish_reason: "length"`, and the batch is decoded again.
+//!
+//! Requests that cannot fit (prompt plus `max_tokens` above `n_ctx`) are refused before
+//! they reach the engine (see [`Engine::n_ctx`]).
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use crate::api::{Generation, Sampling};
+
+/// How the context is made.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub threads: i32,
+    /// KV cache cells shared by all slots.
+    pub n_ctx: u32,
+    pub parallel: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub kv_type: Option<KvCacheType>,
+    /// An embedding model: pooled embeddings, no generation.
+    pub embeddings: bool,
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// End of generation token or a stop sequence.
+    Stop,
+    /// `max_tokens`, or the context is full.
+    Length,
+}
+
+impl Finish {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+        }
+    }
+}
+
+/// What a generating request hears back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Text ready to send (whole UTF-8 characters, stop sequences held back until ruled out).
+    Text(String),
+    Done {
+        finish: Finish,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+    Error(String),
+}
+
+/// Work for the engine.
+#[derive(Debug)]
+pub enum Job {
+    Generate { prompt: Vec<LlamaToken>, generation: Generation, events: tmpsc::UnboundedSender<Event> },
+    Embed { inputs: Vec<Vec<LlamaToken>>, reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>> },
+}
+
+impl Job {
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Generate { events, .. } => events.is_closed(),
+            Job::Embed { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+/// Figures the HTTP side reads for `/health` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub prompt_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    /// Nanoseconds spent in `llama_decode`.
+    pub decode_nanos: AtomicU64,
+    /// `llama_decode` calls (batches).
+    pub decode_calls: AtomicU64,
+    pub requests_done: AtomicU64,
+    pub requests_cancelled: AtomicU64,
+    pub queued: AtomicUsize,
+    pub slots_busy: AtomicUsize,
+    pub kv_cells_used: AtomicUsize,
+    /// (when, generated tokens so far), the last ten seconds, for the tokens-per-second gauge.
+    pub recent: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl Stats {
+    /// Tokens generated per second over the last ten seconds.
+    pub fn tokens_per_second(&self) -> f64 {
+        let recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let Some(&(t0, n0)) = recent.iter().find(|(t, _)| now.duration_since(*t) <= RATE_WINDOW) else { return 0.0 };
+        let n1 = self.generated_tokens.load(Ordering::Relaxed);
+        let secs = now.duration_since(t0).as_secs_f64().max(RATE_WINDOW.as_secs_f64() / 10.0);
+        #[allow(clippy::cast_precision_loss)]
+        let tokens = n1.saturating_sub(n0) as f64;
+        tokens / secs
+    }
+
+    fn record_rate(&self) {
+        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        while recent.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+            recent.pop_front();
+        }
+        if recent.back().is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_millis(100)) {
+            recent.push_back((now, self.generated_tokens.load(Ordering::Relaxed)));
+        }
+    }
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The handle the HTTP side holds.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    jobs: mpsc::Sender<Job>,
+    pub stats: Arc<Stats>,
+    pub n_ctx: usize,
+    pub parallel: usize,
+    pub embeddings: bool,
+    alive: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Create the context and start the engine thread. Errors are llama.cpp's refusal to
+    /// make the context (memory, unsupported cache type).
+    pub fn start(backend: Arc<LlamaBackend>, model: Arc<LlamaModel>, cfg: EngineConfig) -> Result<Engine, String> {
+        let (jobs, rx) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let alive = Arc::new(AtomicBool::new(true));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (thread_stats, thread_alive, thread_cfg) = (stats.clone(), alive.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let ctx = match make_context(&backend, &model, &thread_cfg) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let n_ctx = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
+                let _ = ready_tx.send(Ok(n_ctx));
+                let mut lp = Loop::new(&model, ctx, &thread_cfg, thread_stats);
+                lp.run(&rx);
+                thread_alive.store(false, Ordering::Release);
+            })
+            .map_err(|e| format!("cannot start the engine thread: {e}"))?;
+        let n_ctx = ready_rx.recv().map_err(|_| "the engine thread ended while starting".to_string())??;
+        Ok(Engine {
+            jobs,
+            stats,
+            n_ctx,
+            parallel: usize::try_from(cfg.parallel).unwrap_or(1),
+            embeddings: cfg.embeddings,
+            alive,
+        })
+    }
+
+    /// Queue a job; false when the engine is gone.
+    pub fn submit(&self, job: Job) -> bool {
+        if self.jobs.send(job).is_ok() {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+}
+
+fn make_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    cfg: &EngineConfig,
+) -> Result<LlamaContext<'m>, String> {
+    let mut p = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(cfg.n_ctx))
+        .with_n_batch(cfg.n_batch)
+        .with_n_ubatch(cfg.n_ubatch)
+        .with_n_seq_max(cfg.parallel.max(1))
+        .with_n_threads(cfg.threads)
+        .with_n_threads_batch(cfg.threads)
+        .with_kv_unified(true)
+        .with_embeddings(cfg.embeddings);
+    if let Some(t) = cfg.kv_type {
+        p = p.with_type_k(t).with_type_v(t);
+    }
+    model.new_context(backend, p).map_err(|e| {
+        format!("llama.cpp could not create a context of {} tokens for {} sequences: {e}", cfg.n_ctx, cfg.parallel)
+    })
+}
+
+/// A request being served.
+struct Active {
+    prompt: Vec<LlamaToken>,
+    sampler: LlamaSampler,
+    events: tmpsc::UnboundedSender<Event>,
+    /// Tokens still to generate at most.
+    budget: usize,
+    generated: usize,
+    /// Sampled, not yet decoded: the next token this slot feeds.
+    next: Option<LlamaToken>,
+    /// Bytes of a character not yet complete.
+    partial: Vec<u8>,
+    /// Text held back because it could be the start of a stop sequence.
+    held: String,
+    stop: Vec<String>,
+}
+
+struct Slot {
+    seq: i32,
+    /// Tokens whose KV cells this sequence holds, in position order.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+    /// Index in the current batch whose logits this slot samples from.
+    logits_at: Option<i32>,
+}
+
+struct Loop<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    slots: Vec<Slot>,
+    queue: VecDeque<Job>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    n_ctx: usize,
+    stats: Arc<Stats>,
+    embeddings: bool,
+    piece: Vec<u8>,
+}
+
+impl<'m> Loop<'m> {
+    fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, cfg: &EngineConfig, stats: Arc<Stats>) -> Loop<'m> {
+        let n_batch = usize::try_from(cfg.n_batch).unwrap_or(512);
+        let n_ctx = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
+        let parallel = i32::try_from(cfg.parallel.max(1)).unwrap_or(1);
+        let slots = (0..parallel).map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None }).collect();
+        Loop {
+            model,
+            ctx,
+            slots,
+            queue: VecDeque::new(),
+            batch: LlamaBatch::new(n_batch, parallel),
+            n_batch,
+            n_ctx,
+            stats,
+            embeddings: cfg.embeddings,
+            piece: Vec::with_capacity(64),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.slots.iter().any(|s| s.active.is_some())
+    }
+
+    fn run(&mut self, rx: &mpsc::Receiver<Job>) {
+        loop {
+            // Idle: wait for work. Busy: take what has arrived and carry on.
+            if !self.busy() && self.queue.is_empty() {
+                match rx.recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = rx.try_recv() {
+                self.queue.push_back(job);
+            }
+            self.drop_abandoned();
+            self.admit();
+            if self.busy() {
+                self.publish();
+                self.step();
+            }
+            self.publish();
+        }
+    }
+
+    /// Queued jobs whose client has gone, and busy slots whose client has gone.
+    fn drop_abandoned(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|j| !j.abandoned());
+        let mut cancelled = before - self.queue.len();
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
+                slot.active = None;
+                clear_seq(&mut self.ctx, slot);
+                cancelled += 1;
+            }
+        }
+        self.stats.requests_cancelled.fetch_add(cancelled as u64, Ordering::Relaxed);
+    }
+
+    /// Give queued jobs free slots; embedding jobs run at once.
+    fn admit(&mut self) {
+        while let Some(job) = self.queue.pop_front() {
+            match job {
+                Job::Embed { inputs, reply } => {
+                    let result = self.embed(&inputs);
+                    self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(result);
+                }
+                Job::Generate { prompt, generation, events } => {
+                    let Some(i) = self.best_free_slot(&prompt) else {
+                        self.queue.push_front(Job::Generate { prompt, generation, events });
+                        break;
+                    };
+                    self.start(i, prompt, &generation, events);
+                }
+            }
+        }
+    }
+
+    /// The free slot whose cache shares the longest prefix with `prompt`.
+    fn best_free_slot(&self, prompt: &[LlamaToken]) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+    }
+
+    fn start(&mut self, i: usize, prompt: Vec<LlamaToken>, g: &Generation, events: tmpsc::UnboundedSender<Event>) {
+        let slot = &mut self.slots[i];
+        // Keep the shared prefix, but always decode at least the prompt's last token: its
+        // logits give the first sampled token.
+        let keep = common_prefix(&slot.cached, &prompt).min(prompt.len().saturating_sub(1));
+        if keep < slot.cached.len() {
+            let _ = self.ctx.clear_kv_cache_seq(
+                Some(seq_u32(slot.seq)),
+                Some(u32::try_from(keep).unwrap_or(u32::MAX)),
+                None,
+            );
+            slot.cached.truncate(keep);
+        }
+        let room = self.n_ctx.saturating_sub(prompt.len());
+        let budget = g.max_tokens.map_or(room, |m| m.min(room));
+        slot.active = Some(Active {
+            sampler: sampler(self.model, &g.sampling),
+            prompt,
+            events,
+            budget,
+            generated: 0,
+            next: None,
+            partial: vec![],
+            held: String::new(),
+            stop: g.stop.clone(),
+        });
+    }
+
+    fn publish(&self) {
+        self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.stats.slots_busy.store(self.slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
+        self.stats.kv_cells_used.store(self.slots.iter().map(|s| s.cached.len()).sum(), Ordering::Relaxed);
+    }
+
+    /// One batch: a token for every generating slot, then prompt chunks.
+    fn step(&mut self) {
+        loop {
+            self.batch.clear();
+            let mut added: Vec<(usize, usize)> = Vec::with_capacity(self.slots.len());
+            let mut prompt_tokens = 0u64;
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                slot.logits_at = None;
+                let Some(a) = &slot.active else { continue };
+                if let Some(tok) = a.next {
+                    let pos = position(slot.cached.len());
+                    if self.batch.add(tok, pos, &[slot.seq], true).is_ok() {
+                        slot.logits_at = Some(self.batch.n_tokens() - 1);
+                        added.push((i, 1));
+                    }
+                }
+            }
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                let Some(a) = &slot.active else { continue };
+                if a.next.is_some() {
+                    continue;
+                }
+                let from = slot.cached.len();
+                let room = self.n_batch.saturating_sub(usize::try_from(self.batch.n_tokens()).unwrap_or(0));
+                let take = (a.prompt.len() - from).min(room);
+                if take == 0 {
+                    continue;
+                }
+                for (k, tok) in a.prompt[from..from + take].iter().enumerate() {
+                    let pos = position(from + k);
+                    let last = from + k + 1 == a.prompt.len();
+                    let _ = self.batch.add(*tok, pos, &[slot.seq], last);
+                    if last {
+                        slot.logits_at = Some(self.batch.n_tokens() - 1);
+                    }
+                }
+                prompt_tokens += take as u64;
+                added.push((i, take));
+            }
+            if added.is_empty() {
+                return;
+            }
+            let t0 = Instant::now();
+            let result = self.ctx.decode(&mut self.batch);
+            self.stats.decode_calls.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .decode_nanos
+                .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            match result {
+                Ok(()) => {
+                    self.stats.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
+                    for (i, n) in added {
+                        let slot = &mut self.slots[i];
+                        let a = slot.active.as_mut().expect("busy slot");
+                        match a.next.take() {
+                            Some(tok) => slot.cached.push(tok),
+                            None => {
+                                let from = slot.cached.len();
+                                slot.cached.extend_from_slice(&a.prompt[from..from + n]);
+                            }
+                        }
+                    }
+                    self.sample_all();
+                    return;
+                }
+                Err(DecodeError::NoKvCacheSlot) => {
+                    if !self.make_room() {
+                        self.fail_all("the KV cache is full and nothing can be freed");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.fail_all(&format!("llama_decode failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Free cells for the next try: idle slots' caches first, then the busiest request ends.
+    fn make_room(&mut self) -> bool {
+        let mut freed = false;
+        for slot in &mut self.slots {
+            if slot.active.is_none() && !slot.cached.is_empty() {
+                clear_seq(&mut self.ctx, slot);
+                freed = true;
+            }
+        }
+        if freed {
+            return true;
+        }
+        let Some(i) = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_some())
+            .max_by_key(|&i| self.slots[i].cached.len())
+        else {
+            return false;
+        };
+        self.finish(i, Finish::Length);
+        let slot = &mut self.slots[i];
+        clear_seq(&mut self.ctx, slot);
+        true
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        tracing::error!("{why}");
+        for i in 0..self.slots.len() {
+            if let Some(a) = self.slots[i].active.take() {
+                let _ = a.events.send(Event::Error(why.to_string()));
+            }
+            let slot = &mut self.slots[i];
+            clear_seq(&mut self.ctx, slot);
+        }
+    }
+
+    fn sample_all(&mut self) {
+        let mut generated = 0u64;
+        for i in 0..self.slots.len() {
+            let Some(idx) = self.slots[i].logits_at else { continue };
+            let slot = &mut self.slots[i];
+            let a = slot.active.as_mut().expect("busy slot");
+            let tok = a.sampler.sample(&self.ctx, idx);
+            generated += 1;
+            if self.model.vocab().is_eog(tok) {
+                self.finish(i, Finish::Stop);
+                continue;
+            }
+            a.generated += 1;
+            self.piece.clear();
+            self.model.vocab().token_to_piece_into(tok, &mut self.piece, false, None);
+            a.partial.extend_from_slice(&self.piece);
+            let stopped = a.push_text();
+            if stopped {
+                self.finish(i, Finish::Stop);
+            } else if a.generated >= a.budget || slot.cached.len() >= self.n_ctx {
+                self.finish(i, Finish::Length);
+            } else {
+                a.next = Some(tok);
+            }
+        }
+        self.stats.generated_tokens.fetch_add(generated, Ordering::Relaxed);
+        self.stats.record_rate();
+    }
+
+    /// End slot `i`'s request: flush what it held and say why.
+    fn finish(&mut self, i: usize, finish: Finish) {
+        let Some(mut a) = self.slots[i].active.take() else { return };
+        let mut rest = std::mem::take(&mut a.held);
+        rest.push_str(&String::from_utf8_lossy(&a.partial));
+        if !rest.is_empty() {
+            let _ = a.events.send(Event::Text(rest));
+        }
+        let _ = a.events.send(Event::Done { finish, prompt_tokens: a.prompt.len(), completion_tokens: a.generated });
+        self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pooled embeddings of each input, L2-normalized (as llama-server returns them).
+    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, String> {
+        if !self.embeddings {
+            return Err("this model does not produce embeddings".into());
+        }
+        let per_batch = self.slots.len();
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut i = 0;
+        while i < inputs.len() {
+            self.batch.clear();
+            let mut seqs = 0usize;
+            let mut tokens = 0usize;
+            while i + seqs < inputs.len() && seqs < per_batch {
+                let input = &inputs[i + seqs];
+                if seqs > 0 && tokens + input.len() > self.n_batch {
+                    break;
+                }
+                for (pos, tok) in input.iter().enumerate() {
+                    self.batch.add(*tok, position(pos), &[position(seqs)], true).map_err(|e| format!("batch: {e}"))?;
+                }
+                tokens += input.len();
+                seqs += 1;
+            }
+            self.ctx.clear_kv_cache();
+            let t0 = Instant::now();
+            self.ctx.decode(&mut self.batch).map_err(|e| format!("llama_decode failed: {e}"))?;
+            self.stats.decode_calls.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .decode_nanos
+                .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.stats.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+            for s in 0..seqs {
+                let v = self
+                    .ctx
+                    .embeddings_seq_ith(position(s))
+                    .map_err(|_| "llama.cpp returned no pooled embedding".to_string())?;
+                out.push(normalize(v));
+            }
+            i += seqs;
+        }
+        self.ctx.clear_kv_cache();
+        Ok(out)
+    }
+}
+
+impl Active {
+    /// Move complete characters from `partial` to `held`, send what cannot be the start of
+    /// a stop sequence; true when a stop sequence appeared (the text before it is sent).
+    fn push_text(&mut self) -> bool {
+        let valid = match std::str::from_utf8(&self.partial) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_some() => {
+                // Not UTF-8 at all (a byte-fallback fragment that never completes): lossy.
+                let s = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.held.push_str(&s);
+                return self.release();
+            }
+            Err(e) => e.valid_up_to(),
+        };
+        let text = std::str::from_utf8(&self.partial[..valid]).expect("checked");
+        self.held.push_str(text);
+        self.partial.drain(..valid);
+        self.release()
+    }
+
+    fn release(&mut self) -> bool {
+        if let Some(at) = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+            // What follows the stop sequence is not sent, nor half a character after it.
+            self.held.truncate(at);
+            self.partial.clear();
+            let text = std::mem::take(&mut self.held);
+            if !text.is_empty() {
+                let _ = self.events.send(Event::Text(text));
+            }
+            return true;
+        }
+        let keep = self.stop.iter().map(|s| held_back(&self.held, s)).max().unwrap_or(0);
+        let send = self.held.len() - keep;
+        if send > 0 {
+            let rest = self.held.split_off(send);
+            let text = std::mem::replace(&mut self.held, rest);
+            let _ = self.events.send(Event::Text(text));
+        }
+        false
+    }
+}
+
+/// The longest tail of `text` that is a proper start of `stop` (bytes to hold back).
+fn held_back(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}
+
+/// A token position or sequence id for llama.cpp (contexts are far below `i32::MAX`).
+fn position(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Sequence ids are 0..parallel.
+fn seq_u32(seq: i32) -> u32 {
+    u32::try_from(seq).unwrap_or(0)
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn clear_seq(ctx: &mut LlamaContext<'_>, slot: &mut Slot) {
+    let _ = ctx.clear_kv_cache_seq(Some(seq_u32(slot.seq)), None, None);
+    slot.cached.clear();
+    slot.logits_at = None;
+}
+
+/// The sampler chain llama-server uses for the same options.
+fn sampler(model: &LlamaModel, s: &Sampling) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(6);
+    if s.presence_penalty != 0.0 || s.frequency_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, 1.0, s.frequency_penalty, s.presence_penalty));
+    }
+    if s.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if s.top_k > 0 {
+            chain.push(LlamaSampler::top_k(s.top_k));
+        }
+        chain.push(LlamaSampler::top_p(s.top_p, 1));
+        if s.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(s.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(s.temperature));
+        chain.push(LlamaSampler::dist(s.seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+fn normalize(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    #[allow(clippy::cast_possible_truncation)]
+    let scale = if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 };
+    v.iter().map(|x| x * scale).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_possible_start_of_a_stop_sequence_is_held_back() {
+        assert_eq!(held_back("hello wor", "world"), 3);
+        assert_eq!(held_back("hello", "world"), 0);
+        assert_eq!(held_back("ab", "b!"), 1);
+        assert_eq!(held_back("é", "éa"), 2);
+        assert_eq!(held_back("", "x"), 0);
+    }
+
+    #[test]
+    fn the_prefix_is_the_common_start() {
+        let t = |v: &[i32]| v.iter().map(|i| LlamaToken::new(*i)).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 4])), 2);
+        assert_eq!(common_prefix(&t(&[]), &t(&[1])), 0);
+    }
+
+    #[test]
+    fn embeddings_are_unit_length() {
+        let v = normalize(&[3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}

@@ -1,0 +1,175 @@
+//! Chat templates: the model's own Jinja template (`tokenizer.chat_template` in the GGUF),
+//! rendered the way Hugging Face's `apply_chat_template` does (`trim_blocks`,
+//! `lstrip_blocks`, Python string methods, `raise_exception`, `strftime_now`), so a model
+//! sees the prompt format it was trained on. A model without a template gets ChatML, as
+//! llama-server does.
+
+use minijinja::{context, Environment, Error, ErrorKind};
+
+use crate::api::ApiError;
+
+/// ChatML, for models that carry no template.
+pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// A compiled chat template with the tokens it may refer to.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+/// One message as the template sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TemplateMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatTemplate {
+    /// Compile `source`; a template that does not parse is an error naming the line.
+    pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate, String> {
+        let mut env = Environment::new();
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| format!("template syntax: {e}"))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_function("strftime_now", |format: String| -> String { strftime_now(&format) });
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| format!("the model's chat template does not compile: {e:#}"))?;
+        Ok(ChatTemplate { env, bos: bos.to_string(), eos: eos.to_string() })
+    }
+
+    /// The prompt for `messages`, ending with the assistant's turn opened.
+    pub fn render(&self, messages: &[TemplateMessage]) -> Result<String, ApiError> {
+        let tmpl = self.env.get_template("chat").map_err(|e| ApiError::internal(e.to_string()))?;
+        tmpl.render(context! {
+            messages => minijinja::value::Serde(messages),
+            add_generation_prompt => true,
+            bos_token => &self.bos,
+            eos_token => &self.eos,
+        })
+        .map_err(|e| match e.kind() {
+            // The template refused the conversation (roles out of order, say): the client's fault.
+            ErrorKind::InvalidOperation => ApiError::invalid(
+                format!("the model's chat template refused the messages: {}", e.detail().unwrap_or("")),
+                Some("messages"),
+            ),
+            _ => ApiError::internal(format!("the model's chat template failed: {e:#}")),
+        })
+    }
+}
+
+/// `strftime_now(format)` for templates that print today's date (Llama 3.x): the common
+/// directives, in UTC.
+fn strftime_now(format: &str) -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let month = MONTHS[usize::try_from(m - 1).unwrap_or(0)];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y % 100)),
+            Some('B') => out.push_str(month),
+            Some('b') => out.push_str(&month[..3]),
+            Some('H') => out.push_str(&format!("{:02}", rem / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", rem % 3600 / 60)),
+            Some('S') => out.push_str(&format!("{:02}", rem % 60)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(pairs: &[(&str, &str)]) -> Vec<TemplateMessage> {
+        pairs.iter().map(|(r, c)| TemplateMessage { role: (*r).into(), content: (*c).into() }).collect()
+    }
+
+    #[test]
+    fn chatml_opens_the_assistant_turn() {
+        let t = ChatTemplate::new(CHATML, "", "").expect("chatml");
+        let p = t.render(&msgs(&[("system", "be brief"), ("user", "hi")])).expect("render");
+        assert_eq!(
+            p,
+            "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    /// The shape of Llama 3's template: bos_token, trim_blocks, python's strip(), raise_exception.
+    #[test]
+    fn hugging_face_idioms_render() {
+        let src = "{{ bos_token }}{% for m in messages %}{% if m['role'] not in ['user', 'assistant', 'system'] %}{{ raise_exception('bad role ' + m['role']) }}{% endif %}\n<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+        let t = ChatTemplate::new(src, "<|begin_of_text|>", "<|eot_id|>").expect("compile");
+        let p = t.render(&msgs(&[("user", "  hi  ")])).expect("render");
+        assert_eq!(p, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+        let e = t.render(&msgs(&[("tool", "x")])).expect_err("refused");
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("bad role tool"), "{}", e.message);
+        let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", "", "").expect("compile");
+        assert_eq!(py.render(&msgs(&[("user", " a ")])).expect("render"), "A");
+    }
+
+    #[test]
+    fn a_template_that_does_not_compile_is_an_error() {
+        assert!(ChatTemplate::new("{% for %}", "", "").expect_err("bad").contains("does not compile"));
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_819), (2027, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

