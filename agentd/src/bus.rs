@@ -17,6 +17,7 @@
 //! | `Start(s)`, `Stop(s)`, `Restart(s) → s` | methods | what was done, in words |
 //! | `RunAgent(s manifest_toml) → s` | method | run an agent from a manifest |
 //! | `Profile()`, `Preset()`, `Plan() → s` | methods | the hardware profile, the preset, the plan |
+//! | `Models() → s` | method | the plan's models: file, presence, worker state; the model directory |
 //! | `SetPreset(s name) → s`, `Reload() → s` | methods | pin a preset; reload the configuration |
 //! | `LogTarget(s name) → s` | method | `journal:IDENTIFIER` or `file:PATH` |
 //! | `UnitChanged(s name, s state, s detail)` | signal | every state change |
@@ -178,6 +179,10 @@ impl Api {
         json(&self.daemon.plan().await)
     }
 
+    async fn models(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.models().await.map_err(failed)?)
+    }
+
     async fn reload(
         &self,
         #[zbus(connection)] conn: &Connection,
@@ -240,6 +245,7 @@ pub trait Agentd {
     fn preset(&self) -> zbus::Result<String>;
     fn set_preset(&self, name: &str) -> zbus::Result<String>;
     fn plan(&self) -> zbus::Result<String>;
+    fn models(&self) -> zbus::Result<String>;
     fn reload(&self) -> zbus::Result<String>;
     fn log_target(&self, name: &str) -> zbus::Result<String>;
     #[zbus(signal)]

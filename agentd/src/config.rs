@@ -22,6 +22,8 @@
 //! listen = ["127.0.0.1:8080", "unix:/run/aither/gateway.sock"]
 //! api_key_file = "/etc/aither/gateway.key"   # required to listen beyond loopback
 //! request_timeout_seconds = 300
+//! start_timeout_seconds = 300   # how long a request waits for a dormant worker to load
+//! keep_alive_seconds = 0        # idle workers unload after this; 0: the preset's keep-alive
 //!
 //! [agents]
 //! max_concurrent = 0            # 0: the preset's limit
@@ -71,6 +73,8 @@ struct GatewayFragment {
     listen: Option<Vec<String>>,
     api_key_file: Option<PathBuf>,
     request_timeout_seconds: Option<u64>,
+    start_timeout_seconds: Option<u64>,
+    keep_alive_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +132,9 @@ pub struct Settings {
     pub gateway_listen: Vec<Listen>,
     pub gateway_api_key_file: Option<PathBuf>,
     pub gateway_request_timeout_seconds: u64,
+    pub gateway_start_timeout_seconds: u64,
+    /// 0: the preset's keep-alive.
+    pub gateway_keep_alive_seconds: u64,
     /// 0: the preset decides.
     pub agents_max_concurrent: u32,
     pub agent_memory_max: u64,
@@ -207,6 +214,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut listen = None;
     let mut api_key_file = None;
     let mut timeout = None;
+    let mut start_timeout = None;
+    let mut keep_alive = None;
     let mut max_concurrent = None;
     let mut memory_max = None;
     let mut pids_max = None;
@@ -226,6 +235,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut listen, g.listen, file);
         set(&mut api_key_file, g.api_key_file, file);
         set(&mut timeout, g.request_timeout_seconds, file);
+        set(&mut start_timeout, g.start_timeout_seconds, file);
+        set(&mut keep_alive, g.keep_alive_seconds, file);
         let a = f.agents.unwrap_or_default();
         set(&mut max_concurrent, a.max_concurrent, file);
         set(&mut memory_max, a.memory_max, file);
@@ -309,6 +320,10 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     if timeout.value == 0 {
         return Err(invalid(&timeout.file, "gateway.request_timeout_seconds", "must be at least 1".into()));
     }
+    let start_timeout = start_timeout.ok_or_else(|| missing("gateway.start_timeout_seconds"))?;
+    if start_timeout.value == 0 {
+        return Err(invalid(&start_timeout.file, "gateway.start_timeout_seconds", "must be at least 1".into()));
+    }
     let cloud = match cloud_endpoint {
         None => {
             if let Some(s) = cloud_model.as_ref().map(|s| &s.file).or(cloud_key.as_ref().map(|s| &s.file)) {
@@ -343,6 +358,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         gateway_listen,
         gateway_api_key_file: api_key_file,
         gateway_request_timeout_seconds: timeout.value,
+        gateway_start_timeout_seconds: start_timeout.value,
+        gateway_keep_alive_seconds: keep_alive.map_or(0, |s| s.value),
         agents_max_concurrent: max_concurrent.map_or(0, |s| s.value),
         agent_memory_max,
         agent_pids_max: pids.value,

@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 
 use serde_json::Value;
 
+use aither_hwprofile::fetch::Source;
+
 use crate::bus::AgentdProxy;
 use crate::tailored_policy::{self, SystemResolver};
 
@@ -78,9 +80,31 @@ pub enum Command {
     Plan,
     /// Read the configuration and manifests again and apply the difference.
     Reload,
+    /// The plan's model files: list, pull, remove.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Tailored SELinux policies for agents.
     #[command(subcommand)]
     Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The plan's models: file, size, whether it is there, the worker's state.
+    List,
+    /// Download model files into the model directory, checked and resumable. NAMEs are
+    /// models of the plan or of the catalog; none: every missing model of the plan.
+    Pull {
+        names: Vec<String>,
+        /// The quantization to fetch for a catalog model (its first file otherwise).
+        #[arg(long)]
+        quant: Option<String>,
+        /// Copy from this directory (a USB stick) instead of downloading.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+    },
+    /// Stop a model's worker and delete its file.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +377,45 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
             }
         }
         Command::Reload => say(agentd.reload().await.map_err(err)?),
+        Command::Models(m) => {
+            let doc = parse(agentd.models().await.map_err(err)?)?;
+            let dir = PathBuf::from(doc["model_dir"].as_str().unwrap_or_default());
+            match m {
+                ModelsCommand::List if as_json => print_json(&doc),
+                ModelsCommand::List => print!("{}", crate::models::table(&doc)),
+                ModelsCommand::Pull { names, quant, from } => {
+                    let catalog = crate::models::catalog().map_err(|e| CallError::Failed(format!("{e:#}")))?;
+                    let wanted =
+                        crate::models::resolve(&doc, &catalog, &names, quant.as_deref()).map_err(CallError::Failed)?;
+                    if wanted.is_empty() {
+                        say("every model of the plan is already there".into());
+                        return Ok(());
+                    }
+                    let source = from.map_or(Source::Catalog, Source::Dir);
+                    let fetched =
+                        tokio::task::spawn_blocking(move || crate::models::pull(&wanted, &dir, &source, as_json))
+                            .await
+                            .map_err(|e| CallError::Failed(e.to_string()))?
+                            .map_err(CallError::Failed)?;
+                    let reloaded = agentd.reload().await.map_err(err)?;
+                    let paths: Vec<String> = fetched.iter().map(|f| f.path.display().to_string()).collect();
+                    say(format!("pulled {}; {reloaded}", paths.join(", ")));
+                }
+                ModelsCommand::Remove { name } => {
+                    let (path, unit) = crate::models::planned_path(&doc, &name).map_err(CallError::Failed)?;
+                    let units = parse(agentd.list_units().await.map_err(err)?)?;
+                    let up = units
+                        .as_array()
+                        .is_some_and(|us| us.iter().any(|u| u["name"] == unit.as_str() && u["pid"].is_number()));
+                    if up {
+                        agentd.stop(&unit).await.map_err(err)?;
+                    }
+                    std::fs::remove_file(&path).map_err(|e| CallError::Failed(format!("{}: {e}", path.display())))?;
+                    let reloaded = agentd.reload().await.map_err(err)?;
+                    say(format!("removed {}; {reloaded}", path.display()));
+                }
+            }
+        }
         Command::Policy(_) => unreachable!("handled locally"),
     }
     Ok(())
@@ -371,7 +434,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Columns padded to their widest cell.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

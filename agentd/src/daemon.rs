@@ -141,7 +141,8 @@ pub struct UnitReport {
     pub group: String,
     pub priority: u32,
     /// `running`, `starting`, `backoff`, `failed`, `gave-up`, `stopping`, `inactive`,
-    /// `dormant` (starts on demand), `queued` (waiting for an agent slot), `blocked`.
+    /// `dormant` (starts on demand), `queued` (waiting for an agent slot), `blocked`,
+    /// `invalid` (a worker whose model file is not usable).
     pub state: String,
     pub pid: Option<i32>,
     /// Why it ended, its backoff, why it is blocked, its queue position.
@@ -304,6 +305,94 @@ impl Daemon {
     pub async fn plan(&self) -> Plan {
         self.state.lock().await.loaded.plan.clone()
     }
+    /// The plan's models: file, whether it is there, and the state of its worker.
+    pub async fn models(&self) -> Result<serde_json::Value> {
+        let units = self.units().await?;
+        let st = self.state.lock().await;
+        let dir = &st.loaded.settings.model_dir;
+        let models: Vec<serde_json::Value> = st
+            .loaded
+            .plan
+            .models
+            .iter()
+            .map(|m| {
+                let path = aither_hwprofile::plan::local_file(dir, &m.url);
+                let bytes = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file).map(|md| md.len());
+                let unit = format!("infer-{}", m.name);
+                let state = units.iter().find(|u| u.name == unit).map(|u| u.state.clone());
+                serde_json::json!({
+                    "name": m.name, "role": m.role.name(), "quant": m.quant, "url": m.url, "sha256": m.sha256,
+                    "path": path, "present": bytes.is_some(), "bytes": bytes, "pinned": m.pinned,
+                    "unit": unit, "state": state,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({ "model_dir": dir, "models": models }))
+    }
+
+    /// What the gateway routes by: the plan's models and their workers, the VRAM budget,
+    /// the cloud fallback with its key, the keys and timeouts.
+    pub async fn gateway_view(&self) -> crate::gateway::View {
+        use crate::gateway::{residency::Footprint, ModelRoute, View};
+        let st = self.state.lock().await;
+        let l = &st.loaded;
+        let s = &l.settings;
+        let models = l
+            .plan
+            .models
+            .iter()
+            .map(|m| {
+                let unit = format!("infer-{}", m.name);
+                ModelRoute {
+                    name: m.name.clone(),
+                    role: m.role.name().to_string(),
+                    socket: units::worker_socket(&s.runtime_dir, &m.name),
+                    footprint: Footprint {
+                        name: m.name.clone(),
+                        vram: m.gpus.iter().cloned().zip(m.bytes_per_gpu.iter().copied()).collect(),
+                        pinned: m.pinned,
+                    },
+                    blocked: st.by_name.get(&unit).and_then(|u| u.blocked.clone()),
+                    unit,
+                }
+            })
+            .collect();
+        let budgets = l
+            .presets
+            .get(&l.plan.preset)
+            .map(|p| aither_hwprofile::plan::gpu_budgets(&l.profile, p))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| (b.pci_address, b.bytes))
+            .collect();
+        let read_key = |path: &Path| match std::fs::read_to_string(path) {
+            Ok(k) => Some(k.trim().to_string()).filter(|k| !k.is_empty()),
+            Err(e) => {
+                tracing::warn!("{}: {e}", path.display());
+                None
+            }
+        };
+        let cloud = s.cloud.as_ref().map(|c| crate::gateway::upstream::CloudTarget {
+            endpoint: c.endpoint.clone(),
+            model: c.model.clone(),
+            api_key: c.api_key_file.as_deref().and_then(read_key),
+        });
+        let keep_alive = match s.gateway_keep_alive_seconds {
+            0 => l.plan.inference.keep_alive_seconds,
+            n => n,
+        };
+        View {
+            preset: l.plan.preset.clone(),
+            models,
+            budgets,
+            cloud,
+            api_key: s.gateway_api_key_file.as_deref().and_then(read_key),
+            keep_alive: Duration::from_secs(keep_alive.max(1)),
+            start_timeout: Duration::from_secs(s.gateway_start_timeout_seconds),
+            request_timeout: Duration::from_secs(s.gateway_request_timeout_seconds),
+        }
+    }
+
     pub async fn agent_limit(&self) -> usize {
         self.state.lock().await.admission.limit
     }
@@ -584,8 +673,26 @@ pub fn reason_text(r: &ExitReason) -> String {
     }
 }
 
+/// A worker that ended because its model file is not a usable model (it is not restarted).
+pub fn invalid_model(r: &ExitReason) -> bool {
+    matches!(r, ExitReason::Code { code } if *code == units::WORKER_BAD_MODEL || *code == units::WORKER_NO_MODEL)
+}
+
 fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport {
     let mut state = state_name(&s.state).to_string();
+    if let (Kind::Worker, UnitState::Failed { reason }) = (p.kind, &s.state) {
+        if invalid_model(reason) {
+            return UnitReport {
+                state: "invalid".into(),
+                detail: Some(format!(
+                    "the model file is not usable ({}); it is not restarted: see `aitherctl logs {}`, then replace the file",
+                    reason_text(reason),
+                    p.name
+                )),
+                ..report_base(p, s)
+            };
+        }
+    }
     let mut detail = match &s.state {
         UnitState::Exited { reason } | UnitState::GaveUp { reason } | UnitState::Failed { reason } => {
             Some(reason_text(reason))
@@ -607,14 +714,18 @@ fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport
             detail = Some("starts on demand".into());
         }
     }
+    UnitReport { state, detail, ..report_base(p, s) }
+}
+
+fn report_base(p: &Planned, s: &UnitStatus) -> UnitReport {
     UnitReport {
         name: p.name.clone(),
         kind: p.kind,
         group: p.group.clone(),
         priority: s.priority,
-        state,
+        state: state_name(&s.state).to_string(),
         pid: s.state.pid(),
-        detail,
+        detail: None,
         status: s.status.clone(),
         restarts: s.restarts,
         description: p.description.clone(),

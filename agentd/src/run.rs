@@ -15,9 +15,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
+use aither_init::notify::{self as sd, Notifier};
+
 use crate::bus::{self, Api};
 use crate::daemon::{self, Daemon, Options};
-use crate::sd::{self, Notifier};
+use crate::gateway::Gateway;
 
 /// Exit status for a configuration error (`EX_CONFIG`, sysexits.h): systemd does not
 /// restart-loop it (`RestartPreventExitStatus=78`).
@@ -154,6 +156,11 @@ async fn serve(args: Args) -> Result<()> {
         daemon.cgroups
     );
     tokio::spawn(forward_events(daemon.clone(), conn.clone()));
+    let gateway = Gateway::new(daemon.clone());
+    if let Err(e) = gateway.listen(&settings.gateway_listen).await {
+        daemon.sup.shutdown().await?;
+        return Err(e);
+    }
 
     // Ready once the core group has settled (bounded: a broken core unit is reported, not waited on).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

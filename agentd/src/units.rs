@@ -169,6 +169,11 @@ fn class_limits(plan: &Plan, class: Class) -> (Option<u32>, Option<u32>) {
     plan.scheduling.get(class.name()).map_or((None, None), |c| (Some(c.cpu_weight), Some(c.io_weight)))
 }
 
+/// aither-infer's exit status for a model file that is not a usable model.
+pub const WORKER_BAD_MODEL: i32 = 65;
+/// aither-infer's exit status for a model file that is missing or unreadable.
+pub const WORKER_NO_MODEL: i32 = 66;
+
 /// The socket a model's worker serves on.
 pub fn worker_socket(runtime_dir: &Path, model: &str) -> PathBuf {
     runtime_dir.join("infer").join(format!("{model}.sock"))
@@ -192,6 +197,10 @@ fn worker(inputs: &Inputs, m: &PlannedModel, (priority, group_dormant): (u32, bo
         inputs.plan.inference.parallel.to_string(),
         "--gpu-layers".into(),
         m.gpu_layers.to_string(),
+        "--kv-cache-type".into(),
+        m.kv_cache_type.name().into(),
+        "--alias".into(),
+        m.name.clone(),
     ];
     if m.tensor_split.len() > 1 {
         let split: Vec<String> = m.tensor_split.iter().map(u32::to_string).collect();
@@ -205,6 +214,9 @@ fn worker(inputs: &Inputs, m: &PlannedModel, (priority, group_dormant): (u32, bo
     // Loading a large model from disk takes minutes.
     spec.ready_timeout = Duration::from_secs(600);
     spec.restart = RestartMode::OnFailure;
+    // aither-infer exits 65 for an invalid model file and 66 for a missing one: restarting
+    // would only fail again (the gateway and `aitherctl units` say why instead).
+    spec.restart_prevent_exit_status = vec![WORKER_BAD_MODEL, WORKER_NO_MODEL];
     spec.stop_timeout = Duration::from_secs(30);
     spec.log = log_target(inputs, &name);
     if let Some((uid, gid)) = inputs.host.service_user {

@@ -4,147 +4,13 @@
 //! manifest, reload, a bad configuration refused with its file and key, and a clean stop.
 //! Under real systemd, SELinux and cgroup v2 the same daemon is tested in the VM test bed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::Bed;
 use serde_json::Value;
-
-const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=@BUS@</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#;
-
-/// Kills its process when dropped, so a failing test leaves nothing running.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Bed {
-    dir: tempfile::TempDir,
-    bus: String,
-    _dbus: Guard,
-}
-
-impl Bed {
-    fn new() -> Bed {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("bus");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(&config, BUS_CONFIG.replace("@BUS@", &socket.display().to_string())).expect("bus config");
-        let dbus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus; `make deps` installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::fs::create_dir_all(dir.path().join("xdg")).expect("xdg");
-        Bed { bus: format!("unix:path={}", socket.display()), _dbus: Guard(dbus), dir }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    /// Write a file under the root; `@MARK@` becomes the file units record their start in.
-    fn write(&self, rel: &str, text: &str) {
-        let text = text.replace("@MARK@", &self.dir.path().join("marks").display().to_string());
-        let p = self.root().join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, text).expect("write");
-    }
-
-    fn command(&self, exe: &str) -> Command {
-        let mut c = Command::new(exe);
-        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
-            .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
-            .env_remove("NOTIFY_SOCKET");
-        c
-    }
-
-    fn agentd(&self) -> Guard {
-        let log = std::fs::File::create(self.dir.path().join("agentd.log")).expect("log");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-1gpu.json");
-        let child = self
-            .command(env!("CARGO_BIN_EXE_agentd"))
-            .args(["--dev", "--root"])
-            .arg(self.root())
-            .arg("--profile")
-            .arg(fixture)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("agentd");
-        Guard(child)
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).output().expect("aitherctl")
-    }
-
-    /// aitherctl that must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "aitherctl {args:?}: {}\n{}\nagentd log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn units(&self) -> Vec<Value> {
-        let v: Value = serde_json::from_str(&self.ok(&["--json", "units"])).expect("json");
-        v.as_array().expect("array").clone()
-    }
-
-    fn unit(&self, name: &str) -> Value {
-        self.units().into_iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}"))
-    }
-
-    /// Wait until `name` is in `state`.
-    fn wait_state(&self, name: &str, state: &str, secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let u = self.unit(name);
-            if u["state"] == state {
-                return u;
-            }
-            assert!(Instant::now() < deadline, "{name} is {} not {state}\n{}", u["state"], self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn marks(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("marks")).unwrap_or_default().lines().map(str::to_string).collect()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agentd.log")).unwrap_or_default()
-    }
-}
 
 /// A core service that takes half a second to send READY=1, then records that it is up.
 const SLOW_CORE: &str = r#"
@@ -162,11 +28,22 @@ readiness = "notify"
 environment = { MARK = "@MARK@" }
 "#;
 
-/// A memory-group service that crashes on its first start.
+/// A memory-group service that crashes on its first start, then records that it is up and
+/// sends READY=1: agents (the next group) may start only once it is ready.
 const CRASH_ONCE: &str = r#"
 name = "indexer"
 group = "memory"
-command = ["/bin/sh", "-c", "echo indexer >> \"$MARK\"; [ $(grep -c indexer \"$MARK\") -ge 2 ] || exit 3; exec sleep 1000"]
+command = ["/usr/bin/python3", "-c", """
+import os, socket, sys, time
+mark = os.environ['MARK']
+open(mark, 'a').write('indexer\\n')
+if open(mark).read().count('indexer') < 2:
+    sys.exit(3)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+time.sleep(1000)
+"""]
+readiness = "notify"
 environment = { MARK = "@MARK@" }
 "#;
 
@@ -190,7 +67,10 @@ fn agentd_in_dev_mode_end_to_end() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("agentd is not running"), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("agentd --dev"), "says how to start it: {out:?}");
 
-    bed.write("etc/aither/agentd.toml", "[agents]\nmax_concurrent = 2\n");
+    bed.write(
+        "etc/aither/agentd.toml",
+        "[agents]\nmax_concurrent = 2\n[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n",
+    );
     bed.write("etc/aither/units.d/store.toml", SLOW_CORE);
     bed.write("etc/aither/units.d/indexer.toml", CRASH_ONCE);
     for a in ["a1", "a2", "a3"] {
@@ -245,7 +125,10 @@ fn agentd_in_dev_mode_end_to_end() {
         "etc/aither/units.d/late.toml",
         "name = \"late\"\ngroup = \"memory\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
     );
-    bed.write("etc/aither/agentd.toml", "[agents]\nmax_concurrent = 3\n");
+    bed.write(
+        "etc/aither/agentd.toml",
+        "[agents]\nmax_concurrent = 3\n[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n",
+    );
     let reloaded = bed.ok(&["reload"]);
     assert!(reloaded.contains("added late"), "{reloaded}");
     bed.wait_state("late", "running", 10);
@@ -268,7 +151,7 @@ fn agentd_in_dev_mode_end_to_end() {
     if nix::unistd::geteuid().is_root() {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
-        std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let as_nobody = |args: &[&str]| {
             bed.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).uid(65534).gid(65534).output()
         };
@@ -281,8 +164,8 @@ fn agentd_in_dev_mode_end_to_end() {
     }
 
     // An agent from a manifest.
-    let manifest = bed.dir.path().join("run-me.toml");
-    let adhoc = agent("adhoc").replace("@MARK@", &bed.dir.path().join("marks").display().to_string());
+    let manifest = bed.dir().join("run-me.toml");
+    let adhoc = agent("adhoc").replace("@MARK@", &bed.dir().join("marks").display().to_string());
     std::fs::write(&manifest, adhoc).expect("manifest");
     let out = bed.ok(&["run", manifest.to_str().expect("utf-8")]);
     assert!(out.contains("adhoc started"), "{out}");

@@ -1,0 +1,483 @@
+//! The gateway: the appliance's OpenAI-compatible front door (`127.0.0.1:8080` and
+//! `/run/aither/gateway.sock` by default).
+//!
+//! - **Routing** by the request's `model`: a model of the plan by name (or its role:
+//!   `chat`, `embedding`, `code`; no model means the chat model, or the embedding model for
+//!   `/v1/embeddings`) goes to its worker's Unix socket; anything else goes to the cloud
+//!   fallback when one is configured, else 404 with the models there are.
+//! - **On demand**: a dormant worker is started by the first request for it, which waits
+//!   (up to `gateway.start_timeout_seconds`) until the worker says READY.
+//! - **Residency**: before a worker starts, the models already loaded must leave room in
+//!   the VRAM budget (the plan's budget per GPU); the least recently used unpinned, idle
+//!   ones are stopped first, pinned ones never ([`residency`]). Workers idle longer than the
+//!   preset's keep-alive are stopped.
+//! - **Cloud fallback** (`[cloud]` in agentd.toml, key from its `api_key_file`): when no
+//!   local model serves the request (unknown, missing file, invalid, failed to start), and
+//!   first on the `cpu-only` preset, where the local model is the fallback.
+//! - **Pass-through**: request bodies are read whole (they are small); response bodies are
+//!   relayed frame by frame as the worker writes them, so streams are not buffered.
+//!   `TCP_NODELAY` on every TCP connection.
+//! - **Keys**: with `gateway.api_key_file` set, TCP clients must send
+//!   `Authorization: Bearer KEY` (the configuration refuses a listener beyond loopback
+//!   without one); the Unix socket is guarded by its file permissions.
+//!
+//! Every response says where it was served: `x-aither-route: local:NAME` or `cloud`.
+
+pub mod residency;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aither_init::UnitState;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::Listen;
+use crate::daemon::Daemon;
+use residency::{Footprint, Resident};
+use upstream::{CloudTarget, Tracked};
+
+/// A model the gateway can route to.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    pub name: String,
+    pub role: String,
+    /// The worker unit (`infer-NAME`).
+    pub unit: String,
+    pub socket: PathBuf,
+    pub footprint: Footprint,
+    /// Why the worker cannot start (its model file is missing).
+    pub blocked: Option<String>,
+}
+
+/// What the gateway needs of the daemon's current configuration.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub preset: String,
+    pub models: Vec<ModelRoute>,
+    /// VRAM for models per GPU (PCI address).
+    pub budgets: BTreeMap<String, u64>,
+    pub cloud: Option<CloudTarget>,
+    pub api_key: Option<String>,
+    pub keep_alive: Duration,
+    pub start_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Use {
+    last_used: Instant,
+    in_flight: usize,
+}
+
+/// The gateway's state, shared by its listeners.
+pub struct Gateway {
+    daemon: Arc<Daemon>,
+    uses: Mutex<BTreeMap<String, Use>>,
+    /// One residency decision (evict, then start) at a time.
+    placing: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// An OpenAI-style error.
+fn error(status: StatusCode, kind: &str, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "message": message.into(), "type": kind, "param": null, "code": code } });
+    (status, Json(body)).into_response()
+}
+
+/// Which listener a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Tcp,
+    Unix,
+}
+
+impl Gateway {
+    pub fn new(daemon: Arc<Daemon>) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            daemon,
+            uses: Mutex::new(BTreeMap::new()),
+            placing: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        })
+    }
+
+    fn router(self: &Arc<Gateway>, via: Via) -> Router {
+        let g = self.clone();
+        Router::new()
+            .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/v1/models", get(models))
+            .route("/v1/chat/completions", post(proxy))
+            .route("/v1/completions", post(proxy))
+            .route("/v1/embeddings", post(proxy))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such route") })
+            .layer(axum::Extension(via))
+            .with_state(g)
+    }
+
+    /// Listen on every configured address and serve until the process ends; a listener that
+    /// cannot bind is an error naming it.
+    pub async fn listen(self: &Arc<Gateway>, addrs: &[Listen]) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use axum::serve::ListenerExt as _;
+        for addr in addrs {
+            match addr {
+                Listen::Tcp(a) => {
+                    let l = tokio::net::TcpListener::bind(a)
+                        .await
+                        .with_context(|| format!("gateway: cannot listen on {a}"))?;
+                    let l = l.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    let app = self.router(Via::Tcp);
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!("gateway: {e}");
+                        }
+                    });
+                }
+                Listen::Unix(p) => {
+                    if let Some(dir) = p.parent() {
+                        std::fs::create_dir_all(dir).with_context(|| format!("gateway: {}", dir.display()))?;
+                    }
+                    let _ = std::fs::remove_file(p);
+                    let l = tokio::net::UnixListener::bind(p)
+                        .with_context(|| format!("gateway: cannot listen on {}", p.display()))?;
+                    let app = self.router(Via::Unix);
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!("gateway: {e}");
+                        }
+                    });
+                }
+            }
+            tracing::info!("gateway: listening on {}", addr_text(addr));
+        }
+        let g = self.clone();
+        tokio::spawn(async move { g.unload_idle().await });
+        Ok(())
+    }
+
+    fn begin(&self, model: &str) {
+        let mut uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let u = uses.entry(model.to_string()).or_insert(Use { last_used: Instant::now(), in_flight: 0 });
+        u.in_flight += 1;
+        u.last_used = Instant::now();
+    }
+
+    fn end(&self, model: &str) {
+        let mut uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(u) = uses.get_mut(model) {
+            u.in_flight = u.in_flight.saturating_sub(1);
+            u.last_used = Instant::now();
+        }
+    }
+
+    /// The workers that are up, with their use.
+    async fn resident(&self, view: &View) -> Vec<Resident> {
+        let Ok(status) = self.daemon.sup.status().await else { return vec![] };
+        let uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        view.models
+            .iter()
+            .filter(|m| status.iter().any(|s| s.name == m.unit && s.state.pid().is_some()))
+            .map(|m| {
+                let u = uses.get(&m.name).copied().unwrap_or(Use { last_used: self.started, in_flight: 0 });
+                Resident { model: m.footprint.clone(), last_used: u.last_used, in_flight: u.in_flight }
+            })
+            .collect()
+    }
+
+    /// Stop workers idle past the keep-alive, on a timer.
+    async fn unload_idle(self: Arc<Gateway>) {
+        loop {
+            let view = self.daemon.gateway_view().await;
+            let tick = (view.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+            tokio::time::sleep(tick).await;
+            let resident = self.resident(&view).await;
+            for name in residency::idle(&resident, view.keep_alive, Instant::now()) {
+                let Some(m) = view.models.iter().find(|m| m.name == name) else { continue };
+                tracing::info!("gateway: {name} idle for {} s: unloading", view.keep_alive.as_secs());
+                if let Err(e) = self.daemon.stop_unit(&m.unit).await {
+                    tracing::warn!("gateway: {e}");
+                }
+            }
+        }
+    }
+
+    /// Make sure the model's worker is up and ready, starting it (after making room) when
+    /// it is not. The error says why it cannot serve.
+    async fn ensure_running(&self, view: &View, m: &ModelRoute) -> Result<(), String> {
+        let state =
+            |status: &[aither_init::UnitStatus]| status.iter().find(|s| s.name == m.unit).map(|s| s.state.clone());
+        let mut events = self.daemon.sup.subscribe();
+        let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
+        match state(&status) {
+            Some(UnitState::Running { .. }) => return Ok(()),
+            Some(UnitState::Failed { reason }) if crate::daemon::invalid_model(&reason) => {
+                return Err(format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit));
+            }
+            _ => {}
+        }
+        if let Some(why) = &m.blocked {
+            return Err(why.clone());
+        }
+        {
+            let _placing = self.placing.lock().await;
+            let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
+            if !matches!(state(&status), Some(UnitState::Starting { .. } | UnitState::Running { .. })) {
+                let resident = self.resident(view).await;
+                let evict = residency::evictions(&m.footprint, &resident, &view.budgets).map_err(|e| e.to_string())?;
+                for name in evict {
+                    if let Some(other) = view.models.iter().find(|o| o.name == name) {
+                        tracing::info!("gateway: unloading {name} (least recently used) to make room for {}", m.name);
+                        self.stop_and_wait(&other.unit).await?;
+                    }
+                }
+                tracing::info!("gateway: starting {} on demand", m.unit);
+                self.daemon.start_unit(&m.unit).await?;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + view.start_timeout;
+        loop {
+            let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
+            match state(&status) {
+                Some(UnitState::Running { .. }) => return Ok(()),
+                Some(UnitState::Failed { reason } | UnitState::GaveUp { reason }) => {
+                    return Err(if crate::daemon::invalid_model(&reason) {
+                        format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit)
+                    } else {
+                        format!("{} failed to start: {}", m.unit, crate::daemon::reason_text(&reason))
+                    });
+                }
+                _ => {}
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    return Err(format!("{} did not become ready within {} s", m.unit, view.start_timeout.as_secs()))
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    return Err("the supervisor has stopped".into())
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn stop_and_wait(&self, unit: &str) -> Result<(), String> {
+        let mut events = self.daemon.sup.subscribe();
+        self.daemon.stop_unit(unit).await?;
+        let down =
+            |s: &[aither_init::UnitStatus]| s.iter().find(|u| u.name == unit).is_none_or(|u| u.state.pid().is_none());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if down(&self.daemon.sup.status().await.map_err(|e| e.to_string())?) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+                return Err(format!("{unit} did not stop within 60 s"));
+            }
+        }
+    }
+}
+
+fn addr_text(l: &Listen) -> String {
+    match l {
+        Listen::Tcp(a) => a.to_string(),
+        Listen::Unix(p) => format!("unix:{}", p.display()),
+    }
+}
+
+/// `Authorization: Bearer KEY` when a key is configured, for TCP clients.
+fn authorized(view: &View, via: Via, headers: &HeaderMap) -> bool {
+    let Some(key) = &view.api_key else { return true };
+    if via == Via::Unix {
+        return true;
+    }
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Constant time in the key's length: no early exit on the first differing byte.
+    given
+        .is_some_and(|g| g.len() == key.len() && g.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+}
+
+async fn models(
+    State(g): State<Arc<Gateway>>,
+    axum::Extension(via): axum::Extension<Via>,
+    headers: HeaderMap,
+) -> Response {
+    let view = g.daemon.gateway_view().await;
+    if !authorized(&view, via, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "a valid API key is required: Authorization: Bearer KEY",
+        );
+    }
+    let status = g.daemon.sup.status().await.unwrap_or_default();
+    let mut data: Vec<serde_json::Value> = view
+        .models
+        .iter()
+        .map(|m| {
+            let state = status.iter().find(|s| s.name == m.unit).map_or("unknown", |s| match s.state {
+                UnitState::Running { .. } => "loaded",
+                UnitState::Starting { .. } => "loading",
+                _ if m.blocked.is_some() => "missing",
+                _ => "available",
+            });
+            json!({ "id": m.name, "object": "model", "owned_by": "aitheros", "created": 0,
+                    "meta": { "role": m.role, "state": state, "pinned": m.footprint.pinned } })
+        })
+        .collect();
+    if let Some(c) = &view.cloud {
+        data.push(
+            json!({ "id": c.model.clone().unwrap_or_else(|| "cloud".into()), "object": "model", "owned_by": "cloud",
+                          "created": 0, "meta": { "role": "fallback", "endpoint": c.endpoint } }),
+        );
+    }
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Peek {
+    model: Option<String>,
+}
+
+enum Target<'a> {
+    Local(&'a ModelRoute),
+    Cloud,
+}
+
+fn resolve<'a>(view: &'a View, model: Option<&str>, embeddings: bool) -> Option<&'a ModelRoute> {
+    match model {
+        None | Some("") => {
+            let role = if embeddings { "embedding" } else { "chat" };
+            view.models.iter().find(|m| m.role == role)
+        }
+        Some(name) => {
+            view.models.iter().find(|m| m.name == name).or_else(|| view.models.iter().find(|m| m.role == name))
+        }
+    }
+}
+
+async fn proxy(
+    State(g): State<Arc<Gateway>>,
+    axum::Extension(via): axum::Extension<Via>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let view = g.daemon.gateway_view().await;
+    if !authorized(&view, via, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "a valid API key is required: Authorization: Bearer KEY",
+        );
+    }
+    let path = uri.path().to_string();
+    let peek: Peek = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                format!("invalid JSON body: {e}"),
+            )
+        }
+    };
+    let embeddings = path == "/v1/embeddings";
+    let local = resolve(&view, peek.model.as_deref(), embeddings);
+    // cpu-only: the cloud first, the local model as its fallback.
+    let mut order: Vec<Target> = Vec::with_capacity(2);
+    if view.preset == "cpu-only" && view.cloud.is_some() {
+        order.push(Target::Cloud);
+    }
+    if let Some(m) = local {
+        order.push(Target::Local(m));
+    }
+    if view.cloud.is_some() && !order.iter().any(|t| matches!(t, Target::Cloud)) {
+        order.push(Target::Cloud);
+    }
+    if order.is_empty() {
+        let names: Vec<&str> = view.models.iter().map(|m| m.name.as_str()).collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!(
+                "no model {:?} here and no cloud fallback is configured; models: {}",
+                peek.model.unwrap_or_default(),
+                names.join(", ")
+            ),
+        );
+    }
+    let mut why = Vec::new();
+    for (i, target) in order.iter().enumerate() {
+        let last = i + 1 == order.len();
+        match target {
+            Target::Local(m) => {
+                if let Err(e) = g.ensure_running(&view, m).await {
+                    tracing::warn!("gateway: {}: {e}", m.name);
+                    why.push(e);
+                    continue;
+                }
+                g.begin(&m.name);
+                match upstream::to_worker(&m.socket, method.clone(), &path, &headers, body.clone()).await {
+                    Ok(resp) => {
+                        let (mut parts, incoming) = resp.into_parts();
+                        let (gw, name) = (g.clone(), m.name.clone());
+                        let body = Body::new(Tracked::new(incoming, move || gw.end(&name)));
+                        if let Ok(v) = HeaderValue::from_str(&format!("local:{}", m.name)) {
+                            parts.headers.insert("x-aither-route", v);
+                        }
+                        return Response::from_parts(parts, body);
+                    }
+                    Err(e) => {
+                        g.end(&m.name);
+                        why.push(e.to_string());
+                    }
+                }
+            }
+            Target::Cloud => {
+                let Some(cloud) = &view.cloud else { continue };
+                let sub = path.strip_prefix("/v1").unwrap_or(&path);
+                match upstream::to_cloud(cloud, sub, body.clone(), view.request_timeout).await {
+                    // A server error from the cloud falls through to the local model when there
+                    // is one, and is reported with the local model's reason when both failed.
+                    Ok(resp) if resp.status().is_server_error() && (!last || !why.is_empty()) => {
+                        why.push(format!("the cloud answered {}", resp.status()));
+                    }
+                    Ok(mut resp) => {
+                        resp.headers_mut().insert("x-aither-route", HeaderValue::from_static("cloud"));
+                        return resp;
+                    }
+                    Err(e) => why.push(e.to_string()),
+                }
+            }
+        }
+    }
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "unavailable",
+        format!("no backend could serve this request: {}", why.join("; ")),
+    )
+}

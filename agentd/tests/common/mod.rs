@@ -1,0 +1,163 @@
+//! The test bed shared by the dev-mode tests: a private dbus-daemon, a configuration root,
+//! agentd in development mode, and aitherctl to drive it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=@BUS@</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#;
+
+/// Kills its process when dropped, so a failing test leaves nothing running.
+pub struct Guard(pub Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Bed {
+    dir: tempfile::TempDir,
+    bus: String,
+    _dbus: Guard,
+}
+
+impl Bed {
+    pub fn new() -> Bed {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("bus");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(&config, BUS_CONFIG.replace("@BUS@", &socket.display().to_string())).expect("bus config");
+        let dbus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus; `make deps` installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::create_dir_all(dir.path().join("xdg")).expect("xdg");
+        Bed { bus: format!("unix:path={}", socket.display()), _dbus: Guard(dbus), dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Write a file under the root; `@MARK@` becomes the file units record their start in.
+    pub fn write(&self, rel: &str, text: &str) {
+        let text = text.replace("@MARK@", &self.dir.path().join("marks").display().to_string());
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    pub fn command(&self, exe: &str) -> Command {
+        let mut c = Command::new(exe);
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
+            .env_remove("NOTIFY_SOCKET");
+        c
+    }
+
+    /// The bed's own directory (the bus, logs, marks; the root is `root()`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// agentd on the RTX 4090 fixture profile.
+    pub fn agentd(&self) -> Guard {
+        self.agentd_with_profile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-1gpu.json"))
+    }
+
+    /// Wait until agentd answers on the bus.
+    pub fn wait_up(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.ctl(&["status"]).status.code() == Some(69) {
+            assert!(Instant::now() < deadline, "agentd did not come up:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn agentd_with_profile(&self, fixture: &Path) -> Guard {
+        let log = std::fs::File::create(self.dir.path().join("agentd.log")).expect("log");
+        let child = self
+            .command(env!("CARGO_BIN_EXE_agentd"))
+            .args(["--dev", "--root"])
+            .arg(self.root())
+            .arg("--profile")
+            .arg(fixture)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("agentd");
+        Guard(child)
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).output().expect("aitherctl")
+    }
+
+    /// aitherctl that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "aitherctl {args:?}: {}\n{}\nagentd log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn units(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["--json", "units"])).expect("json");
+        v.as_array().expect("array").clone()
+    }
+
+    pub fn unit(&self, name: &str) -> Value {
+        self.units().into_iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no unit {name}"))
+    }
+
+    /// Wait until `name` is in `state`.
+    pub fn wait_state(&self, name: &str, state: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let u = self.unit(name);
+            if u["state"] == state {
+                return u;
+            }
+            assert!(Instant::now() < deadline, "{name} is {} not {state}\n{}", u["state"], self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn marks(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("marks")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agentd.log")).unwrap_or_default()
+    }
+}
