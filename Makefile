@@ -26,12 +26,15 @@ DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
 .PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check run install \
-        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init clean
+        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
 
+# DESTDIR is the install's, not cargo's: llama.cpp's CMake install (inside llama-cpp-sys-2's
+# build script) would honour it and put the library outside the build tree. Debug builds take
+# every target, so their features (and llama.cpp) are the ones `cargo test` already built.
 build:
-	$(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked
+	env -u DESTDIR $(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked $(if $(filter dev,$(CARGO_PROFILE)),--all-targets)
 
 deps:
 	@bash scripts/deps.sh
@@ -79,6 +82,12 @@ bench-fit: deps
 bench-init: deps
 	$(CARGO) build --release --locked -q -p aither-init --example supervise
 	python3 init/benches/supervisors.py
+
+# aither-infer against llama.cpp's llama-server (built from the llama-cpp-python sdist on first
+# use) at 1, 4 and 8 streams, and the gateway's added time to first token (about 15 minutes).
+bench-infer: deps
+	$(CARGO) build --release --locked -q -p aither-infer -p agentd
+	$(VENV)/bin/python infer/benches/vs_llama_server.py
 
 # Benchmark of `aither-hwprofile detect` on the 8xH100 fixture (whole process).
 bench-hwprofile:

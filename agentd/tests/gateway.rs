@@ -306,7 +306,11 @@ fn unix_post(sock: &Path, path: &str, body: &Value) -> (u16, String) {
 fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     let bed = Bed::new();
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    bed.write("etc/aither/agentd.toml", &format!("[gateway]\nlisten = [\"127.0.0.1:{port}\"]\n"));
+    let models = bed.root().join("var/lib/aither/models");
+    bed.write(
+        "etc/aither/agentd.toml",
+        &format!("[gateway]\nlisten = [\"127.0.0.1:{port}\"]\n[infer]\nmodel_dir = \"{}\"\n", models.display()),
+    );
     let _daemon = bed.agentd();
     bed.wait_up(30);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -322,8 +326,28 @@ fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     let (status, _, body) = c.post("/v1/chat/completions", &json!({ "messages": "not a list" }));
     assert_eq!(status, 503, "the worker, not the gateway, validates the body: {body}");
     let mut r = c.agent.get(&format!("{}/v1/models", c.base)).call().expect("models");
-    let models: Value = serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json");
-    let ids: Vec<&str> = models["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
+    let listed: Value = serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json");
+    let ids: Vec<&str> = listed["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
     assert_eq!(ids, ["mistral-small-24b-instruct-2501", "nomic-embed-text-v1.5"]);
-    assert_eq!(models["data"][0]["meta"]["state"], "missing");
+    assert_eq!(listed["data"][0]["meta"]["state"], "missing");
+
+    // aitherctl models: list, pull from a directory (a USB stick), remove.
+    let list = bed.ok(&["models", "list"]);
+    assert!(list.contains("nomic-embed-text-v1.5") && list.contains("missing"), "{list}");
+    let usb = bed.dir().join("usb");
+    std::fs::create_dir_all(&usb).expect("usb");
+    std::fs::copy(test_model("all-MiniLM-L6-v2.gguf"), usb.join("nomic-embed-text-v1.5.f16.gguf")).expect("copy");
+    let out = bed.ok(&["models", "pull", "--from", &usb.display().to_string(), "nomic-embed-text-v1.5"]);
+    assert!(out.contains("pulled") && out.contains("reloaded"), "{out}");
+    assert!(models.join("nomic-embed-text-v1.5.f16.gguf").is_file());
+    let doc: Value = serde_json::from_str(&bed.ok(&["--json", "models", "list"])).expect("json");
+    assert_eq!(doc["models"][1]["present"], true, "{doc}");
+    assert_ne!(bed.unit("infer-nomic-embed-text-v1.5")["state"], "blocked", "the reload unblocked its worker");
+    let out = bed.ctl(&["models", "pull", "--from", &usb.display().to_string(), "no-such-model"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the catalog has:"), "{out:?}");
+    let out = bed.ok(&["models", "remove", "nomic-embed-text-v1.5"]);
+    assert!(out.contains("removed"), "{out}");
+    assert!(!models.join("nomic-embed-text-v1.5.f16.gguf").exists());
+    assert_eq!(bed.unit("infer-nomic-embed-text-v1.5")["state"], "blocked");
 }

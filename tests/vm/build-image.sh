@@ -14,7 +14,7 @@ out="${1:?usage: build-image.sh OUTDIR}"
 cache="${AITHER_VM_CACHE:-$repo/.cache/vm}"
 mirror="${AITHER_VM_MIRROR:-http://deb.debian.org/debian}"
 profile="${AITHER_VM_PROFILE:-dev}"
-packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools"
+packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools,libgomp1"
 key="$(echo "bookworm $packages 1" | sha256sum | cut -c1-12)"
 base="$cache/base-$key.tar"
 mkdir -p "$cache" "$out"
@@ -71,6 +71,10 @@ done
 echo "root's secret" > "$root/root/secret"
 install -d "$root/var/lib/aither/models" "$root/var/lib/aither/agents" "$root/etc/aither"
 echo "GGUF not really" > "$root/var/lib/aither/models/test.gguf"
+# A real (small) chat model in the place of the cpu-only plan's chat model, for the gateway.
+models="$("${AITHER_VENV:-$repo/.venv}/bin/python" "$repo/tests/models/test_models.py" "$repo/target/tmp/models")" \
+  || { echo "vm: cannot make the test models (make deps makes the venv)" >&2; exit 1; }
+install -m 0644 "$models/tiny-chat.gguf" "$root/var/lib/aither/models/Phi-3.5-mini-instruct-Q4_K_M.gguf"
 printf "# agentd configuration: room for both test agents whatever the preset\n[agents]\nmax_concurrent = 4\n" > "$root/etc/aither/agentd.toml"
 
 # First boot, headless: the answers cloud-init user-data would write. aither-firstboot.service
