@@ -199,6 +199,7 @@ impl Daemon {
         };
         std::fs::create_dir_all(&loaded.settings.runtime_dir)
             .with_context(|| format!("cannot create {}", loaded.settings.runtime_dir.display()))?;
+        prepare_worker_dir(&loaded)?;
         let config = Config {
             runtime_dir: loaded.settings.runtime_dir.clone(),
             state_file: Some(engine_state_file(&loaded.settings)),
@@ -756,6 +757,29 @@ fn host_facts(opts: &Options) -> Host {
         agent_user: user("aither-agent"),
         policy_dir: PathBuf::from(crate::ctl::POLICY_DIR),
     }
+}
+
+/// The directory inference workers put their sockets in (`/run/aither/infer`): theirs
+/// (user `aither`), closed to others; agentd reaches it through its supplementary group
+/// `aither` (`SupplementaryGroups=` in agentd.service), as it has no CAP_DAC_OVERRIDE.
+fn prepare_worker_dir(loaded: &Loaded) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir =
+        units::worker_socket(&loaded.settings.runtime_dir, "x").parent().map(Path::to_path_buf).unwrap_or_default();
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let Some((uid, gid)) = loaded.host.service_user else { return Ok(()) };
+    let meta = std::fs::metadata(&dir).with_context(|| format!("stat {}", dir.display()))?;
+    if (meta.uid(), meta.gid(), meta.mode() & 0o7777) == (uid, gid, 0o750) {
+        return Ok(());
+    }
+    // chmod while agentd still owns it (it has no CAP_FOWNER), then hand it over.
+    if meta.uid() == nix::unistd::geteuid().as_raw() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).with_context(|| format!("chown {}", dir.display()))?;
+    Ok(())
 }
 
 /// An agent's workspace: created, owned by the agent user, private, and labelled with the

@@ -611,7 +611,8 @@ impl Engine {
         let spec = u.spec.clone();
         // The notify socket lives as long as the unit; bound on first start.
         if spec.readiness == Readiness::Notify && u.notify_path.is_none() {
-            match notify::bind(&runtime_dir.join("notify"), name) {
+            let owner = spec.uid.map(|uid| (uid, spec.gid.unwrap_or(uid)));
+            match notify::bind(&runtime_dir.join("notify"), name, owner) {
                 Ok((path, sock)) => {
                     u.notify_path = Some(path);
                     let unit = name.to_string();

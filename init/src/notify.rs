@@ -40,9 +40,15 @@ pub fn parse(text: &str) -> Notification {
     n
 }
 
-/// Bind the unit's socket at `dir/<unit>`, replacing a stale one.
-pub fn bind(dir: &Path, unit: &str) -> std::io::Result<(PathBuf, UnixDatagram)> {
+/// Bind the unit's socket at `dir/<unit>`, replacing a stale one. A unit that runs as
+/// another user (`owner`) must be able to write to it: the directory may be passed through
+/// (0711, not listed) and the socket is the unit's own (0600, chowned to it).
+pub fn bind(dir: &Path, unit: &str, owner: Option<(u32, u32)>) -> std::io::Result<(PathBuf, UnixDatagram)> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
+    if owner.is_some() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    }
     let path = dir.join(unit);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -50,6 +56,11 @@ pub fn bind(dir: &Path, unit: &str) -> std::io::Result<(PathBuf, UnixDatagram)> 
         Err(e) => return Err(e),
     }
     let sock = UnixDatagram::bind(&path)?;
+    if let Some((uid, gid)) = owner {
+        // chmod while the supervisor owns it (it needs no CAP_FOWNER), then hand it over.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+    }
     Ok((path, sock))
 }
 
