@@ -4,7 +4,7 @@
 #   make test      install what the tests need, then every check CI runs
 #   make install   DESTDIR=... PREFIX=/usr: the one install path (RPM spec, VM test bed)
 #
-# Targets whose feature has not landed yet exit 2 with a one-line message.
+#   make rpm | iso | qcow2 | cloud   the RPMs and the Rocky 9 images (build host; DRY_RUN=1 prints the steps)
 
 PREFIX     ?= /usr
 SYSCONFDIR ?= /etc
@@ -26,7 +26,7 @@ DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
 .PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check run install \
-        rpm vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
+        rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
 
@@ -61,7 +61,7 @@ unit-check:
 policy-check:
 	bash selinux/tests/check.sh
 
-test: deps lint cargo-test unit-check policy-check vm-test
+test: deps lint cargo-test unit-check policy-check image-check rpm-check vm-test
 	@echo "make test: all checks passed"
 
 # The main job: agentd in development mode, in the foreground, with the embedded defaults
@@ -105,6 +105,7 @@ install: build
 	install -d $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/catalog
 	install -m 0644 hwprofile/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
 	install -m 0644 hwprofile/catalog/*.toml hwprofile/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
+	install -m 0644 hwprofile/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
 	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
 	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi
 	if [ -d systemd/etc ]; then install -d $(DESTDIR)$(SYSCONFDIR) && cp -R --no-preserve=ownership systemd/etc/. $(DESTDIR)$(SYSCONFDIR)/; fi
@@ -114,19 +115,33 @@ install: build
 	fi
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
-rpm:
-	@echo "make rpm: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+# The RPMs (image/aitheros.spec) from this tree, checked to run on Rocky 9 (glibc 2.34) and
+# with rpmlint. On a build host: release binaries. `make test` builds them from the debug
+# binaries the tests built (rpm-check).
+rpm: deps
+	bash image/build-rpm.sh $(CARGO_PROFILE)
+
+rpm-check:
+	bash image/build-rpm.sh dev
+
+# The three kickstart variants, flattened (ksflatten) and validated (ksvalidator -v RHEL9).
+kickstart: deps
+	$(VENV)/bin/python kickstart/build.py target/kickstart
+
+# The kickstarts validated, the builders' prerequisite checks and dry runs (image/check.sh).
+image-check:
+	bash image/check.sh
 # Boot the appliance (Debian test image: systemd, SELinux enforcing, cgroup v2) under QEMU
 # and run the acceptance checks. IMAGE=disk.qcow2 boots that image instead.
 vm-test:
 	$(MAKE) --no-print-directory -C selinux
 	bash tests/vm/run.sh $(if $(IMAGE),--image $(IMAGE))
-iso:
-	@echo "make iso: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
-qcow2:
-	@echo "make qcow2: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
-cloud:
-	@echo "make cloud: not yet implemented (issue \"The Rocky Linux 9 images\")" >&2; exit 2
+iso: deps
+	bash image/build.sh iso $(if $(DRY_RUN),--dry-run)
+qcow2: deps
+	bash image/build.sh qcow2 $(if $(DRY_RUN),--dry-run)
+cloud: deps
+	bash image/build.sh cloud $(if $(DRY_RUN),--dry-run)
 
 clean:
 	$(CARGO) clean

@@ -55,6 +55,7 @@ pub mod fetch;
 pub mod fit;
 pub mod gguf;
 pub mod host;
+pub mod install;
 pub mod nvml;
 pub mod pci;
 pub mod pciids;

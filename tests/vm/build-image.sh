@@ -53,6 +53,7 @@ for line in sys.stdin:
 install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
 ln -sf /usr/lib/systemd/system/agentd.service "$root/etc/systemd/system/multi-user.target.wants/"
+ln -sf /usr/lib/systemd/system/aither-drivers.service "$root/etc/systemd/system/multi-user.target.wants/"
 
 # Two agents for agentd to run: each says hello on its output and writes in its workspace.
 install -d "$root/etc/aither/agents.d"
