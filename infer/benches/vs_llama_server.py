@@ -202,7 +202,8 @@ def gateway_overhead(model, args):
     open(conf, "w").write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>session</type><listen>unix:path={bus}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow user="*"/><allow send_destination="*"/><allow own="*"/></policy></busconfig>""")
+<policy context="default"><allow user="*"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
+<allow own="*"/></policy></busconfig>""")
     dbus = subprocess.Popen(["dbus-daemon", f"--config-file={conf}", "--nofork", "--nopidfile"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = os.path.join(tmp, "root")
@@ -257,12 +258,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ctx", type=int, default=8192)
     ap.add_argument("--model")
-    ap.add_argument("--gateway-samples", type=int, default=60)
+    ap.add_argument("--gateway-samples", type=int, default=100)
+    ap.add_argument("--only", choices=["servers", "gateway"], help="run one half of the benchmark")
     args = ap.parse_args()
     levels = [1, 4, 8]
     sys_version, our_tree = our_llama_tree()
     server, release, their_ggml = llama_server()
     model = bench_model(args)
+    if args.only == "gateway":
+        direct, via = gateway_overhead(model, args)
+        print(f"gateway: time to first token p50 {direct * 1000:.2f} ms straight to the worker, {via * 1000:.2f} ms "
+              f"through the gateway: {1000 * (via - direct):+.2f} ms")
+        return
     print(f"aither-infer: llama-cpp-sys-2 {sys_version}, ggml {ggml_version(our_tree)}")
     print(f"llama-server: llama-cpp-python {release}, ggml {their_ggml}")
     print(f"model {os.path.basename(model)}, {args.threads} thread(s), ctx {args.ctx}, 8 slots, {args.tokens} tokens per stream, "
@@ -282,6 +289,8 @@ def main():
         ratio = orate / tr
         worst = ratio if worst is None else min(worst, ratio)
         print(f"{c:>8} {tr:>19.1f} {orate:>19.1f} {ratio:>7.3f} {tt * 1000:>10.1f}ms {ot * 1000:>8.1f}ms")
+    if args.only == "servers":
+        return
     direct, via = gateway_overhead(model, args)
     print(f"\ngateway: time to first token p50 {direct * 1000:.2f} ms straight to the worker, {via * 1000:.2f} ms through the "
           f"gateway: {1000 * (via - direct):+.2f} ms")

@@ -49,9 +49,13 @@ pub struct Args {
     /// KV cache cells (tokens), shared by the parallel sequences [default: 4096, or the plan's].
     #[arg(long)]
     pub ctx: Option<u32>,
-    /// Requests decoded together [default: 1, or the plan's].
+    /// Requests decoded together [default: 1, or the plan's]. Each gets ctx/parallel cells.
     #[arg(long)]
     pub parallel: Option<u32>,
+    /// One KV cache shared by all parallel requests: one request may use the whole context,
+    /// but attention reads every request's cells (slower with many at once).
+    #[arg(long)]
+    pub kv_unified: bool,
     /// Layers offloaded to GPUs [default: 0, or the plan's].
     #[arg(long)]
     pub gpu_layers: Option<u32>,
@@ -130,6 +134,7 @@ pub struct Settings {
     pub tensor_split: Vec<u32>,
     pub kv_cache_type: Option<String>,
     pub batch: u32,
+    pub kv_unified: bool,
     pub embeddings: Option<bool>,
 }
 
@@ -199,6 +204,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         },
         kv_cache_type,
         batch: args.batch,
+        kv_unified: args.kv_unified,
         embeddings: args.embeddings.then_some(true),
     };
     for (name, v) in [("--threads", s.threads), ("--ctx", s.ctx), ("--parallel", s.parallel), ("--batch", s.batch)] {
@@ -309,10 +315,10 @@ async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
         }
     };
     let summary = format!(
-        "serving {} on {}: {} tokens of context, {} parallel, {} threads{}",
+        "serving {} on {}: {} tokens of context per request, {} parallel, {} threads{}",
         s.alias,
         s.listen,
-        ready.engine.n_ctx,
+        ready.engine.seq_ctx,
         ready.engine.parallel,
         s.threads,
         if ready.engine.embeddings { ", embeddings" } else { "" }
@@ -388,6 +394,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let cfg = EngineConfig {
         threads: i32::try_from(s.threads).unwrap_or(1),
         n_ctx: ctx,
+        kv_unified: s.kv_unified || embeddings,
         parallel: s.parallel,
         n_batch: batch,
         n_ubatch: if embeddings { batch } else { batch.min(512) },
@@ -428,6 +435,29 @@ mod tests {
         let e = settings(args(&["--model", "/m/q.gguf", "--ctx", "0"])).expect_err("zero ctx");
         assert_eq!(e.code, exit::USAGE);
         assert_eq!(settings(args(&[])).expect_err("no model").code, exit::USAGE);
+    }
+
+    #[test]
+    fn a_plan_gives_the_model_file_and_its_settings_and_flags_still_win() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../agentd/tests/fixtures/profile-1gpu.json");
+        let profile = aither_hwprofile::cli::read_profile(Path::new(fixture)).expect("profile");
+        let (presets, catalog) = aither_hwprofile::cli::load_data(None).expect("data");
+        let plan = aither_hwprofile::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, serde_json::to_string(&plan).expect("json")).expect("write");
+        let m = &plan.models[0];
+        let p = path.display().to_string();
+        let s = settings(args(&["--plan", &p, "--plan-model", &m.name, "--model-dir", "/m"])).expect("settings");
+        assert_eq!(s.model, local_file(Path::new("/m"), &m.url));
+        assert_eq!((s.alias.as_str(), s.ctx, s.gpu_layers), (m.name.as_str(), m.context, m.gpu_layers));
+        assert_eq!((s.threads, s.parallel), (plan.inference.threads, plan.inference.parallel));
+        assert_eq!(s.kv_cache_type.as_deref(), Some(m.kv_cache_type.name()));
+        let s =
+            settings(args(&["--plan", &p, "--plan-model", &m.name, "--threads", "1", "--ctx", "512"])).expect("flags");
+        assert_eq!((s.threads, s.ctx), (1, 512));
+        let e = settings(args(&["--plan", &p, "--plan-model", "nope"])).expect_err("unknown model");
+        assert!(format!("{:#}", e.error).contains(&m.name), "names the models there are: {:#}", e.error);
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! - **Prefix reuse**: a slot keeps the tokens of its last request in the cache. A new
 //!   request goes to the free slot sharing the longest prefix with it and only the rest is
 //!   decoded (multi-turn chats re-read only the new turn).
-//! - **A full cache**: all sequences share the context's `n_ctx` cells. When a decode finds
-//!   no room, idle slots' cached prefixes go first; then the busy slot holding the most cells
-//!   ends with `finish_reason: "length"`, and the batch is decoded again.
+//! - **The KV cache**: by default each slot has its own stream of `n_ctx / parallel` cells,
+//!   as llama-server does with `--parallel`, so a token's attention reads only its own
+//!   sequence. With `kv_unified` (and always with one slot) all slots share the `n_ctx`
+//!   cells: a request may use the whole context, at the price of attention over every
+//!   slot's cells. When a decode finds no room in a shared cache, idle slots' cached
+//!   prefixes go first; then the busy slot holding the most cells ends with
+//!   `finish_reason: "length"`, and the batch is decoded again.
 //!
-//! Requests that cannot fit (prompt plus `max_tokens` above `n_ctx`) are refused before
-//! they reach the engine (see [`Engine::n_ctx`]).
+//! Requests that cannot fit (prompt plus `max_tokens` above a slot's context) are refused
+//! before they reach the engine (see [`Engine::seq_ctx`]).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -42,8 +46,10 @@ use crate::api::{Generation, Sampling};
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub threads: i32,
-    /// KV cache cells shared by all slots.
+    /// KV cache cells, all slots together.
     pub n_ctx: u32,
+    /// One cache shared by all slots instead of a stream per slot.
+    pub kv_unified: bool,
     pub parallel: u32,
     pub n_batch: u32,
     pub n_ubatch: u32,
@@ -149,7 +155,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
     pub stats: Arc<Stats>,
+    /// KV cache cells, all slots together.
     pub n_ctx: usize,
+    /// The most tokens one request may hold (prompt and generated).
+    pub seq_ctx: usize,
     pub parallel: usize,
     pub embeddings: bool,
     alive: Arc<AtomicBool>,
@@ -182,11 +191,13 @@ impl Engine {
             })
             .map_err(|e| format!("cannot start the engine thread: {e}"))?;
         let n_ctx = ready_rx.recv().map_err(|_| "the engine thread ended while starting".to_string())??;
+        let parallel = usize::try_from(cfg.parallel.max(1)).unwrap_or(1);
         Ok(Engine {
             jobs,
             stats,
             n_ctx,
-            parallel: usize::try_from(cfg.parallel).unwrap_or(1),
+            seq_ctx: seq_ctx(n_ctx, parallel, cfg.kv_unified),
+            parallel,
             embeddings: cfg.embeddings,
             alive,
         })
@@ -219,7 +230,7 @@ fn make_context<'m>(
         .with_n_seq_max(cfg.parallel.max(1))
         .with_n_threads(cfg.threads)
         .with_n_threads_batch(cfg.threads)
-        .with_kv_unified(true)
+        .with_kv_unified(cfg.kv_unified || cfg.parallel <= 1)
         .with_embeddings(cfg.embeddings);
     if let Some(t) = cfg.kv_type {
         p = p.with_type_k(t).with_type_v(t);
@@ -262,6 +273,7 @@ struct Loop<'m> {
     queue: VecDeque<Job>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
+    /// Cells one sequence may hold.
     n_ctx: usize,
     stats: Arc<Stats>,
     embeddings: bool,
@@ -271,8 +283,12 @@ struct Loop<'m> {
 impl<'m> Loop<'m> {
     fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, cfg: &EngineConfig, stats: Arc<Stats>) -> Loop<'m> {
         let n_batch = usize::try_from(cfg.n_batch).unwrap_or(512);
-        let n_ctx = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
         let parallel = i32::try_from(cfg.parallel.max(1)).unwrap_or(1);
+        let n_ctx = seq_ctx(
+            usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX),
+            usize::try_from(parallel).unwrap_or(1),
+            cfg.kv_unified,
+        );
         let slots = (0..parallel).map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None }).collect();
         Loop {
             model,
@@ -644,6 +660,15 @@ fn held_back(text: &str, stop: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The cells one sequence may hold: its own stream's share, or the whole shared cache.
+fn seq_ctx(n_ctx: usize, parallel: usize, unified: bool) -> usize {
+    if unified || parallel <= 1 {
+        n_ctx
+    } else {
+        n_ctx / parallel
+    }
+}
+
 /// A token position or sequence id for llama.cpp (contexts are far below `i32::MAX`).
 fn position(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -704,6 +729,13 @@ mod tests {
         assert_eq!(held_back("ab", "b!"), 1);
         assert_eq!(held_back("é", "éa"), 2);
         assert_eq!(held_back("", "x"), 0);
+    }
+
+    #[test]
+    fn a_slot_gets_its_share_of_the_cache_unless_it_is_shared() {
+        assert_eq!(seq_ctx(8192, 8, false), 1024);
+        assert_eq!(seq_ctx(8192, 8, true), 8192);
+        assert_eq!(seq_ctx(4096, 1, false), 4096);
     }
 
     #[test]

@@ -139,7 +139,8 @@ async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
 
 async fn models(State(st): State<Arc<AppState>>) -> Response {
     let meta = st.ready.get().map(|r| {
-        json!({ "n_ctx": r.engine.n_ctx, "n_params": r.n_params, "size": r.size_bytes, "embeddings": r.engine.embeddings })
+        json!({ "n_ctx": r.engine.seq_ctx, "kv_cells": r.engine.n_ctx, "parallel": r.engine.parallel,
+                "n_params": r.n_params, "size": r.size_bytes, "embeddings": r.engine.embeddings })
     });
     Json(json!({
         "object": "list",
@@ -471,10 +472,10 @@ async fn embeddings(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
             if t.is_empty() {
                 return Err(ApiError::invalid(format!("input {i} is empty"), Some("input")));
             }
-            if t.len() > r.engine.n_ctx {
+            if t.len() > r.engine.seq_ctx {
                 return Err(ApiError {
                     param: Some("input".into()),
-                    ..ApiError::context_overflow(t.len(), 0, r.engine.n_ctx)
+                    ..ApiError::context_overflow(t.len(), 0, r.engine.seq_ctx)
                 });
             }
         }

@@ -28,7 +28,9 @@ fn health_models_and_a_chat_completion() {
     assert_eq!(health["slots_idle"], 2);
     let (_, models) = w.get("/v1/models");
     assert_eq!(models["data"][0]["id"], "tiny-chat");
-    assert_eq!(models["data"][0]["meta"]["n_ctx"], 512);
+    // Each of the two slots has its half of the 512 cells.
+    assert_eq!(models["data"][0]["meta"]["n_ctx"], 256);
+    assert_eq!(models["data"][0]["meta"]["kv_cells"], 512);
 
     let (status, r) = w.post("/v1/chat/completions", &chat_body("hello", json!({ "max_tokens": 8, "temperature": 0 })));
     assert_eq!(status, 200, "{r}");
@@ -224,12 +226,12 @@ fn bad_requests_get_openai_errors_naming_the_field() {
 
 #[test]
 fn metrics_are_prometheus_text() {
-    let w = Worker::start(&chat_model(), &["--parallel", "3", "--ctx", "512"]);
+    let w = Worker::start(&chat_model(), &["--parallel", "2", "--ctx", "512"]);
     let _ = w.post("/v1/completions", &json!({ "prompt": "count", "max_tokens": 5, "temperature": 0 }));
     let m = w.metrics();
     for name in [
         "aither_infer_ready 1",
-        "aither_infer_slots_total 3",
+        "aither_infer_slots_total 2",
         "aither_infer_kv_cache_cells_total 512",
         "# TYPE aither_infer_generated_tokens_total counter",
         "# TYPE aither_infer_generation_tokens_per_second gauge",

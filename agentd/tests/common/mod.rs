@@ -23,10 +23,18 @@ const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bu
 </busconfig>
 "#;
 
-/// Kills its process when dropped, so a failing test leaves nothing running.
+/// Stops its process when dropped, so a failing test leaves nothing running: SIGTERM first
+/// (agentd then stops every unit it started, workers included), SIGKILL after 10 s.
 pub struct Guard(pub Child);
 impl Drop for Guard {
     fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
