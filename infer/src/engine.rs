@@ -116,6 +116,7 @@ pub struct Stats {
     pub decode_calls: AtomicU64,
     pub requests_done: AtomicU64,
     pub requests_cancelled: AtomicU64,
+    /// Jobs submitted and not yet given a slot.
     pub queued: AtomicUsize,
     pub slots_busy: AtomicUsize,
     pub kv_cells_used: AtomicUsize,
@@ -203,12 +204,15 @@ impl Engine {
         })
     }
 
-    /// Queue a job; false when the engine is gone.
+    /// Queue a job; false when the engine is gone. It counts as queued until the engine
+    /// gives it a slot (or drops it): counted before it is sent, so the engine never sees a
+    /// job the count does not hold yet.
     pub fn submit(&self, job: Job) -> bool {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if self.jobs.send(job).is_ok() {
-            self.stats.queued.fetch_add(1, Ordering::Relaxed);
             true
         } else {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             false
         }
     }
@@ -335,6 +339,7 @@ impl<'m> Loop<'m> {
         let before = self.queue.len();
         self.queue.retain(|j| !j.abandoned());
         let mut cancelled = before - self.queue.len();
+        self.stats.queued.fetch_sub(cancelled, Ordering::Relaxed);
         for slot in &mut self.slots {
             if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
                 slot.active = None;
@@ -350,6 +355,7 @@ impl<'m> Loop<'m> {
         while let Some(job) = self.queue.pop_front() {
             match job {
                 Job::Embed { inputs, reply } => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                     let result = self.embed(&inputs);
                     self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(result);
@@ -359,6 +365,7 @@ impl<'m> Loop<'m> {
                         self.queue.push_front(Job::Generate { prompt, generation, events });
                         break;
                     };
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                     self.start(i, prompt, &generation, events);
                 }
             }
@@ -404,7 +411,6 @@ impl<'m> Loop<'m> {
     }
 
     fn publish(&self) {
-        self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
         self.stats.slots_busy.store(self.slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
         self.stats.kv_cells_used.store(self.slots.iter().map(|s| s.cached.len()).sum(), Ordering::Relaxed);
     }
