@@ -161,6 +161,7 @@ struct State {
     loaded: Loaded,
     by_name: BTreeMap<String, Planned>,
     admission: AdmissionQueue,
+    gateway: Arc<crate::gateway::View>,
 }
 
 /// The running daemon.
@@ -211,10 +212,11 @@ impl Daemon {
         let (sup, _engine) = Supervisor::spawn(config, specs)?;
         let by_name = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
         let admission = AdmissionQueue::new(loaded.agent_limit);
+        let gateway = Arc::new(gateway_view(&loaded, &by_name));
         let daemon = Arc::new(Daemon {
             opts,
             sup,
-            state: Mutex::new(State { loaded, by_name, admission }),
+            state: Mutex::new(State { loaded, by_name, admission, gateway }),
             cgroups: cgroups_text,
         });
         daemon.boot().await?;
@@ -331,67 +333,9 @@ impl Daemon {
         Ok(serde_json::json!({ "model_dir": dir, "models": models }))
     }
 
-    /// What the gateway routes by: the plan's models and their workers, the VRAM budget,
-    /// the cloud fallback with its key, the keys and timeouts.
-    pub async fn gateway_view(&self) -> crate::gateway::View {
-        use crate::gateway::{residency::Footprint, ModelRoute, View};
-        let st = self.state.lock().await;
-        let l = &st.loaded;
-        let s = &l.settings;
-        let models = l
-            .plan
-            .models
-            .iter()
-            .map(|m| {
-                let unit = format!("infer-{}", m.name);
-                ModelRoute {
-                    name: m.name.clone(),
-                    role: m.role.name().to_string(),
-                    socket: units::worker_socket(&s.runtime_dir, &m.name),
-                    footprint: Footprint {
-                        name: m.name.clone(),
-                        vram: m.gpus.iter().cloned().zip(m.bytes_per_gpu.iter().copied()).collect(),
-                        pinned: m.pinned,
-                    },
-                    blocked: st.by_name.get(&unit).and_then(|u| u.blocked.clone()),
-                    unit,
-                }
-            })
-            .collect();
-        let budgets = l
-            .presets
-            .get(&l.plan.preset)
-            .map(|p| aither_hwprofile::plan::gpu_budgets(&l.profile, p))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|b| (b.pci_address, b.bytes))
-            .collect();
-        let read_key = |path: &Path| match std::fs::read_to_string(path) {
-            Ok(k) => Some(k.trim().to_string()).filter(|k| !k.is_empty()),
-            Err(e) => {
-                tracing::warn!("{}: {e}", path.display());
-                None
-            }
-        };
-        let cloud = s.cloud.as_ref().map(|c| crate::gateway::upstream::CloudTarget {
-            endpoint: c.endpoint.clone(),
-            model: c.model.clone(),
-            api_key: c.api_key_file.as_deref().and_then(read_key),
-        });
-        let keep_alive = match s.gateway_keep_alive_seconds {
-            0 => l.plan.inference.keep_alive_seconds,
-            n => n,
-        };
-        View {
-            preset: l.plan.preset.clone(),
-            models,
-            budgets,
-            cloud,
-            api_key: s.gateway_api_key_file.as_deref().and_then(read_key),
-            keep_alive: Duration::from_secs(keep_alive.max(1)),
-            start_timeout: Duration::from_secs(s.gateway_start_timeout_seconds),
-            request_timeout: Duration::from_secs(s.gateway_request_timeout_seconds),
-        }
+    /// What the gateway routes by, as of the last load (start or reload).
+    pub async fn gateway_view(&self) -> Arc<crate::gateway::View> {
+        Arc::clone(&self.state.lock().await.gateway)
     }
 
     pub async fn agent_limit(&self) -> usize {
@@ -537,6 +481,7 @@ impl Daemon {
             self.sup.add(u.spec.clone()).await.map_err(|e| e.to_string())?;
         }
         st.admission.limit = loaded.agent_limit.max(1);
+        st.gateway = Arc::new(gateway_view(&loaded, &new));
         st.by_name = new;
         st.loaded = loaded;
         let mut to_start = Vec::new();
@@ -762,6 +707,68 @@ fn host_facts(opts: &Options) -> Host {
 /// The directory inference workers put their sockets in (`/run/aither/infer`): theirs
 /// (user `aither`), closed to others; agentd reaches it through its supplementary group
 /// `aither` (`SupplementaryGroups=` in agentd.service), as it has no CAP_DAC_OVERRIDE.
+/// What the gateway routes by: the plan's models and their workers, the VRAM budget, the
+/// cloud fallback with its key, the gateway's key and timeouts. Built when the configuration
+/// is loaded (start and reload), so the key files are read then and not per request.
+fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> crate::gateway::View {
+    use crate::gateway::{residency::Footprint, ModelRoute, View};
+    let s = &l.settings;
+    let models = l
+        .plan
+        .models
+        .iter()
+        .map(|m| {
+            let unit = format!("infer-{}", m.name);
+            ModelRoute {
+                name: m.name.clone(),
+                role: m.role.name().to_string(),
+                socket: units::worker_socket(&s.runtime_dir, &m.name),
+                footprint: Footprint {
+                    name: m.name.clone(),
+                    vram: m.gpus.iter().cloned().zip(m.bytes_per_gpu.iter().copied()).collect(),
+                    pinned: m.pinned,
+                },
+                blocked: by_name.get(&unit).and_then(|u| u.blocked.clone()),
+                unit,
+            }
+        })
+        .collect();
+    let budgets = l
+        .presets
+        .get(&l.plan.preset)
+        .map(|p| aither_hwprofile::plan::gpu_budgets(&l.profile, p))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| (b.pci_address, b.bytes))
+        .collect();
+    let read_key = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(k) => Some(k.trim().to_string()).filter(|k| !k.is_empty()),
+        Err(e) => {
+            tracing::warn!("{}: {e}", path.display());
+            None
+        }
+    };
+    let cloud = s.cloud.as_ref().map(|c| crate::gateway::upstream::CloudTarget {
+        endpoint: c.endpoint.clone(),
+        model: c.model.clone(),
+        api_key: c.api_key_file.as_deref().and_then(read_key),
+    });
+    let keep_alive = match s.gateway_keep_alive_seconds {
+        0 => l.plan.inference.keep_alive_seconds,
+        n => n,
+    };
+    View {
+        preset: l.plan.preset.clone(),
+        models,
+        budgets,
+        cloud,
+        api_key: s.gateway_api_key_file.as_deref().and_then(read_key),
+        keep_alive: Duration::from_secs(keep_alive.max(1)),
+        start_timeout: Duration::from_secs(s.gateway_start_timeout_seconds),
+        request_timeout: Duration::from_secs(s.gateway_request_timeout_seconds),
+    }
+}
+
 fn prepare_worker_dir(loaded: &Loaded) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir =

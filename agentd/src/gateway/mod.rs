@@ -19,7 +19,8 @@
 //!   `TCP_NODELAY` on every TCP connection.
 //! - **Keys**: with `gateway.api_key_file` set, TCP clients must send
 //!   `Authorization: Bearer KEY` (the configuration refuses a listener beyond loopback
-//!   without one); the Unix socket is guarded by its file permissions.
+//!   without one); the Unix socket is guarded by its file permissions. Key files are read
+//!   when the configuration is loaded: after changing one, `systemctl reload agentd`.
 //!
 //! Every response says where it was served: `x-aither-route: local:NAME` or `cloud`.
 
@@ -314,6 +315,15 @@ fn authorized(view: &View, via: Via, headers: &HeaderMap) -> bool {
         .is_some_and(|g| g.len() == key.len() && g.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        "invalid_api_key",
+        "a valid API key is required: Authorization: Bearer KEY",
+    )
+}
+
 async fn models(
     State(g): State<Arc<Gateway>>,
     axum::Extension(via): axum::Extension<Via>,
@@ -321,12 +331,7 @@ async fn models(
 ) -> Response {
     let view = g.daemon.gateway_view().await;
     if !authorized(&view, via, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "a valid API key is required: Authorization: Bearer KEY",
-        );
+        return unauthorized();
     }
     let status = g.daemon.sup.status().await.unwrap_or_default();
     let mut data: Vec<serde_json::Value> = view
@@ -384,12 +389,7 @@ async fn proxy(
 ) -> Response {
     let view = g.daemon.gateway_view().await;
     if !authorized(&view, via, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
-            "a valid API key is required: Authorization: Bearer KEY",
-        );
+        return unauthorized();
     }
     let path = uri.path().to_string();
     let peek: Peek = match serde_json::from_slice(&body) {
