@@ -169,70 +169,68 @@ fn check_fit(r: &Ready, prompt: usize, g: &Generation, param: &str) -> Result<()
     Ok(())
 }
 
-async fn chat(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let result = async {
-        let r = st.ready()?;
-        let v = api::body(&body)?;
-        let req: ChatRequest = api::fields(&v)?;
-        let sampling: SamplingFields = api::fields(&v)?;
-        if r.engine.embeddings {
-            return Err(ApiError::invalid(
-                format!("{} is an embedding model: use /v1/embeddings", st.model_id),
-                Some("model"),
-            ));
-        }
-        if req.messages.is_empty() {
-            return Err(ApiError::invalid("messages is empty", Some("messages")));
-        }
-        let g = sampling.validate(st.next_seed())?;
-        let mut msgs = Vec::with_capacity(req.messages.len());
-        for (i, m) in req.messages.iter().enumerate() {
-            msgs.push(TemplateMessage { role: m.role.clone(), content: m.text(i)? });
-        }
-        let prompt = r.template.render(&msgs)?;
-        let tokens = tokenize(r, &prompt);
-        check_fit(r, tokens.len(), &g, "messages")?;
-        Ok((g, tokens))
+/// What chat and text completions share: a ready worker that is not an embedding model,
+/// the request's own fields and its sampling options.
+fn generation_request<'a, R: serde::de::DeserializeOwned>(
+    st: &'a AppState,
+    body: &[u8],
+) -> Result<(&'a Ready, R, SamplingFields), ApiError> {
+    let r = st.ready()?;
+    let v = api::body(body)?;
+    let req: R = api::fields(&v)?;
+    let sampling: SamplingFields = api::fields(&v)?;
+    if r.engine.embeddings {
+        return Err(ApiError::invalid(
+            format!("{} is an embedding model: use /v1/embeddings", st.model_id),
+            Some("model"),
+        ));
     }
-    .await;
-    match result {
+    Ok((r, req, sampling))
+}
+
+fn chat_request(st: &AppState, body: &[u8]) -> Result<(Generation, Vec<LlamaToken>), ApiError> {
+    let (r, req, sampling) = generation_request::<ChatRequest>(st, body)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages is empty", Some("messages")));
+    }
+    let g = sampling.validate(st.next_seed())?;
+    let mut msgs = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        msgs.push(TemplateMessage { role: m.role.clone(), content: m.text(i)? });
+    }
+    let prompt = r.template.render(&msgs)?;
+    let tokens = tokenize(r, &prompt);
+    check_fit(r, tokens.len(), &g, "messages")?;
+    Ok((g, tokens))
+}
+
+fn completion_request(st: &AppState, body: &[u8]) -> Result<(Generation, Vec<LlamaToken>), ApiError> {
+    let (r, req, sampling) = generation_request::<CompletionRequest>(st, body)?;
+    if req.echo {
+        return Err(ApiError::invalid("echo is not supported", Some("echo")));
+    }
+    let g = sampling.validate(st.next_seed())?;
+    let tokens = match &req.prompt {
+        Prompt::Text(t) => tokenize(r, t),
+        Prompt::Texts(v) if v.len() == 1 => tokenize(r, &v[0]),
+        Prompt::Texts(v) => {
+            return Err(ApiError::invalid(format!("{} prompts: one per request is supported", v.len()), Some("prompt")))
+        }
+        Prompt::Tokens(ids) => token_ids(r, ids, "prompt")?,
+    };
+    check_fit(r, tokens.len(), &g, "prompt")?;
+    Ok((g, tokens))
+}
+
+async fn chat(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    match chat_request(&st, &body) {
         Ok((g, tokens)) => generate(&st, tokens, g, Kind::Chat).await,
         Err(e) => st.requests.refused(e),
     }
 }
 
 async fn completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let result = async {
-        let r = st.ready()?;
-        let v = api::body(&body)?;
-        let req: CompletionRequest = api::fields(&v)?;
-        let sampling: SamplingFields = api::fields(&v)?;
-        if r.engine.embeddings {
-            return Err(ApiError::invalid(
-                format!("{} is an embedding model: use /v1/embeddings", st.model_id),
-                Some("model"),
-            ));
-        }
-        if req.echo {
-            return Err(ApiError::invalid("echo is not supported", Some("echo")));
-        }
-        let g = sampling.validate(st.next_seed())?;
-        let tokens = match &req.prompt {
-            Prompt::Text(t) => tokenize(r, t),
-            Prompt::Texts(v) if v.len() == 1 => tokenize(r, &v[0]),
-            Prompt::Texts(v) => {
-                return Err(ApiError::invalid(
-                    format!("{} prompts: one per request is supported", v.len()),
-                    Some("prompt"),
-                ))
-            }
-            Prompt::Tokens(ids) => token_ids(r, ids, "prompt")?,
-        };
-        check_fit(r, tokens.len(), &g, "prompt")?;
-        Ok((g, tokens))
-    }
-    .await;
-    match result {
+    match completion_request(&st, &body) {
         Ok((g, tokens)) => generate(&st, tokens, g, Kind::Text).await,
         Err(e) => st.requests.refused(e),
     }
