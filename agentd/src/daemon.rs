@@ -748,10 +748,13 @@ fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> crate::gatew
             None
         }
     };
-    let cloud = s.cloud.as_ref().map(|c| crate::gateway::upstream::CloudTarget {
-        endpoint: c.endpoint.clone(),
-        model: c.model.clone(),
-        api_key: c.api_key_file.as_deref().and_then(read_key),
+    let cloud = s.cloud.as_ref().map(|c| {
+        crate::gateway::upstream::CloudTarget::new(
+            c.endpoint.clone(),
+            c.model.clone(),
+            c.api_key_file.as_deref().and_then(read_key),
+            Duration::from_secs(s.gateway_request_timeout_seconds),
+        )
     });
     let keep_alive = match s.gateway_keep_alive_seconds {
         0 => l.plan.inference.keep_alive_seconds,
@@ -765,7 +768,6 @@ fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> crate::gatew
         api_key: s.gateway_api_key_file.as_deref().and_then(read_key),
         keep_alive: Duration::from_secs(keep_alive.max(1)),
         start_timeout: Duration::from_secs(s.gateway_start_timeout_seconds),
-        request_timeout: Duration::from_secs(s.gateway_request_timeout_seconds),
     }
 }
 

@@ -70,7 +70,6 @@ pub struct View {
     pub api_key: Option<String>,
     pub keep_alive: Duration,
     pub start_timeout: Duration,
-    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,12 +143,7 @@ impl Gateway {
                     let l = l.tap_io(|tcp| {
                         let _ = tcp.set_nodelay(true);
                     });
-                    let app = self.router(Via::Tcp);
-                    tokio::spawn(async move {
-                        if let Err(e) = axum::serve(l, app).await {
-                            tracing::error!("gateway: {e}");
-                        }
-                    });
+                    serve(l, self.router(Via::Tcp));
                 }
                 Listen::Unix(p) => {
                     if let Some(dir) = p.parent() {
@@ -158,12 +152,7 @@ impl Gateway {
                     let _ = std::fs::remove_file(p);
                     let l = tokio::net::UnixListener::bind(p)
                         .with_context(|| format!("gateway: cannot listen on {}", p.display()))?;
-                    let app = self.router(Via::Unix);
-                    tokio::spawn(async move {
-                        if let Err(e) = axum::serve(l, app).await {
-                            tracing::error!("gateway: {e}");
-                        }
-                    });
+                    serve(l, self.router(Via::Unix));
                 }
             }
             tracing::info!("gateway: listening on {}", addr_text(addr));
@@ -228,9 +217,7 @@ impl Gateway {
         let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
         match state(&status) {
             Some(UnitState::Running { .. }) => return Ok(()),
-            Some(UnitState::Failed { reason }) if crate::daemon::invalid_model(&reason) => {
-                return Err(format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit));
-            }
+            Some(UnitState::Failed { reason }) if crate::daemon::invalid_model(&reason) => return Err(invalid(m)),
             _ => {}
         }
         if let Some(why) = &m.blocked {
@@ -259,7 +246,7 @@ impl Gateway {
                 Some(UnitState::Running { .. }) => return Ok(()),
                 Some(UnitState::Failed { reason } | UnitState::GaveUp { reason }) => {
                     return Err(if crate::daemon::invalid_model(&reason) {
-                        format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit)
+                        invalid(m)
                     } else {
                         format!("{} failed to start: {}", m.unit, crate::daemon::reason_text(&reason))
                     });
@@ -293,6 +280,23 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Why a model whose worker refused its file cannot serve.
+fn invalid(m: &ModelRoute) -> String {
+    format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit)
+}
+
+/// Serve `app` on `listener` until the process ends.
+fn serve<L: axum::serve::Listener>(listener: L, app: Router)
+where
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("gateway: {e}");
+        }
+    });
 }
 
 fn addr_text(l: &Listen) -> String {
@@ -459,7 +463,7 @@ async fn proxy(
             Target::Cloud => {
                 let Some(cloud) = &view.cloud else { continue };
                 let sub = path.strip_prefix("/v1").unwrap_or(&path);
-                match upstream::to_cloud(cloud, sub, body.clone(), view.request_timeout).await {
+                match upstream::to_cloud(cloud, sub, body.clone()).await {
                     // A server error from the cloud falls through to the local model when there
                     // is one, and is reported with the local model's reason when both failed.
                     Ok(resp) if resp.status().is_server_error() && (!last || !why.is_empty()) => {

@@ -108,22 +108,32 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for Tracked<B
     }
 }
 
-/// The cloud fallback as the gateway uses it.
+/// The cloud fallback as the gateway uses it, with one HTTP agent for every request so that
+/// connections (and their TLS sessions) are reused.
 #[derive(Debug, Clone)]
 pub struct CloudTarget {
     pub endpoint: String,
     pub model: Option<String>,
     pub api_key: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl CloudTarget {
+    /// `timeout` bounds a whole request, the streamed answer included.
+    pub fn new(endpoint: String, model: Option<String>, api_key: Option<String>, timeout: Duration) -> CloudTarget {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("aitheros-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        CloudTarget { endpoint, model, api_key, agent }
+    }
 }
 
 /// Forward to the cloud endpoint. `path` is the part after `/v1` (`/chat/completions`); the
 /// model is replaced when the configuration names one.
-pub async fn to_cloud(
-    cloud: &CloudTarget,
-    path: &str,
-    body: Bytes,
-    timeout: Duration,
-) -> Result<Response<Body>, UpstreamError> {
+pub async fn to_cloud(cloud: &CloudTarget, path: &str, body: Bytes) -> Result<Response<Body>, UpstreamError> {
     let body = match &cloud.model {
         Some(m) => match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(mut v) => {
@@ -140,13 +150,8 @@ pub async fn to_cloud(
     let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     let what = format!("the cloud endpoint {}", cloud.endpoint);
     let what2 = what.clone();
+    let agent = cloud.agent.clone();
     tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .user_agent(concat!("aitheros-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         let mut req = agent.post(&url).header("content-type", "application/json");
         if let Some(k) = &key {
             req = req.header("authorization", format!("Bearer {k}"));
