@@ -218,7 +218,6 @@ fn inference_plan(preset: &Preset, profile: &Profile) -> InferencePlan {
     }
 }
 
-/// The local file a catalog entry would be downloaded to.
 /// The VRAM models may take on each usable GPU under `preset`: the free memory when the
 /// vendor library reported it (else the total) times the preset's share; none on `cpu-only`.
 /// The plan fits its models into these; the gateway keeps loaded models within them.
@@ -238,6 +237,7 @@ pub fn gpu_budgets(profile: &Profile, preset: &presets::Preset) -> Vec<GpuBudget
         .collect()
 }
 
+/// The local file a catalog entry would be downloaded to.
 pub fn local_file(model_dir: &Path, url: &str) -> PathBuf {
     model_dir.join(url.rsplit('/').next().unwrap_or(url))
 }

@@ -137,6 +137,12 @@ impl Stats {
         tokens / secs
     }
 
+    /// One `llama_decode` call that began at `t0`.
+    fn record_decode(&self, t0: Instant) {
+        self.decode_calls.fetch_add(1, Ordering::Relaxed);
+        self.decode_nanos.fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     fn record_rate(&self) {
         let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
@@ -459,10 +465,7 @@ impl<'m> Loop<'m> {
             }
             let t0 = Instant::now();
             let result = self.ctx.decode(&mut self.batch);
-            self.stats.decode_calls.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .decode_nanos
-                .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.stats.record_decode(t0);
             match result {
                 Ok(()) => {
                     self.stats.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
@@ -596,10 +599,7 @@ impl<'m> Loop<'m> {
             self.ctx.clear_kv_cache();
             let t0 = Instant::now();
             self.ctx.decode(&mut self.batch).map_err(|e| format!("llama_decode failed: {e}"))?;
-            self.stats.decode_calls.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .decode_nanos
-                .fetch_add(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            self.stats.record_decode(t0);
             self.stats.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
             for s in 0..seqs {
                 let v = self

@@ -328,7 +328,7 @@ async fn collect(
                     "object": kind.object(false),
                     "created": created,
                     "model": st.model_id,
-                    "system_fingerprint": system_fingerprint(),
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
                     "choices": [choice],
                     "usage": usage(prompt_tokens, completion_tokens),
                 }))
@@ -339,9 +339,7 @@ async fn collect(
     st.requests.refused(ApiError::internal("the inference engine dropped the request"))
 }
 
-fn system_fingerprint() -> String {
-    format!("aither-infer-{}", env!("CARGO_PKG_VERSION"))
-}
+const SYSTEM_FINGERPRINT: &str = concat!("aither-infer-", env!("CARGO_PKG_VERSION"));
 
 /// Stream the completion as Server-Sent Events, OpenAI's chunk format, `[DONE]` last.
 fn sse(
@@ -363,7 +361,7 @@ fn sse(
             "object": kind.object(true),
             "created": created,
             "model": model,
-            "system_fingerprint": system_fingerprint(),
+            "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": choice,
         });
         if let Some(u) = usage_v {
