@@ -19,6 +19,16 @@ if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
   echo "run-dev: private session bus; in another shell:"
   echo "  DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS ./target/debug/aitherctl --session status"
 fi
+ctl="./target/debug/aitherctl --session"
+[ -n "${socket:-}" ] && ctl="DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS $ctl"
+cat <<NEXT
+run-dev: agentd --dev, configuration root ./dev. Next steps, from another shell:
+  - a model: drop a .gguf named as in the catalog into dev/var/lib/aither/models/
+    (or: $ctl models pull), then: $ctl reload
+  - the OpenAI-compatible gateway, with the key agentd writes to dev/etc/aither/gateway.key:
+    curl -H "Authorization: Bearer \$(cat dev/etc/aither/gateway.key)" http://127.0.0.1:8080/v1/models
+  - the appliance: $ctl status
+NEXT
 exec_status=0
 ./target/debug/agentd --dev --root "$PWD/dev" || exec_status=$?
 exit "$exec_status"

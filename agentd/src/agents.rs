@@ -141,6 +141,14 @@ pub fn parse_manifest(file: &str, text: &str) -> Result<Agent, AgentError> {
         .try_into()
         .map_err(|e: toml::de::Error| AgentError::Manifest { file: file.into(), problem: e.message().to_string() })?;
     tailored_policy::type_stem(&m.name).map_err(|e| field("name", e.to_string()))?;
+    // Paths reach the generated SELinux policy: only safe ones are accepted at all.
+    for (i, grant) in m.permissions.paths.iter().enumerate() {
+        let key = format!("permissions.paths[{i}]");
+        tailored_policy::SafePath::new(&key, &grant.path).map_err(|e| match e {
+            tailored_policy::PolicyError::Field { problem, .. } => field(&key, problem),
+            other => field(&key, other.to_string()),
+        })?;
+    }
     if m.command.is_empty() || m.command[0].is_empty() {
         return Err(field("command", "must name the program to run".into()));
     }
@@ -341,6 +349,13 @@ mod tests {
             (GOOD.replace("\"1G\"", "\"big\""), "resources.memory_max"),
             (GOOD.replace("name = \"research\"", "name = \"Research!\""), "name"),
             (format!("{GOOD}[environment]\nNOTIFY_SOCKET = \"/x\"\n"), "environment.NOTIFY_SOCKET"),
+            (
+                GOOD.replace(
+                    "[permissions]",
+                    "[permissions]\npaths = [{ path = \"/srv/x\\n(typepermissive t)\", access = \"read\" }]",
+                ),
+                "permissions.paths[0]",
+            ),
         ];
         for (text, key) in cases {
             let err = parse_manifest("agents.d/r.toml", &text).expect_err(key);

@@ -98,6 +98,7 @@ impl Api {
             "queued": queue,
             "cgroups": d.cgroups,
             "dev": d.opts.dev,
+            "gateway": d.gateway_info().await,
             "units": units,
         }))
     }

@@ -12,6 +12,12 @@
 //! The merged values are then validated into [`Settings`], whose errors name the file that
 //! set the offending value and its key. Nothing is applied until everything is valid.
 //!
+//! Key files fail closed: a configured key that is missing, unreadable or empty is an error
+//! ([`read_keys`]), so agentd does not start and a reload is refused, never an open door.
+//! TCP listeners need the gateway key, loopback included, unless the admin opts out for
+//! loopback with `allow_tcp_without_key`; a cloud endpoint must be `https://` unless it is
+//! on loopback.
+//!
 //! ```toml
 //! [daemon]
 //! state_dir = "/var/lib/aither"
@@ -20,7 +26,15 @@
 //!
 //! [gateway]
 //! listen = ["127.0.0.1:8080", "unix:/run/aither/gateway.sock"]
-//! api_key_file = "/etc/aither/gateway.key"   # required to listen beyond loopback
+//! api_key_file = "/etc/aither/gateway.key"   # TCP clients send it as a bearer token
+//! allow_tcp_without_key = false # true: loopback TCP without a key (anyone on the machine)
+//! allowed_hosts = []            # Host names besides localhost, IP addresses, the host name
+//! socket_group = "aither-agent" # who may connect to the Unix socket (mode 0660)
+//! header_timeout_seconds = 10   # the front door's limits (aither_http::Limits)
+//! body_timeout_seconds = 30
+//! idle_timeout_seconds = 10
+//! max_connections = 512
+//! max_body_size = "32M"
 //! request_timeout_seconds = 300
 //! start_timeout_seconds = 300   # how long a request waits for a dormant worker to load
 //! keep_alive_seconds = 0        # idle workers unload after this; 0: the preset's keep-alive
@@ -44,6 +58,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use aither_http::keys::{self, KeyError, Secret};
+use aither_http::Limits;
 use serde::Deserialize;
 
 /// The configuration compiled into agentd: what `/usr/share/aither/agentd.toml` ships.
@@ -72,6 +88,14 @@ struct DaemonFragment {
 struct GatewayFragment {
     listen: Option<Vec<String>>,
     api_key_file: Option<PathBuf>,
+    allow_tcp_without_key: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    socket_group: Option<String>,
+    header_timeout_seconds: Option<u64>,
+    body_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    max_connections: Option<usize>,
+    max_body_size: Option<String>,
     request_timeout_seconds: Option<u64>,
     start_timeout_seconds: Option<u64>,
     keep_alive_seconds: Option<u64>,
@@ -107,6 +131,8 @@ pub struct Cloud {
     pub endpoint: String,
     pub model: Option<String>,
     pub api_key_file: Option<PathBuf>,
+    /// The key from `api_key_file`, once [`read_keys`] has read it.
+    pub api_key: Option<Secret>,
 }
 
 /// Where logs go.
@@ -131,6 +157,15 @@ pub struct Settings {
     pub log: LogTo,
     pub gateway_listen: Vec<Listen>,
     pub gateway_api_key_file: Option<PathBuf>,
+    /// The key from `gateway_api_key_file`, once [`read_keys`] has read it.
+    pub gateway_api_key: Option<Secret>,
+    /// Loopback TCP without a key (an explicit opt-out).
+    pub gateway_allow_tcp_without_key: bool,
+    pub gateway_allowed_hosts: Vec<String>,
+    /// The group of the Unix socket (mode 0660); `None`: agentd's own.
+    pub gateway_socket_group: Option<String>,
+    /// Timeouts, the connection cap and the body cap of every gateway listener.
+    pub gateway_limits: Limits,
     pub gateway_request_timeout_seconds: u64,
     pub gateway_start_timeout_seconds: u64,
     /// 0: the preset's keep-alive.
@@ -155,6 +190,9 @@ pub enum ConfigError {
     Parse { file: String, message: String },
     #[error("{file}: {key}: {problem}")]
     Invalid { file: String, key: String, problem: String },
+    /// A configured key file that cannot be used: the service stays closed.
+    #[error("{key}: {source}")]
+    Key { key: &'static str, source: KeyError },
 }
 
 /// The configuration files under `root` in precedence order, lowest first.
@@ -213,6 +251,14 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut log = None;
     let mut listen = None;
     let mut api_key_file = None;
+    let mut without_key = None;
+    let mut allowed_hosts = None;
+    let mut socket_group = None;
+    let mut header_timeout = None;
+    let mut body_timeout = None;
+    let mut idle_timeout = None;
+    let mut max_connections = None;
+    let mut max_body = None;
     let mut timeout = None;
     let mut start_timeout = None;
     let mut keep_alive = None;
@@ -234,6 +280,14 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         let g = f.gateway.unwrap_or_default();
         set(&mut listen, g.listen, file);
         set(&mut api_key_file, g.api_key_file, file);
+        set(&mut without_key, g.allow_tcp_without_key, file);
+        set(&mut allowed_hosts, g.allowed_hosts, file);
+        set(&mut socket_group, g.socket_group, file);
+        set(&mut header_timeout, g.header_timeout_seconds, file);
+        set(&mut body_timeout, g.body_timeout_seconds, file);
+        set(&mut idle_timeout, g.idle_timeout_seconds, file);
+        set(&mut max_connections, g.max_connections, file);
+        set(&mut max_body, g.max_body_size, file);
         set(&mut timeout, g.request_timeout_seconds, file);
         set(&mut start_timeout, g.start_timeout_seconds, file);
         set(&mut keep_alive, g.keep_alive_seconds, file);
@@ -294,6 +348,10 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         };
         gateway_listen.push(parsed);
     }
+    let without_key = without_key.unwrap_or(Set { value: false, file: "(default)".into() });
+    if let Some(k) = api_key_file.as_ref().filter(|k| !k.value.is_absolute()) {
+        return Err(invalid(&k.file, "gateway.api_key_file", format!("{} is not an absolute path", k.value.display())));
+    }
     let api_key_file = api_key_file.map(|s| s.value);
     if let Some(Listen::Tcp(addr)) =
         gateway_listen.iter().find(|l| matches!(l, Listen::Tcp(a) if !a.ip().is_loopback()))
@@ -308,6 +366,66 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
             ));
         }
     }
+    if let Some(Listen::Tcp(addr)) = gateway_listen.iter().find(|l| matches!(l, Listen::Tcp(_))) {
+        if api_key_file.is_none() && !without_key.value {
+            return Err(invalid(
+                &listen_set.file,
+                "gateway.api_key_file",
+                format!(
+                    "the gateway listens on {addr} and TCP clients need a key: set gateway.api_key_file (first boot \
+                     writes /etc/aither/gateway.key), or set gateway.allow_tcp_without_key = true to let anyone on \
+                     this machine in"
+                ),
+            ));
+        }
+    }
+    let mut gateway_allowed_hosts = Vec::new();
+    if let Some(h) = allowed_hosts {
+        for (n, name) in h.value.iter().enumerate() {
+            if !valid_host_name(name) {
+                return Err(invalid(
+                    &h.file,
+                    &format!("gateway.allowed_hosts[{n}]"),
+                    format!("{name:?} is not a host name (letters, digits, '-' and '.')"),
+                ));
+            }
+            gateway_allowed_hosts.push(name.to_ascii_lowercase());
+        }
+    }
+    let gateway_socket_group = match socket_group {
+        Some(g) if g.value.is_empty() => None,
+        Some(g) if !valid_user_name(&g.value) => {
+            return Err(invalid(&g.file, "gateway.socket_group", format!("{:?} is not a group name", g.value)))
+        }
+        other => other.map(|g| g.value),
+    };
+    let d = Limits::default();
+    let secs = |v: Option<Set<u64>>, d: std::time::Duration| v.map_or(d, |s| std::time::Duration::from_secs(s.value));
+    // The file that set each limit, to name in an error about it.
+    let file_of = |s: &Option<Set<u64>>| s.as_ref().map_or_else(|| "(defaults)".to_string(), |s| s.file.clone());
+    let limit_files = [
+        ("header_timeout_seconds", file_of(&header_timeout)),
+        ("body_timeout_seconds", file_of(&body_timeout)),
+        ("idle_timeout_seconds", file_of(&idle_timeout)),
+        ("max_connections", max_connections.as_ref().map_or_else(|| "(defaults)".to_string(), |s| s.file.clone())),
+    ];
+    let max_body_bytes = match &max_body {
+        None => d.max_body_bytes,
+        Some(b) => parse_size(&b.value).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+            invalid(&b.file, "gateway.max_body_size", format!("{:?} is not a size like 512K or 32M", b.value))
+        })?,
+    };
+    let gateway_limits = Limits {
+        header_timeout: secs(header_timeout, d.header_timeout),
+        body_timeout: secs(body_timeout, d.body_timeout),
+        idle_timeout: secs(idle_timeout, d.idle_timeout),
+        max_connections: max_connections.map_or(d.max_connections, |s| s.value),
+        max_body_bytes,
+    };
+    gateway_limits.validate().map_err(|e| {
+        let file = limit_files.iter().find(|(k, _)| *k == e.key).map_or("(defaults)", |(_, f)| f.as_str());
+        invalid(file, &format!("gateway.{}", e.key), e.problem)
+    })?;
     let memory = memory_max.ok_or_else(|| missing("agents.memory_max"))?;
     let agent_memory_max = parse_size(&memory.value).ok_or_else(|| {
         invalid(&memory.file, "agents.memory_max", format!("{:?} is not a size like 512M or 2G", memory.value))
@@ -333,12 +451,28 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         }
         Some(e) => {
             let endpoint = e.value.trim_end_matches('/').to_string();
-            let host = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://"));
-            if host.is_none_or(|h| h.split('/').next().is_none_or(str::is_empty)) {
+            let (https, host) = match (endpoint.strip_prefix("https://"), endpoint.strip_prefix("http://")) {
+                (Some(rest), _) => (true, rest),
+                (None, Some(rest)) => (false, rest),
+                (None, None) => (false, ""),
+            };
+            let authority = host.split('/').next().unwrap_or("");
+            if authority.is_empty() || authority.contains('@') {
                 return Err(invalid(
                     &e.file,
                     "cloud.endpoint",
-                    format!("{:?} is not an http:// or https:// URL", e.value),
+                    format!("{:?} is not an https:// URL (user names in URLs are not accepted)", e.value),
+                ));
+            }
+            if !https && !is_loopback_authority(authority) {
+                return Err(invalid(
+                    &e.file,
+                    "cloud.endpoint",
+                    format!(
+                        "{:?}: the key and every prompt would cross the network in clear text; use https:// \
+                         (http:// is accepted only for loopback)",
+                        e.value
+                    ),
                 ));
             }
             if let Some(k) = cloud_key.as_ref().filter(|k| !k.value.is_absolute()) {
@@ -348,7 +482,12 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
                     format!("{} is not an absolute path", k.value.display()),
                 ));
             }
-            Some(Cloud { endpoint, model: cloud_model.map(|m| m.value), api_key_file: cloud_key.map(|k| k.value) })
+            Some(Cloud {
+                endpoint,
+                model: cloud_model.map(|m| m.value),
+                api_key_file: cloud_key.map(|k| k.value),
+                api_key: None,
+            })
         }
     };
     Ok(Settings {
@@ -357,6 +496,11 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         log,
         gateway_listen,
         gateway_api_key_file: api_key_file,
+        gateway_api_key: None,
+        gateway_allow_tcp_without_key: without_key.value,
+        gateway_allowed_hosts,
+        gateway_socket_group,
+        gateway_limits,
         gateway_request_timeout_seconds: timeout.value,
         gateway_start_timeout_seconds: start_timeout.value,
         gateway_keep_alive_seconds: keep_alive.map_or(0, |s| s.value),
@@ -368,6 +512,51 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         cloud,
         sources: sources.iter().map(|(f, _)| f.clone()).collect(),
     })
+}
+
+/// Read the configured key files into `s`: one that is missing, unreadable or empty is an
+/// error, and the caller does not start (or keeps its running configuration).
+pub fn read_keys(s: &mut Settings) -> Result<(), ConfigError> {
+    if let Some(path) = &s.gateway_api_key_file {
+        s.gateway_api_key =
+            Some(keys::read(path).map_err(|source| ConfigError::Key { key: "gateway.api_key_file", source })?);
+    }
+    if let Some(c) = &mut s.cloud {
+        if let Some(path) = &c.api_key_file {
+            c.api_key =
+                Some(keys::read(path).map_err(|source| ConfigError::Key { key: "cloud.api_key_file", source })?);
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A DNS name: labels of letters, digits and '-', separated by dots.
+fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+        })
+}
+
+/// A user or group name as useradd accepts it.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !name.starts_with('-')
 }
 
 /// TOML errors span several lines with a source excerpt; keep the first, which names the key.
@@ -487,7 +676,8 @@ mod tests {
             matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "etc/agentd.toml" && key == "agents.memory_max"),
             "{err}"
         );
-        let err = from_sources(&with(&[("run.toml", "[gateway]\nlisten = [\"0.0.0.0:8080\"]\n")])).expect_err("no key");
+        let err = from_sources(&without_key(&[("run.toml", "[gateway]\nlisten = [\"0.0.0.0:8080\"]\n")]))
+            .expect_err("no key");
         assert!(
             matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "run.toml" && key == "gateway.listen"),
             "{err}"
@@ -501,6 +691,98 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "daemon.state_dir"), "{err}");
         let err = from_sources(&with(&[("d.toml", "[gateway]\nlisten = [\"localhost\"]\n")])).expect_err("no port");
         assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.listen[0]"), "{err}");
+    }
+
+    /// The shipped defaults without their gateway key.
+    fn without_key(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let base = DEFAULTS.replace("api_key_file = \"/etc/aither/gateway.key\"", "");
+        let mut v = vec![("defaults.toml".to_string(), base)];
+        v.extend(extra.iter().map(|(f, t)| ((*f).to_string(), (*t).to_string())));
+        v
+    }
+
+    #[test]
+    fn tcp_without_a_key_is_refused_unless_the_admin_opts_out_for_loopback() {
+        let err = from_sources(&without_key(&[])).expect_err("loopback TCP without a key");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.api_key_file"), "{err}");
+        let s = from_sources(&without_key(&[("opt-out.toml", "[gateway]\nallow_tcp_without_key = true\n")]))
+            .expect("an explicit opt-out on loopback");
+        assert!(s.gateway_allow_tcp_without_key && s.gateway_api_key_file.is_none());
+        let err = from_sources(&without_key(&[(
+            "opt-out.toml",
+            "[gateway]\nallow_tcp_without_key = true\nlisten = [\"0.0.0.0:8080\"]\n",
+        )]))
+        .expect_err("beyond loopback, never without a key");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.listen"), "{err}");
+        let s = from_sources(&without_key(&[("unix.toml", "[gateway]\nlisten = [\"unix:/run/aither/g.sock\"]\n")]))
+            .expect("a Unix socket alone needs no key");
+        assert!(s.gateway_api_key.is_none());
+    }
+
+    #[test]
+    fn configured_keys_that_cannot_be_read_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("gateway.key");
+        let with_key = |text: &str| {
+            from_sources(&with(&[("k.toml", &format!("[gateway]\napi_key_file = {:?}\n", key.display().to_string()))]))
+                .map(|mut s| {
+                    if !text.is_empty() {
+                        std::fs::write(&key, text).expect("write");
+                    }
+                    (read_keys(&mut s), s)
+                })
+                .expect("valid")
+        };
+        let (missing, _) = with_key("");
+        assert!(matches!(missing, Err(ConfigError::Key { key: "gateway.api_key_file", .. })), "{missing:?}");
+        let (empty, _) = with_key("\n");
+        let e = empty.expect_err("empty");
+        assert!(e.to_string().contains("gateway.key") && e.to_string().contains("empty"), "{e}");
+        let (ok, s) = with_key("s3cret\n");
+        ok.expect("readable");
+        assert_eq!(s.gateway_api_key.as_ref().map(Secret::expose), Some("s3cret"));
+        let mut cloud = from_sources(&with(&[(
+            "c.toml",
+            "[cloud]\nendpoint = \"https://api.example.com/v1\"\napi_key_file = \"/nonexistent/cloud.key\"\n",
+        )]))
+        .expect("valid");
+        cloud.gateway_api_key_file = None;
+        assert!(matches!(read_keys(&mut cloud), Err(ConfigError::Key { key: "cloud.api_key_file", .. })));
+    }
+
+    #[test]
+    fn listener_limits_are_read_and_checked() {
+        let s = from_sources(&with(&[(
+            "l.toml",
+            "[gateway]\nheader_timeout_seconds = 20\nidle_timeout_seconds = 5\nmax_connections = 64\nmax_body_size = \"1M\"\n",
+        )]))
+        .expect("valid");
+        assert_eq!(s.gateway_limits.header_timeout, std::time::Duration::from_secs(20));
+        assert_eq!((s.gateway_limits.max_connections, s.gateway_limits.max_body_bytes), (64, 1 << 20));
+        let err =
+            from_sources(&with(&[("l.toml", "[gateway]\nidle_timeout_seconds = 60\n")])).expect_err("idle > header");
+        assert!(
+            matches!(err, ConfigError::Invalid { ref file, ref key, .. } if file == "l.toml" && key == "gateway.idle_timeout_seconds"),
+            "{err}"
+        );
+        let err = from_sources(&with(&[("l.toml", "[gateway]\nmax_connections = 0\n")])).expect_err("zero");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.max_connections"), "{err}");
+        let err = from_sources(&with(&[("h.toml", "[gateway]\nallowed_hosts = [\"ok.example\", \"evil example\"]\n")]))
+            .expect_err("not a host name");
+        assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "gateway.allowed_hosts[1]"), "{err}");
+    }
+
+    #[test]
+    fn a_cloud_endpoint_in_clear_text_is_accepted_only_on_loopback() {
+        for ok in
+            ["https://api.example.com/v1", "http://127.0.0.1:9999/v1", "http://localhost:8000/v1", "http://[::1]/v1"]
+        {
+            assert!(from_sources(&with(&[("c.toml", &format!("[cloud]\nendpoint = {ok:?}\n"))])).is_ok(), "{ok}");
+        }
+        for bad in ["http://api.example.com/v1", "http://10.0.0.5:8000/v1", "https://user:pw@api.example.com/v1"] {
+            let err = from_sources(&with(&[("c.toml", &format!("[cloud]\nendpoint = {bad:?}\n"))])).expect_err(bad);
+            assert!(matches!(err, ConfigError::Invalid { ref key, .. } if key == "cloud.endpoint"), "{bad}: {err}");
+        }
     }
 
     #[test]

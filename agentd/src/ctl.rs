@@ -80,6 +80,8 @@ pub enum Command {
     Plan,
     /// Read the configuration and manifests again and apply the difference.
     Reload,
+    /// The OpenAI-compatible gateway: where it listens, its key, how to use it.
+    Gateway,
     /// The plan's model files: list, pull, remove.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -159,6 +161,34 @@ fn tailored(
     let p = tailored_policy::generate(&name, &perms, &SystemResolver { policy })
         .with_context(|| format!("{}", manifest.display()))?;
     Ok(Some((p, perms)))
+}
+
+/// `aitherctl gateway`: the listeners, the key and the commands that use them.
+fn gateway_text(g: &Value) -> String {
+    let key = g["api_key_file"].as_str();
+    let mut out = String::new();
+    let mut url = None;
+    for l in g["listen"].as_array().map_or(&[][..], Vec::as_slice) {
+        if let Some(a) = l["tcp"].as_str() {
+            let needs =
+                if l["key_required"] == true { "clients send the key" } else { "no key (allow_tcp_without_key)" };
+            out.push_str(&format!("listening: http://{a}/v1 ({needs})\n"));
+            url.get_or_insert(format!("http://{a}/v1"));
+        } else if let Some(p) = l["unix"].as_str() {
+            let group = l["group"].as_str().map_or("the owner only".to_string(), |g| format!("group {g}, mode 0660"));
+            out.push_str(&format!("listening: unix:{p} ({group}; agents with network = \"gateway\")\n"));
+        }
+    }
+    if let Some(k) = key {
+        out.push_str(&format!("key:       {k} (readable by root and aither-admin)\n"));
+    }
+    if let (Some(url), Some(k)) = (url, key) {
+        out.push_str(&format!(
+            "use:       curl -H \"Authorization: Bearer $(cat {k})\" {url}/models\n           \
+             OPENAI_BASE_URL={url} OPENAI_API_KEY=$(cat {k}) your-openai-client\n"
+        ));
+    }
+    out
 }
 
 /// Run the command line; returns the exit status.
@@ -304,6 +334,14 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                 println!("limits:   {}", v["cgroups"].as_str().unwrap_or_default());
                 println!();
                 print!("{}", units_table(v["units"].as_array().map_or(&[][..], Vec::as_slice)));
+            }
+        }
+        Command::Gateway => {
+            let v = parse(agentd.status().await.map_err(err)?)?;
+            if as_json {
+                print_json(&v["gateway"]);
+            } else {
+                print!("{}", gateway_text(&v["gateway"]));
             }
         }
         Command::Units | Command::Agents => {

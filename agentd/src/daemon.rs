@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use crate::agents::{self, Admission, AdmissionQueue, Agent, CategoryMap};
 use crate::config::{self, Listen, Settings};
 use crate::services;
-use crate::units::{self, Host, Inputs, Kind, Planned};
+use crate::units::{self, Host, Inputs, Kind, Planned, RunAs};
 
 /// How agentd was started.
 #[derive(Debug, Clone)]
@@ -50,12 +50,29 @@ pub struct Loaded {
     pub agent_limit: usize,
 }
 
+/// When the configuration is loaded: at start, development mode makes the gateway key it
+/// lacks; a reload never does (an emptied key is refused, not replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Start,
+    Reload,
+}
+
 /// Read the configuration, the profile, the preset and the manifests, and build the units.
-pub fn load(opts: &Options, host: &Host) -> Result<Loaded> {
+pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
     let mut settings = config::load(&opts.root)?;
     if let Some(dir) = &opts.dev_runtime_dir {
-        relocate_for_dev(&mut settings, dir);
+        relocate_for_dev(&mut settings, &opts.root, dir);
+        let dev_key = opts.root.join("etc/aither/gateway.key");
+        let is_dev_key = settings.gateway_api_key_file.as_deref() == Some(dev_key.as_path());
+        if stage == Stage::Start
+            && is_dev_key
+            && aither_http::keys::generate(&dev_key, None).context("cannot make the development gateway key")?
+        {
+            tracing::info!("development gateway key written to {}", dev_key.display());
+        }
     }
+    config::read_keys(&mut settings)?;
     let profile = read_profile(opts, &settings)?;
     // The installed data, or the built-in copy (dev mode, a test root).
     let data = opts.root.join("usr/share/aither");
@@ -97,8 +114,22 @@ pub fn load(opts: &Options, host: &Host) -> Result<Loaded> {
     })
 }
 
-/// In dev mode everything lives under one directory the user owns.
-fn relocate_for_dev(s: &mut Settings, dir: &Path) {
+/// In dev mode everything lives under directories the user owns: the runtime directory,
+/// and the configuration root for the system's own paths (`/etc/aither/gateway.key` becomes
+/// `ROOT/etc/aither/gateway.key`, the model directory `ROOT/var/lib/aither/models`).
+fn relocate_for_dev(s: &mut Settings, root: &Path, dir: &Path) {
+    let under_root = |p: &mut PathBuf| {
+        if p.starts_with("/etc/aither") || p.starts_with("/var/lib/aither") {
+            *p = root.join(p.strip_prefix("/").unwrap_or(p));
+        }
+    };
+    if let Some(k) = &mut s.gateway_api_key_file {
+        under_root(k);
+    }
+    if let Some(k) = s.cloud.as_mut().and_then(|c| c.api_key_file.as_mut()) {
+        under_root(k);
+    }
+    under_root(&mut s.model_dir);
     s.runtime_dir = dir.to_path_buf();
     s.state_dir = dir.join("state");
     for l in &mut s.gateway_listen {
@@ -181,7 +212,7 @@ impl Daemon {
     /// start the boot units. Returns once they are asked to start.
     pub async fn start(opts: Options) -> Result<Arc<Daemon>> {
         let host = host_facts(&opts);
-        let loaded = load(&opts, &host)?;
+        let loaded = load(&opts, &host, Stage::Start)?;
         loaded.mcs.save(&mcs_file(&loaded.settings))?;
         let cgroups = if opts.dev {
             Err(Unavailable::Disabled("development mode".into()))
@@ -321,11 +352,19 @@ impl Daemon {
             .map(|m| {
                 let path = aither_hwprofile::plan::local_file(dir, &m.url);
                 let bytes = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file).map(|md| md.len());
+                let file = aither_hwprofile::catalog::ModelFile {
+                    quant: m.quant.clone(),
+                    url: m.url.clone(),
+                    bytes: None,
+                    sha256: m.sha256.clone(),
+                };
+                let verification = bytes.map(|_| aither_hwprofile::fetch::verification(dir, &file).name());
                 let unit = format!("infer-{}", m.name);
                 let state = units.iter().find(|u| u.name == unit).map(|u| u.state.clone());
                 serde_json::json!({
                     "name": m.name, "role": m.role.name(), "quant": m.quant, "url": m.url, "sha256": m.sha256,
-                    "path": path, "present": bytes.is_some(), "bytes": bytes, "pinned": m.pinned,
+                    "path": path, "present": bytes.is_some(), "bytes": bytes, "verification": verification,
+                    "pinned": m.pinned,
                     "unit": unit, "state": state,
                 })
             })
@@ -336,6 +375,34 @@ impl Daemon {
     /// What the gateway routes by, as of the last load (start or reload).
     pub async fn gateway_view(&self) -> Arc<crate::gateway::View> {
         Arc::clone(&self.state.lock().await.gateway)
+    }
+
+    /// Where the gateway listens and how clients authenticate, for `aitherctl gateway`.
+    pub async fn gateway_info(&self) -> serde_json::Value {
+        let st = self.state.lock().await;
+        let s = &st.loaded.settings;
+        let listen: Vec<serde_json::Value> = s
+            .gateway_listen
+            .iter()
+            .map(|l| match l {
+                Listen::Tcp(a) => {
+                    serde_json::json!({ "tcp": a.to_string(), "key_required": s.gateway_api_key.is_some() })
+                }
+                Listen::Unix(p) => serde_json::json!({ "unix": p, "group": s.gateway_socket_group }),
+            })
+            .collect();
+        serde_json::json!({
+            "listen": listen,
+            "api_key_file": s.gateway_api_key_file,
+            "allowed_hosts": s.gateway_allowed_hosts,
+            "limits": {
+                "header_timeout_seconds": s.gateway_limits.header_timeout.as_secs(),
+                "body_timeout_seconds": s.gateway_limits.body_timeout.as_secs(),
+                "idle_timeout_seconds": s.gateway_limits.idle_timeout.as_secs(),
+                "max_connections": s.gateway_limits.max_connections,
+                "max_body_bytes": s.gateway_limits.max_body_bytes,
+            },
+        })
     }
 
     pub async fn agent_limit(&self) -> usize {
@@ -457,7 +524,7 @@ impl Daemon {
     /// their new definition at their next start. A bad file changes nothing.
     pub async fn reload(&self) -> Outcome {
         let host = self.state.lock().await.loaded.host.clone();
-        let loaded = load(&self.opts, &host).map_err(|e| format!("{e:#}"))?;
+        let loaded = load(&self.opts, &host, Stage::Reload).map_err(|e| format!("{e:#}"))?;
         loaded.mcs.save(&mcs_file(&loaded.settings)).map_err(|e| e.to_string())?;
         let mut st = self.state.lock().await;
         let new: BTreeMap<String, Planned> = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
@@ -683,15 +750,19 @@ fn report_base(p: &Planned, s: &UnitStatus) -> UnitReport {
 /// Host facts: SELinux, the users units run as.
 fn host_facts(opts: &Options) -> Host {
     let root = nix::unistd::geteuid().is_root();
-    let user = |name: &str| -> Option<(u32, u32)> {
+    let user = |name: &str| -> RunAs {
         if opts.dev || !root {
-            return None;
+            return RunAs::Own;
         }
         match nix::unistd::User::from_name(name) {
-            Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
-            _ => {
-                tracing::warn!("user {name} does not exist (sysusers.d/aitheros.conf): units run as root");
-                None
+            Ok(Some(u)) => RunAs::User { uid: u.uid.as_raw(), gid: u.gid.as_raw() },
+            Ok(None) => {
+                tracing::error!("user {name} does not exist (sysusers.d/aitheros.conf): its units will not start");
+                RunAs::Missing { name: name.to_string() }
+            }
+            Err(e) => {
+                tracing::error!("cannot look up the user {name}: {e}: its units will not start");
+                RunAs::Missing { name: name.to_string() }
             }
         }
     };
@@ -704,9 +775,6 @@ fn host_facts(opts: &Options) -> Host {
     }
 }
 
-/// The directory inference workers put their sockets in (`/run/aither/infer`): theirs
-/// (user `aither`), closed to others; agentd reaches it through its supplementary group
-/// `aither` (`SupplementaryGroups=` in agentd.service), as it has no CAP_DAC_OVERRIDE.
 /// What the gateway routes by: the plan's models and their workers, the VRAM budget, the
 /// cloud fallback with its key, the gateway's key and timeouts. Built when the configuration
 /// is loaded (start and reload), so the key files are read then and not per request.
@@ -741,18 +809,11 @@ fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> crate::gatew
         .into_iter()
         .map(|b| (b.pci_address, b.bytes))
         .collect();
-    let read_key = |path: &Path| match std::fs::read_to_string(path) {
-        Ok(k) => Some(k.trim().to_string()).filter(|k| !k.is_empty()),
-        Err(e) => {
-            tracing::warn!("{}: {e}", path.display());
-            None
-        }
-    };
     let cloud = s.cloud.as_ref().map(|c| {
         crate::gateway::upstream::CloudTarget::new(
             c.endpoint.clone(),
             c.model.clone(),
-            c.api_key_file.as_deref().and_then(read_key),
+            c.api_key.clone(),
             Duration::from_secs(s.gateway_request_timeout_seconds),
         )
     });
@@ -765,19 +826,22 @@ fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> crate::gatew
         models,
         budgets,
         cloud,
-        api_key: s.gateway_api_key_file.as_deref().and_then(read_key),
+        api_key: s.gateway_api_key.clone(),
         keep_alive: Duration::from_secs(keep_alive.max(1)),
         start_timeout: Duration::from_secs(s.gateway_start_timeout_seconds),
     }
 }
 
+/// The directory inference workers put their sockets in (`/run/aither/infer`): theirs
+/// (user `aither`), closed to others; agentd reaches it through its supplementary group
+/// `aither` (`SupplementaryGroups=` in agentd.service), as it has no CAP_DAC_OVERRIDE.
 fn prepare_worker_dir(loaded: &Loaded) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir =
         units::worker_socket(&loaded.settings.runtime_dir, "x").parent().map(Path::to_path_buf).unwrap_or_default();
     use std::os::unix::fs::MetadataExt;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let Some((uid, gid)) = loaded.host.service_user else { return Ok(()) };
+    let RunAs::User { uid, gid } = loaded.host.service_user else { return Ok(()) };
     let meta = std::fs::metadata(&dir).with_context(|| format!("stat {}", dir.display()))?;
     if (meta.uid(), meta.gid(), meta.mode() & 0o7777) == (uid, gid, 0o750) {
         return Ok(());

@@ -1,7 +1,7 @@
-//! `aitherctl models`: the plan's model files — list them, pull them (from the catalog's URL
-//! or a local directory such as a USB stick, with a progress bar, checked against the
-//! SHA-256 the catalog or the server gives, resumed where an earlier pull stopped), and
-//! remove them.
+//! `aitherctl models`: the plan's model files — list them (each `verified` against the
+//! catalog's SHA-256, `recorded` at its first download, or `unverified`), pull them (from the
+//! catalog's URL or a local directory such as a USB stick, with a progress bar, resumed where
+//! an earlier pull stopped), and remove them.
 //!
 //! agentd says which models the plan has and where they go (`Models()` on D-Bus); the
 //! download runs in aitherctl, as the admin who asked, through the same code first boot uses
@@ -83,7 +83,7 @@ pub fn pull(wanted: &[Wanted], dir: &Path, source: &Source, quiet: bool) -> Resu
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.set_message(w.name.clone());
-        let result = fetch::fetch(&w.file, source, dir, &mut |got, total| {
+        let result = fetch::fetch(&w.file, source, dir, &fetch::FetchOptions::default(), &mut |got, total| {
             if let Some(t) = total {
                 bar.set_length(t);
             }
@@ -91,10 +91,10 @@ pub fn pull(wanted: &[Wanted], dir: &Path, source: &Source, quiet: bool) -> Resu
         });
         match result {
             Ok(f) => {
-                let how = match (f.present, f.verified) {
-                    (true, _) => "already there",
-                    (false, true) => "SHA-256 verified",
-                    (false, false) => "no checksum known; size checked where known",
+                let how = match (f.present, f.verification) {
+                    (true, v) => format!("already there, {}", v.name()),
+                    (false, fetch::Verification::Verified) => "SHA-256 verified against the catalog".into(),
+                    (false, _) => "the catalog has no SHA-256: this download's is recorded".into(),
                 };
                 bar.finish_with_message(format!("{} ({how})", w.name));
                 done.push(f);
@@ -133,6 +133,7 @@ pub fn table(doc: &Value) -> String {
                         m["role"].as_str().unwrap_or_default().to_string(),
                         m["quant"].as_str().unwrap_or_default().to_string(),
                         if m["present"] == true { size } else { "missing".into() },
+                        m["verification"].as_str().unwrap_or("-").to_string(),
                         m["state"].as_str().unwrap_or("-").to_string(),
                         if m["pinned"] == true { "pinned".into() } else { "on demand".into() },
                     ]
@@ -141,7 +142,7 @@ pub fn table(doc: &Value) -> String {
         })
         .unwrap_or_default();
     let mut out = format!("model directory: {}\n", doc["model_dir"].as_str().unwrap_or_default());
-    out.push_str(&crate::ctl::table(&["NAME", "ROLE", "QUANT", "FILE", "WORKER", "LOADED"], rows));
+    out.push_str(&crate::ctl::table(&["NAME", "ROLE", "QUANT", "FILE", "CHECKED", "WORKER", "LOADED"], rows));
     out
 }
 

@@ -123,6 +123,62 @@ pub fn main(args: Args) -> i32 {
     }
 }
 
+/// Descriptors agentd keeps for itself whatever the gateway does: supervision (a pidfd, a
+/// notify socket and log streams per unit), D-Bus, the journal, the state file.
+const FD_RESERVE_BASE: u64 = 256;
+const FD_RESERVE_PER_UNIT: u64 = 8;
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!("cannot raise the descriptor limit from {soft} to {hard}: {e}");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!("cannot read the descriptor limit: {e}");
+            1024
+        }
+    }
+}
+
+/// The gateway's connection cap within the descriptors left after the reserve (a proxied
+/// connection holds two: the client's and the worker's).
+fn connection_cap(configured: usize, units: usize) -> usize {
+    let limit = raise_nofile();
+    let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_UNIT * u64::try_from(units).unwrap_or(u64::MAX / 16);
+    let fits = usize::try_from(limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX).max(1);
+    if configured > fits {
+        tracing::warn!(
+            "gateway.max_connections {configured} lowered to {fits}: the descriptor limit is {limit} and {reserve} \
+             are kept for supervising {units} units (raise LimitNOFILE= to allow more)"
+        );
+        fits
+    } else {
+        configured
+    }
+}
+
+/// The group the gateway's Unix socket is handed to; `None` in development mode.
+fn socket_group(settings: &crate::config::Settings, dev: bool) -> Result<Option<u32>> {
+    let Some(name) = settings.gateway_socket_group.as_deref().filter(|_| !dev) else { return Ok(None) };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+        Ok(None) => Err(crate::config::ConfigError::Invalid {
+            file: "(merged configuration)".into(),
+            key: "gateway.socket_group".into(),
+            problem: format!("the group {name:?} does not exist (sysusers.d/aitheros.conf creates aither-agent)"),
+        }
+        .into()),
+        Err(e) => anyhow::bail!("gateway.socket_group: cannot look up {name:?}: {e}"),
+    }
+}
+
 fn dev_runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("aither"),
@@ -157,7 +213,14 @@ async fn serve(args: Args) -> Result<()> {
     );
     tokio::spawn(forward_events(daemon.clone(), conn.clone()));
     let gateway = Gateway::new(daemon.clone());
-    if let Err(e) = gateway.listen(&settings.gateway_listen).await {
+    let mut settings = settings;
+    let units = daemon.units().await.map(|u| u.len()).unwrap_or(0);
+    settings.gateway_limits.max_connections = connection_cap(settings.gateway_limits.max_connections, units);
+    let listening = match socket_group(&settings, dev) {
+        Ok(gid) => gateway.listen(&settings, gid).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = listening {
         daemon.sup.shutdown().await?;
         return Err(e);
     }
@@ -190,6 +253,7 @@ async fn serve(args: Args) -> Result<()> {
             },
         }
     }
+    gateway.close();
     let restart = match own_unit() {
         Some(unit) if notifier.enabled() => bus::restart_pending(&unit).await,
         _ => false,

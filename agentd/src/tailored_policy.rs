@@ -12,6 +12,13 @@
 //! neverallows would refuse anyway (home directories, models, agentd's state) and writes to
 //! system types, so a bad manifest fails before `semodule` is run.
 //!
+//! The CIL is built only from validated tokens: type names ([`Ident`]: an SELinux
+//! identifier, whether it came from the manifest or from the policy tools), paths
+//! ([`SafePath`]: absolute, without control characters, quotes, parentheses, semicolons or
+//! `..`), and the generator's own constants. A manifest string can therefore never end a
+//! comment, close an expression or start a statement; a property test feeds hostile
+//! manifests and checks that every module parses into the allowed statements only.
+//!
 //! ```toml
 //! name = "research"
 //! [permissions]
@@ -248,6 +255,79 @@ pub fn needs_module(p: &Permissions) -> bool {
     p.network != Network::None || !p.paths.is_empty() || !p.ports.is_empty()
 }
 
+/// An SELinux identifier (a type or attribute name): an ASCII letter, then letters, digits
+/// and '_', at most 128 characters. The only kind of name the generator writes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn new(s: &str) -> Option<Ident> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.as_bytes()[0].is_ascii_alphabetic()
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        ok.then(|| Ident(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Ident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A path that may be written into a CIL string or comment: absolute, valid UTF-8, no
+/// control characters, quotes, parentheses, semicolons, backslashes or `..` components,
+/// at most 4096 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafePath(String);
+
+impl SafePath {
+    /// Validate `path`; the error names `field`.
+    pub fn new(field: &str, path: &Path) -> Result<SafePath, PolicyError> {
+        let bad = |problem: String| PolicyError::Field { field: field.to_string(), problem };
+        let Some(text) = path.to_str() else {
+            return Err(bad(format!("{} is not valid UTF-8", path.display())));
+        };
+        if !text.starts_with('/') {
+            return Err(bad(format!("{text:?} is not an absolute path")));
+        }
+        if text.len() > 4096 {
+            return Err(bad("the path is longer than 4096 bytes".into()));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control() || matches!(c, '"' | '(' | ')' | ';' | '\\')) {
+            return Err(bad(format!("{text:?} contains {c:?}, which a policy path may not hold")));
+        }
+        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(bad(format!("{text:?} contains '..'")));
+        }
+        let trimmed = text.trim_end_matches('/');
+        Ok(SafePath(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl std::fmt::Display for SafePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A type name the policy tools answered, checked before it goes into the module.
+fn resolved(field: &str, t: String) -> Result<Ident, PolicyError> {
+    Ident::new(&t).ok_or_else(|| PolicyError::Resolve {
+        field: field.to_string(),
+        problem: format!("the policy answered {t:?}, which is not a type name"),
+    })
+}
+
 /// Check an agent name and turn it into the part used in type names.
 pub fn type_stem(name: &str) -> Result<String, PolicyError> {
     let bad = |problem: &str| PolicyError::Name { name: name.to_string(), problem: problem.to_string() };
@@ -275,11 +355,17 @@ const UDP: &str = "create connect bind getattr setattr getopt setopt read write"
 /// Generate the tailored module for agent `name` with `perms`.
 pub fn generate(name: &str, perms: &Permissions, resolver: &dyn LabelResolver) -> Result<TailoredPolicy, PolicyError> {
     let stem = type_stem(name)?;
-    let domain = format!("aither_agent_{stem}_t");
+    let ident = |s: String| {
+        Ident::new(&s).ok_or_else(|| PolicyError::Name { name: name.into(), problem: "not a valid type stem".into() })
+    };
+    let domain = ident(format!("aither_agent_{stem}_t"))?;
     let module = format!("aither_agent_{stem}");
+    let agentd = Ident("agentd_t".into());
+    let this = Ident("self".into());
     // (comment, rule) pairs, rules deduplicated and sorted within each section.
     let mut sections: Vec<(String, BTreeSet<String>)> = Vec::new();
-    let allow = |t: &str, class: &str, perms: &str| format!("(allow {domain} {t} ({class} ({perms})))");
+    let allow = |from: &Ident, to: &Ident, class: &str, perms: &str| format!("(allow {from} {to} ({class} ({perms})))");
+    let known = |t: &str| Ident(t.to_string());
 
     match perms.network {
         Network::None => {
@@ -292,24 +378,24 @@ pub fn generate(name: &str, perms: &Permissions, resolver: &dyn LabelResolver) -
         }
         Network::Gateway => {
             let rules = [
-                allow("aither_runtime_t", "dir", "getattr search"),
-                allow("aither_gateway_sock_t", "sock_file", "getattr write"),
-                allow("agentd_t", "unix_stream_socket", "connectto"),
+                allow(&domain, &known("aither_runtime_t"), "dir", "getattr search"),
+                allow(&domain, &known("aither_gateway_sock_t"), "sock_file", "getattr write"),
+                allow(&domain, &agentd, "unix_stream_socket", "connectto"),
             ];
             sections.push(("network = \"gateway\": the gateway's Unix socket".into(), rules.into_iter().collect()));
         }
         Network::Loopback => {
             sections.push((
                 "network = \"loopback\": TCP sockets; the ports are granted below".into(),
-                [allow("self", "tcp_socket", TCP_CLIENT)].into_iter().collect(),
+                [allow(&domain, &this, "tcp_socket", TCP_CLIENT)].into_iter().collect(),
             ));
         }
         Network::Outbound => {
             let rules = [
-                allow("self", "tcp_socket", TCP_CLIENT),
-                allow("self", "udp_socket", UDP),
-                allow("port_type", "tcp_socket", "name_connect"),
-                allow("net_conf_t", "file", "getattr open read"),
+                allow(&domain, &this, "tcp_socket", TCP_CLIENT),
+                allow(&domain, &this, "udp_socket", UDP),
+                allow(&domain, &known("port_type"), "tcp_socket", "name_connect"),
+                allow(&domain, &known("net_conf_t"), "file", "getattr open read"),
             ];
             sections
                 .push(("network = \"outbound\": TCP to any port, name resolution".into(), rules.into_iter().collect()));
@@ -318,84 +404,68 @@ pub fn generate(name: &str, perms: &Permissions, resolver: &dyn LabelResolver) -
 
     for (i, grant) in perms.paths.iter().enumerate() {
         let field = format!("permissions.paths[{i}]");
-        if !grant.path.is_absolute() {
-            return Err(PolicyError::Field {
-                field,
-                problem: format!("{} is not an absolute path", grant.path.display()),
-            });
-        }
-        if grant.path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            return Err(PolicyError::Field { field, problem: format!("{} contains '..'", grant.path.display()) });
-        }
-        let t = resolver
-            .file_type(&grant.path)
-            .map_err(|problem| PolicyError::Resolve { field: field.clone(), problem })?;
+        let path = SafePath::new(&field, &grant.path)?;
+        let t = resolved(
+            &field,
+            resolver
+                .file_type(path.as_path())
+                .map_err(|problem| PolicyError::Resolve { field: field.clone(), problem })?,
+        )?;
         if FORBIDDEN_TYPES.contains(&t.as_str()) {
             return Err(PolicyError::Field {
                 field,
-                problem: format!("{} is labelled {t}, which no agent may be given", grant.path.display()),
+                problem: format!("{path} is labelled {t}, which no agent may be given"),
             });
         }
         if grant.access == Access::Write && READ_ONLY_TYPES.contains(&t.as_str()) {
             return Err(PolicyError::Field {
                 field,
-                problem: format!(
-                    "{} is labelled {t}, a system type agents may read but not write",
-                    grant.path.display()
-                ),
+                problem: format!("{path} is labelled {t}, a system type agents may read but not write"),
             });
         }
         let mut rules = BTreeSet::new();
         // Traverse every ancestor.
-        let mut ancestor = grant.path.parent();
+        let mut ancestor = path.as_path().parent();
         while let Some(dir) = ancestor {
-            let at =
-                resolver.file_type(dir).map_err(|problem| PolicyError::Resolve { field: field.clone(), problem })?;
+            let at = resolved(
+                &field,
+                resolver.file_type(dir).map_err(|problem| PolicyError::Resolve { field: field.clone(), problem })?,
+            )?;
             if FORBIDDEN_TYPES.contains(&at.as_str()) {
                 return Err(PolicyError::Field {
                     field,
-                    problem: format!(
-                        "{} lies under {} ({at}), which no agent may enter",
-                        grant.path.display(),
-                        dir.display()
-                    ),
+                    problem: format!("{path} lies under {} ({at}), which no agent may enter", dir.display()),
                 });
             }
-            rules.insert(allow(&at, "dir", "getattr search"));
+            rules.insert(allow(&domain, &at, "dir", "getattr search"));
             ancestor = dir.parent();
         }
         match grant.access {
             // Read: the path keeps its label; the agent may read that type.
             Access::Read => {
-                rules.insert(allow(&t, "dir", DIR_READ));
-                rules.insert(allow(&t, "file", FILE_READ));
-                rules.insert(allow(&t, "lnk_file", "getattr read"));
-                sections.push((format!("path {} (read), labelled {t}", grant.path.display()), rules));
+                rules.insert(allow(&domain, &t, "dir", DIR_READ));
+                rules.insert(allow(&domain, &t, "file", FILE_READ));
+                rules.insert(allow(&domain, &t, "lnk_file", "getattr read"));
+                sections.push((format!("path {path} (read), labelled {t}"), rules));
             }
             // Write: the path gets a type of its own, so the agent can write exactly this
             // tree and nothing else that shares its old label. `relabel_paths` lists what to
             // restorecon after installing.
             Access::Write => {
-                let own = format!("aither_agent_{stem}_rw{i}_t");
+                let own = ident(format!("aither_agent_{stem}_rw{i}_t"))?;
                 let (u, r) = ("system_u", "object_r");
                 rules.insert(format!("(type {own})"));
                 rules.insert(format!("(roletype {r} {own})"));
                 for attribute in ["file_type", "non_security_file_type", "non_auth_file_type"] {
                     rules.insert(format!("(typeattributeset {attribute} ({own}))"));
                 }
-                rules.insert(format!(
-                    "(filecon \"{}(/.*)?\" any ({u} {r} {own} ((s0) (s0))))",
-                    regex_escape(&grant.path.to_string_lossy())
-                ));
-                rules.insert(allow(&own, "dir", DIR_WRITE));
-                rules.insert(allow(&own, "file", FILE_WRITE));
-                rules.insert(allow(&own, "lnk_file", "getattr read create unlink rename"));
-                rules.insert(format!("(allow agentd_t {own} (dir (getattr search relabelto relabelfrom)))"));
-                rules.insert(format!("(allow agentd_t {own} (file (getattr relabelto relabelfrom)))"));
-                sections.push((
-                    format!("path {} (read and write), relabelled from {t} to {own}", grant.path.display()),
-                    rules,
-                ));
+                rules.insert(format!("(filecon \"{}(/.*)?\" any ({u} {r} {own} ((s0) (s0))))", regex_escape(&path.0)));
+                rules.insert(allow(&domain, &own, "dir", DIR_WRITE));
+                rules.insert(allow(&domain, &own, "file", FILE_WRITE));
+                rules.insert(allow(&domain, &own, "lnk_file", "getattr read create unlink rename"));
+                rules.insert(allow(&agentd, &own, "dir", "getattr search relabelto relabelfrom"));
+                rules.insert(allow(&agentd, &own, "file", "getattr relabelto relabelfrom"));
+                sections.push((format!("path {path} (read and write), relabelled from {t} to {own}"), rules));
             }
         }
     }
@@ -412,30 +482,34 @@ pub fn generate(name: &str, perms: &Permissions, resolver: &dyn LabelResolver) -
                 problem: format!("port {port} is privileged; agents bind 1024 and up"),
             });
         }
-        let t = resolver
+        let t = match resolver
             .port_type(grant.protocol, port)
             .map_err(|problem| PolicyError::Resolve { field: field.clone(), problem })?
-            .unwrap_or_else(|| "unreserved_port_t".to_string());
+        {
+            Some(t) => resolved(&field, t)?,
+            None => known("unreserved_port_t"),
+        };
         let proto = grant.protocol.name();
         let socket = format!("{proto}_socket");
+        let node = known("node_type");
         let mut rules = BTreeSet::new();
         match (grant.access, grant.protocol) {
             (PortAccess::Connect, Protocol::Tcp) => {
-                rules.insert(allow("self", &socket, TCP_CLIENT));
-                rules.insert(allow(&t, &socket, "name_connect"));
+                rules.insert(allow(&domain, &this, &socket, TCP_CLIENT));
+                rules.insert(allow(&domain, &t, &socket, "name_connect"));
             }
             (PortAccess::Connect, Protocol::Udp) => {
-                rules.insert(allow("self", &socket, UDP));
+                rules.insert(allow(&domain, &this, &socket, UDP));
             }
             (PortAccess::Bind, Protocol::Tcp) => {
-                rules.insert(allow("self", &socket, TCP_SERVER));
-                rules.insert(allow(&t, &socket, "name_bind"));
-                rules.insert(allow("node_type", &socket, "node_bind"));
+                rules.insert(allow(&domain, &this, &socket, TCP_SERVER));
+                rules.insert(allow(&domain, &t, &socket, "name_bind"));
+                rules.insert(allow(&domain, &node, &socket, "node_bind"));
             }
             (PortAccess::Bind, Protocol::Udp) => {
-                rules.insert(allow("self", &socket, UDP));
-                rules.insert(allow(&t, &socket, "name_bind"));
-                rules.insert(allow("node_type", &socket, "node_bind"));
+                rules.insert(allow(&domain, &this, &socket, UDP));
+                rules.insert(allow(&domain, &t, &socket, "name_bind"));
+                rules.insert(allow(&domain, &node, &socket, "node_bind"));
             }
         }
         let verb = match grant.access {
@@ -461,7 +535,7 @@ pub fn generate(name: &str, perms: &Permissions, resolver: &dyn LabelResolver) -
             let _ = writeln!(cil, "{r}");
         }
     }
-    Ok(TailoredPolicy { module, domain, cil })
+    Ok(TailoredPolicy { module, domain: domain.0, cil })
 }
 
 /// Escape a literal path for a file-context regular expression.
@@ -611,5 +685,234 @@ mod tests {
         let calls = std::fs::read_to_string(&log).expect("log");
         assert_eq!(calls, format!("-i {}\n-r aither_agent_a\n", path.display()));
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn manifest_strings_that_could_break_out_of_the_module_are_refused() {
+        for (path, what) in [
+            ("/srv/x\n(typepermissive aither_agent_a_t)", "a newline"),
+            ("/srv/x\r;; y", "a carriage return"),
+            ("/srv/\"quoted\"", "a quote"),
+            ("/srv/a)(allow", "a parenthesis"),
+            ("/srv/a;b", "a semicolon"),
+            ("/srv/a\\b", "a backslash"),
+            ("/srv/../etc", "a parent directory"),
+            ("/srv/\u{0}x", "a NUL"),
+        ] {
+            let p = Permissions {
+                paths: vec![PathGrant { path: PathBuf::from(path), access: Access::Read }],
+                ..Permissions::default()
+            };
+            let err = generate("a", &p, &labels()).expect_err(what);
+            assert!(
+                matches!(err, PolicyError::Field { ref field, .. } if field == "permissions.paths[0]"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_type_the_policy_tools_answer_is_checked_too() {
+        struct Lying;
+        impl LabelResolver for Lying {
+            fn file_type(&self, _: &Path) -> Result<String, String> {
+                Ok("var_t) (typepermissive aither_agent_t".into())
+            }
+            fn port_type(&self, _: Protocol, _: u16) -> Result<Option<String>, String> {
+                Ok(Some("x y".into()))
+            }
+        }
+        let p = perms("paths = [{ path = \"/srv/data\", access = \"read\" }]");
+        assert!(matches!(generate("a", &p, &Lying), Err(PolicyError::Resolve { .. })));
+        let p = perms("network = \"outbound\"\nports = [{ port = 5432, access = \"connect\" }]");
+        assert!(matches!(generate("a", &p, &Lying), Err(PolicyError::Resolve { .. })));
+    }
+
+    /// A reader for the CIL the generator writes: comments, lists, quoted strings, atoms.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Sexp {
+        Atom(String),
+        Str(String),
+        List(Vec<Sexp>),
+    }
+
+    fn parse_line(line: &str) -> Result<Sexp, String> {
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        let sexp = parse_at(&chars, &mut i)?;
+        if i != chars.len() {
+            return Err(format!("text after the statement: {line:?}"));
+        }
+        Ok(sexp)
+    }
+
+    fn parse_at(c: &[char], i: &mut usize) -> Result<Sexp, String> {
+        match c.get(*i) {
+            Some('(') => {
+                *i += 1;
+                let mut items = Vec::new();
+                loop {
+                    match c.get(*i) {
+                        Some(')') => {
+                            *i += 1;
+                            return Ok(Sexp::List(items));
+                        }
+                        Some(' ') => *i += 1,
+                        Some(_) => items.push(parse_at(c, i)?),
+                        None => return Err("unclosed list".into()),
+                    }
+                }
+            }
+            Some('"') => {
+                *i += 1;
+                let start = *i;
+                while c.get(*i).is_some_and(|ch| *ch != '"') {
+                    *i += 1;
+                }
+                if c.get(*i).is_none() {
+                    return Err("unclosed string".into());
+                }
+                let s: String = c[start..*i].iter().collect();
+                *i += 1;
+                Ok(Sexp::Str(s))
+            }
+            Some(_) => {
+                let start = *i;
+                while c.get(*i).is_some_and(|ch| !matches!(ch, '(' | ')' | ' ' | '"' | ';')) {
+                    *i += 1;
+                }
+                if start == *i {
+                    return Err(format!("unexpected {:?}", c[*i]));
+                }
+                Ok(Sexp::Atom(c[start..*i].iter().collect()))
+            }
+            None => Err("unexpected end".into()),
+        }
+    }
+
+    fn atom(s: &Sexp) -> Option<&str> {
+        match s {
+            Sexp::Atom(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn ident_ok(s: &Sexp) -> bool {
+        atom(s).is_some_and(|a| Ident::new(a).is_some())
+    }
+
+    /// Every line is blank, a comment, or one statement of an allowed kind about the
+    /// agent's own types; returns the problem otherwise.
+    fn only_allowed_statements(cil: &str, stem: &str) -> Result<(), String> {
+        let own = |s: &Sexp| {
+            atom(s).is_some_and(|a| a.starts_with(&format!("aither_agent_{stem}_")) && Ident::new(a).is_some())
+        };
+        for line in cil.lines() {
+            if line.is_empty() || line.starts_with(";;") {
+                continue;
+            }
+            let Sexp::List(items) = parse_line(line)? else { return Err(format!("not a statement: {line:?}")) };
+            let head = items.first().and_then(atom).unwrap_or("");
+            let ok = match (head, items.as_slice()) {
+                ("type", [_, t]) => own(t),
+                ("roletype", [_, r, t]) => matches!(atom(r), Some("system_r" | "object_r")) && own(t),
+                ("typeattributeset", [_, a, Sexp::List(members)]) => {
+                    ident_ok(a) && atom(a) != Some("permissive") && members.iter().all(own)
+                }
+                ("allow", [_, from, to, Sexp::List(class_perms)]) => {
+                    (own(from) || atom(from) == Some("agentd_t"))
+                        && ident_ok(to)
+                        && matches!(class_perms.as_slice(), [class, Sexp::List(perms)]
+                            if ident_ok(class) && perms.iter().all(ident_ok))
+                }
+                ("filecon", [_, Sexp::Str(re), kind, Sexp::List(ctx)]) => {
+                    !re.contains('\n')
+                        && atom(kind) == Some("any")
+                        && matches!(ctx.as_slice(), [u, r, t, Sexp::List(_)]
+                            if atom(u) == Some("system_u") && atom(r) == Some("object_r") && own(t))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("statement not allowed: {line:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_reader_finds_an_injected_statement() {
+        let cil = ";; ok\n(type aither_agent_a_t)\n(typepermissive aither_agent_a_t)\n";
+        assert!(only_allowed_statements(cil, "a").is_err());
+        assert!(only_allowed_statements("(allow aither_agent_a_t x (file (read))) (type y)\n", "a").is_err());
+        assert!(only_allowed_statements("(allow aither_agent_a_t x (file (read)))\n", "a").is_ok());
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings built from the characters that matter to CIL and file contexts.
+        fn hostile_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                // Absolute paths with the characters that matter to CIL and file contexts.
+                "/[/a-z0-9 ._*+?^$|\\[\\]{}()\";\\\\\n\r\t-]{0,24}",
+                "[/a-z0-9 ._*+?^$|\\[\\]{}()\";\\\\\n\r\t-]{0,24}",
+                "/[a-z]{1,8}(/[a-z .]{1,8}){0,3}",
+                any::<String>(),
+            ]
+        }
+
+        fn grant() -> impl Strategy<Value = PathGrant> {
+            (hostile_text(), any::<bool>()).prop_map(|(p, w)| PathGrant {
+                path: PathBuf::from(p),
+                access: if w { Access::Write } else { Access::Read },
+            })
+        }
+
+        fn port() -> impl Strategy<Value = PortGrant> {
+            (0u32..70_000, any::<bool>(), any::<bool>()).prop_map(|(port, udp, bind)| PortGrant {
+                port,
+                protocol: if udp { Protocol::Udp } else { Protocol::Tcp },
+                access: if bind { PortAccess::Bind } else { PortAccess::Connect },
+            })
+        }
+
+        /// A resolver that answers from the fixed labels, or with a hostile string.
+        struct Answers(Option<String>);
+        impl LabelResolver for Answers {
+            fn file_type(&self, path: &Path) -> Result<String, String> {
+                match &self.0 {
+                    Some(t) => Ok(t.clone()),
+                    None => labels().file_type(path),
+                }
+            }
+            fn port_type(&self, p: Protocol, port: u16) -> Result<Option<String>, String> {
+                match &self.0 {
+                    Some(t) => Ok(Some(t.clone())),
+                    None => labels().port_type(p, port),
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+            #[test]
+            fn hostile_manifests_are_refused_or_yield_only_allowed_statements(
+                network in 0usize..4,
+                paths in proptest::collection::vec(grant(), 0..4),
+                ports in proptest::collection::vec(port(), 0..3),
+                answer in proptest::option::of(hostile_text()),
+                name in "[a-z][a-z0-9_-]{0,12}",
+            ) {
+                let network = [Network::None, Network::Gateway, Network::Loopback, Network::Outbound][network];
+                let p = Permissions { network, paths, ports };
+                if let Ok(policy) = generate(&name, &p, &Answers(answer)) {
+                    let stem = type_stem(&name).expect("a generated module has a valid name");
+                    prop_assert_eq!(only_allowed_statements(&policy.cil, &stem), Ok(()), "{}", policy.cil);
+                }
+            }
+        }
     }
 }

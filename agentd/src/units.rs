@@ -67,11 +67,44 @@ pub struct Host {
     pub dev: bool,
     /// SELinux is enabled: units get exec contexts.
     pub selinux: bool,
-    /// uid/gid for services and workers, and for agents (`None`: the daemon's own).
-    pub service_user: Option<(u32, u32)>,
-    pub agent_user: Option<(u32, u32)>,
+    /// Who services and workers run as (user `aither`), and agents (`aither-agent`).
+    pub service_user: RunAs,
+    pub agent_user: RunAs,
     /// Where installed tailored policy modules are kept (`aitherctl policy install`).
     pub policy_dir: PathBuf,
+}
+
+/// The user a kind of unit runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunAs {
+    /// agentd's own user: development mode, or agentd not running as root.
+    Own,
+    User {
+        uid: u32,
+        gid: u32,
+    },
+    /// The user should exist and does not: those units do not start (they would run as
+    /// root otherwise).
+    Missing {
+        name: String,
+    },
+}
+
+impl RunAs {
+    /// Set the unit's user; the reason it cannot start when the user is missing.
+    fn apply(&self, spec: &mut UnitSpec) -> Option<String> {
+        match self {
+            RunAs::Own => None,
+            RunAs::User { uid, gid } => {
+                (spec.uid, spec.gid) = (Some(*uid), Some(*gid));
+                None
+            }
+            RunAs::Missing { name } => Some(format!(
+                "its user {name} does not exist (sysusers.d/aitheros.conf creates it: run `systemd-sysusers`); \
+                 it is not started as root instead"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,17 +252,17 @@ fn worker(inputs: &Inputs, m: &PlannedModel, (priority, group_dormant): (u32, bo
     spec.restart_prevent_exit_status = vec![WORKER_BAD_MODEL, WORKER_NO_MODEL];
     spec.stop_timeout = Duration::from_secs(30);
     spec.log = log_target(inputs, &name);
-    if let Some((uid, gid)) = inputs.host.service_user {
-        (spec.uid, spec.gid) = (Some(uid), Some(gid));
-    }
+    let no_user = inputs.host.service_user.apply(&mut spec);
     if inputs.host.selinux {
         spec.selinux_context = Some("system_u:system_r:aither_infer_t:s0".into());
     }
     let (cpu_weight, io_weight) = class_limits(inputs.plan, Class::High);
     // Model memory is sized by the plan; the cgroup limit only stops a runaway.
     spec.limits = Limits { cpu_weight, io_weight, ..Limits::default() };
-    let blocked = (!file.is_file()).then(|| {
-        format!("model file {} is missing: download {} into {}", file.display(), m.url, s.model_dir.display())
+    let blocked = no_user.or_else(|| {
+        (!file.is_file()).then(|| {
+            format!("model file {} is missing: download {} into {}", file.display(), m.url, s.model_dir.display())
+        })
     });
     Planned {
         spec,
@@ -257,9 +290,7 @@ fn service(inputs: &Inputs, s: &Service, priority: u32, dormant: bool) -> Planne
     spec.after = s.after.clone();
     spec.stop_timeout = s.stop_timeout;
     spec.log = log_target(inputs, &s.name);
-    if let Some((uid, gid)) = inputs.host.service_user {
-        (spec.uid, spec.gid) = (Some(uid), Some(gid));
-    }
+    let blocked = inputs.host.service_user.apply(&mut spec);
     if let (true, Some(t)) = (inputs.host.selinux, &s.selinux_type) {
         spec.selinux_context = Some(format!("system_u:system_r:{t}:s0"));
     }
@@ -273,7 +304,7 @@ fn service(inputs: &Inputs, s: &Service, priority: u32, dormant: bool) -> Planne
         description: s.description.clone(),
         source: s.source.display().to_string(),
         dormant,
-        blocked: None,
+        blocked,
         agent: None,
     }
 }
@@ -311,9 +342,7 @@ fn agent(inputs: &Inputs, a: &Agent, pair: (u16, u16), priority: u32, dormant: b
     spec.working_directory = Some(ws.clone());
     spec.restart = RestartMode::OnFailure;
     spec.log = log_target(inputs, &a.name);
-    if let Some((uid, gid)) = inputs.host.agent_user {
-        (spec.uid, spec.gid) = (Some(uid), Some(gid));
-    }
+    let no_user = inputs.host.agent_user.apply(&mut spec);
     if inputs.host.selinux {
         spec.selinux_context = Some(format!("system_u:system_r:{domain}:{level}"));
     }
@@ -326,8 +355,13 @@ fn agent(inputs: &Inputs, a: &Agent, pair: (u16, u16), priority: u32, dormant: b
         ..Limits::default()
     };
     let module = inputs.host.policy_dir.join(format!("aither_agent_{stem}.cil"));
-    let blocked = (needs_module && inputs.host.selinux && !module.is_file()).then(|| {
-        format!("its permissions need a tailored SELinux module: run `aitherctl policy install {}`", a.source.display())
+    let blocked = no_user.or_else(|| {
+        (needs_module && inputs.host.selinux && !module.is_file()).then(|| {
+            format!(
+                "its permissions need a tailored SELinux module: run `aitherctl policy install {}`",
+                a.source.display()
+            )
+        })
     });
     Planned {
         spec,
@@ -368,8 +402,8 @@ mod tests {
         Host {
             dev: false,
             selinux,
-            service_user: Some((990, 990)),
-            agent_user: Some((991, 991)),
+            service_user: RunAs::User { uid: 990, gid: 990 },
+            agent_user: RunAs::User { uid: 991, gid: 991 },
             policy_dir: PathBuf::from("/nonexistent"),
         }
     }
@@ -427,5 +461,27 @@ mod tests {
         let inputs = Inputs { settings: &settings, plan: &plan, services: &[svc], agents: &[agent], host: &host };
         let err = build(&inputs, &mut CategoryMap::default()).expect_err("taken");
         assert!(err.to_string().contains("already the name of a unit from /u/a.toml"), "{err}");
+    }
+
+    #[test]
+    fn units_whose_user_is_missing_are_blocked_never_run_as_root() {
+        let settings = crate::config::from_sources(&[("d".into(), crate::config::DEFAULTS.into())]).expect("cfg");
+        let plan = plan();
+        let svc = crate::services::parse_manifest("/u/s.toml", "name = \"s\"\ngroup = \"core\"\ncommand = [\"/b\"]\n")
+            .expect("svc");
+        let agent = parse_manifest("/e/a.toml", "name = \"a\"\ncommand = [\"/b\"]\n").expect("agent");
+        let host = Host {
+            service_user: RunAs::Missing { name: "aither".into() },
+            agent_user: RunAs::Missing { name: "aither-agent".into() },
+            ..host(false)
+        };
+        let inputs = Inputs { settings: &settings, plan: &plan, services: &[svc], agents: &[agent], host: &host };
+        let units = build(&inputs, &mut CategoryMap::default()).expect("units");
+        for u in &units {
+            assert_eq!((u.spec.uid, u.spec.gid), (None, None), "{}", u.name);
+            assert!(u.blocked.as_deref().is_some_and(|b| b.contains("does not exist")), "{}: {:?}", u.name, u.blocked);
+        }
+        let a = units.iter().find(|u| u.name == "a").expect("agent");
+        assert!(a.blocked.as_deref().is_some_and(|b| b.contains("aither-agent")), "{:?}", a.blocked);
     }
 }

@@ -145,6 +145,17 @@ fn agentd_in_dev_mode_end_to_end() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("agents.d/bad.toml: gpus: agents never get GPUs"), "{err}");
     std::fs::remove_file(bed.root().join("etc/aither/agents.d/bad.toml")).expect("rm");
+    // The development gateway key was made at start; emptied, it refuses the reload.
+    let key = bed.root().join("etc/aither/gateway.key");
+    let saved = std::fs::read_to_string(&key).expect("the development key exists");
+    assert!(saved.starts_with("aither-"), "{saved}");
+    std::fs::write(&key, "").expect("empty the key");
+    let out = bed.ctl(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("gateway.api_key_file") && err.contains("the key file is empty"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key).expect("key"), "", "a reload never makes a new key");
+    std::fs::write(&key, saved).expect("restore the key");
     assert_eq!(bed.unit("late")["state"], "running", "still running after the refused reloads");
 
     // Reading is for everyone; changing is for root, agentd's own user and aither-admin.
@@ -193,11 +204,28 @@ fn agentd_in_dev_mode_end_to_end() {
 fn a_bad_configuration_at_start_exits_78_naming_the_file_and_key_and_starts_nothing() {
     let bed = Bed::new();
     bed.write("etc/aither/agents.d/a1.toml", &agent("a1"));
-    bed.write("etc/aither/agentd.d/20-bad.toml", "[gateway]\nlisten = [\"0.0.0.0:8080\"]\n");
+    bed.write("etc/aither/agentd.d/20-bad.toml", "[cloud]\nendpoint = \"http://api.example.com/v1\"\n");
     let mut daemon = bed.agentd();
     let status = daemon.0.wait().expect("agentd exits");
     assert_eq!(status.code(), Some(78), "EX_CONFIG, which agentd.service does not restart\n{}", bed.log());
     let log = bed.log();
-    assert!(log.contains("etc/aither/agentd.d/20-bad.toml: gateway.listen: 0.0.0.0:8080 is not loopback"), "{log}");
+    assert!(log.contains("etc/aither/agentd.d/20-bad.toml: cloud.endpoint: \"http://api.example.com/v1\""), "{log}");
+    assert!(bed.marks().is_empty(), "nothing started: {:?}", bed.marks());
+}
+
+#[test]
+fn a_configured_key_that_cannot_be_read_stops_agentd_instead_of_opening_the_gateway() {
+    let bed = Bed::new();
+    bed.write("etc/aither/agents.d/a1.toml", &agent("a1"));
+    let missing = bed.root().join("etc/aither/elsewhere.key");
+    bed.write(
+        "etc/aither/agentd.d/20-key.toml",
+        &format!("[gateway]\napi_key_file = {:?}\n", missing.display().to_string()),
+    );
+    let mut daemon = bed.agentd();
+    let status = daemon.0.wait().expect("agentd exits");
+    assert_eq!(status.code(), Some(78), "{}", bed.log());
+    let log = bed.log();
+    assert!(log.contains("gateway.api_key_file") && log.contains("elsewhere.key: cannot read the key"), "{log}");
     assert!(bed.marks().is_empty(), "nothing started: {:?}", bed.marks());
 }

@@ -302,6 +302,15 @@ fn unix_post(sock: &Path, path: &str, body: &Value) -> (u16, String) {
     (status, raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
+/// One raw HTTP/1.1 exchange over TCP on loopback (the request as given); the whole answer.
+fn raw_tcp(port: u16, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    raw
+}
+
 #[test]
 fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     let bed = Bed::new();
@@ -313,8 +322,10 @@ fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     );
     let _daemon = bed.agentd();
     bed.wait_up(30);
+    // Development mode made the gateway key under the configuration root.
+    let key = std::fs::read_to_string(bed.root().join("etc/aither/gateway.key")).expect("the dev key");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let c = Client { agent, base: format!("http://127.0.0.1:{port}"), key: None };
+    let c = Client { agent, base: format!("http://127.0.0.1:{port}"), key: Some(key.trim().to_string()) };
     let (status, _, body) = c.post("/v1/chat/completions", &json!({ "model": "nope", "messages": [] }));
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")), "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("mistral-small-24b-instruct-2501")), "{body}");
@@ -325,11 +336,38 @@ fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("is missing: download")), "{body}");
     let (status, _, body) = c.post("/v1/chat/completions", &json!({ "messages": "not a list" }));
     assert_eq!(status, 503, "the worker, not the gateway, validates the body: {body}");
-    let mut r = c.agent.get(&format!("{}/v1/models", c.base)).call().expect("models");
+    let mut r = c
+        .agent
+        .get(&format!("{}/v1/models", c.base))
+        .header("authorization", format!("Bearer {}", key.trim()))
+        .call()
+        .expect("models");
     let listed: Value = serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json");
     let ids: Vec<&str> = listed["data"].as_array().expect("list").iter().filter_map(|m| m["id"].as_str()).collect();
     assert_eq!(ids, ["mistral-small-24b-instruct-2501", "nomic-embed-text-v1.5"]);
     assert_eq!(listed["data"][0]["meta"]["state"], "missing");
+
+    // The front door: a key on TCP, loopback included; only this machine's names in Host;
+    // JSON bodies only; no CORS headers; its counters at /metrics.
+    let anonymous = Client { agent: c.agent.clone(), base: c.base.clone(), key: None };
+    let (status, _, body) = anonymous.post("/v1/chat/completions", &json!({ "messages": [] }));
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{body}");
+    let auth = format!("Authorization: Bearer {}\r\n", key.trim());
+    let rebound =
+        raw_tcp(port, &format!("GET /v1/models HTTP/1.1\r\nHost: attacker.example\r\n{auth}Connection: close\r\n\r\n"));
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let form = raw_tcp(
+        port,
+        &format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: text/plain\r\n\
+             Content-Length: 2\r\nOrigin: http://attacker.example\r\nConnection: close\r\n\r\n{{}}"
+        ),
+    );
+    assert!(form.starts_with("HTTP/1.1 415"), "{form}");
+    assert!(!form.to_ascii_lowercase().contains("access-control-"), "{form}");
+    let metrics =
+        raw_tcp(port, &format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"));
+    assert!(metrics.contains("aither_gateway_http_connections_accepted_total"), "{metrics}");
 
     // aitherctl models: list, pull from a directory (a USB stick), remove.
     let list = bed.ok(&["models", "list"]);
@@ -342,6 +380,7 @@ fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     assert!(models.join("nomic-embed-text-v1.5.f16.gguf").is_file());
     let doc: Value = serde_json::from_str(&bed.ok(&["--json", "models", "list"])).expect("json");
     assert_eq!(doc["models"][1]["present"], true, "{doc}");
+    assert_eq!(doc["models"][1]["verification"], "recorded", "no SHA-256 in the catalog: the first one is recorded");
     assert_ne!(bed.unit("infer-nomic-embed-text-v1.5")["state"], "blocked", "the reload unblocked its worker");
     let out = bed.ctl(&["models", "pull", "--from", &usb.display().to_string(), "no-such-model"]);
     assert_eq!(out.status.code(), Some(1));

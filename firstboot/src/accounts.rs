@@ -94,6 +94,11 @@ impl Accounts {
         self.users().ok()?.into_iter().find(|u| u.name == name)
     }
 
+    /// The id of group `name`, when it exists.
+    pub fn group_id(&self, name: &str) -> Option<u32> {
+        self.group_ids().ok()?.into_iter().find(|(n, _)| n == name).map(|(_, gid)| gid)
+    }
+
     fn group_ids(&self) -> Result<Vec<(String, u32)>, AccountsError> {
         entries(&self.group)
             .map(|(n, f)| match f.get(2).and_then(|s| s.parse().ok()) {

@@ -138,6 +138,9 @@ pub enum AnswersError {
     #[error("{}: {} problem{}:\n  {}", .path.display(), .problems.len(), if .problems.len() == 1 { "" } else { "s" },
         .problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n  "))]
     Invalid { path: PathBuf, problems: Vec<Problem> },
+    /// Answers from a source that is not trusted with secrets, or that fail their pin.
+    #[error("{origin}: refused: {reason}")]
+    Refused { origin: String, reason: String },
 }
 
 /// Parse answers from TOML text; `origin` names the file (or URL) in errors.

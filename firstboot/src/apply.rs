@@ -31,6 +31,8 @@ pub const MARKER: &str = "/var/lib/aither/configured";
 pub const APPLIANCE: &str = "/etc/aither/appliance.toml";
 pub const CLOUD_CONFIG: &str = "/etc/aither/agentd.d/50-cloud.toml";
 pub const CLOUD_KEY: &str = "/etc/aither/cloud.key";
+/// The key TCP clients of the gateway send (agentd does not start without it).
+pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
 pub const RECORD: &str = "/var/lib/aither/firstboot/answers.toml";
 pub const MODEL_DIR: &str = "/var/lib/aither/models";
 
@@ -172,6 +174,14 @@ pub fn apply(
         }
         tx.file(CLOUD_CONFIG, cfg.as_bytes(), Perms::KeepOr(0o644))?;
         lines.push(format!("cloud fallback {}", c.endpoint));
+    }
+    if aither_http::keys::read(&tx.target(GATEWAY_KEY)).is_err() {
+        // Root and the admins read it (aither-admin); the admin hands it to clients.
+        let gid = Accounts::read(env.root).ok().and_then(|a| a.group_id("aither-admin")).unwrap_or(0);
+        let key = aither_http::keys::new_key()
+            .map_err(|e| ApplyError::Config(format!("{GATEWAY_KEY}: cannot make a key: {e}")))?;
+        tx.file(GATEWAY_KEY, format!("{}\n", key.expose()).as_bytes(), Perms::Exact { mode: 0o640, uid: 0, gid })?;
+        lines.push(format!("gateway key {GATEWAY_KEY} (readable by root and aither-admin)"));
     }
     let record = format!(
         "# The answers applied by aither-firstboot at {}, secrets redacted.\n{}",
@@ -396,7 +406,7 @@ pub fn fetch_models(
     for w in wanted {
         progress(Event::Step(format!("Fetching {}", w.name)));
         let what = w.name.clone();
-        let result = fetch::fetch(&w.file, source, &dir, &mut |done, total| {
+        let result = fetch::fetch(&w.file, source, &dir, &fetch::FetchOptions::default(), &mut |done, total| {
             progress(Event::Transfer { what: what.clone(), done, total })
         });
         match result {
@@ -406,7 +416,11 @@ pub fn fetch_models(
                     w.name,
                     if f.present { "already there" } else { "fetched" },
                     f.bytes / 1_000_000,
-                    if f.verified { ", SHA-256 checked" } else { ", no checksum in the catalog" }
+                    match f.verification {
+                        fetch::Verification::Verified => ", SHA-256 verified",
+                        fetch::Verification::Recorded => ", no SHA-256 in the catalog: this one recorded",
+                        fetch::Verification::Unverified => ", unverified",
+                    }
                 );
                 progress(Event::Done(line.clone()));
                 report.done.push(line);

@@ -1,17 +1,43 @@
 //! Fetching model files: from the catalog's URL or from a local directory (a USB stick).
 //!
 //! A download goes to `NAME.part` beside its destination and resumes from there with an HTTP
-//! range request; the file is checked (SHA-256 when the catalog has one, else the SHA-256 the
-//! server states, as Hugging Face does in `X-Linked-ETag`; its size when the catalog has that)
-//! and renamed into place only when it is whole. A copy from a directory
-//! goes the same way. A destination that is already there and checks out is left alone.
+//! range request; the file is checked and renamed into place only when it is whole. A copy
+//! from a directory goes the same way. A destination that is already there and checks out is
+//! left alone.
+//!
+//! - **Checks.** Against the catalog's `sha256` and `bytes` when it has them. Where the
+//!   catalog has no SHA-256, the hash of the first download is *recorded* in the model
+//!   directory's `checksums.json` and later checks compare against it (trust on first use);
+//!   a SHA-256 the server states (Hugging Face's `X-Linked-ETag`) guards the transfer but is
+//!   never taken as verification. [`verification`] says for any file whether it is
+//!   `verified` (matches the catalog), `recorded` (matches its first download) or
+//!   `unverified`.
+//! - **Files.** Fetching runs as root in a directory the `aither` user owns, so every file is
+//!   opened relative to the directory's descriptor with `O_NOFOLLOW`: a part is created with
+//!   `O_EXCL` (after removing whatever had its name), resumed only when it is a regular file
+//!   with a single link, and renamed into place with `renameat`. A symlink planted in the
+//!   directory is never followed for writing.
+//! - **Time.** A connect timeout, a timeout for the response's head, and stall detection on
+//!   the body: no bytes for [`FetchOptions::stall`] fails with the part kept for a resume.
+//!   A full disk fails the same way, naming the file.
 //!
 //! Progress is reported through a callback with the bytes done and the total when known, so
 //! a console wizard, a progress bar or a log line can show it.
+//!
+//! ## Limitations
+//!
+//! - A stalled transfer's reading thread stays blocked until the server closes the
+//!   connection (it holds no file; the fetch itself has already failed).
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{Read as _, Write as _};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::catalog::{Model, ModelFile};
@@ -25,18 +51,61 @@ pub enum Source {
     Dir(PathBuf),
 }
 
+/// How long a download may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// To connect to the server.
+    pub connect: Duration,
+    /// Without a byte: for the response's head, then between bytes of the body.
+    pub stall: Duration,
+}
+
+impl Default for FetchOptions {
+    fn default() -> FetchOptions {
+        FetchOptions { connect: Duration::from_secs(30), stall: Duration::from_secs(60) }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
+    #[error("{url}: no data for {seconds} s after {done} bytes; {part} is kept: run the pull again to resume")]
+    Stalled { url: String, seconds: u64, done: u64, part: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}; the part is kept: free some space and run the pull again to resume")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {problem}")]
+    Unsafe { path: PathBuf, problem: String },
     #[error("{file}: not in {dir} (looked for {name})")]
     NotInDir { file: String, dir: PathBuf, name: String },
-    #[error("{path}: SHA-256 is {actual}, the catalog says {expected}: the file was removed")]
-    Checksum { path: PathBuf, expected: String, actual: String },
+    #[error("{path}: SHA-256 is {actual}, {expected_from} says {expected}: the file was removed")]
+    Checksum { path: PathBuf, expected: String, expected_from: &'static str, actual: String },
     #[error("{path}: {actual} bytes, the catalog says {expected}: the file was removed")]
     Size { path: PathBuf, expected: u64, actual: u64 },
+}
+
+/// How far a model file can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verification {
+    /// Its SHA-256 matches the catalog's.
+    Verified,
+    /// The catalog has no SHA-256; the file matches the one recorded at its first download.
+    Recorded,
+    /// No check applies: never fetched here, changed since, or differing from the catalog.
+    Unverified,
+}
+
+impl Verification {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verification::Verified => "verified",
+            Verification::Recorded => "recorded",
+            Verification::Unverified => "unverified",
+        }
+    }
 }
 
 /// What [`fetch`] did.
@@ -46,13 +115,46 @@ pub struct Fetched {
     pub bytes: u64,
     /// Already there and whole: nothing was transferred.
     pub present: bool,
-    /// The SHA-256 was checked (the catalog has one for this file).
-    pub verified: bool,
+    pub verification: Verification,
+}
+
+/// The checksums file in the model directory.
+pub const CHECKSUMS: &str = "checksums.json";
+
+/// `checksums.json`: the SHA-256 of every file fetched into the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checksums {
+    pub schema_version: u32,
+    pub files: BTreeMap<String, Recorded>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    pub sha256: String,
+    pub bytes: u64,
+    /// `catalog` (checked against it) or `first-download` (trust on first use).
+    pub from: String,
 }
 
 /// The file name a catalog URL is stored under.
 pub fn file_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
+}
+
+/// A file name safe to create in the model directory: one path component, not hidden.
+fn checked_name(url: &str) -> Result<&str, FetchError> {
+    let name = file_name(url);
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name != CHECKSUMS
+        && !name.bytes().any(|b| b == 0 || b == b'/' || b.is_ascii_control());
+    if ok {
+        Ok(name)
+    } else {
+        Err(FetchError::Http { url: url.to_string(), message: format!("{name:?} is not a usable file name") })
+    }
 }
 
 /// The file of `model` to fetch: the first one listed (the catalog lists the preferred
@@ -64,49 +166,260 @@ pub fn choose_file<'a>(model: &'a Model, quant: Option<&str>) -> Option<&'a Mode
     }
 }
 
+/// The model directory, by descriptor: every file is opened relative to it.
+struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    fn open(path: &Path) -> Result<Dir, FetchError> {
+        let io = |source| FetchError::Io { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io(e.into()))?;
+        Ok(Dir { fd, path: path.to_path_buf() })
+    }
+
+    /// Open without creating (for reading the records).
+    fn open_existing(path: &Path) -> Result<Dir, FetchError> {
+        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| FetchError::Io { path: path.to_path_buf(), source: e.into() })?;
+        Ok(Dir { fd, path: path.to_path_buf() })
+    }
+
+    fn at(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The size of `name` when it is a regular file (a symlink is not followed).
+    fn regular_size(&self, name: &str) -> Option<u64> {
+        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then(|| u64::try_from(st.st_size).unwrap_or(0))
+    }
+
+    fn is_symlink(&self, name: &str) -> bool {
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), FetchError> {
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(FetchError::Io { path: self.at(name), source: e.into() }),
+        }
+    }
+
+    /// A new, empty file (whatever had the name is removed first).
+    fn create_new(&self, name: &str) -> Result<File, FetchError> {
+        self.remove(name)?;
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| FetchError::Io { path: self.at(name), source: e.into() })?;
+        Ok(File::from(fd))
+    }
+
+    /// An existing part to append to: a regular file with one link, or an error.
+    fn append(&self, name: &str) -> Result<File, FetchError> {
+        let path = self.at(name);
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => {
+                FetchError::Unsafe { path: path.clone(), problem: "is a symbolic link: not resumed".into() }
+            }
+            e => FetchError::Io { path: path.clone(), source: e.into() },
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| FetchError::Io { path: path.clone(), source: e.into() })?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink != 1 {
+            return Err(FetchError::Unsafe {
+                path,
+                problem: "is not a regular file with a single link: not resumed (remove it to start again)".into(),
+            });
+        }
+        Ok(File::from(fd))
+    }
+
+    fn read(&self, name: &str) -> Result<File, FetchError> {
+        let fd = rustix::fs::openat(&self.fd, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| FetchError::Io { path: self.at(name), source: e.into() })?;
+        Ok(File::from(fd))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), FetchError> {
+        rustix::fs::renameat(&self.fd, from, &self.fd, to)
+            .map_err(|e| FetchError::Io { path: self.at(to), source: e.into() })
+    }
+
+    fn sha256(&self, name: &str) -> Result<String, FetchError> {
+        let mut f = self.read(name)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|source| FetchError::Io { path: self.at(name), source })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
+    fn checksums(&self) -> Checksums {
+        let mut text = String::new();
+        match self.read(CHECKSUMS).map(|mut f| f.read_to_string(&mut text)) {
+            Ok(Ok(_)) => serde_json::from_str(&text).unwrap_or_default(),
+            _ => Checksums::default(),
+        }
+    }
+
+    fn record(&self, name: &str, r: Recorded) -> Result<(), FetchError> {
+        let mut all = self.checksums();
+        all.schema_version = 1;
+        all.files.insert(name.to_string(), r);
+        let tmp = format!(".{CHECKSUMS}.tmp");
+        let mut f = self.create_new(&tmp)?;
+        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|source| FetchError::Write { path: self.at(&tmp), source })?;
+        self.rename(&tmp, CHECKSUMS)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// How far the file `file` names in `model_dir` can be trusted, from the checksums recorded
+/// there (no hashing: sizes are compared, hashes were taken when the file was fetched).
+pub fn verification(model_dir: &Path, file: &ModelFile) -> Verification {
+    let name = file_name(&file.url);
+    let Ok(dir) = Dir::open_existing(model_dir) else { return Verification::Unverified };
+    let Some(size) = dir.regular_size(name) else { return Verification::Unverified };
+    let all = dir.checksums();
+    let Some(r) = all.files.get(name).filter(|r| r.bytes == size) else { return Verification::Unverified };
+    match &file.sha256 {
+        Some(want) if want.eq_ignore_ascii_case(&r.sha256) => Verification::Verified,
+        Some(_) => Verification::Unverified,
+        None => Verification::Recorded,
+    }
+}
+
 /// Fetch `file` into `model_dir`, reporting `(done, total)` as it goes.
 pub fn fetch(
     file: &ModelFile,
     source: &Source,
     model_dir: &Path,
+    opts: &FetchOptions,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched, FetchError> {
-    let name = file_name(&file.url);
-    let dest = model_dir.join(name);
-    std::fs::create_dir_all(model_dir).map_err(|source| FetchError::Io { path: model_dir.to_path_buf(), source })?;
-    if dest.is_file() {
-        if let Ok(f) = check(&dest, file) {
-            progress(f.bytes, Some(f.bytes));
-            return Ok(Fetched { present: true, ..f });
+    let name = checked_name(&file.url)?;
+    let dir = Dir::open(model_dir)?;
+    let dest = dir.at(name);
+    if dir.is_symlink(name) {
+        // Put there by the admin: theirs to look after; never written through.
+        let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        progress(bytes, Some(bytes));
+        return Ok(Fetched { path: dest, bytes, present: true, verification: Verification::Unverified });
+    }
+    if let Some(size) = dir.regular_size(name) {
+        if let Ok(verification) = check_present(&dir, name, size, file) {
+            progress(size, Some(size));
+            return Ok(Fetched { path: dest, bytes: size, present: true, verification });
         }
     }
-    let part = model_dir.join(format!("{name}.part"));
+    let part = format!("{name}.part");
     // The SHA-256 the server gave for the file, kept beside the part so a resumed download
     // is checked against the same one.
-    let advertised = model_dir.join(format!("{name}.part.sha256"));
+    let advertised = format!("{name}.part.sha256");
     match source {
-        Source::Catalog => download(&file.url, &part, file.bytes, &advertised, progress)?,
-        Source::Dir(dir) => copy_from(dir, name, &file.url, &part, progress)?,
+        Source::Catalog => download(&file.url, &dir, &part, file.bytes, &advertised, opts, progress)?,
+        Source::Dir(src) => copy_from(src, name, &file.url, &dir, &part, progress)?,
     }
-    let mut want = file.clone();
-    if want.sha256.is_none() {
-        want.sha256 = std::fs::read_to_string(&advertised).ok().map(|s| s.trim().to_string()).filter(|s| is_sha256(s));
-    }
-    let result = check(&part, &want);
-    let _ = std::fs::remove_file(&advertised);
-    let fetched = match result {
-        Ok(f) => f,
+    let stated = {
+        let mut text = String::new();
+        let _ = dir.read(&advertised).map(|mut f| f.read_to_string(&mut text));
+        let t = text.trim().to_ascii_lowercase();
+        is_sha256(&t).then_some(t)
+    };
+    let result = check_part(&dir, &part, file, stated.as_deref());
+    let _ = dir.remove(&advertised);
+    let (bytes, sha256, verification) = match result {
+        Ok(v) => v,
         Err(e) => {
-            let _ = std::fs::remove_file(&part);
+            let _ = dir.remove(&part);
             return Err(e);
         }
     };
-    std::fs::rename(&part, &dest).map_err(|source| FetchError::Io { path: dest.clone(), source })?;
-    Ok(Fetched { path: dest, ..fetched })
+    dir.rename(&part, name)?;
+    let from = if verification == Verification::Verified { "catalog" } else { "first-download" };
+    dir.record(name, Recorded { sha256, bytes, from: from.into() })?;
+    Ok(Fetched { path: dest, bytes, present: false, verification })
 }
 
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+/// A destination already there: whole by its record (no hashing), or by the catalog's hash.
+fn check_present(dir: &Dir, name: &str, size: u64, file: &ModelFile) -> Result<Verification, ()> {
+    if file.bytes.is_some_and(|b| b != size) {
+        return Err(());
+    }
+    let recorded = dir.checksums().files.get(name).cloned().filter(|r| r.bytes == size);
+    match (&file.sha256, recorded) {
+        (Some(want), Some(r)) if want.eq_ignore_ascii_case(&r.sha256) => Ok(Verification::Verified),
+        (None, Some(_)) => Ok(Verification::Recorded),
+        (Some(want), _) => {
+            let got = dir.sha256(name).map_err(|_| ())?;
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(());
+            }
+            let _ = dir.record(name, Recorded { sha256: got, bytes: size, from: "catalog".into() });
+            Ok(Verification::Verified)
+        }
+        // There before any fetch, and nothing to check it against.
+        (None, None) => Ok(Verification::Unverified),
+    }
+}
+
+/// Check a whole part: size and SHA-256 against the catalog, else the server's stated hash
+/// (a transfer check, not a verification). Returns its size, hash and verification.
+fn check_part(
+    dir: &Dir,
+    part: &str,
+    file: &ModelFile,
+    stated: Option<&str>,
+) -> Result<(u64, String, Verification), FetchError> {
+    let path = dir.at(part);
+    let bytes = dir
+        .regular_size(part)
+        .ok_or_else(|| FetchError::Unsafe { path: path.clone(), problem: "is not a regular file".into() })?;
+    if let Some(expected) = file.bytes {
+        if bytes != expected {
+            return Err(FetchError::Size { path, expected, actual: bytes });
+        }
+    }
+    let actual = dir.sha256(part)?;
+    match (&file.sha256, stated) {
+        (Some(expected), _) if !expected.eq_ignore_ascii_case(&actual) => {
+            Err(FetchError::Checksum { path, expected: expected.clone(), expected_from: "the catalog", actual })
+        }
+        (Some(_), _) => Ok((bytes, actual, Verification::Verified)),
+        (None, Some(s)) if !s.eq_ignore_ascii_case(&actual) => {
+            Err(FetchError::Checksum { path, expected: s.to_string(), expected_from: "the server", actual })
+        }
+        (None, _) => Ok((bytes, actual, Verification::Recorded)),
+    }
 }
 
 /// The SHA-256 a server states for the whole file: Hugging Face gives it for LFS files as
@@ -119,50 +432,25 @@ fn advertised_sha256(headers: &ureq::http::HeaderMap) -> Option<String> {
     })
 }
 
-/// Check a whole file against the catalog: SHA-256 when known, else size when known.
-fn check(path: &Path, file: &ModelFile) -> Result<Fetched, FetchError> {
-    let io = |source| FetchError::Io { path: path.to_path_buf(), source };
-    let bytes = std::fs::metadata(path).map_err(io)?.len();
-    if let Some(expected) = file.bytes {
-        if bytes != expected {
-            return Err(FetchError::Size { path: path.to_path_buf(), expected, actual: bytes });
-        }
-    }
-    let Some(expected) = &file.sha256 else {
-        return Ok(Fetched { path: path.to_path_buf(), bytes, present: false, verified: false });
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    if !actual.eq_ignore_ascii_case(expected) {
-        return Err(FetchError::Checksum { path: path.to_path_buf(), expected: expected.clone(), actual });
-    }
-    Ok(Fetched { path: path.to_path_buf(), bytes, present: false, verified: true })
-}
-
 fn download(
     url: &str,
-    part: &Path,
+    dir: &Dir,
+    part: &str,
     expected: Option<u64>,
-    advertised: &Path,
+    advertised: &str,
+    opts: &FetchOptions,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(), FetchError> {
     let http = |message: String| FetchError::Http { url: url.to_string(), message };
-    let io = |source| FetchError::Io { path: part.to_path_buf(), source };
-    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let write = |source| FetchError::Write { path: dir.at(part), source };
+    let have = dir.regular_size(part).unwrap_or(0);
     if expected.is_some_and(|e| have >= e) && have > 0 {
         return Ok(());
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_connect(Some(opts.connect))
+        .timeout_recv_response(Some(opts.stall))
         .user_agent(concat!("aitheros/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
@@ -174,32 +462,58 @@ fn download(
     let status = resp.status().as_u16();
     let length = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let (mut done, mut out) = match status {
-        206 if have > 0 => (have, std::fs::OpenOptions::new().append(true).open(part).map_err(io)?),
-        200 => (0, std::fs::File::create(part).map_err(io)?),
+        206 if have > 0 => (have, dir.append(part)?),
+        200 => (0, dir.create_new(part)?),
         // The part is already whole: the server has nothing beyond it.
         416 if have > 0 => return Ok(()),
         s => return Err(http(format!("the server answered {s}"))),
     };
     if let Some(sha) = advertised_sha256(resp.headers()) {
-        if !advertised.exists() {
-            std::fs::write(advertised, &sha)
-                .map_err(|source| FetchError::Io { path: advertised.to_path_buf(), source })?;
+        if dir.regular_size(advertised).is_none() {
+            let mut f = dir.create_new(advertised)?;
+            f.write_all(sha.as_bytes()).map_err(|source| FetchError::Write { path: dir.at(advertised), source })?;
         }
     }
     let total = expected.or(length.map(|l| l + done));
     progress(done, total);
+    // The body is read on its own thread, so a server that stops sending is noticed here.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
     let mut body = resp.into_body().into_reader();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = body.read(&mut buf).map_err(|e| http(format!("transfer stopped after {done} bytes: {e}")))?;
-        if n == 0 {
-            break;
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; 1 << 16];
+        let chunk = body.read(&mut buf).map(|n| {
+            buf.truncate(n);
+            buf
+        });
+        let end = !matches!(&chunk, Ok(b) if !b.is_empty());
+        if tx.send(chunk).is_err() || end {
+            return;
         }
-        out.write_all(&buf[..n]).map_err(io)?;
-        done += n as u64;
-        progress(done, total);
+    });
+    loop {
+        match rx.recv_timeout(opts.stall) {
+            Ok(Ok(chunk)) if chunk.is_empty() => break,
+            Ok(Ok(chunk)) => {
+                out.write_all(&chunk).map_err(write)?;
+                done += chunk.len() as u64;
+                progress(done, total);
+            }
+            Ok(Err(e)) => return Err(http(format!("transfer stopped after {done} bytes: {e}; run again to resume"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = out.sync_all();
+                return Err(FetchError::Stalled {
+                    url: url.to_string(),
+                    seconds: opts.stall.as_secs(),
+                    done,
+                    part: dir.at(part),
+                });
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(http(format!("transfer stopped after {done} bytes; run again to resume")))
+            }
+        }
     }
-    out.sync_all().map_err(io)?;
+    out.sync_all().map_err(write)?;
     if let Some(l) = length {
         let got = done - if status == 206 { have } else { 0 };
         if got < l {
@@ -210,18 +524,21 @@ fn download(
 }
 
 fn copy_from(
-    dir: &Path,
+    src_dir: &Path,
     name: &str,
     url: &str,
-    part: &Path,
+    dir: &Dir,
+    part: &str,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(), FetchError> {
-    let src = [dir.join(name), dir.join("models").join(name)].into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        FetchError::NotInDir { file: url.to_string(), dir: dir.to_path_buf(), name: name.to_string() }
-    })?;
-    let mut from = std::fs::File::open(&src).map_err(|source| FetchError::Io { path: src.clone(), source })?;
+    let src =
+        [src_dir.join(name), src_dir.join("models").join(name)].into_iter().find(|p| p.is_file()).ok_or_else(|| {
+            FetchError::NotInDir { file: url.to_string(), dir: src_dir.to_path_buf(), name: name.to_string() }
+        })?;
+    let mut from = File::open(&src).map_err(|source| FetchError::Io { path: src.clone(), source })?;
     let total = from.metadata().map(|m| m.len()).ok();
-    let mut out = std::fs::File::create(part).map_err(|source| FetchError::Io { path: part.to_path_buf(), source })?;
+    let mut out = dir.create_new(part)?;
+    let write = |source| FetchError::Write { path: dir.at(part), source };
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     progress(0, total);
@@ -230,11 +547,11 @@ fn copy_from(
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n]).map_err(|source| FetchError::Io { path: part.to_path_buf(), source })?;
+        out.write_all(&buf[..n]).map_err(write)?;
         done += n as u64;
         progress(done, total);
     }
-    out.sync_all().map_err(|source| FetchError::Io { path: part.to_path_buf(), source })
+    out.sync_all().map_err(write)
 }
 
 #[cfg(test)]
@@ -300,6 +617,8 @@ mod tests {
         (url, h)
     }
 
+    const OPTS: FetchOptions = FetchOptions { connect: Duration::from_secs(5), stall: Duration::from_secs(5) };
+
     fn file(url: &str, sha256: Option<String>) -> ModelFile {
         ModelFile { quant: "F16".into(), url: url.into(), bytes: None, sha256 }
     }
@@ -309,10 +628,10 @@ mod tests {
         let (url, server) = serve(BODY, 1, None);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut seen = Vec::new();
-        let f = fetch(&file(&url, Some(sha(BODY))), &Source::Catalog, dir.path(), &mut |d, t| seen.push((d, t)))
+        let f = fetch(&file(&url, Some(sha(BODY))), &Source::Catalog, dir.path(), &OPTS, &mut |d, t| seen.push((d, t)))
             .expect("fetched");
         server.join().expect("server");
-        assert!(f.verified && !f.present);
+        assert!(f.verification == Verification::Verified && !f.present);
         assert_eq!(std::fs::read(dir.path().join("test.gguf")).expect("read"), BODY);
         assert_eq!(seen.last(), Some(&(BODY.len() as u64, Some(BODY.len() as u64))));
         assert!(!dir.path().join("test.gguf.part").exists());
@@ -323,10 +642,10 @@ mod tests {
         let (url, server) = serve(BODY, 2, Some(10));
         let dir = tempfile::tempdir().expect("tempdir");
         let f = file(&url, Some(sha(BODY)));
-        let first = fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {});
+        let first = fetch(&f, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {});
         assert!(matches!(first, Err(FetchError::Http { .. })), "{first:?}");
         assert_eq!(std::fs::metadata(dir.path().join("test.gguf.part")).expect("part").len(), 10);
-        fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).expect("resumed");
+        fetch(&f, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).expect("resumed");
         assert_eq!(server.join().expect("server"), ["range: bytes=10-"]);
         assert_eq!(std::fs::read(dir.path().join("test.gguf")).expect("read"), BODY);
     }
@@ -337,17 +656,22 @@ mod tests {
         let (url, server) = serve_with(BODY, 2, Some(10), good);
         let dir = tempfile::tempdir().expect("tempdir");
         let f = file(&url, None);
-        assert!(fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).is_err(), "cut short");
+        assert!(fetch(&f, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).is_err(), "cut short");
         assert!(dir.path().join("test.gguf.part.sha256").exists(), "the advertised checksum is kept for the resume");
-        let got = fetch(&f, &Source::Catalog, dir.path(), &mut |_, _| {}).expect("resumed");
+        let got = fetch(&f, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).expect("resumed");
         server.join().expect("server");
-        assert!(got.verified, "checked against the server's SHA-256");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1, "only the model is left");
+        assert_eq!(got.verification, Verification::Recorded, "the server's SHA-256 checks the transfer, no more");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "the model and its record: {names:?}");
+        assert_eq!(verification(dir.path(), &f), Verification::Recorded);
 
         let bad: &'static str = Box::leak(format!("X-Linked-ETag: \"{BODY_SHA}\"\r\n").into_boxed_str());
         let (url, server) = serve_with(BODY, 1, None, bad);
         let other = tempfile::tempdir().expect("tempdir");
-        let e = fetch(&file(&url, None), &Source::Catalog, other.path(), &mut |_, _| {}).expect_err("mismatch");
+        let e = fetch(&file(&url, None), &Source::Catalog, other.path(), &OPTS, &mut |_, _| {}).expect_err("mismatch");
         server.join().expect("server");
         assert!(matches!(e, FetchError::Checksum { .. }), "{e}");
     }
@@ -356,11 +680,11 @@ mod tests {
     fn a_wrong_checksum_removes_the_file() {
         let (url, server) = serve(BODY, 1, None);
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = fetch(&file(&url, Some(BODY_SHA.into())), &Source::Catalog, dir.path(), &mut |_, _| {})
+        let e = fetch(&file(&url, Some(BODY_SHA.into())), &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {})
             .expect_err("mismatch");
         server.join().expect("server");
         assert!(matches!(e, FetchError::Checksum { .. }));
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing kept, nothing recorded");
     }
 
     #[test]
@@ -370,12 +694,19 @@ mod tests {
         std::fs::write(usb.path().join("models/test.gguf"), BODY).expect("file");
         let dir = tempfile::tempdir().expect("tempdir");
         let f = file("https://example.invalid/x/test.gguf", Some(sha(BODY)));
-        let got = fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &mut |_, _| {}).expect("copied");
-        assert!(got.verified && !got.present);
-        let again = fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &mut |_, _| {}).expect("present");
-        assert!(again.present);
-        let missing =
-            fetch(&file("https://x/y/other.gguf", None), &Source::Dir(usb.path().into()), dir.path(), &mut |_, _| {});
+        let got = fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &OPTS, &mut |_, _| {}).expect("copied");
+        assert!(got.verification == Verification::Verified && !got.present);
+        let again =
+            fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &OPTS, &mut |_, _| {}).expect("present");
+        assert!(again.present && again.verification == Verification::Verified);
+        assert_eq!(verification(dir.path(), &f), Verification::Verified);
+        let missing = fetch(
+            &file("https://x/y/other.gguf", None),
+            &Source::Dir(usb.path().into()),
+            dir.path(),
+            &OPTS,
+            &mut |_, _| {},
+        );
         assert!(matches!(missing, Err(FetchError::NotInDir { .. })));
     }
 
@@ -393,8 +724,89 @@ mod tests {
             s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("write");
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = fetch(&file(&url, None), &Source::Catalog, dir.path(), &mut |_, _| {}).expect_err("404");
+        let e = fetch(&file(&url, None), &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).expect_err("404");
         h.join().expect("server");
         assert!(e.to_string().contains("404"), "{e}");
+    }
+
+    #[test]
+    fn a_server_that_stops_sending_fails_with_the_part_kept_then_resumes() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/models/test.gguf", l.local_addr().expect("addr"));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            // First request: 10 bytes, then silence with the connection open.
+            let (mut s, _) = l.accept().expect("accept");
+            let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
+            s.write_all(head.as_bytes()).expect("head");
+            s.write_all(&BODY[..10]).expect("body");
+            let _ = wait.recv();
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let quick = FetchOptions { connect: Duration::from_secs(5), stall: Duration::from_millis(300) };
+        let f = file(&url, Some(sha(BODY)));
+        let e = fetch(&f, &Source::Catalog, dir.path(), &quick, &mut |_, _| {}).expect_err("stalled");
+        assert!(matches!(e, FetchError::Stalled { done: 10, .. }), "{e}");
+        assert!(e.to_string().contains("run the pull again to resume"), "{e}");
+        assert_eq!(std::fs::metadata(dir.path().join("test.gguf.part")).expect("part kept").len(), 10);
+        let _ = release.send(());
+        h.join().expect("server");
+        let (url2, server) = serve(BODY, 1, None);
+        let f2 = file(&url2, Some(sha(BODY)));
+        fetch(&f2, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).expect("resumed");
+        assert_eq!(server.join().expect("server"), ["range: bytes=10-"]);
+        assert_eq!(std::fs::read(dir.path().join("test.gguf")).expect("read"), BODY);
+    }
+
+    #[test]
+    fn a_link_planted_as_the_part_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("victim");
+        let models = dir.path().join("models");
+        std::fs::create_dir(&models).expect("models");
+        // A symbolic link as the part and as the server-hash file: replaced, not followed.
+        std::os::unix::fs::symlink(&victim, models.join("test.gguf.part")).expect("symlink");
+        std::os::unix::fs::symlink(&victim, models.join("test.gguf.part.sha256")).expect("symlink");
+        let (url, server) = serve(BODY, 1, None);
+        fetch(&file(&url, Some(sha(BODY))), &Source::Catalog, &models, &OPTS, &mut |_, _| {}).expect("fetched");
+        server.join().expect("server");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+        assert_eq!(std::fs::read(models.join("test.gguf")).expect("model"), BODY);
+        // A hard link as the part: a resume would append to the victim; refused.
+        std::fs::hard_link(&victim, models.join("other.gguf.part")).expect("hard link");
+        let (url, server) = serve(BODY, 1, None);
+        let other = file(&url.replace("test.gguf", "other.gguf"), None);
+        let e = fetch(&other, &Source::Catalog, &models, &OPTS, &mut |_, _| {}).expect_err("refused");
+        drop(server);
+        assert!(matches!(e, FetchError::Unsafe { .. }), "{e}");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    }
+
+    #[test]
+    fn a_file_changed_after_it_was_recorded_is_unverified() {
+        let (url, server) = serve(BODY, 1, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = file(&url, None);
+        let got = fetch(&f, &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {}).expect("fetched");
+        server.join().expect("server");
+        assert_eq!(got.verification, Verification::Recorded);
+        std::fs::write(dir.path().join("test.gguf"), b"something else entirely").expect("replace");
+        assert_eq!(verification(dir.path(), &f), Verification::Unverified);
+        assert_eq!(verification(dir.path(), &file("https://h/never.gguf", None)), Verification::Unverified);
+    }
+
+    #[test]
+    fn a_url_whose_file_name_is_not_usable_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for url in ["https://h/", "https://h/.hidden", "https://h/checksums.json"] {
+            let e = fetch(&file(url, None), &Source::Catalog, dir.path(), &OPTS, &mut |_, _| {});
+            assert!(matches!(e, Err(FetchError::Http { .. })), "{url}: {e:?}");
+        }
     }
 }

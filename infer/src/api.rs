@@ -22,6 +22,16 @@ pub struct ApiError {
     pub code: Option<&'static str>,
 }
 
+/// How much of the KV cache one request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotSize {
+    /// Tokens one request may hold (`--ctx / --parallel`, or all with `--kv-unified`).
+    pub tokens: usize,
+    /// KV cells of the whole context.
+    pub cells: usize,
+    pub parallel: usize,
+}
+
 impl ApiError {
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> ApiError {
         ApiError {
@@ -33,14 +43,23 @@ impl ApiError {
         }
     }
 
-    /// The prompt and the tokens asked for do not fit the model's context.
-    pub fn context_overflow(prompt: usize, max_tokens: usize, n_ctx: usize) -> ApiError {
+    /// The prompt and the tokens asked for do not fit one request's share of the context.
+    pub fn context_overflow(prompt: usize, max_tokens: usize, slot: SlotSize) -> ApiError {
+        let share = if slot.tokens < slot.cells {
+            format!(
+                " (each of the {} parallel slots has {} of the {} KV cells: --ctx / --parallel)",
+                slot.parallel, slot.tokens, slot.cells
+            )
+        } else {
+            String::new()
+        };
         ApiError {
             code: Some("context_length_exceeded"),
             ..ApiError::invalid(
                 format!(
-                    "this model's maximum context length is {n_ctx} tokens; the request needs {} \
+                    "this model's maximum context length is {} tokens per request{share}; the request needs {} \
                      ({prompt} in the prompt, {max_tokens} to generate)",
+                    slot.tokens,
                     prompt + max_tokens
                 ),
                 Some("messages"),
@@ -431,8 +450,15 @@ mod tests {
 
     #[test]
     fn overflow_is_a_400_with_openais_code() {
-        let e = ApiError::context_overflow(100, 50, 128);
+        let e = ApiError::context_overflow(100, 50, SlotSize { tokens: 128, cells: 128, parallel: 1 });
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.body()["error"]["code"], "context_length_exceeded");
+        assert!(!e.message.contains("slots"), "{}", e.message);
+        let e = ApiError::context_overflow(330, 16, SlotSize { tokens: 256, cells: 512, parallel: 2 });
+        assert!(
+            e.message.contains("256 tokens per request") && e.message.contains("2 parallel slots has 256 of the 512"),
+            "the slot's size is named: {}",
+            e.message
+        );
     }
 }

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use aither_http::guard::HostPolicy;
+use aither_http::Limits;
 use aither_hwprofile::gguf;
 use aither_hwprofile::plan::{local_file, Plan};
 use aither_init::notify::Notifier;
@@ -83,6 +85,25 @@ pub struct Args {
     /// Where the plan's model files are.
     #[arg(long, default_value = "/var/lib/aither/models")]
     pub model_dir: PathBuf,
+    /// Seconds a client has to send a complete request head [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    pub body_timeout: Option<u64>,
+    /// Seconds an idle kept-alive connection stays open; 0 closes after each request [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Open connections at once; more are answered 503 and closed [default: 512].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Largest request body in bytes [default: 33554432].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// A host name clients may use besides localhost, IP addresses and this machine's name
+    /// (repeat for more): other `Host` values are refused (DNS rebinding).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// A listening address.
@@ -136,6 +157,9 @@ pub struct Settings {
     pub batch: u32,
     pub kv_unified: bool,
     pub embeddings: Option<bool>,
+    /// The listener's limits.
+    pub limits: Limits,
+    pub allow_hosts: Vec<String>,
 }
 
 /// A failure with the exit status it means.
@@ -206,6 +230,10 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         batch: args.batch,
         kv_unified: args.kv_unified,
         embeddings: args.embeddings.then_some(true),
+        limits: limits(&args).map_err(|e| {
+            usage(anyhow::anyhow!("--{}: {}", e.key.trim_end_matches("_seconds").replace('_', "-"), e.problem))
+        })?,
+        allow_hosts: args.allow_hosts.clone(),
     };
     for (name, v) in [("--threads", s.threads), ("--ctx", s.ctx), ("--parallel", s.parallel), ("--batch", s.batch)] {
         if v == 0 {
@@ -219,6 +247,21 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         return Err(usage(anyhow::anyhow!("--parallel {} is above llama.cpp's 256 sequences", s.parallel)));
     }
     Ok(s)
+}
+
+/// The listener's limits: the flags given, the front door's defaults for the rest.
+fn limits(args: &Args) -> Result<Limits, aither_http::LimitsError> {
+    let d = Limits::default();
+    let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+    let l = Limits {
+        header_timeout: secs(args.header_timeout, d.header_timeout),
+        body_timeout: secs(args.body_timeout, d.body_timeout),
+        idle_timeout: secs(args.idle_timeout, d.idle_timeout),
+        max_connections: args.max_connections.unwrap_or(d.max_connections),
+        max_body_bytes: args.max_body_bytes.unwrap_or(d.max_body_bytes),
+    };
+    l.validate()?;
+    Ok(l)
 }
 
 /// What the header says about the model, checked before llama.cpp reads it.
@@ -291,13 +334,15 @@ fn run_inner(args: Args) -> Result<(), Failure> {
 
 async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
     let notifier = Notifier::from_env();
-    let state = AppState::new(s.alias.clone());
-    let app = server::router(state.clone());
+    let front = aither_http::Front::new(s.limits);
+    let state = AppState::new(s.alias.clone(), front.stats().clone());
+    let policy = aither_http::guard::Policy { hosts: HostPolicy::new(&s.allow_hosts), limits: s.limits };
+    let app = aither_http::guard::apply(server::router(state.clone()), policy);
     let listener = crate::listen::bind(&s.listen).await.map_err(|e| Failure::new(exit::CANNOT_LISTEN, e))?;
     tracing::info!("listening on {}; loading {} ({})", s.listen, s.model.display(), facts.architecture);
     notifier.notify(&format!("STATUS=loading {}", s.model.display()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::listen::serve(listener, app, stop_rx.clone()));
+    let server = tokio::spawn(async move { front.serve(listener, app, stop_rx).await });
 
     let loaded = tokio::task::spawn_blocking({
         let s = s.clone();

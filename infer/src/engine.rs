@@ -17,9 +17,11 @@
 //!   as llama-server does with `--parallel`, so a token's attention reads only its own
 //!   sequence. With `kv_unified` (and always with one slot) all slots share the `n_ctx`
 //!   cells: a request may use the whole context, at the price of attention over every
-//!   slot's cells. When a decode finds no room in a shared cache, idle slots' cached
-//!   prefixes go first; then the busy slot holding the most cells ends with
-//!   `finish_reason: "length"`, and the batch is decoded again.
+//!   slot's cells. A request there *reserves* the cells it may come to hold (its prompt
+//!   plus its token budget) and is admitted only when the reservations of the requests
+//!   running leave room for it; until then it waits in the queue. When a decode finds no
+//!   room, idle slots' cached prefixes are evicted; a running request is never ended to
+//!   make room for another.
 //!
 //! Requests that cannot fit (prompt plus `max_tokens` above a slot's context) are refused
 //! before they reach the engine (see [`Engine::seq_ctx`]).
@@ -257,6 +259,8 @@ struct Active {
     events: tmpsc::UnboundedSender<Event>,
     /// Tokens still to generate at most.
     budget: usize,
+    /// Cells this request may come to hold: its prompt plus its budget.
+    reserved: usize,
     generated: usize,
     /// Sampled, not yet decoded: the next token this slot feeds.
     next: Option<LlamaToken>,
@@ -285,6 +289,9 @@ struct Loop<'m> {
     n_batch: usize,
     /// Cells one sequence may hold.
     n_ctx: usize,
+    /// All slots share one cache of this many cells (`kv_unified` with several slots):
+    /// requests are admitted by their reservations. `None`: a stream per slot.
+    shared_cells: Option<usize>,
     stats: Arc<Stats>,
     embeddings: bool,
     piece: Vec<u8>,
@@ -294,11 +301,9 @@ impl<'m> Loop<'m> {
     fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, cfg: &EngineConfig, stats: Arc<Stats>) -> Loop<'m> {
         let n_batch = usize::try_from(cfg.n_batch).unwrap_or(512);
         let parallel = i32::try_from(cfg.parallel.max(1)).unwrap_or(1);
-        let n_ctx = seq_ctx(
-            usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX),
-            usize::try_from(parallel).unwrap_or(1),
-            cfg.kv_unified,
-        );
+        let cells = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
+        let n_ctx = seq_ctx(cells, usize::try_from(parallel).unwrap_or(1), cfg.kv_unified);
+        let shared_cells = (cfg.kv_unified && parallel > 1).then_some(cells);
         let slots = (0..parallel).map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None }).collect();
         Loop {
             model,
@@ -308,6 +313,7 @@ impl<'m> Loop<'m> {
             batch: LlamaBatch::new(n_batch, parallel),
             n_batch,
             n_ctx,
+            shared_cells,
             stats,
             embeddings: cfg.embeddings,
             piece: Vec::with_capacity(64),
@@ -367,7 +373,8 @@ impl<'m> Loop<'m> {
                     let _ = reply.send(result);
                 }
                 Job::Generate { prompt, generation, events } => {
-                    let Some(i) = self.best_free_slot(&prompt) else {
+                    let fits = self.fits_shared_cache(reservation(prompt.len(), generation.max_tokens, self.n_ctx));
+                    let Some(i) = self.best_free_slot(&prompt).filter(|_| fits) else {
                         self.queue.push_front(Job::Generate { prompt, generation, events });
                         break;
                     };
@@ -376,6 +383,14 @@ impl<'m> Loop<'m> {
                 }
             }
         }
+    }
+
+    /// Whether a request reserving `cells` fits beside the reservations of those running
+    /// (always, with a stream per slot: each slot's own cells are checked at the door).
+    fn fits_shared_cache(&self, cells: usize) -> bool {
+        let Some(total) = self.shared_cells else { return true };
+        let reserved: usize = self.slots.iter().filter_map(|s| s.active.as_ref()).map(|a| a.reserved).sum();
+        reserved.saturating_add(cells) <= total
     }
 
     /// The free slot whose cache shares the longest prefix with `prompt`.
@@ -403,7 +418,9 @@ impl<'m> Loop<'m> {
         }
         let room = self.n_ctx.saturating_sub(prompt.len());
         let budget = g.max_tokens.map_or(room, |m| m.min(room));
+        let reserved = reservation(prompt.len(), g.max_tokens, self.n_ctx);
         slot.active = Some(Active {
+            reserved,
             sampler: sampler(self.model, &g.sampling),
             prompt,
             events,
@@ -497,7 +514,9 @@ impl<'m> Loop<'m> {
         }
     }
 
-    /// Free cells for the next try: idle slots' caches first, then the busiest request ends.
+    /// Free cells for the next try: idle slots' cached prefixes. A running request's cells
+    /// are never taken (admission by reservation leaves them room); false when nothing is
+    /// left to free.
     fn make_room(&mut self) -> bool {
         let mut freed = false;
         for slot in &mut self.slots {
@@ -506,19 +525,7 @@ impl<'m> Loop<'m> {
                 freed = true;
             }
         }
-        if freed {
-            return true;
-        }
-        let Some(i) = (0..self.slots.len())
-            .filter(|&i| self.slots[i].active.is_some())
-            .max_by_key(|&i| self.slots[i].cached.len())
-        else {
-            return false;
-        };
-        self.finish(i, Finish::Length);
-        let slot = &mut self.slots[i];
-        clear_seq(&mut self.ctx, slot);
-        true
+        freed
     }
 
     fn fail_all(&mut self, why: &str) {
@@ -667,6 +674,13 @@ fn held_back(text: &str, stop: &str) -> usize {
 }
 
 /// The cells one sequence may hold: its own stream's share, or the whole shared cache.
+/// The cells a request may come to hold: its prompt and the tokens it may generate (the
+/// rest of its slot's context when it gives no `max_tokens`).
+fn reservation(prompt: usize, max_tokens: Option<usize>, seq_ctx: usize) -> usize {
+    let room = seq_ctx.saturating_sub(prompt);
+    prompt + max_tokens.map_or(room, |m| m.min(room))
+}
+
 fn seq_ctx(n_ctx: usize, parallel: usize, unified: bool) -> usize {
     if unified || parallel <= 1 {
         n_ctx
@@ -742,6 +756,13 @@ mod tests {
         assert_eq!(seq_ctx(8192, 8, false), 1024);
         assert_eq!(seq_ctx(8192, 8, true), 8192);
         assert_eq!(seq_ctx(4096, 1, false), 4096);
+    }
+
+    #[test]
+    fn a_request_reserves_its_prompt_and_its_budget_within_its_slot() {
+        assert_eq!(reservation(300, Some(100), 1024), 400);
+        assert_eq!(reservation(300, None, 1024), 1024, "no max_tokens: the rest of the slot");
+        assert_eq!(reservation(1000, Some(100), 1024), 1024, "never beyond the slot");
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn render(st: &AppState) -> String {
     ] {
         let _ = writeln!(out, "aither_infer_requests_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
     }
+    out.push_str(&st.http.prometheus("aither_infer_http"));
     let Some(r) = ready else { return out };
     let s = &r.engine.stats;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -53,11 +53,13 @@ pub struct AppState {
     pub failed: OnceLock<String>,
     pub started: u64,
     pub requests: metrics::Requests,
+    /// The listener's counters (connections, shed, timeouts).
+    pub http: Arc<aither_http::Stats>,
     seed: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(model_id: String) -> Arc<AppState> {
+    pub fn new(model_id: String, http: Arc<aither_http::Stats>) -> Arc<AppState> {
         let started = unix_now();
         Arc::new(AppState {
             model_id,
@@ -65,6 +67,7 @@ impl AppState {
             failed: OnceLock::new(),
             started,
             requests: metrics::Requests::default(),
+            http,
             seed: AtomicU64::new(started ^ u64::from(std::process::id()).rotate_left(32)),
         })
     }
@@ -155,15 +158,20 @@ fn tokenize(r: &Ready, text: &str) -> Vec<LlamaToken> {
     r.model.vocab().tokenize(text.as_bytes(), add, true)
 }
 
+/// One request's share of the KV cache, for errors that say why a request does not fit.
+fn slot_size(r: &Ready) -> api::SlotSize {
+    api::SlotSize { tokens: r.engine.seq_ctx, cells: r.engine.n_ctx, parallel: r.engine.parallel }
+}
+
 fn check_fit(r: &Ready, prompt: usize, g: &Generation, param: &str) -> Result<(), ApiError> {
     if prompt == 0 {
         return Err(ApiError::invalid("the prompt is empty", Some(param)));
     }
     let want = g.max_tokens.unwrap_or(1);
-    if prompt.saturating_add(want) > r.engine.n_ctx {
+    if prompt.saturating_add(want) > r.engine.seq_ctx {
         return Err(ApiError {
             param: Some(param.to_string()),
-            ..ApiError::context_overflow(prompt, want, r.engine.n_ctx)
+            ..ApiError::context_overflow(prompt, want, slot_size(r))
         });
     }
     Ok(())
@@ -471,7 +479,7 @@ async fn embeddings(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
             if t.len() > r.engine.seq_ctx {
                 return Err(ApiError {
                     param: Some("input".into()),
-                    ..ApiError::context_overflow(t.len(), 0, r.engine.seq_ctx)
+                    ..ApiError::context_overflow(t.len(), 0, slot_size(r))
                 });
             }
         }

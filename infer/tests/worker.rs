@@ -158,6 +158,63 @@ fn concurrent_streams_share_batches_and_each_gets_its_own_answer() {
     assert_eq!(h["slots_processing"], 0, "all slots free again");
 }
 
+/// Stream a completion with usage; (finish_reason, completion tokens).
+fn streamed_finish(w: &Worker, prompt: &str, max_tokens: usize) -> (String, u64) {
+    let events = w.stream(
+        "/v1/completions",
+        &json!({ "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": true,
+                 "stream_options": { "include_usage": true } }),
+    );
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).expect("chunk")).collect();
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str().map(str::to_string))
+        .expect("a finish reason");
+    let tokens = chunks.iter().find_map(|c| c["usage"]["completion_tokens"].as_u64()).expect("usage");
+    (finish, tokens)
+}
+
+#[test]
+fn a_request_beyond_its_slot_is_refused_and_no_stream_is_cut_for_another() {
+    let w = Worker::start(&chat_model(), &["--ctx", "512", "--parallel", "2"]);
+    // More than the slot's 256 tokens, fewer than all 512 cells: refused, naming the slot.
+    let long = "word ".repeat(150);
+    let (status, r) = w.post("/v1/completions", &json!({ "prompt": long, "max_tokens": 16 }));
+    assert_eq!((status, r["error"]["code"].as_str()), (400, Some("context_length_exceeded")), "{r}");
+    let message = r["error"]["message"].as_str().expect("message");
+    assert!(message.contains("256 tokens per request") && message.contains("256 of the 512"), "{message}");
+    // Two streams that each fill most of their slot run together to their full length.
+    let results: Vec<(String, u64)> = std::thread::scope(|s| {
+        let a = s.spawn(|| streamed_finish(&w, "first stream", 200));
+        let b = s.spawn(|| streamed_finish(&w, "second stream", 200));
+        vec![a.join().expect("a"), b.join().expect("b")]
+    });
+    for (finish, tokens) in &results {
+        assert!(finish == "stop" || (finish == "length" && *tokens == 200), "cut short: {results:?}");
+    }
+}
+
+#[test]
+fn a_shared_cache_admits_requests_by_their_reservations_and_never_cuts_one() {
+    // One cache of 512 cells for two slots: each request may use all of it, so two that
+    // reserve 300 cells each cannot run together; the second waits for the first.
+    let w = Worker::start(&chat_model(), &["--ctx", "512", "--parallel", "2", "--kv-unified"]);
+    let results: Vec<(String, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let w = &w;
+                s.spawn(move || streamed_finish(w, &format!("request {i}"), 290))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for (finish, tokens) in &results {
+        assert!(finish == "stop" || (finish == "length" && *tokens == 290), "cut short: {results:?}");
+    }
+    assert_eq!(w.metric("aither_infer_queue_length"), 0.0);
+}
+
 #[test]
 fn a_client_that_disconnects_frees_its_sequence_at_once() {
     let w = Worker::start(&chat_model(), &["--ctx", "4096", "--threads", "1"]);

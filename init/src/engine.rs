@@ -89,7 +89,7 @@ enum TimerKind {
 enum Msg {
     Cmd(Cmd, oneshot::Sender<Reply>),
     Exited { unit: String, generation: u64, reason: ExitReason },
-    Notify { unit: String, note: notify::Notification },
+    Notify { unit: String, note: notify::Notification, sender: Option<i32> },
     Timer { unit: String, generation: u64, kind: TimerKind },
     Probed { unit: String, generation: u64 },
     Activate { unit: String },
@@ -340,7 +340,7 @@ impl Engine {
             match msg {
                 Msg::Cmd(cmd, reply) => self.command(cmd, reply),
                 Msg::Exited { unit, generation, reason } => self.exited(&unit, generation, reason),
-                Msg::Notify { unit, note } => self.notified(&unit, note),
+                Msg::Notify { unit, note, sender } => self.notified(&unit, note, sender),
                 Msg::Timer { unit, generation, kind } => self.timer(&unit, generation, kind),
                 Msg::Probed { unit, generation } => self.probed(&unit, generation),
                 Msg::Activate { unit } => self.activate(&unit),
@@ -619,9 +619,12 @@ impl Engine {
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         let mut buf = vec![0u8; 4096];
-                        while let Ok(n) = sock.recv(&mut buf).await {
-                            let note = notify::parse(&String::from_utf8_lossy(&buf[..n]));
-                            if tx.send(Msg::Notify { unit: unit.clone(), note }).is_err() {
+                        loop {
+                            let got =
+                                sock.async_io(tokio::io::Interest::READABLE, || notify::recv(&sock, &mut buf)).await;
+                            let Ok((n, sender)) = got else { break };
+                            let note = notify::parse(&String::from_utf8_lossy(&buf[..n.min(buf.len())]));
+                            if tx.send(Msg::Notify { unit: unit.clone(), note, sender }).is_err() {
                                 break;
                             }
                         }
@@ -635,6 +638,8 @@ impl Engine {
             }
         }
         let mut env = spec.env.clone();
+        // Names the unit in its processes, for finding them again without a state file.
+        env.push((crate::recover::UNIT_ENV.into(), name.to_string()));
         if let Some(p) = &u.notify_path {
             env.push(("NOTIFY_SOCKET".into(), p.display().to_string()));
         }
@@ -769,7 +774,35 @@ impl Engine {
         self.schedule();
     }
 
-    fn notified(&mut self, name: &str, note: notify::Notification) {
+    /// Whether `pid` is a process of unit `name` whose main process is `main`: the main
+    /// process, a process in its cgroup, or (without cgroups) one of its descendants.
+    fn belongs_to(&self, name: &str, main: i32, pid: i32) -> bool {
+        if pid == main {
+            return true;
+        }
+        if let Ok(cg) = &self.cfg.cgroups {
+            return cg.procs(name).contains(&pid);
+        }
+        let mut p = pid;
+        for _ in 0..64 {
+            match parent_of(p).and_then(|pp| i32::try_from(pp).ok()) {
+                Some(pp) if pp == main => return true,
+                Some(pp) if pp > 1 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn notified(&mut self, name: &str, note: notify::Notification, sender: Option<i32>) {
+        let Some(main) = self.units.get(name).and_then(|u| u.state.pid()) else { return };
+        if !sender.is_some_and(|p| self.belongs_to(name, main, p)) {
+            tracing::warn!(
+                "{name}: a notification from pid {} was ignored: not a process of this unit",
+                sender.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+            );
+            return;
+        }
         let Some(u) = self.units.get_mut(name) else { return };
         if let Some(s) = note.status {
             u.status = Some(s);
@@ -907,13 +940,13 @@ impl Engine {
         if !self.cfg.adopt {
             return;
         }
-        let Some(path) = &self.cfg.state_file else { return };
-        let Ok(text) = std::fs::read(path) else { return };
-        let Ok(file) = serde_json::from_slice::<StateFile>(&text) else {
-            tracing::warn!("{}: not a state file; nothing adopted", path.display());
-            return;
+        let Some(path) = self.cfg.state_file.clone() else { return };
+        let Ok(text) = std::fs::read(&path) else { return };
+        let records = match serde_json::from_slice::<StateFile>(&text) {
+            Ok(file) => file.units,
+            Err(e) => self.recover(&path, &e),
         };
-        for r in file.units {
+        for r in records {
             let Some(u) = self.units.get_mut(&r.name) else { continue };
             if process_start_time(r.pid) != Some(r.start_time) {
                 continue; // gone, or the PID was reused
@@ -939,6 +972,41 @@ impl Engine {
             watch_exit(&self.tx, &r.name, u.generation, r.pid, ours);
             let _ = self.events.send(Event { unit: r.name.clone(), state: u.state.clone(), status: None });
         }
+    }
+}
+
+impl Engine {
+    /// The state file is corrupt: keep it aside for whoever wants to look, and find the
+    /// units' processes again (their cgroups, or their session and `AITHER_UNIT`), so the
+    /// running units are adopted rather than started a second time.
+    fn recover(&self, path: &Path, problem: &serde_json::Error) -> Vec<Recorded> {
+        let aside = path.with_extension("json.corrupt");
+        let kept = std::fs::rename(path, &aside)
+            .map_or_else(|e| format!("it could not be moved aside ({e})"), |()| format!("kept as {}", aside.display()));
+        let proc_root = Path::new("/proc");
+        let names: Vec<&str> = self.units.keys().map(String::as_str).collect();
+        let found: BTreeMap<String, crate::recover::Found> = match &self.cfg.cgroups {
+            Ok(cg) => names
+                .iter()
+                .filter_map(|n| crate::recover::session_leader(proc_root, &cg.procs(n)).map(|f| ((*n).to_string(), f)))
+                .collect(),
+            Err(_) => {
+                let uid = nix::unistd::geteuid();
+                crate::recover::scan(proc_root, &names, (!uid.is_root()).then(|| uid.as_raw()))
+            }
+        };
+        tracing::warn!(
+            "{}: not a state file ({problem}); {kept}; found {} running unit{} again{}",
+            path.display(),
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+            if found.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", found.keys().cloned().collect::<Vec<_>>().join(", "))
+            }
+        );
+        found.into_iter().map(|(name, f)| Recorded { name, pid: f.pid, start_time: f.start_time }).collect()
     }
 }
 
@@ -1022,7 +1090,7 @@ fn bind_listener(l: &Listen) -> std::io::Result<OwnedFd> {
 
 /// Whether SELinux is enabled on this kernel.
 pub fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
+    crate::selinux::enabled(Path::new("/sys"))
 }
 
 /// The unit's stdout and stderr. A journald stream for a unit with an SELinux context is
@@ -1044,17 +1112,9 @@ fn open_log(target: &LogTarget, unit: &str, context: Option<&str>) -> std::io::R
         LogTarget::Journal => {
             use std::io::Write;
             // The socket creation context is per thread; nothing awaits between set and reset.
-            let sockcreate = Path::new("/proc/thread-self/attr/sockcreate");
-            if let Some(c) = context {
-                std::fs::write(sockcreate, c)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("socket context {c}: {e}")))?;
-            }
-            let connected = std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout");
-            if context.is_some() {
-                // A lone newline clears it (an empty `fs::write` would not even call write(2)).
-                std::fs::write(sockcreate, "\n")?;
-            }
-            let mut s = connected?;
+            let mut s = crate::selinux::with_socket_context(context, || {
+                std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout")
+            })?;
             // The journald stream header: identifier, unit id, priority, level prefix,
             // forward to syslog, kmsg, console.
             write!(s, "{unit}\n\n6\n1\n0\n0\n0\n")?;

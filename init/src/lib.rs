@@ -42,6 +42,8 @@ pub mod cgroup;
 pub mod engine;
 pub mod notify;
 pub mod reap;
+pub mod recover;
+pub mod selinux;
 pub mod spawn;
 pub mod state;
 pub mod unit;

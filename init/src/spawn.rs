@@ -4,9 +4,11 @@
 //! Everything the child needs (argv, envp, paths, the `LISTEN_PID=` buffer, file
 //! descriptors) is prepared before `fork`, because after `fork` in a multi-threaded process
 //! the child may not allocate. The child then: resets its signal mask, starts a new session,
-//! joins its cgroup, sets rlimits, wires stdio and the socket-activation descriptors, writes
-//! its own PID into `LISTEN_PID`, changes directory, drops to its user and group, sets the
-//! SELinux exec context and `no_new_privs`, and execs. A failure in any step is written to a
+//! joins its cgroup, sets rlimits, wires stdio and the socket-activation descriptors, marks
+//! every other descriptor close-on-exec (`close_range`, so nothing the supervisor holds —
+//! client connections, other units' sockets — leaks into the unit), writes its own PID into
+//! `LISTEN_PID`, changes directory, drops to its user and group, sets the SELinux exec
+//! context and `no_new_privs`, and execs. A failure in any step is written to a
 //! close-on-exec pipe, so the parent reports it as [`SpawnError`] instead of a mystery exit.
 
 #![allow(unsafe_code)]
@@ -303,6 +305,20 @@ unsafe fn child(p: ChildPlan<'_>) -> ! {
             }
             libc::fcntl(target, libc::F_SETFD, 0);
         }
+        // Everything above the descriptors the unit gets goes at exec. CLOEXEC rather than
+        // closing: the error pipe must stay open until execve succeeds.
+        let first = 3 + u32::try_from(p.listen.len()).unwrap_or(0);
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            // Kernels before 5.11: one descriptor at a time, up to the descriptor limit.
+            let mut lim: libc::rlimit = std::mem::zeroed();
+            let max =
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 { lim.rlim_cur.min(1 << 20) } else { 65536 };
+            let mut fd = libc::c_int::try_from(first).unwrap_or(3);
+            while u64::try_from(fd).unwrap_or(u64::MAX) < max {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                fd += 1;
+            }
+        }
         if !p.listen_pid_buf.is_null() {
             // "LISTEN_PID=" is 11 bytes; the digits follow, then a NUL.
             let mut pid = u32::try_from(libc::getpid()).unwrap_or(0);
@@ -396,6 +412,27 @@ mod tests {
         req.working_directory = Some(missing);
         let err = spawn(&req).expect_err("chdir fails");
         assert!(matches!(err, SpawnError::Child { step: "chdir", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_descriptor_without_close_on_exec_does_not_reach_the_child() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("fds");
+        let file = File::open("/dev/null").expect("open");
+        // SAFETY: a copy (at 200 or above) of a descriptor we own; F_DUPFD leaves it without
+        // close-on-exec.
+        let leaked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 200) };
+        assert!(leaked >= 200);
+        let script = format!("ls /proc/$$/fd > {}", out.display());
+        let argv = vec!["sh".to_string(), "-c".to_string(), script];
+        let pid = spawn(&request(&argv, &[])).expect("spawns");
+        assert_eq!(wait(pid), 0);
+        // SAFETY: closing the copy made above.
+        unsafe { libc::close(leaked) };
+        let fds: Vec<i32> =
+            std::fs::read_to_string(&out).expect("output").split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        assert!(fds.contains(&0) && fds.contains(&2), "stdio is there: {fds:?}");
+        assert!(!fds.contains(&leaked), "fd {leaked} leaked into the child: {fds:?}");
     }
 
     #[test]

@@ -49,6 +49,58 @@ async fn notify_readiness_waits_for_ready_1() {
     sup.shutdown().await.expect("shutdown");
 }
 
+/// Waits for `$GO` to appear, then says its own status.
+const WAIT_THEN_STATUS: &str = r#"
+import os, socket, time
+while not os.path.exists(os.environ['GO']):
+    time.sleep(0.02)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'STATUS=own words', os.environ['NOTIFY_SOCKET'])
+time.sleep(100)
+"#;
+
+/// Another unit of the same user writes to the target's notify socket, then creates `$GO`.
+const FORGE: &str = r#"
+import os, socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1\nSTATUS=forged', os.environ['TARGET'])
+open(os.environ['GO'], 'w').close()
+"#;
+
+#[tokio::test]
+async fn only_a_units_own_processes_may_notify_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go").display().to_string();
+    let mut target = UnitSpec::new("target", &["python3", "-c", WAIT_THEN_STATUS]);
+    target.readiness = Readiness::Notify;
+    target.ready_timeout = Duration::from_secs(60);
+    target.env.push(("GO".into(), go.clone()));
+    let mut forger = UnitSpec::new("forger", &["python3", "-c", FORGE]);
+    forger.restart = RestartMode::Never;
+    forger.env.push(("GO".into(), go));
+    forger.env.push(("TARGET".into(), dir.path().join("notify/target").display().to_string()));
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![target, forger]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start("target").await.expect("start target");
+    until(&mut rx, "target", 5, |s| matches!(s, UnitState::Starting { .. })).await;
+    sup.start("forger").await.expect("start forger");
+    // The target's own message comes after the forged one on the same socket: once it is
+    // in, the forged one has been judged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = sup.status().await.expect("status");
+        let t = status.iter().find(|u| u.name == "target").expect("target");
+        if t.status.as_deref() == Some("own words") {
+            assert!(matches!(t.state, UnitState::Starting { .. }), "READY=1 from another unit was taken: {t:?}");
+            break;
+        }
+        assert_ne!(t.status.as_deref(), Some("forged"), "another unit's STATUS was taken");
+        assert!(tokio::time::Instant::now() < deadline, "the target's own status never arrived: {t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sup.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn a_crash_loop_backs_off_doubling_then_gives_up() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -248,6 +300,37 @@ async fn a_new_engine_re_adopts_running_units_without_restarting_them() {
     let e = until(&mut rx, "keeper", 5, |s| matches!(s, UnitState::Exited { .. })).await;
     assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Signal { signal: 15 } });
     sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_is_kept_aside_and_running_units_are_found_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let units = vec![sh("corrupt-state-survivor", "exec sleep 100")];
+    let (sup, task) = Supervisor::spawn(config(dir.path()), units.clone()).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    let pid = until(&mut rx, "corrupt-state-survivor", 5, |s| matches!(s, UnitState::Running { .. }))
+        .await
+        .state
+        .pid()
+        .expect("pid");
+    sup.detach().await.expect("detach");
+    task.await.expect("the engine ends");
+    std::fs::write(dir.path().join("state.json"), b"{\"schema_version\": 1, \"units\": [trunc").expect("corrupt");
+
+    let mut cfg = config(dir.path());
+    cfg.adopt = true;
+    let (sup, _task) = Supervisor::spawn(cfg, units).expect("engine");
+    let status = sup.status().await.expect("status");
+    assert_eq!(status[0].state, UnitState::Running { pid }, "found again by its session and AITHER_UNIT");
+    assert!(dir.path().join("state.json.corrupt").exists(), "the corrupt file is kept for inspection");
+    sup.start_all().await.expect("start is a no-op for the found unit");
+    assert_eq!(sup.status().await.expect("status")[0].state, UnitState::Running { pid }, "no second copy");
+    sup.shutdown().await.expect("shutdown");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    );
 }
 
 #[tokio::test]

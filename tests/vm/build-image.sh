@@ -68,6 +68,15 @@ pids_max = 32
 AGENT
 done
 
+# An agent allowed to use the gateway: it asks the local model once through the socket.
+cat > "$root/etc/aither/agents.d/vm-gw.toml" <<'AGENT'
+name = "vm-gw"
+description = "VM test agent that talks to the gateway"
+command = ["/bin/sh", "-c", "cat /proc/self/attr/current | tr -d '\\0' | sed 's/^/context /'; /usr/libexec/aither/vmtest/aither-vmprobe gateway /run/aither/gateway.sock > $AITHER_WORKSPACE/gateway.out 2>&1; cat $AITHER_WORKSPACE/gateway.out; exec sleep infinity"]
+[permissions]
+network = "gateway"
+AGENT
+
 # What the checks look for: a secret in root's home, a model, agentd's config, the workspaces.
 echo "root's secret" > "$root/root/secret"
 install -d "$root/var/lib/aither/models" "$root/var/lib/aither/agents" "$root/etc/aither"

@@ -17,10 +17,14 @@
 //! - **Pass-through**: request bodies are read whole (they are small); response bodies are
 //!   relayed frame by frame as the worker writes them, so streams are not buffered.
 //!   `TCP_NODELAY` on every TCP connection.
-//! - **Keys**: with `gateway.api_key_file` set, TCP clients must send
-//!   `Authorization: Bearer KEY` (the configuration refuses a listener beyond loopback
-//!   without one); the Unix socket is guarded by its file permissions. Key files are read
-//!   when the configuration is loaded: after changing one, `systemctl reload agentd`.
+//! - **Keys**: TCP clients must send `Authorization: Bearer KEY` with the key of
+//!   `gateway.api_key_file`, loopback included (the configuration refuses TCP without a key
+//!   unless `allow_tcp_without_key` opts out, for loopback only); the Unix socket is guarded
+//!   by its owner, group (`socket_group`, mode 0660) and SELinux. Key files are read when the
+//!   configuration is loaded, and one that cannot be read stops agentd or refuses the reload.
+//! - **The front door** ([`aither_http`]): header, body and idle timeouts and a connection
+//!   cap shared by every listener, `Host` limited to names of this machine, JSON bodies
+//!   only, no CORS headers. Its counters are at `GET /metrics`.
 //!
 //! Every response says where it was served: `x-aither-route: local:NAME` or `cloud`.
 
@@ -41,7 +45,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::config::Listen;
+use aither_http::keys::Secret;
+use aither_http::{Front, Listener};
+
+use crate::config::{Listen, Settings};
 use crate::daemon::Daemon;
 use residency::{Footprint, Resident};
 use upstream::{CloudTarget, Tracked};
@@ -67,7 +74,8 @@ pub struct View {
     /// VRAM for models per GPU (PCI address).
     pub budgets: BTreeMap<String, u64>,
     pub cloud: Option<CloudTarget>,
-    pub api_key: Option<String>,
+    /// The key TCP clients must send; `None` only with `allow_tcp_without_key`.
+    pub api_key: Option<Secret>,
     pub keep_alive: Duration,
     pub start_timeout: Duration,
 }
@@ -85,6 +93,10 @@ pub struct Gateway {
     /// One residency decision (evict, then start) at a time.
     placing: tokio::sync::Mutex<()>,
     started: Instant,
+    /// The listeners' limits and counters, set when they start.
+    front: std::sync::OnceLock<Front>,
+    /// Turned true to close the listeners ([`Gateway::close`]).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -113,6 +125,8 @@ impl Gateway {
             uses: Mutex::new(BTreeMap::new()),
             placing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            front: std::sync::OnceLock::new(),
+            stop: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -124,42 +138,75 @@ impl Gateway {
             .route("/v1/chat/completions", post(proxy))
             .route("/v1/completions", post(proxy))
             .route("/v1/embeddings", post(proxy))
+            .route("/metrics", get(metrics))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such route") })
             .layer(axum::Extension(via))
             .with_state(g)
     }
 
-    /// Listen on every configured address and serve until the process ends; a listener that
-    /// cannot bind is an error naming it.
-    pub async fn listen(self: &Arc<Gateway>, addrs: &[Listen]) -> anyhow::Result<()> {
+    /// Listen on every configured address, behind one front door (`settings`' limits, its
+    /// allowed hosts), and serve until the process ends. A listener that cannot bind, or a
+    /// socket group that does not exist, is an error naming it. `socket_gid`: the group the
+    /// Unix socket is handed to (`None` in development mode: the user's own, mode 0600).
+    pub async fn listen(self: &Arc<Gateway>, settings: &Settings, socket_gid: Option<u32>) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        use axum::serve::ListenerExt as _;
-        for addr in addrs {
-            match addr {
+        use std::os::unix::fs::PermissionsExt as _;
+        let front = Front::new(settings.gateway_limits);
+        let policy = aither_http::guard::Policy {
+            hosts: aither_http::guard::HostPolicy::new(&settings.gateway_allowed_hosts),
+            limits: settings.gateway_limits,
+        };
+        let stop = self.stop.subscribe();
+        for addr in &settings.gateway_listen {
+            let (listener, via) = match addr {
                 Listen::Tcp(a) => {
                     let l = tokio::net::TcpListener::bind(a)
                         .await
                         .with_context(|| format!("gateway: cannot listen on {a}"))?;
-                    let l = l.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    serve(l, self.router(Via::Tcp));
+                    (Listener::Tcp(l), Via::Tcp)
                 }
                 Listen::Unix(p) => {
                     if let Some(dir) = p.parent() {
                         std::fs::create_dir_all(dir).with_context(|| format!("gateway: {}", dir.display()))?;
                     }
                     let _ = std::fs::remove_file(p);
-                    let l = tokio::net::UnixListener::bind(p)
-                        .with_context(|| format!("gateway: cannot listen on {}", p.display()))?;
-                    serve(l, self.router(Via::Unix));
+                    // At s0 rather than agentd's whole range: agents run at their own category
+                    // pair, and MCS lets a process connect only to sockets its level dominates.
+                    let low = (socket_gid.is_some() && aither_init::selinux::enabled(std::path::Path::new("/sys")))
+                        .then(|| aither_init::selinux::current_context().ok())
+                        .flatten()
+                        .and_then(|c| aither_init::selinux::at_level(&c, "s0"));
+                    let l = aither_init::selinux::with_socket_context(low.as_deref(), || {
+                        let l = std::os::unix::net::UnixListener::bind(p)?;
+                        l.set_nonblocking(true)?;
+                        tokio::net::UnixListener::from_std(l)
+                    })
+                    .with_context(|| format!("gateway: cannot listen on {}", p.display()))?;
+                    // Who may connect: the owner and the socket group (agents), nobody else.
+                    let mode = if socket_gid.is_some() { 0o660 } else { 0o600 };
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("gateway: chmod {}", p.display()))?;
+                    if let Some(gid) = socket_gid {
+                        std::os::unix::fs::chown(p, None, Some(gid))
+                            .with_context(|| format!("gateway: chown {} to group {gid}", p.display()))?;
+                    }
+                    (Listener::Unix(l), Via::Unix)
                 }
-            }
+            };
+            let app = aither_http::guard::apply(self.router(via), policy.clone());
+            let (front, stop) = (front.clone(), stop.clone());
+            tokio::spawn(async move { front.serve(listener, app, stop).await });
             tracing::info!("gateway: listening on {}", addr_text(addr));
         }
+        let _ = self.front.set(front);
         let g = self.clone();
         tokio::spawn(async move { g.unload_idle().await });
         Ok(())
+    }
+
+    /// Stop accepting; requests in flight finish.
+    pub fn close(&self) {
+        self.stop.send_replace(true);
     }
 
     fn begin(&self, model: &str) {
@@ -287,18 +334,6 @@ fn invalid(m: &ModelRoute) -> String {
     format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit)
 }
 
-/// Serve `app` on `listener` until the process ends.
-fn serve<L: axum::serve::Listener>(listener: L, app: Router)
-where
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("gateway: {e}");
-        }
-    });
-}
-
 fn addr_text(l: &Listen) -> String {
     match l {
         Listen::Tcp(a) => a.to_string(),
@@ -306,17 +341,13 @@ fn addr_text(l: &Listen) -> String {
     }
 }
 
-/// `Authorization: Bearer KEY` when a key is configured, for TCP clients.
+/// TCP clients must send `Authorization: Bearer KEY` (there is always a key, unless the
+/// admin opted out for loopback); the Unix socket is authorized by its permissions.
 fn authorized(view: &View, via: Via, headers: &HeaderMap) -> bool {
-    let Some(key) = &view.api_key else { return true };
-    if via == Via::Unix {
-        return true;
+    match (&view.api_key, via) {
+        (_, Via::Unix) | (None, Via::Tcp) => true,
+        (Some(key), Via::Tcp) => key.matches_bearer(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
     }
-    let given =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    // Constant time in the key's length: no early exit on the first differing byte.
-    given
-        .is_some_and(|g| g.len() == key.len() && g.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
 fn unauthorized() -> Response {
@@ -359,6 +390,20 @@ async fn models(
         );
     }
     Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+/// The front door's counters (connections, shed, timeouts) in Prometheus' text format.
+async fn metrics(
+    State(g): State<Arc<Gateway>>,
+    axum::Extension(via): axum::Extension<Via>,
+    headers: HeaderMap,
+) -> Response {
+    let view = g.daemon.gateway_view().await;
+    if !authorized(&view, via, &headers) {
+        return unauthorized();
+    }
+    let body = g.front.get().map(|f| f.stats().prometheus("aither_gateway_http")).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 #[derive(serde::Deserialize)]

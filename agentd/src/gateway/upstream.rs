@@ -3,14 +3,13 @@
 //! HTTPS endpoint, through ureq on a blocking thread, its body relayed as it arrives).
 
 use std::path::Path;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use aither_http::keys::Secret;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
@@ -57,56 +56,7 @@ pub async fn to_worker(
     sender.send_request(req).await.map_err(|e| UpstreamError::Protocol { what: what(), message: e.to_string() })
 }
 
-/// A response body that runs `on_end` once, when it is finished or dropped (the client
-/// went away): the gateway's count of requests in flight per model.
-pub struct Tracked<B> {
-    inner: B,
-    on_end: Option<Box<dyn FnOnce() + Send + Sync>>,
-}
-
-impl<B> std::fmt::Debug for Tracked<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracked").field("ended", &self.on_end.is_none()).finish_non_exhaustive()
-    }
-}
-
-impl<B> Tracked<B> {
-    pub fn new(inner: B, on_end: impl FnOnce() + Send + Sync + 'static) -> Tracked<B> {
-        Tracked { inner, on_end: Some(Box::new(on_end)) }
-    }
-    fn end(&mut self) {
-        if let Some(f) = self.on_end.take() {
-            f();
-        }
-    }
-}
-
-impl<B> Drop for Tracked<B> {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
-impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for Tracked<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.end();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+pub use aither_http::body::Tracked;
 
 /// The cloud fallback as the gateway uses it, with one HTTP agent for every request so that
 /// connections (and their TLS sessions) are reused.
@@ -114,13 +64,13 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for Tracked<B
 pub struct CloudTarget {
     pub endpoint: String,
     pub model: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     agent: ureq::Agent,
 }
 
 impl CloudTarget {
     /// `timeout` bounds a whole request, the streamed answer included.
-    pub fn new(endpoint: String, model: Option<String>, api_key: Option<String>, timeout: Duration) -> CloudTarget {
+    pub fn new(endpoint: String, model: Option<String>, api_key: Option<Secret>, timeout: Duration) -> CloudTarget {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
@@ -154,7 +104,7 @@ pub async fn to_cloud(cloud: &CloudTarget, path: &str, body: Bytes) -> Result<Re
     tokio::task::spawn_blocking(move || {
         let mut req = agent.post(&url).header("content-type", "application/json");
         if let Some(k) = &key {
-            req = req.header("authorization", format!("Bearer {k}"));
+            req = req.header("authorization", format!("Bearer {}", k.expose()));
         }
         let resp = match req.send(&body[..]) {
             Ok(r) => r,

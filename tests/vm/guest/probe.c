@@ -4,6 +4,7 @@
  * it failed, 2 on bad usage. Built static so it runs in any domain without libraries.
  *
  *   read PATH | write PATH | rawsock | execmem | execstack | ptrace PID | modload | context
+ *   gateway SOCKET   a chat completion through the gateway's Unix socket ("ok" when one came)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int report(int rc) {
@@ -56,6 +58,33 @@ int main(int argc, char **argv) {
     if (!strcmp(op, "modload")) {
         static const char junk[64];
         return report(syscall(SYS_init_module, junk, sizeof junk, "") < 0 ? -1 : 0);
+    }
+    if (!strcmp(op, "gateway") && argc == 3) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0) return report(-1);
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        strncpy(addr.sun_path, argv[2], sizeof addr.sun_path - 1);
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) return report(-1);
+        const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hello from an agent\"}],\"max_tokens\":4}";
+        char req[512];
+        int n = snprintf(req, sizeof req,
+                         "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                         strlen(body), body);
+        if (write(fd, req, n) != n) return report(-1);
+        static char resp[65536];
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0) got += r;
+        resp[got] = 0;
+        if (strstr(resp, "\"object\":\"chat.completion\"")) {
+            puts("ok");
+            return 0;
+        }
+        char *eol = strstr(resp, "\r\n");
+        if (eol) *eol = 0;
+        printf("err BADREPLY %s\n", resp);
+        return 1;
     }
     if (!strcmp(op, "context")) {
         char buf[256] = {0};
