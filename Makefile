@@ -25,7 +25,7 @@ LIBEXECDIR := $(PREFIX)/libexec/aither
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check run install \
+.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check chaos run install \
         rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
@@ -61,8 +61,15 @@ unit-check:
 policy-check:
 	bash selinux/tests/check.sh
 
-test: deps lint cargo-test unit-check policy-check image-check rpm-check vm-test
+test: deps lint cargo-test chaos unit-check policy-check image-check rpm-check vm-test
 	@echo "make test: all checks passed"
+
+# Fault and abuse figures on this machine (about a minute): a connection flood with agents
+# killed, kill -9 of agentd under load, a worker killed mid-stream, a full disk during a
+# pull, a corrupt state file (tests/chaos/chaos.py; figures in target/chaos/report.json).
+chaos:
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aither-infer
+	$(VENV)/bin/python tests/chaos/chaos.py
 
 # The main job: agentd in development mode, in the foreground, with the embedded defaults
 # (profiles this machine, plans, runs the agents in ./dev/agents.d if any). It uses the session

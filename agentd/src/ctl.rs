@@ -81,7 +81,13 @@ pub enum Command {
     /// Read the configuration and manifests again and apply the difference.
     Reload,
     /// The OpenAI-compatible gateway: where it listens, its key, how to use it.
-    Gateway,
+    Gateway {
+        /// Create the gateway key (/etc/aither/gateway.key, 0640 root:aither-admin) when it
+        /// is missing, as first boot does (for machines installed before it did); an existing
+        /// usable key is kept.
+        #[arg(long)]
+        create_key: bool,
+    },
     /// The plan's model files: list, pull, remove.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -195,11 +201,30 @@ fn gateway_text(g: &Value) -> String {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Policy(p) => policy(p),
+        Command::Gateway { create_key: true } => create_gateway_key(),
         command => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(remote(command, cli.session, cli.json))
         }
     }
+}
+
+/// The key TCP clients of the gateway send, as first boot writes it.
+pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
+
+/// `aitherctl gateway --create-key`: locally, without agentd.
+fn create_gateway_key() -> Result<i32> {
+    let gid = nix::unistd::Group::from_name("aither-admin").ok().flatten().map(|g| g.gid.as_raw());
+    let path = std::path::Path::new(GATEWAY_KEY);
+    if aither_http::keys::generate(path, gid)? {
+        println!(
+            "created {GATEWAY_KEY} (readable by root{}); then: systemctl reload agentd",
+            if gid.is_some() { " and aither-admin" } else { "" }
+        );
+    } else {
+        println!("{GATEWAY_KEY} is there and usable: kept");
+    }
+    Ok(0)
 }
 
 fn policy(command: PolicyCommand) -> Result<i32> {
@@ -336,7 +361,7 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                 print!("{}", units_table(v["units"].as_array().map_or(&[][..], Vec::as_slice)));
             }
         }
-        Command::Gateway => {
+        Command::Gateway { .. } => {
             let v = parse(agentd.status().await.map_err(err)?)?;
             if as_json {
                 print_json(&v["gateway"]);

@@ -147,16 +147,17 @@ fn raise_nofile() -> u64 {
     }
 }
 
-/// The gateway's connection cap within the descriptors left after the reserve (a proxied
-/// connection holds two: the client's and the worker's).
-fn connection_cap(configured: usize, units: usize) -> usize {
+/// The gateway's connection cap per listener within the descriptors left after the reserve
+/// (a proxied connection holds two: the client's and the worker's).
+fn connection_cap(configured: usize, listeners: usize, units: usize) -> usize {
     let limit = raise_nofile();
     let reserve = FD_RESERVE_BASE + FD_RESERVE_PER_UNIT * u64::try_from(units).unwrap_or(u64::MAX / 16);
-    let fits = usize::try_from(limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX).max(1);
+    let per_listener = 2 * u64::try_from(listeners.max(1)).unwrap_or(1);
+    let fits = usize::try_from(limit.saturating_sub(reserve) / per_listener).unwrap_or(usize::MAX).max(1);
     if configured > fits {
         tracing::warn!(
-            "gateway.max_connections {configured} lowered to {fits}: the descriptor limit is {limit} and {reserve} \
-             are kept for supervising {units} units (raise LimitNOFILE= to allow more)"
+            "gateway.max_connections {configured} lowered to {fits} per listener: the descriptor limit is {limit} \
+             and {reserve} are kept for supervising {units} units (raise LimitNOFILE= to allow more)"
         );
         fits
     } else {
@@ -215,7 +216,8 @@ async fn serve(args: Args) -> Result<()> {
     let gateway = Gateway::new(daemon.clone());
     let mut settings = settings;
     let units = daemon.units().await.map(|u| u.len()).unwrap_or(0);
-    settings.gateway_limits.max_connections = connection_cap(settings.gateway_limits.max_connections, units);
+    settings.gateway_limits.max_connections =
+        connection_cap(settings.gateway_limits.max_connections, settings.gateway_listen.len(), units);
     let listening = match socket_group(&settings, dev) {
         Ok(gid) => gateway.listen(&settings, gid).await,
         Err(e) => Err(e),

@@ -8,10 +8,11 @@
 //! - [`Front::serve`] accepts on a TCP or Unix listener and runs each connection with
 //!   hyper's HTTP/1.1 server (hyper does the protocol; this crate only decides who gets a
 //!   connection and for how long):
-//!   - **Connection cap**: one semaphore per [`Front`], shared by all its listeners. A
-//!     connection beyond the cap is accepted, answered with a canned `503` and closed at
-//!     once, so a flood costs one descriptor for a moment, never one per attacker, and the
-//!     kernel's backlog never fills with connections nobody will read.
+//!   - **Connection cap**: one per listener, so a flood on TCP cannot take the connections
+//!     of the Unix socket (the agents'). A connection beyond the cap is accepted, answered
+//!     with a canned `503` and closed at once, so a flood costs one descriptor for a moment,
+//!     never one per attacker, and the kernel's backlog never fills with connections nobody
+//!     will read.
 //!   - **Header timeout**: hyper's own `header_read_timeout`. Its clock runs whenever a
 //!     connection waits for a request head: from the connection's start, and on a kept-alive
 //!     connection from the end of the previous response.

@@ -12,7 +12,7 @@ pub struct Limits {
     /// A connection with no request in flight and no traffic for this long is closed;
     /// zero turns keep-alive off (one request per connection).
     pub idle_timeout: Duration,
-    /// Open connections at once, all listeners of the front together.
+    /// Open connections at once, per listener.
     pub max_connections: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,

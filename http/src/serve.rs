@@ -76,12 +76,12 @@ impl Stats {
     }
 }
 
-/// One front door: its limits, counters and connection slots, shared by its listeners.
+/// One front door: its limits and counters, shared by its listeners. Each listener has
+/// its own `max_connections`, so a flood on TCP cannot take the Unix socket's (the agents').
 #[derive(Debug, Clone)]
 pub struct Front {
     limits: Limits,
     stats: Arc<Stats>,
-    slots: Arc<Semaphore>,
 }
 
 /// The answer to a connection beyond the cap, written without reading the request.
@@ -98,7 +98,7 @@ static SHED: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
 
 impl Front {
     pub fn new(limits: Limits) -> Front {
-        Front { limits, stats: Arc::new(Stats::default()), slots: Arc::new(Semaphore::new(limits.max_connections)) }
+        Front { limits, stats: Arc::new(Stats::default()) }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -112,6 +112,7 @@ impl Front {
     /// Accept on `listener` and serve `app` until `stop` turns true; then stop accepting,
     /// let the requests in flight finish and return once every connection has ended.
     pub async fn serve(&self, listener: Listener, app: Router, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let mut connections = tokio::task::JoinSet::new();
         let mut accept_errors = 0u64;
         loop {
@@ -135,11 +136,11 @@ impl Front {
                     continue;
                 }
             };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
                 let shed = self.stats.shed.fetch_add(1, Ordering::Relaxed) + 1;
                 if shed.is_power_of_two() {
                     tracing::warn!(
-                        "{shed} connections shed so far: {} are open, the cap (max_connections)",
+                        "{shed} connections shed so far: {} are open on one listener, its cap (max_connections)",
                         self.limits.max_connections
                     );
                 }
@@ -169,12 +170,21 @@ enum Stream {
 }
 
 impl Stream {
-    /// Answer 503 if the socket takes it at once, and close.
+    /// Answer 503 if the socket takes it at once, and close. What the client has already
+    /// sent is read first (without waiting), so that closing sends an orderly FIN rather
+    /// than a reset that could destroy the 503 before the client reads it.
     fn shed(self) {
-        let _ = match &self {
-            Stream::Tcp(s) => s.try_write(&SHED),
-            Stream::Unix(s) => s.try_write(&SHED),
-        };
+        let mut sink = [0u8; 16 * 1024];
+        match &self {
+            Stream::Tcp(s) => {
+                while matches!(s.try_read(&mut sink), Ok(n) if n > 0) {}
+                let _ = s.try_write(&SHED);
+            }
+            Stream::Unix(s) => {
+                while matches!(s.try_read(&mut sink), Ok(n) if n > 0) {}
+                let _ = s.try_write(&SHED);
+            }
+        }
     }
 }
 

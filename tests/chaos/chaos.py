@@ -158,9 +158,10 @@ model_dir = "{self.models}"
         if self.mounted:
             subprocess.run(["umount", "-l", self.models], capture_output=True)
 
-    def request(self, method, path, body=None, key=True, timeout=60, host="localhost"):
-        """One HTTP/1.1 exchange on a fresh connection: (status, body text); status 0 when
-        the connection failed, -1 when it hung past `timeout`."""
+    def request(self, method, path, body=None, key=True, timeout=60, host="localhost", unix=False):
+        """One HTTP/1.1 exchange on a fresh connection (TCP, or the gateway's Unix socket as an
+        agent would): (status, body text); status 0 when the connection failed, -1 when it
+        hung past `timeout`."""
         data = json.dumps(body).encode() if body is not None else b""
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(data)}\r\n"
         if body is not None:
@@ -168,7 +169,13 @@ model_dir = "{self.models}"
         if key:
             head += f"Authorization: Bearer {self.key}\r\n"
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            if unix:
+                conn = socket.socket(socket.AF_UNIX)
+                conn.settimeout(timeout)
+                conn.connect(os.path.join(self.xdg, "aither/gateway.sock"))
+            else:
+                conn = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+            with conn as s:
                 s.sendall(head.encode() + b"\r\n" + data)
                 chunks = []
                 while True:
@@ -178,8 +185,8 @@ model_dir = "{self.models}"
                     chunks.append(c)
         except socket.timeout:
             return -1, ""
-        except OSError:
-            return 0, ""
+        except OSError as e:
+            return 0, f"{type(e).__name__}: {e}"
         raw = b"".join(chunks).decode(errors="replace")
         if not raw.startswith("HTTP/1.1 "):
             return 0, raw
@@ -252,15 +259,22 @@ def flood(app, report):
             s.close()
 
     legit = {"served": 0, "shed": 0, "failed": 0, "hung": 0}
+    agents = {"served": 0, "shed": 0, "failed": 0, "hung": 0}
+    why = {}
 
-    def legitimate():
+    def client(counts, unix):
         while not stop.is_set():
-            status, _ = app.request("POST", "/v1/chat/completions", chat(4), timeout=30)
+            status, body = app.request("POST", "/v1/chat/completions", chat(4), timeout=30, unix=unix)
             key = {200: "served", 503: "shed", -1: "hung"}.get(status, "failed")
-            legit[key] += 1
+            counts[key] += 1
+            if key == "failed":
+                reason = f"{status} {body[:80]}"
+                why[reason] = why.get(reason, 0) + 1
             time.sleep(0.1)
 
-    threads = [threading.Thread(target=f, daemon=True) for f in (half_open, slow_bodies, legitimate)]
+    threads = [threading.Thread(target=f, daemon=True) for f in (half_open, slow_bodies)]
+    threads += [threading.Thread(target=client, args=(legit, False), daemon=True),
+                threading.Thread(target=client, args=(agents, True), daemon=True)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -286,10 +300,12 @@ def flood(app, report):
         "header_timeouts": m.get("aither_gateway_http_header_timeouts_total"),
         "body_timeouts": m.get("aither_gateway_http_body_timeouts_total"),
         "legit_served": legit["served"], "legit_shed": legit["shed"], "legit_failed": legit["failed"],
-        "legit_hung": legit["hung"], "agent_kills": 5, "agent_restarted": len(restarts), "agent_lost": lost,
+        "legit_hung": legit["hung"], "legit_failures": why, "socket_served": agents["served"],
+        "socket_shed": agents["shed"], "socket_failed": agents["failed"] + agents["hung"], "agent_kills": 5, "agent_restarted": len(restarts), "agent_lost": lost,
         "restart_p50_ms": round(sorted(restarts)[len(restarts) // 2] * 1000) if restarts else None,
     }
-    ok = lost == 0 and legit["hung"] == 0 and legit["served"] > 0 and "Too many open files" not in app.log_text()
+    ok = (lost == 0 and legit["hung"] == 0 and legit["served"] > 0 and agents["shed"] + agents["failed"] == 0
+          and agents["hung"] == 0 and "Too many open files" not in app.log_text())
     return ok
 
 

@@ -72,7 +72,7 @@ done
 cat > "$root/etc/aither/agents.d/vm-gw.toml" <<'AGENT'
 name = "vm-gw"
 description = "VM test agent that talks to the gateway"
-command = ["/bin/sh", "-c", "cat /proc/self/attr/current | tr -d '\\0' | sed 's/^/context /'; /usr/libexec/aither/vmtest/aither-vmprobe gateway /run/aither/gateway.sock > $AITHER_WORKSPACE/gateway.out 2>&1; cat $AITHER_WORKSPACE/gateway.out; exec sleep infinity"]
+command = ["/bin/sh", "-c", "echo \"context $(tr -d '\\0' < /proc/self/attr/current)\"; /usr/libexec/aither/vmtest/aither-vmprobe gateway /run/aither/gateway.sock > $AITHER_WORKSPACE/gateway.out 2>&1; cat $AITHER_WORKSPACE/gateway.out; exec sleep infinity"]
 [permissions]
 network = "gateway"
 AGENT
