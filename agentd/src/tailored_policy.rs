@@ -280,9 +280,9 @@ impl std::fmt::Display for Ident {
     }
 }
 
-/// A path that may be written into a CIL string or comment: absolute, valid UTF-8, no
-/// control characters, quotes, parentheses, semicolons, backslashes or `..` components,
-/// at most 4096 bytes.
+/// A path that may be written into a CIL string or comment: absolute, ASCII (file contexts
+/// hold nothing else), no control characters, quotes, parentheses, semicolons, backslashes
+/// or `..` components, at most 4096 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafePath(String);
 
@@ -301,6 +301,9 @@ impl SafePath {
         }
         if let Some(c) = text.chars().find(|c| c.is_control() || matches!(c, '"' | '(' | ')' | ';' | '\\')) {
             return Err(bad(format!("{text:?} contains {c:?}, which a policy path may not hold")));
+        }
+        if let Some(c) = text.chars().find(|c| !c.is_ascii()) {
+            return Err(bad(format!("{text:?} contains {c:?}: SELinux file contexts hold ASCII only")));
         }
         if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(bad(format!("{text:?} contains '..'")));
@@ -698,6 +701,7 @@ mod tests {
             ("/srv/a\\b", "a backslash"),
             ("/srv/../etc", "a parent directory"),
             ("/srv/\u{0}x", "a NUL"),
+            ("/srv/caf\u{e9}", "a non-ASCII letter"),
         ] {
             let p = Permissions {
                 paths: vec![PathGrant { path: PathBuf::from(path), access: Access::Read }],
