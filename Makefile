@@ -14,10 +14,12 @@ VENV       ?= $(CURDIR)/.venv
 # Cargo profile of the installed binaries: release for real installs; the unit checks in
 # `make test` install debug binaries, which the tests have built already.
 CARGO_PROFILE ?= release
+# Cargo's output directory: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 ifeq ($(CARGO_PROFILE),release)
-BIN_DIR := target/release
+BIN_DIR := $(TARGET_DIR)/release
 else
-BIN_DIR := target/debug
+BIN_DIR := $(TARGET_DIR)/debug
 endif
 
 BINDIR     := $(PREFIX)/bin
@@ -76,7 +78,7 @@ chaos:
 # bus, or a private one when there is none. Talk to it with `aitherctl --session status`.
 run:
 	$(CARGO) build --locked -q -p aither-hwprofile -p agentd
-	./target/debug/aither-hwprofile detect --format table
+	$(TARGET_DIR)/debug/aither-hwprofile detect --format table
 	@echo
 	bash scripts/run-dev.sh
 

@@ -4,6 +4,7 @@
 # a private one is started for this run and its address printed for aitherctl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bin="${CARGO_TARGET_DIR:-target}/debug"
 mkdir -p dev/etc/aither/agents.d dev/etc/aither/units.d
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$PWD/dev/run}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 0700 "$XDG_RUNTIME_DIR"
@@ -17,9 +18,9 @@ if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
   for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
   export DBUS_SESSION_BUS_ADDRESS="unix:path=$socket"
   echo "run-dev: private session bus; in another shell:"
-  echo "  DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS ./target/debug/aitherctl --session status"
+  echo "  DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS $bin/aitherctl --session status"
 fi
-ctl="./target/debug/aitherctl --session"
+ctl="$bin/aitherctl --session"
 [ -n "${socket:-}" ] && ctl="DBUS_SESSION_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS $ctl"
 cat <<NEXT
 run-dev: agentd --dev, configuration root ./dev. Next steps, from another shell:
@@ -30,5 +31,5 @@ run-dev: agentd --dev, configuration root ./dev. Next steps, from another shell:
   - the appliance: $ctl status
 NEXT
 exec_status=0
-./target/debug/agentd --dev --root "$PWD/dev" || exec_status=$?
+$bin/agentd --dev --root "$PWD/dev" || exec_status=$?
 exit "$exec_status"

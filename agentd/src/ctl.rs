@@ -323,15 +323,49 @@ async fn remote(command: Command, session: bool, as_json: bool) -> Result<i32> {
     }
 }
 
-async fn call(command: Command, session: bool, as_json: bool) -> Result<(), CallError> {
-    let err = |e: zbus::Error| classify(e, session);
-    let conn = crate::bus::connect(session).await.map_err(|e| {
+/// Whether agentd owns its name on `conn`'s bus.
+async fn agentd_on(conn: &zbus::Connection) -> bool {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(conn).await else { return false };
+    let Ok(name) = zbus::names::BusName::try_from(crate::bus::BUS_NAME) else { return false };
+    dbus.name_has_owner(name).await.unwrap_or(false)
+}
+
+/// The bus agentd answers on: the session bus with `--session`; otherwise the system bus,
+/// or, when no agentd answers there, a development agentd on the session bus (said on
+/// stderr). Returns the connection and whether it is the session bus.
+async fn connect(session: bool) -> Result<(zbus::Connection, bool), CallError> {
+    let fail = |e: zbus::Error, session: bool| {
         let bus = if session { "session" } else { "system" };
         classify(
             zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::other(format!("the {bus} bus: {e}")))),
             session,
         )
-    })?;
+    };
+    if session {
+        return crate::bus::connect(true).await.map(|c| (c, true)).map_err(|e| fail(e, true));
+    }
+    let system = crate::bus::connect(false).await;
+    if let Ok(c) = &system {
+        if agentd_on(c).await {
+            return Ok((c.clone(), false));
+        }
+    }
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        if let Ok(c) = crate::bus::connect(true).await {
+            if agentd_on(&c).await {
+                eprintln!(
+                    "aitherctl: no agentd on the system bus; talking to the development agentd on the session bus"
+                );
+                return Ok((c, true));
+            }
+        }
+    }
+    system.map(|c| (c, false)).map_err(|e| fail(e, false))
+}
+
+async fn call(command: Command, session: bool, as_json: bool) -> Result<(), CallError> {
+    let (conn, session) = connect(session).await?;
+    let err = |e: zbus::Error| classify(e, session);
     let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
     let parse = |text: String| -> Result<Value, CallError> {
         serde_json::from_str(&text)

@@ -541,12 +541,10 @@ impl Daemon {
                 removed.push(name.clone());
             }
         }
-        // Add in an order the engine accepts: a unit's dependencies first.
-        let mut pending: Vec<&Planned> = added.iter().chain(&changed).filter_map(|n| new.get(n)).collect::<Vec<_>>();
-        pending.sort_by_key(|u| u.spec.requires.len() + u.spec.after.len());
-        for u in pending {
-            self.sup.add(u.spec.clone()).await.map_err(|e| e.to_string())?;
-        }
+        // All together: the engine takes them in dependency order, or none of them.
+        let pending: Vec<aither_init::UnitSpec> =
+            added.iter().chain(&changed).filter_map(|n| new.get(n)).map(|u| u.spec.clone()).collect();
+        self.sup.add_all(pending).await.map_err(|e| e.to_string())?;
         st.admission.limit = loaded.agent_limit.max(1);
         st.gateway = Arc::new(gateway_view(&loaded, &new));
         st.by_name = new;

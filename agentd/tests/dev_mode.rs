@@ -86,6 +86,10 @@ fn agentd_in_dev_mode_end_to_end() {
     }
     let plan: Value = serde_json::from_str(&bed.ok(&["--json", "plan"])).expect("plan json");
     assert_eq!(plan["preset"], "standard", "the RTX 4090 fixture gets the standard preset");
+    // Without --session, aitherctl finds the development agentd when the system bus has none.
+    let out = bed.command(env!("CARGO_BIN_EXE_aitherctl")).arg("status").output().expect("aitherctl");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("development agentd on the session bus"), "{out:?}");
     assert!(bed.ok(&["preset"]).starts_with("standard: NVIDIA GeForce RTX 4090"));
     let worker = bed.unit("infer-nomic-embed-text-v1.5");
     assert_eq!((worker["kind"].as_str(), worker["state"].as_str()), (Some("worker"), Some("blocked")), "{worker}");

@@ -85,9 +85,10 @@ fn valid_port(p: Option<&str>) -> bool {
     })
 }
 
+/// This machine's host name, from uname(2) (no file: workers may not read /proc/sys).
 fn local_host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim().to_ascii_lowercase();
+    let uts = rustix::system::uname();
+    let name = uts.nodename().to_str().ok()?.trim().to_ascii_lowercase();
     (!name.is_empty() && name != "(none)").then_some(name)
 }
 

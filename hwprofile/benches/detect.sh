@@ -10,7 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 runs="${1:-200}"
-bin="$here/target/release/aither-hwprofile"
+bin="${CARGO_TARGET_DIR:-$here/target}/release/aither-hwprofile"
 [ -x "$bin" ] || { echo "build first: cargo build --release -p aither-hwprofile" >&2; exit 1; }
 
 work="$(mktemp -d)"

@@ -81,7 +81,7 @@ def measure(binary, path, ctx, kv, fa):
 
 
 def estimate(path, ctx, kv, fa):
-    binary = os.path.join(ROOT, "target", "debug", "aither-hwprofile")
+    binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "aither-hwprofile")
     out = subprocess.run([binary, "fit", path, "--context", str(ctx), "--kv-cache-type", kv, "--format", "json",
                           "--flash-attention", "true" if fa == "on" else "false"],
                          capture_output=True, text=True, check=True)

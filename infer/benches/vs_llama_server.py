@@ -38,7 +38,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CACHE = os.path.join(ROOT, ".cache")
-TARGET = os.path.join(ROOT, "target", "release")
+TARGET = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 
 
 def ggml_version(tree):
@@ -236,13 +236,15 @@ def gateway_overhead(model, args):
         direct, gateway = ("unix", sock), ("tcp", port)
         wait_ready(direct, agentd, "the worker")
         wait_ready(gateway, agentd, "the gateway")
+        # TCP clients of the gateway send its key (development mode writes it under the root).
+        key = {"Authorization": "Bearer " + open(os.path.join(root, "etc/aither/gateway.key")).read().strip()}
         for _ in range(5):
             stream(direct, "warm", 1)
-            stream(gateway, "warm", 1)
+            stream(gateway, "warm", 1, key)
         d, g = [], []
         for i in range(args.gateway_samples):
             d.append(stream(direct, f"ping {i}", 1)[0])
-            g.append(stream(gateway, f"ping {i}", 1)[0])
+            g.append(stream(gateway, f"ping {i}", 1, key)[0])
         return statistics.median(d), statistics.median(g)
     finally:
         agentd.terminate()

@@ -163,7 +163,7 @@ def main():
     work = tempfile.mkdtemp(prefix="aither-bench-")
     stamp = os.path.join(work, "stamp")
     subprocess.run(["gcc", "-O2", "-o", stamp, os.path.join(ROOT, "init", "benches", "stamp.c")], check=True)
-    supervise = os.path.join(ROOT, "target", "release", "examples", "supervise")
+    supervise = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "examples", "supervise")
     if not os.path.exists(supervise):
         sys.exit("build first: cargo build --release -p aither-init --example supervise")
     devnull = subprocess.DEVNULL

@@ -64,7 +64,7 @@ enum Cmd {
     StartAll,
     StartSet(Vec<String>),
     Start(String),
-    Add(Box<UnitSpec>),
+    Add(Vec<UnitSpec>),
     Remove(String),
     Detach,
     Stop(String),
@@ -198,7 +198,13 @@ impl Supervisor {
     /// Add a unit, or replace the specification of one that is not up (a running unit keeps
     /// its process; the new specification applies from its next start).
     pub async fn add(&self, spec: UnitSpec) -> Result<(), EngineError> {
-        self.done(Cmd::Add(Box::new(spec))).await
+        self.done(Cmd::Add(vec![spec])).await
+    }
+    /// Add or replace several units at once, all or nothing: their dependencies may be on
+    /// each other or on units already there, in any order; when one is invalid (or they
+    /// make a dependency cycle) none is added and the engine is as it was.
+    pub async fn add_all(&self, specs: Vec<UnitSpec>) -> Result<(), EngineError> {
+        self.done(Cmd::Add(specs)).await
     }
     /// Remove a unit that is not up (stop it first).
     pub async fn remove(&self, unit: &str) -> Result<(), EngineError> {
@@ -234,6 +240,45 @@ impl Supervisor {
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.done(Cmd::Shutdown).await
     }
+}
+
+/// `names` ordered so that each comes after the dependencies `deps_of` gives it (following
+/// dependencies through units outside `names` too); a cycle is an error naming it.
+fn dependency_order<'a>(
+    names: impl Iterator<Item = &'a str>,
+    deps_of: &dyn Fn(&str) -> Vec<String>,
+) -> Result<Vec<String>, EngineError> {
+    fn visit(
+        name: &str,
+        deps_of: &dyn Fn(&str) -> Vec<String>,
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        if done.iter().any(|d| d == name) {
+            return Ok(());
+        }
+        if let Some(at) = path.iter().position(|p| p == name) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(name.to_string());
+            return Err(EngineError::Invalid {
+                unit: name.to_string(),
+                problem: format!("dependency cycle: {}", cycle.join(" -> ")),
+            });
+        }
+        path.push(name.to_string());
+        for d in deps_of(name) {
+            visit(&d, deps_of, path, done)?;
+        }
+        path.pop();
+        done.push(name.to_string());
+        Ok(())
+    }
+    let wanted: Vec<&str> = names.collect();
+    let mut done = Vec::new();
+    for n in &wanted {
+        visit(n, deps_of, &mut Vec::new(), &mut done)?;
+    }
+    Ok(done.into_iter().filter(|d| wanted.contains(&d.as_str())).collect())
 }
 
 fn validate(spec: &UnitSpec) -> Result<(), EngineError> {
@@ -391,7 +436,7 @@ impl Engine {
                 e.arm_dormant();
                 e.schedule();
             }),
-            Cmd::Add(spec) => self.add(*spec),
+            Cmd::Add(specs) => self.add(specs),
             Cmd::Remove(name) => self
                 .with_unit(&name, |e, n| {
                     if e.units[n].state.pid().is_none() {
@@ -476,17 +521,42 @@ impl Engine {
         }
     }
 
-    fn add(&mut self, spec: UnitSpec) -> Result<(), EngineError> {
-        validate(&spec)?;
-        if let Some(dep) = spec.requires.iter().chain(&spec.after).find(|d| !self.units.contains_key(d.as_str())) {
-            return Err(EngineError::Invalid { unit: spec.name, problem: format!("depends on unknown unit {dep:?}") });
+    /// Add or replace `specs` together: every one is checked against the units there and the
+    /// others added with it, and nothing changes unless all are valid. They go in in
+    /// dependency order, so a unit's dependencies always exist before it does.
+    fn add(&mut self, specs: Vec<UnitSpec>) -> Result<(), EngineError> {
+        for spec in &specs {
+            validate(spec)?;
         }
-        match self.units.get_mut(&spec.name) {
-            Some(u) => u.spec = spec,
-            None => {
-                let name = spec.name.clone();
-                self.units.insert(name.clone(), Unit::new(spec));
-                let _ = self.events.send(Event { unit: name, state: UnitState::Inactive, status: None });
+        let deps_of = |name: &str| -> Vec<String> {
+            match specs.iter().find(|s| s.name == name) {
+                Some(s) => s.requires.iter().chain(&s.after).cloned().collect(),
+                None => self
+                    .units
+                    .get(name)
+                    .map(|u| u.spec.requires.iter().chain(&u.spec.after).cloned().collect())
+                    .unwrap_or_default(),
+            }
+        };
+        for spec in &specs {
+            let known = |d: &String| self.units.contains_key(d.as_str()) || specs.iter().any(|s| &s.name == d);
+            if let Some(dep) = spec.requires.iter().chain(&spec.after).find(|d| !known(d)) {
+                return Err(EngineError::Invalid {
+                    unit: spec.name.clone(),
+                    problem: format!("depends on unknown unit {dep:?}"),
+                });
+            }
+        }
+        let order = dependency_order(specs.iter().map(|s| s.name.as_str()), &deps_of)?;
+        let mut by_name: BTreeMap<String, UnitSpec> = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
+        for name in order {
+            let Some(spec) = by_name.remove(&name) else { continue };
+            match self.units.get_mut(&spec.name) {
+                Some(u) => u.spec = spec,
+                None => {
+                    self.units.insert(name.clone(), Unit::new(spec));
+                    let _ = self.events.send(Event { unit: name, state: UnitState::Inactive, status: None });
+                }
             }
         }
         Ok(())
@@ -1134,4 +1204,37 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_data()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph<'a>(edges: &'a [(&'a str, &'a [&'a str])]) -> impl Fn(&str) -> Vec<String> + 'a {
+        move |n: &str| {
+            edges
+                .iter()
+                .find(|(m, _)| *m == n)
+                .map(|(_, d)| d.iter().map(|s| (*s).to_string()).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn dependencies_come_first_whatever_their_count() {
+        // x needs y; y needs two units already there: counting dependencies would put x first.
+        let deps = graph(&[("x", &["y"]), ("y", &["old1", "old2"])]);
+        let order = dependency_order(["x", "y"].into_iter(), &deps).expect("no cycle");
+        assert_eq!(order, ["y", "x"]);
+    }
+
+    #[test]
+    fn a_dependency_cycle_is_an_error_naming_it() {
+        let deps = graph(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])]);
+        let err = dependency_order(["a"].into_iter(), &deps).expect_err("cycle");
+        assert!(
+            matches!(err, EngineError::Invalid { ref problem, .. } if problem == "dependency cycle: a -> b -> c -> a"),
+            "{err}"
+        );
+    }
 }

@@ -334,6 +334,33 @@ async fn a_corrupt_state_file_is_kept_aside_and_running_units_are_found_again() 
 }
 
 #[tokio::test]
+async fn units_added_together_may_depend_on_each_other_and_go_in_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![sh("old", "exec sleep 100")]).expect("engine");
+    let mut x = sh("x", "exec sleep 100");
+    x.requires = vec!["y".into()];
+    let mut y = sh("y", "exec sleep 100");
+    y.requires = vec!["old".into()];
+    y.after = vec!["old".into()];
+    sup.add_all(vec![x, y]).await.expect("x needs y, given after it");
+    let names: Vec<String> = sup.status().await.expect("status").into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["old", "x", "y"]);
+
+    let mut bad = sh("needs-ghost", "exec sleep 100");
+    bad.requires = vec!["ghost".into()];
+    let err = sup.add_all(vec![sh("fine", "exec sleep 100"), bad]).await.expect_err("a missing dependency");
+    assert!(matches!(err, aither_init::EngineError::Invalid { ref unit, .. } if unit == "needs-ghost"), "{err}");
+    let mut p = sh("p", "exec sleep 100");
+    p.requires = vec!["q".into()];
+    let mut q = sh("q", "exec sleep 100");
+    q.requires = vec!["p".into()];
+    assert!(sup.add_all(vec![p, q]).await.is_err(), "a cycle");
+    let after: Vec<String> = sup.status().await.expect("status").into_iter().map(|u| u.name).collect();
+    assert_eq!(after, ["old", "x", "y"], "a refused set changes nothing");
+    sup.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn restart_policies_and_spawn_failures() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut once = sh("once", "exit 0");
