@@ -249,7 +249,7 @@ impl CategoryMap {
     /// Write atomically.
     pub fn save(&self, path: &Path) -> Result<(), AgentError> {
         let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        aither_hwprofile::cli::write_atomically(path, &text)
+        aither_sys::atomic::write(path, text.as_bytes())
             .map_err(|e| AgentError::State { path: path.display().to_string(), problem: e.to_string() })
     }
 }

@@ -21,8 +21,7 @@ use aither_hwprofile::fetch::Source;
 use crate::bus::AgentdProxy;
 use crate::tailored_policy::{self, SystemResolver};
 
-/// Where installed tailored modules are kept.
-pub const POLICY_DIR: &str = "/var/lib/aither/selinux";
+use aither_sys::paths::{GATEWAY_KEY, POLICY_DIR};
 
 /// Exit statuses.
 pub const EXIT_DENIED: i32 = 4;
@@ -209,9 +208,6 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The key TCP clients of the gateway send, as first boot writes it.
-pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
-
 /// `aitherctl gateway --create-key`: locally, without agentd.
 fn create_gateway_key() -> Result<i32> {
     let gid = nix::unistd::Group::from_name("aither-admin").ok().flatten().map(|g| g.gid.as_raw());
@@ -240,12 +236,7 @@ fn policy(command: PolicyCommand) -> Result<i32> {
             println!("installed {} ({}) from {}", p.module, p.domain, path.display());
             for target in tailored_policy::relabel_paths(&perms) {
                 if target.exists() {
-                    let status = std::process::Command::new("restorecon")
-                        .arg("-R")
-                        .arg(&target)
-                        .status()
-                        .with_context(|| format!("restorecon -R {}", target.display()))?;
-                    anyhow::ensure!(status.success(), "restorecon -R {} failed", target.display());
+                    aither_sys::command::run(std::process::Command::new("restorecon").arg("-R").arg(&target))?;
                     println!("relabelled {}", target.display());
                 }
             }

@@ -504,7 +504,7 @@ impl Daemon {
         let mut table = aither_hwprofile::cli::appliance_table(&path).map_err(|e| format!("{e:#}"))?;
         let before = table.insert("preset".into(), toml::Value::String(name.into()));
         let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-        aither_hwprofile::cli::write_atomically(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        aither_sys::atomic::write(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
         match self.reload().await {
             Ok(changes) => Ok(format!("preset {name} pinned in {}; {changes}", path.display())),
             Err(e) => {
@@ -513,7 +513,7 @@ impl Daemon {
                     Some(b) => table.insert("preset".into(), b),
                     None => table.remove("preset"),
                 };
-                let _ = aither_hwprofile::cli::write_atomically(&path, &toml::to_string(&table).unwrap_or_default());
+                let _ = aither_sys::atomic::write(&path, toml::to_string(&table).unwrap_or_default().as_bytes());
                 Err(e)
             }
         }
@@ -769,7 +769,7 @@ fn host_facts(opts: &Options) -> Host {
         selinux: !opts.dev && aither_init::engine::selinux_enabled(),
         service_user: user("aither"),
         agent_user: user("aither-agent"),
-        policy_dir: PathBuf::from(crate::ctl::POLICY_DIR),
+        policy_dir: PathBuf::from(aither_sys::paths::POLICY_DIR),
     }
 }
 

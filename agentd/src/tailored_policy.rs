@@ -32,6 +32,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use aither_sys::command::run;
+
 use serde::Deserialize;
 
 /// What an agent may do beyond its workspace.
@@ -134,27 +136,15 @@ fn type_of_context(context: &str) -> Option<String> {
 
 impl LabelResolver for SystemResolver {
     fn file_type(&self, path: &Path) -> Result<String, String> {
-        let out =
-            Command::new("matchpathcon").arg("-n").arg(path).output().map_err(|e| format!("matchpathcon: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("matchpathcon {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        type_of_context(&String::from_utf8_lossy(&out.stdout))
-            .ok_or_else(|| format!("matchpathcon {}: no context", path.display()))
+        let out = run(Command::new("matchpathcon").arg("-n").arg(path)).map_err(|e| e.to_string())?;
+        type_of_context(&out).ok_or_else(|| format!("matchpathcon {}: no context", path.display()))
     }
 
     fn port_type(&self, protocol: Protocol, port: u16) -> Result<Option<String>, String> {
-        let out = Command::new("seinfo")
-            .arg(&self.policy)
-            .arg(format!("--portcon={port}"))
-            .output()
-            .map_err(|e| format!("seinfo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("seinfo --portcon={port}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
+        let text = run(Command::new("seinfo").arg(&self.policy).arg(format!("--portcon={port}")))
+            .map_err(|e| e.to_string())?;
         // Lines like "   portcon tcp 8080 system_u:object_r:http_cache_port_t:s0"; the most
         // specific (single port before ranges) wins.
-        let text = String::from_utf8_lossy(&out.stdout);
         let mut best: Option<(u32, String)> = None;
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -563,9 +553,7 @@ pub fn install(policy: &TailoredPolicy, dir: &Path, semodule: &Path) -> Result<P
     let path = dir.join(format!("{}.cil", policy.module));
     let io = |e: std::io::Error| PolicyError::Semodule { what: path.display().to_string(), problem: e.to_string() };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{}.cil.tmp", policy.module));
-    std::fs::write(&tmp, &policy.cil).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
+    aither_sys::atomic::write(&path, policy.cil.as_bytes()).map_err(io)?;
     run_semodule(semodule, &[std::ffi::OsStr::new("-i"), path.as_os_str()], &format!("installing {}", policy.module))?;
     Ok(path)
 }
@@ -578,18 +566,9 @@ pub fn remove(module: &str, dir: &Path, semodule: &Path) -> Result<(), PolicyErr
 }
 
 fn run_semodule(semodule: &Path, args: &[&std::ffi::OsStr], what: &str) -> Result<(), PolicyError> {
-    let out = Command::new(semodule).args(args).output().map_err(|e| PolicyError::Semodule {
-        what: what.to_string(),
-        problem: format!("{}: {e}", semodule.display()),
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(PolicyError::Semodule {
-            what: what.to_string(),
-            problem: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
+    run(Command::new(semodule).args(args))
+        .map(|_| ())
+        .map_err(|e| PolicyError::Semodule { what: what.to_string(), problem: e.to_string() })
 }
 
 #[cfg(test)]

@@ -28,13 +28,10 @@ use crate::network;
 use crate::stage::{Perms, StageError, Transaction};
 
 pub const MARKER: &str = "/var/lib/aither/configured";
-pub const APPLIANCE: &str = "/etc/aither/appliance.toml";
+pub use aither_sys::paths::{APPLIANCE_FILE as APPLIANCE, GATEWAY_KEY, MODEL_DIR};
 pub const CLOUD_CONFIG: &str = "/etc/aither/agentd.d/50-cloud.toml";
 pub const CLOUD_KEY: &str = "/etc/aither/cloud.key";
-/// The key TCP clients of the gateway send (agentd does not start without it).
-pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
 pub const RECORD: &str = "/var/lib/aither/firstboot/answers.toml";
-pub const MODEL_DIR: &str = "/var/lib/aither/models";
 
 /// The machine being configured.
 #[derive(Debug)]
@@ -459,14 +456,11 @@ pub fn set_live_hostname(name: &str) -> Result<(), String> {
 
 /// Give new files the label their path calls for (the rest kept theirs through staging).
 fn relabel(paths: &[PathBuf], report: &mut Report, progress: &mut dyn FnMut(Event)) {
-    if paths.is_empty() || !Path::new("/sys/fs/selinux/enforce").exists() {
+    if paths.is_empty() || !aither_sys::selinux::enabled(Path::new("/sys")) {
         return;
     }
-    let out = std::process::Command::new("restorecon").arg("-RF").args(paths).output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => warn(report, progress, format!("restorecon: {}", String::from_utf8_lossy(&o.stderr).trim())),
-        Err(e) => warn(report, progress, format!("cannot run restorecon: {e}")),
+    if let Err(e) = aither_sys::command::run(std::process::Command::new("restorecon").arg("-RF").args(paths)) {
+        warn(report, progress, e.to_string());
     }
 }
 

@@ -4,8 +4,6 @@
 //! of those it is not, and the caller refuses to start (or to reload) rather than open the
 //! door. [`generate`] makes a new key the way first boot does.
 
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// A key, kept out of `Debug` output and logs.
@@ -82,32 +80,7 @@ pub fn generate(path: &Path, group: Option<u32>) -> Result<bool, KeyError> {
     }
     let write = |source| KeyError::Write { path: path.to_path_buf(), source };
     let key = new_key().map_err(write)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(write)?;
-    }
-    let tmp = path.with_extension("key.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    use rustix::fs::{Mode, OFlags};
-    let fd = rustix::fs::open(
-        &tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| write(e.into()))?;
-    let mut f = std::fs::File::from(fd);
-    let done = (|| {
-        f.write_all(format!("{}\n", key.expose()).as_bytes())?;
-        f.sync_all()?;
-        if let Some(gid) = group {
-            std::os::unix::fs::fchown(&f, None, Some(gid))?;
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(write(e));
-    }
+    aither_sys::atomic::write_secret(path, format!("{}\n", key.expose()).as_bytes(), 0o640, group).map_err(write)?;
     Ok(true)
 }
 
@@ -136,7 +109,7 @@ mod tests {
         assert!(generate(&p, None).expect("generated"));
         let key = read(&p).expect("readable");
         assert!(key.expose().starts_with("aither-") && key.expose().len() == 7 + 64);
-        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p).expect("meta").permissions()) & 0o777;
         assert_eq!(mode, 0o640);
         assert!(!generate(&p, None).expect("kept"), "an existing key is kept");
         assert_eq!(read(&p).expect("same").expose(), key.expose());

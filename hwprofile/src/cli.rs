@@ -141,7 +141,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Detect { detect: args, format, output } => {
             let profile = detect(&args.options()).context("hardware detection failed")?;
             if let Some(path) = output {
-                write_atomically(&path, &to_json(&profile)?)
+                aither_sys::atomic::write(&path, to_json(&profile)?.as_bytes())
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             let text = match format {
@@ -301,23 +301,4 @@ fn to_json(profile: &Profile) -> Result<String> {
     let mut s = serde_json::to_string_pretty(profile).context("cannot render the profile as JSON")?;
     s.push('\n');
     Ok(s)
-}
-
-/// Write `contents` to `path` through a temporary file in the same directory and a rename,
-/// so readers see the old file or the new one, never a part.
-pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

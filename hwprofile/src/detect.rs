@@ -21,7 +21,7 @@ use crate::render::gib;
 use crate::{nvml, rocm};
 
 /// Where models are kept on the appliance; its filesystem's free space is reported.
-pub const DEFAULT_MODEL_DIR: &str = "/var/lib/aither/models";
+pub use aither_sys::paths::MODEL_DIR as DEFAULT_MODEL_DIR;
 
 /// Inputs of [`detect`]. Every host path is under `root`.
 #[derive(Debug, Clone)]

@@ -291,7 +291,7 @@ pub fn apply(
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    crate::cli::write_atomically(state, &text).map_err(|e| format!("{}: {e}", state.display()))?;
+    aither_sys::atomic::write(state, text.as_bytes()).map_err(|e| format!("{}: {e}", state.display()))?;
     Ok((plan, applied))
 }
 
@@ -331,13 +331,7 @@ pub struct System {
 }
 
 fn run(cmd: &mut std::process::Command) -> Result<String, String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("{shown}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    aither_sys::command::run(cmd).map_err(|e| e.to_string())
 }
 
 impl Commands for System {

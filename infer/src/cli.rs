@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME", requires = "plan")]
     pub plan_model: Option<String>,
     /// Where the plan's model files are.
-    #[arg(long, default_value = "/var/lib/aither/models")]
+    #[arg(long, default_value = aither_sys::paths::MODEL_DIR)]
     pub model_dir: PathBuf,
     /// Seconds a client has to send a complete request head [default: 10].
     #[arg(long, value_name = "SECONDS")]

@@ -1000,7 +1000,7 @@ impl Engine {
             })
             .collect();
         let file = StateFile { schema_version: 1, units };
-        if let Err(e) = write_atomically(&path, &serde_json::to_vec(&file).unwrap_or_default()) {
+        if let Err(e) = aither_sys::atomic::write(&path, &serde_json::to_vec(&file).unwrap_or_default()) {
             tracing::warn!("cannot write the state file {}: {e}", path.display());
         }
     }
@@ -1160,7 +1160,7 @@ fn bind_listener(l: &Listen) -> std::io::Result<OwnedFd> {
 
 /// Whether SELinux is enabled on this kernel.
 pub fn selinux_enabled() -> bool {
-    crate::selinux::enabled(Path::new("/sys"))
+    aither_sys::selinux::enabled(Path::new("/sys"))
 }
 
 /// The unit's stdout and stderr. A journald stream for a unit with an SELinux context is
@@ -1182,7 +1182,7 @@ fn open_log(target: &LogTarget, unit: &str, context: Option<&str>) -> std::io::R
         LogTarget::Journal => {
             use std::io::Write;
             // The socket creation context is per thread; nothing awaits between set and reset.
-            let mut s = crate::selinux::with_socket_context(context, || {
+            let mut s = aither_sys::selinux::with_socket_context(context, || {
                 std::os::unix::net::UnixStream::connect("/run/systemd/journal/stdout")
             })?;
             // The journald stream header: identifier, unit id, priority, level prefix,
@@ -1193,17 +1193,6 @@ fn open_log(target: &LogTarget, unit: &str, context: Option<&str>) -> std::io::R
             Ok(Some((fd.try_clone()?, fd)))
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

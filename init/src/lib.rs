@@ -43,7 +43,6 @@ pub mod engine;
 pub mod notify;
 pub mod reap;
 pub mod recover;
-pub mod selinux;
 pub mod spawn;
 pub mod state;
 pub mod unit;

@@ -172,11 +172,11 @@ impl Gateway {
                     let _ = std::fs::remove_file(p);
                     // At s0 rather than agentd's whole range: agents run at their own category
                     // pair, and MCS lets a process connect only to sockets its level dominates.
-                    let low = (socket_gid.is_some() && aither_init::selinux::enabled(std::path::Path::new("/sys")))
-                        .then(|| aither_init::selinux::current_context().ok())
+                    let low = (socket_gid.is_some() && aither_sys::selinux::enabled(std::path::Path::new("/sys")))
+                        .then(|| aither_sys::selinux::current_context(std::path::Path::new("/proc")).ok())
                         .flatten()
-                        .and_then(|c| aither_init::selinux::at_level(&c, "s0"));
-                    let l = aither_init::selinux::with_socket_context(low.as_deref(), || {
+                        .and_then(|c| aither_sys::selinux::at_level(&c, "s0"));
+                    let l = aither_sys::selinux::with_socket_context(low.as_deref(), || {
                         let l = std::os::unix::net::UnixListener::bind(p)?;
                         l.set_nonblocking(true)?;
                         tokio::net::UnixListener::from_std(l)

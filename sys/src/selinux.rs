@@ -1,6 +1,7 @@
 //! The few SELinux facts and settings the supervisor needs, through procfs and selinuxfs.
 //!
-//! - [`enabled`]: whether the kernel has SELinux on (a mounted selinuxfs under `sys_root`).
+//! - [`enabled`]: whether the kernel has SELinux on (a mounted selinuxfs under `sys_root`,
+//!   `/sys` on a host).
 //! - [`current_context`]: this process's context.
 //! - [`with_socket_context`]: run a closure with the thread's socket creation context set,
 //!   so the sockets it makes carry that context (a unit's journal stream at the unit's level;
@@ -14,9 +15,9 @@ pub fn enabled(sys_root: &Path) -> bool {
     sys_root.join("fs/selinux/enforce").exists()
 }
 
-/// This process's context, as `/proc/self/attr/current` gives it.
-pub fn current_context() -> std::io::Result<String> {
-    let raw = std::fs::read("/proc/self/attr/current")?;
+/// This process's context, as `PROC/self/attr/current` gives it (`proc_root` is `/proc`).
+pub fn current_context(proc_root: &Path) -> std::io::Result<String> {
+    let raw = std::fs::read(proc_root.join("self/attr/current"))?;
     Ok(String::from_utf8_lossy(&raw).trim_end_matches(['\0', '\n']).to_string())
 }
 
@@ -62,6 +63,14 @@ mod tests {
         std::fs::create_dir_all(t.path().join("fs/selinux")).expect("mkdir");
         std::fs::write(t.path().join("fs/selinux/enforce"), "1").expect("write");
         assert!(enabled(t.path()));
+    }
+
+    #[test]
+    fn the_current_context_comes_from_procfs_without_its_nul() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("self/attr")).expect("mkdir");
+        std::fs::write(t.path().join("self/attr/current"), b"system_u:system_r:agentd_t:s0\0").expect("write");
+        assert_eq!(current_context(t.path()).expect("read"), "system_u:system_r:agentd_t:s0");
     }
 
     #[test]
