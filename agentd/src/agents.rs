@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tailored_policy::{self, Permissions};
+use aither_policy::{self as tailored_policy, Permissions};
 
 /// A validated agent manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,21 +6,23 @@
 //! caller is identified by the bus daemon's record of its connection's uid
 //! (`GetConnectionUnixUser`), never by a PID, which can be recycled.
 //!
-//! Structured answers are JSON documents in strings (the same documents `aitherctl --json`
-//! prints), so the API and the command line never disagree and new fields do not break
-//! callers.
+//! Every method answers with a typed document of `aither_api::agentd`, as JSON text (the
+//! same document `aitherctl --json` prints; its schema is in `docs/schema/`); a refusal is a
+//! D-Bus error whose message says why.
 //!
-//! | member | kind | |
+//! | member | kind | reply |
 //! |---|---|---|
-//! | `Status() → s` | method | summary, preset, units, admission queue, cgroup limits |
-//! | `ListUnits() → s`, `ListAgents() → s`, `GetUnit(s name) → s` | methods | unit reports |
-//! | `Start(s)`, `Stop(s)`, `Restart(s) → s` | methods | what was done, in words |
-//! | `RunAgent(s manifest_toml) → s` | method | run an agent from a manifest |
-//! | `Profile()`, `Preset()`, `Plan() → s` | methods | the hardware profile, the preset, the plan |
-//! | `Models() → s` | method | the plan's models: file, presence, worker state; the model directory |
-//! | `SetPreset(s name) → s`, `Reload() → s` | methods | pin a preset; reload the configuration |
-//! | `LogTarget(s name) → s` | method | `journal:IDENTIFIER` or `file:PATH` |
-//! | `UnitChanged(s name, s state, s detail)` | signal | every state change |
+//! | `Status() → s` | method | `Status`: summary, preset, gateway, units, admission queue, cgroup limits |
+//! | `ListUnits() → s`, `ListAgents() → s` | methods | `UnitList` |
+//! | `GetUnit(s name) → s` | method | `UnitReply` |
+//! | `Start(s)`, `Stop(s)`, `Restart(s) → s` | methods | `Done`: what was done, in words |
+//! | `RunAgent(s manifest_toml) → s` | method | `Done` |
+//! | `Profile()`, `Plan() → s` | methods | `Profile`, `Plan` (`aither_api::{profile, plan}`) |
+//! | `Preset() → s` | method | `PresetReply` |
+//! | `Models() → s` | method | `Models`: the plan's models, their files and workers |
+//! | `SetPreset(s name) → s`, `Reload() → s` | methods | `Done` |
+//! | `LogTarget(s name) → s` | method | `LogTargetReply` |
+//! | `UnitChanged(s name, s state, s detail)` | signal | every state change (`UnitState` names) |
 //! | `Summary` (s), `Version` (s) | properties | |
 
 use std::sync::Arc;
@@ -29,12 +31,11 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
+use aither_api::agentd as api;
+
 use crate::daemon::{Daemon, Outcome};
 
-pub const BUS_NAME: &str = "org.aitheros.Agentd1";
-pub const OBJECT_PATH: &str = "/org/aitheros/Agentd1";
-/// Members of this group may change things through the API.
-pub const ADMIN_GROUP: &str = "aither-admin";
+pub use aither_api::agentd::{ADMIN_GROUP, BUS_NAME, OBJECT_PATH};
 
 /// The served object.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ fn json<T: serde::Serialize>(v: &T) -> zbus::fdo::Result<String> {
 }
 
 fn outcome(o: Outcome) -> zbus::fdo::Result<String> {
-    o.map_err(zbus::fdo::Error::Failed)
+    json(&api::Done::new(o.map_err(zbus::fdo::Error::Failed)?))
 }
 
 /// Whether `uid` may change things: root, the daemon's own user, or a member of
@@ -89,33 +90,37 @@ impl Api {
         let d = &self.daemon;
         let units = d.units().await.map_err(failed)?;
         let plan = d.plan().await;
-        let queue: Vec<&str> = units.iter().filter(|u| u.state == "queued").map(|u| u.name.as_str()).collect();
-        json(&serde_json::json!({
-            "summary": d.summary().await,
-            "preset": plan.preset,
-            "reason": plan.reason,
-            "agent_slots": d.agent_limit().await,
-            "queued": queue,
-            "cgroups": d.cgroups,
-            "dev": d.opts.dev,
-            "gateway": d.gateway_info().await,
-            "units": units,
-        }))
+        let queued = units.iter().filter(|u| u.state == api::UnitState::Queued).map(|u| u.name.clone()).collect();
+        json(&api::Status {
+            schema_version: api::SCHEMA_VERSION,
+            summary: d.summary().await,
+            preset: plan.preset,
+            reason: plan.reason,
+            agent_slots: d.agent_limit().await,
+            queued,
+            cgroups: d.cgroups.clone(),
+            dev: d.opts.dev,
+            gateway: d.gateway_info().await,
+            units,
+        })
     }
 
     async fn list_units(&self) -> zbus::fdo::Result<String> {
-        json(&self.daemon.units().await.map_err(failed)?)
+        let units = self.daemon.units().await.map_err(failed)?;
+        json(&api::UnitList { schema_version: api::SCHEMA_VERSION, units })
     }
 
     async fn list_agents(&self) -> zbus::fdo::Result<String> {
         let units = self.daemon.units().await.map_err(failed)?;
-        json(&units.into_iter().filter(|u| u.kind == crate::units::Kind::Agent).collect::<Vec<_>>())
+        let units = units.into_iter().filter(|u| u.kind == api::UnitKind::Agent).collect();
+        json(&api::UnitList { schema_version: api::SCHEMA_VERSION, units })
     }
 
     async fn get_unit(&self, name: String) -> zbus::fdo::Result<String> {
         let units = self.daemon.units().await.map_err(failed)?;
-        let u = units.into_iter().find(|u| u.name == name).ok_or_else(|| failed(format!("no unit named {name:?}")))?;
-        json(&u)
+        let unit =
+            units.into_iter().find(|u| u.name == name).ok_or_else(|| failed(format!("no unit named {name:?}")))?;
+        json(&api::UnitReply { schema_version: api::SCHEMA_VERSION, unit })
     }
 
     async fn start(
@@ -194,7 +199,8 @@ impl Api {
     }
 
     async fn log_target(&self, name: String) -> zbus::fdo::Result<String> {
-        outcome(self.daemon.log_target(&name).await)
+        let target = self.daemon.log_target(&name).await.map_err(failed)?;
+        json(&api::LogTargetReply { schema_version: api::SCHEMA_VERSION, target })
     }
 
     #[zbus(signal)]
@@ -225,34 +231,6 @@ pub async fn connect(session: bool) -> zbus::Result<Connection> {
 pub async fn serve(conn: &Connection, daemon: Arc<Daemon>) -> zbus::Result<()> {
     conn.object_server().at(OBJECT_PATH, Api { daemon }).await?;
     conn.request_name(BUS_NAME).await
-}
-
-/// The client side, for aitherctl.
-#[zbus::proxy(
-    interface = "org.aitheros.Agentd1",
-    default_service = "org.aitheros.Agentd1",
-    default_path = "/org/aitheros/Agentd1"
-)]
-pub trait Agentd {
-    fn status(&self) -> zbus::Result<String>;
-    fn list_units(&self) -> zbus::Result<String>;
-    fn list_agents(&self) -> zbus::Result<String>;
-    fn get_unit(&self, name: &str) -> zbus::Result<String>;
-    fn start(&self, name: &str) -> zbus::Result<String>;
-    fn stop(&self, name: &str) -> zbus::Result<String>;
-    fn restart(&self, name: &str) -> zbus::Result<String>;
-    fn run_agent(&self, manifest: &str) -> zbus::Result<String>;
-    fn profile(&self) -> zbus::Result<String>;
-    fn preset(&self) -> zbus::Result<String>;
-    fn set_preset(&self, name: &str) -> zbus::Result<String>;
-    fn plan(&self) -> zbus::Result<String>;
-    fn models(&self) -> zbus::Result<String>;
-    fn reload(&self) -> zbus::Result<String>;
-    fn log_target(&self, name: &str) -> zbus::Result<String>;
-    #[zbus(signal)]
-    fn unit_changed(&self, name: String, state: String, detail: String) -> zbus::Result<()>;
-    #[zbus(property)]
-    fn summary(&self) -> zbus::Result<String>;
 }
 
 /// systemd's manager, to tell a restart from a stop when SIGTERM comes.

@@ -16,13 +16,13 @@ use aither_hwprofile::profile::Profile;
 use aither_init::cgroup::{Cgroups, Unavailable};
 use aither_init::{Config, ExitReason, Supervisor, UnitState, UnitStatus};
 use anyhow::{Context, Result};
-use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::agents::{self, Admission, AdmissionQueue, Agent, CategoryMap};
 use crate::config::{self, Listen, Settings};
 use crate::services;
 use crate::units::{self, Host, Inputs, Kind, Planned, RunAs};
+use aither_api::agentd::{self as api, Unit};
 
 /// How agentd was started.
 #[derive(Debug, Clone)]
@@ -164,28 +164,6 @@ fn engine_state_file(s: &Settings) -> PathBuf {
     s.runtime_dir.join("units.json")
 }
 
-/// A unit as the API reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitReport {
-    pub name: String,
-    pub kind: Kind,
-    pub group: String,
-    pub priority: u32,
-    /// `running`, `starting`, `backoff`, `failed`, `gave-up`, `stopping`, `inactive`,
-    /// `dormant` (starts on demand), `queued` (waiting for an agent slot), `blocked`,
-    /// `invalid` (a worker whose model file is not usable).
-    pub state: String,
-    pub pid: Option<i32>,
-    /// Why it ended, its backoff, why it is blocked, its queue position.
-    pub detail: Option<String>,
-    /// Its last `STATUS=` line.
-    pub status: Option<String>,
-    pub restarts: u32,
-    pub description: Option<String>,
-    pub source: String,
-    pub agent: Option<units::AgentDetails>,
-}
-
 /// The daemon's state.
 #[derive(Debug)]
 struct State {
@@ -302,7 +280,7 @@ impl Daemon {
     }
 
     /// Every unit with its state.
-    pub async fn units(&self) -> Result<Vec<UnitReport>> {
+    pub async fn units(&self) -> Result<Vec<Unit>> {
         let status = self.sup.status().await?;
         let st = self.state.lock().await;
         Ok(status.iter().filter_map(|s| st.by_name.get(&s.name).map(|p| report(p, s, &st.admission))).collect())
@@ -312,11 +290,16 @@ impl Daemon {
     pub async fn summary(&self) -> String {
         let Ok(units) = self.units().await else { return "the engine has stopped".into() };
         let st = self.state.lock().await;
-        let up = units.iter().filter(|u| u.state == "running").count();
-        let wanted = units.iter().filter(|u| !matches!(u.state.as_str(), "dormant" | "blocked" | "inactive")).count();
-        let agents = units.iter().filter(|u| u.kind == Kind::Agent && u.state == "running").count();
+        let up = units.iter().filter(|u| u.state == api::UnitState::Running).count();
+        let wanted = units
+            .iter()
+            .filter(|u| {
+                !matches!(u.state, api::UnitState::Dormant | api::UnitState::Blocked | api::UnitState::Inactive)
+            })
+            .count();
+        let agents = units.iter().filter(|u| u.kind == Kind::Agent && u.state == api::UnitState::Running).count();
         let queued = st.admission.waiting.len();
-        let failed = units.iter().filter(|u| matches!(u.state.as_str(), "failed" | "gave-up")).count();
+        let failed = units.iter().filter(|u| u.state.is_problem()).count();
         let mut s = format!(
             "{} preset: {up}/{wanted} units running, {agents}/{} agent slots used",
             st.loaded.plan.preset, st.admission.limit
@@ -340,11 +323,11 @@ impl Daemon {
         self.state.lock().await.loaded.plan.clone()
     }
     /// The plan's models: file, whether it is there, and the state of its worker.
-    pub async fn models(&self) -> Result<serde_json::Value> {
+    pub async fn models(&self) -> Result<api::Models> {
         let units = self.units().await?;
         let st = self.state.lock().await;
         let dir = &st.loaded.settings.model_dir;
-        let models: Vec<serde_json::Value> = st
+        let models = st
             .loaded
             .plan
             .models
@@ -358,18 +341,24 @@ impl Daemon {
                     bytes: None,
                     sha256: m.sha256.clone(),
                 };
-                let verification = bytes.map(|_| aither_hwprofile::fetch::verification(dir, &file).name());
                 let unit = format!("infer-{}", m.name);
-                let state = units.iter().find(|u| u.name == unit).map(|u| u.state.clone());
-                serde_json::json!({
-                    "name": m.name, "role": m.role.name(), "quant": m.quant, "url": m.url, "sha256": m.sha256,
-                    "path": path, "present": bytes.is_some(), "bytes": bytes, "verification": verification,
-                    "pinned": m.pinned,
-                    "unit": unit, "state": state,
-                })
+                api::Model {
+                    name: m.name.clone(),
+                    role: m.role,
+                    quant: m.quant.clone(),
+                    url: m.url.clone(),
+                    sha256: m.sha256.clone(),
+                    verification: bytes.map(|_| aither_hwprofile::fetch::verification(dir, &file)),
+                    present: bytes.is_some(),
+                    bytes,
+                    path,
+                    pinned: m.pinned,
+                    state: units.iter().find(|u| u.name == unit).map(|u| u.state),
+                    unit,
+                }
             })
             .collect();
-        Ok(serde_json::json!({ "model_dir": dir, "models": models }))
+        Ok(api::Models { schema_version: api::SCHEMA_VERSION, model_dir: dir.clone(), models })
     }
 
     /// What the gateway routes by, as of the last load (start or reload).
@@ -378,31 +367,32 @@ impl Daemon {
     }
 
     /// Where the gateway listens and how clients authenticate, for `aitherctl gateway`.
-    pub async fn gateway_info(&self) -> serde_json::Value {
+    pub async fn gateway_info(&self) -> api::Gateway {
         let st = self.state.lock().await;
         let s = &st.loaded.settings;
-        let listen: Vec<serde_json::Value> = s
+        let listen = s
             .gateway_listen
             .iter()
             .map(|l| match l {
                 Listen::Tcp(a) => {
-                    serde_json::json!({ "tcp": a.to_string(), "key_required": s.gateway_api_key.is_some() })
+                    api::Listener::Tcp { address: a.to_string(), key_required: s.gateway_api_key.is_some() }
                 }
-                Listen::Unix(p) => serde_json::json!({ "unix": p, "group": s.gateway_socket_group }),
+                Listen::Unix(p) => api::Listener::Unix { path: p.clone(), group: s.gateway_socket_group.clone() },
             })
             .collect();
-        serde_json::json!({
-            "listen": listen,
-            "api_key_file": s.gateway_api_key_file,
-            "allowed_hosts": s.gateway_allowed_hosts,
-            "limits": {
-                "header_timeout_seconds": s.gateway_limits.header_timeout.as_secs(),
-                "body_timeout_seconds": s.gateway_limits.body_timeout.as_secs(),
-                "idle_timeout_seconds": s.gateway_limits.idle_timeout.as_secs(),
-                "max_connections": s.gateway_limits.max_connections,
-                "max_body_bytes": s.gateway_limits.max_body_bytes,
+        let l = &s.gateway_limits;
+        api::Gateway {
+            listen,
+            api_key_file: s.gateway_api_key_file.clone(),
+            allowed_hosts: s.gateway_allowed_hosts.clone(),
+            limits: api::ListenerLimits {
+                header_timeout_seconds: l.header_timeout.as_secs(),
+                body_timeout_seconds: l.body_timeout.as_secs(),
+                idle_timeout_seconds: l.idle_timeout.as_secs(),
+                max_connections: l.max_connections,
+                max_body_bytes: l.max_body_bytes,
             },
-        })
+        }
     }
 
     pub async fn agent_limit(&self) -> usize {
@@ -410,16 +400,17 @@ impl Daemon {
     }
 
     /// The preset in use, with the reason and its full definition.
-    pub async fn preset(&self) -> serde_json::Value {
+    pub async fn preset(&self) -> api::PresetReply {
         let st = self.state.lock().await;
         let plan = &st.loaded.plan;
-        serde_json::json!({
-            "name": plan.preset,
-            "reason": plan.reason,
-            "pinned": plan.pinned,
-            "available": aither_hwprofile::presets::NAMES,
-            "preset": st.loaded.presets.get(&plan.preset).ok(),
-        })
+        api::PresetReply {
+            schema_version: api::SCHEMA_VERSION,
+            name: plan.preset.clone(),
+            reason: plan.reason.clone(),
+            pinned: plan.pinned,
+            available: aither_hwprofile::presets::NAMES.iter().map(|n| (*n).to_string()).collect(),
+            preset: st.loaded.presets.get(&plan.preset).ok().cloned(),
+        }
     }
 
     /// Start a unit; an agent goes through admission.
@@ -621,14 +612,14 @@ impl Daemon {
     }
 
     /// Where a unit's output goes: `journal:IDENTIFIER` or `file:PATH`.
-    pub async fn log_target(&self, name: &str) -> Outcome {
+    pub async fn log_target(&self, name: &str) -> Result<api::LogTarget, String> {
         let st = self.state.lock().await;
         let u = st.by_name.get(name).ok_or_else(|| format!("no unit or agent named {name:?}"))?;
         Ok(match &u.spec.log {
-            aither_init::unit::LogTarget::File { path } => format!("file:{}", path.display()),
-            aither_init::unit::LogTarget::Journal => format!("journal:{name}"),
-            aither_init::unit::LogTarget::Inherit => "inherit:agentd".into(),
-            aither_init::unit::LogTarget::Null => "null:".into(),
+            aither_init::unit::LogTarget::File { path } => api::LogTarget::File { path: path.clone() },
+            aither_init::unit::LogTarget::Journal => api::LogTarget::Journal { identifier: name.to_string() },
+            aither_init::unit::LogTarget::Inherit => api::LogTarget::Inherit,
+            aither_init::unit::LogTarget::Null => api::LogTarget::Null,
         })
     }
 }
@@ -653,18 +644,19 @@ async fn retire(sup: Supervisor, name: String) {
     }
 }
 
-fn state_name(s: &UnitState) -> &'static str {
+/// The engine's state as the API names it.
+pub fn api_state(s: &UnitState) -> api::UnitState {
     match s {
-        UnitState::Inactive => "inactive",
-        UnitState::Waiting => "waiting",
-        UnitState::Dormant => "dormant",
-        UnitState::Starting { .. } => "starting",
-        UnitState::Running { .. } => "running",
-        UnitState::Stopping { .. } => "stopping",
-        UnitState::Exited { .. } => "exited",
-        UnitState::Backoff { .. } => "backoff",
-        UnitState::GaveUp { .. } => "gave-up",
-        UnitState::Failed { .. } => "failed",
+        UnitState::Inactive => api::UnitState::Inactive,
+        UnitState::Waiting => api::UnitState::Waiting,
+        UnitState::Dormant => api::UnitState::Dormant,
+        UnitState::Starting { .. } => api::UnitState::Starting,
+        UnitState::Running { .. } => api::UnitState::Running,
+        UnitState::Stopping { .. } => api::UnitState::Stopping,
+        UnitState::Exited { .. } => api::UnitState::Exited,
+        UnitState::Backoff { .. } => api::UnitState::Backoff,
+        UnitState::GaveUp { .. } => api::UnitState::GaveUp,
+        UnitState::Failed { .. } => api::UnitState::Failed,
     }
 }
 
@@ -689,12 +681,12 @@ pub fn invalid_model(r: &ExitReason) -> bool {
     matches!(r, ExitReason::Code { code } if *code == units::WORKER_BAD_MODEL || *code == units::WORKER_NO_MODEL)
 }
 
-fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport {
-    let mut state = state_name(&s.state).to_string();
+fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> Unit {
+    let mut state = api_state(&s.state);
     if let (Kind::Worker, UnitState::Failed { reason }) = (p.kind, &s.state) {
         if invalid_model(reason) {
-            return UnitReport {
-                state: "invalid".into(),
+            return Unit {
+                state: api::UnitState::Invalid,
                 detail: Some(format!(
                     "the model file is not usable ({}); it is not restarted: see `aitherctl logs {}`, then replace the file",
                     reason_text(reason),
@@ -715,26 +707,26 @@ fn report(p: &Planned, s: &UnitStatus, admission: &AdmissionQueue) -> UnitReport
     };
     if matches!(s.state, UnitState::Inactive) {
         if let Some(pos) = admission.waiting.iter().position(|a| a == &p.name) {
-            state = "queued".into();
+            state = api::UnitState::Queued;
             detail = Some(format!("position {} in the admission queue", pos + 1));
         } else if let Some(why) = &p.blocked {
-            state = "blocked".into();
+            state = api::UnitState::Blocked;
             detail = Some(why.clone());
         } else if p.dormant {
-            state = "dormant".into();
+            state = api::UnitState::Dormant;
             detail = Some("starts on demand".into());
         }
     }
-    UnitReport { state, detail, ..report_base(p, s) }
+    Unit { state, detail, ..report_base(p, s) }
 }
 
-fn report_base(p: &Planned, s: &UnitStatus) -> UnitReport {
-    UnitReport {
+fn report_base(p: &Planned, s: &UnitStatus) -> Unit {
+    Unit {
         name: p.name.clone(),
         kind: p.kind,
         group: p.group.clone(),
         priority: s.priority,
-        state: state_name(&s.state).to_string(),
+        state: api_state(&s.state),
         pid: s.state.pid(),
         detail: None,
         status: s.status.clone(),

@@ -13,8 +13,8 @@
 //!   workspaces, reloads (all-or-nothing), stops or steps aside for a restart.
 //! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
 //! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
-//! - [`ctl`]: `aitherctl`, over the bus (and `aitherctl policy`, locally).
-//! - [`tailored_policy`]: per-agent SELinux modules.
+//! - `aitherctl`, the client, is a crate of its own (`ctl/`), on the documents of `aither-api`.
+//! - per-agent SELinux modules: the `aither-policy` crate.
 //!
 //! ## Limitations
 //!
@@ -30,11 +30,8 @@
 pub mod agents;
 pub mod bus;
 pub mod config;
-pub mod ctl;
 pub mod daemon;
 pub mod gateway;
-pub mod models;
 pub mod run;
 pub mod services;
-pub mod tailored_policy;
 pub mod units;

@@ -298,10 +298,7 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
             | aither_init::UnitState::Backoff { reason, .. } => daemon::reason_text(reason),
             s => s.pid().map(|p| format!("pid {p}")).unwrap_or_default(),
         };
-        let state = serde_json::to_value(&e.state)
-            .ok()
-            .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string))
-            .unwrap_or_default();
+        let state = daemon::api_state(&e.state).name();
         match &e.state {
             aither_init::UnitState::Failed { .. } | aither_init::UnitState::GaveUp { .. } => {
                 tracing::warn!("{}: {state}: {detail}", e.unit);
@@ -309,7 +306,7 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
             _ => tracing::info!("{}: {state} {detail}", e.unit),
         }
         if let Some(emitter) = &emitter {
-            let _ = Api::unit_changed(emitter, &e.unit, &state, &detail).await;
+            let _ = Api::unit_changed(emitter, &e.unit, state, &detail).await;
         }
         status_due.notify_one();
     }

@@ -22,16 +22,9 @@ use serde::Serialize;
 use crate::agents::{Agent, CategoryMap, Class};
 use crate::config::Settings;
 use crate::services::Service;
-use crate::tailored_policy;
+use aither_policy as tailored_policy;
 
-/// What kind of thing a unit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Worker,
-    Service,
-    Agent,
-}
+pub use aither_api::agentd::{AgentDetails, UnitKind as Kind};
 
 /// A unit with what agentd knows about it beyond the engine's specification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,14 +43,6 @@ pub struct Planned {
     pub blocked: Option<String>,
     /// Agents: the SELinux context, workspace and MCS level.
     pub agent: Option<AgentDetails>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AgentDetails {
-    pub workspace: PathBuf,
-    pub level: String,
-    pub domain: String,
-    pub network: String,
 }
 
 /// The host facts the units depend on.

@@ -87,7 +87,7 @@ fn agentd_in_dev_mode_end_to_end() {
     let plan: Value = serde_json::from_str(&bed.ok(&["--json", "plan"])).expect("plan json");
     assert_eq!(plan["preset"], "standard", "the RTX 4090 fixture gets the standard preset");
     // Without --session, aitherctl finds the development agentd when the system bus has none.
-    let out = bed.command(env!("CARGO_BIN_EXE_aitherctl")).arg("status").output().expect("aitherctl");
+    let out = bed.command(common::aitherctl()).arg("status").output().expect("aitherctl");
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("development agentd on the session bus"), "{out:?}");
     assert!(bed.ok(&["preset"]).starts_with("standard: NVIDIA GeForce RTX 4090"));
@@ -167,9 +167,8 @@ fn agentd_in_dev_mode_end_to_end() {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let as_nobody = |args: &[&str]| {
-            bed.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).uid(65534).gid(65534).output()
-        };
+        let as_nobody =
+            |args: &[&str]| bed.command(common::aitherctl()).arg("--session").args(args).uid(65534).gid(65534).output();
         let read = as_nobody(&["units"]).expect("aitherctl as nobody");
         assert!(read.status.success(), "{read:?}");
         let denied = as_nobody(&["stop", "late"]).expect("aitherctl as nobody");

@@ -18,31 +18,18 @@ use std::time::Duration;
 use common::Bed;
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use aither_test_support::{bin, http, python, repo, test_model};
 
-fn python() -> PathBuf {
-    let py = std::env::var_os("AITHER_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from).join("bin/python");
-    assert!(py.exists(), "{} is missing: run `make deps`", py.display());
-    py
+/// One raw exchange on loopback, the request as given; the whole answer as text.
+fn raw_tcp(port: u16, request: &str) -> String {
+    let r = http::tcp(port, request);
+    let head: String = r.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    format!("HTTP/1.1 {} \r\n{head}\r\n{}", r.status, r.body)
 }
 
 /// The worker binary, built beside this test by `cargo test --workspace`.
 fn infer_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    let p = exe.parent().and_then(Path::parent).expect("target dir").join("aither-infer");
-    assert!(p.exists(), "{} is missing: build it with `cargo build -p aither-infer`", p.display());
-    p
-}
-
-/// The test models (tests/models/test_models.py), made once per target directory.
-fn test_model(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
-    let out =
-        Command::new(python()).arg(repo().join("tests/models/test_models.py")).arg(&dir).output().expect("python");
-    assert!(out.status.success(), "test_models.py:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir.join(name)
+    bin("aither-infer")
 }
 
 /// What the stand-in cloud saw.
@@ -230,7 +217,11 @@ fn the_gateway_routes_starts_unloads_and_falls_back() {
 
     // The Unix socket needs no key; its permissions guard it.
     let sock = bed.dir().join("xdg/aither/gateway.sock");
-    let (status, body) = unix_post(&sock, "/v1/completions", &json!({ "prompt": "ab", "max_tokens": 2 }));
+    let r = http::unix(
+        &sock,
+        &http::request_text("POST", "/v1/completions", "", &json!({ "prompt": "ab", "max_tokens": 2 }).to_string()),
+    );
+    let (status, body) = (r.status, r.body);
     assert_eq!(status, 200, "{body}");
 
     // The official openai client, through the gateway with its key.
@@ -285,30 +276,6 @@ fn the_gateway_routes_starts_unloads_and_falls_back() {
     cloud_failing.store(true, Ordering::SeqCst);
     let (status, route, body) = tcp.post("/v1/chat/completions", &chat_ask);
     assert_eq!((status, route.as_str()), (200, "local:phi-3.5-mini-instruct"), "{body}\n{}", bed.log());
-}
-
-fn unix_post(sock: &Path, path: &str, body: &Value) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap_or_else(|e| panic!("{}: {e}", sock.display()));
-    let body = body.to_string();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
-}
-
-/// One raw HTTP/1.1 exchange over TCP on loopback (the request as given); the whole answer.
-fn raw_tcp(port: u16, request: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    raw
 }
 
 #[test]

@@ -2,21 +2,15 @@
 //! stand-in systemd-hostnamed that answers, and one that never does (a deadline, not a hang
 //! that would hold back the boot).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-struct Bus {
-    _dir: tempfile::TempDir,
-    daemon: Child,
-    set: Arc<Mutex<Vec<String>>>,
-}
+use aither_test_support::BusKind;
 
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
+/// The private system bus and what the stand-in hostnamed was asked to set.
+struct Bus {
+    _daemon: aither_test_support::Bus,
+    set: Arc<Mutex<Vec<String>>>,
 }
 
 struct Hostname {
@@ -39,37 +33,15 @@ impl Hostname {
 fn bus() -> &'static Bus {
     static BUS: OnceLock<Bus> = OnceLock::new();
     BUS.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("system_bus");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
-                 <policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>",
-                socket.display()
-            ),
-        )
-        .expect("config");
-        let daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus; `make deps` installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let address = format!("unix:path={}", socket.display());
+        let daemon = aither_test_support::Bus::start(BusKind::System);
+        let address = daemon.address.clone();
         std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &address);
         let set = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let served = Arc::clone(&set);
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let _conn = zbus::connection::Builder::address(address.as_str())
                     .expect("address")
@@ -85,7 +57,7 @@ fn bus() -> &'static Bus {
             });
         });
         ready_rx.recv_timeout(Duration::from_secs(10)).expect("the stand-in hostnamed is on the bus");
-        Bus { _dir: dir, daemon, set }
+        Bus { _daemon: daemon, set }
     })
 }
 

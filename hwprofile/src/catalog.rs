@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use aither_api::plan::Role;
+
 /// The catalog files compiled into the binary.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("qwen2.5.toml", include_str!("../catalog/qwen2.5.toml")),
@@ -17,24 +19,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("gemma-phi.toml", include_str!("../catalog/gemma-phi.toml")),
     ("embedding.toml", include_str!("../catalog/embedding.toml")),
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Chat,
-    Code,
-    Embedding,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Chat => "chat",
-            Role::Code => "code",
-            Role::Embedding => "embedding",
-        }
-    }
-}
 
 /// One model, with the architecture numbers from its published config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,46 +13,13 @@
 //! Out-of-tree modules (both NVIDIA stacks) must be signed when Secure Boot is on; in-tree
 //! drivers are signed by the distribution.
 
-use serde::{Deserialize, Serialize};
-
 use crate::devices::{self, Arch};
 use crate::profile::Vendor;
+pub use crate::profile::{DriverChoice, Stack};
 
 /// gfx targets supported by ROCm 6.x/7.x on Linux (the ROCm compatibility matrix).
 pub const ROCM_GFX_TARGETS: &[&str] =
     &["gfx908", "gfx90a", "gfx942", "gfx950", "gfx1030", "gfx1100", "gfx1101", "gfx1200", "gfx1201"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stack {
-    NvidiaOpen,
-    NvidiaLegacy,
-    AmdgpuRocm,
-    Amdgpu,
-    I915,
-    Xe,
-    None,
-}
-
-impl Stack {
-    /// Whether the stack's kernel modules are built outside the distribution kernel and so
-    /// must be signed by a key the firmware trusts when Secure Boot is on.
-    pub fn out_of_tree(self) -> bool {
-        matches!(self, Stack::NvidiaOpen | Stack::NvidiaLegacy)
-    }
-}
-
-/// The driver choice for one GPU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DriverChoice {
-    pub pci_address: String,
-    pub stack: Stack,
-    pub reason: String,
-    /// Secure Boot is enabled (`null`: unknown, e.g. BIOS boot or unreadable variable).
-    pub secure_boot: Option<bool>,
-    /// The stack's modules must be signed with an enrolled key (or MOK) to load.
-    pub signed_modules_required: bool,
-}
 
 /// What the choice is made from: the PCI identity, and the gfx target when a source knows it
 /// for a device the table lacks.

@@ -29,7 +29,6 @@
 //! - A stalled transfer's reading thread stays blocked until the server closes the
 //!   connection (it holds no file; the fetch itself has already failed).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::fd::OwnedFd;
@@ -37,8 +36,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+pub use aither_api::store::{Checksums, Recorded, Verification};
 
 use crate::catalog::{Model, ModelFile};
 
@@ -86,28 +86,6 @@ pub enum FetchError {
     Size { path: PathBuf, expected: u64, actual: u64 },
 }
 
-/// How far a model file can be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verification {
-    /// Its SHA-256 matches the catalog's.
-    Verified,
-    /// The catalog has no SHA-256; the file matches the one recorded at its first download.
-    Recorded,
-    /// No check applies: never fetched here, changed since, or differing from the catalog.
-    Unverified,
-}
-
-impl Verification {
-    pub fn name(self) -> &'static str {
-        match self {
-            Verification::Verified => "verified",
-            Verification::Recorded => "recorded",
-            Verification::Unverified => "unverified",
-        }
-    }
-}
-
 /// What [`fetch`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -120,23 +98,6 @@ pub struct Fetched {
 
 /// The checksums file in the model directory.
 pub const CHECKSUMS: &str = "checksums.json";
-
-/// `checksums.json`: the SHA-256 of every file fetched into the directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Checksums {
-    pub schema_version: u32,
-    pub files: BTreeMap<String, Recorded>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Recorded {
-    pub sha256: String,
-    pub bytes: u64,
-    /// `catalog` (checked against it) or `first-download` (trust on first use).
-    pub from: String,
-}
 
 /// The file name a catalog URL is stored under.
 pub fn file_name(url: &str) -> &str {
@@ -283,7 +244,7 @@ impl Dir {
 
     fn record(&self, name: &str, r: Recorded) -> Result<(), FetchError> {
         let mut all = self.checksums();
-        all.schema_version = 1;
+        all.schema_version = aither_api::store::CHECKSUMS_SCHEMA_VERSION;
         all.files.insert(name.to_string(), r);
         let tmp = format!(".{CHECKSUMS}.tmp");
         let mut f = self.create_new(&tmp)?;

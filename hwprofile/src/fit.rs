@@ -10,6 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use aither_api::plan::{KvType, ShapeSource};
+
 use crate::catalog::{self, Model, ModelFile};
 use crate::gguf::Gguf;
 
@@ -23,52 +25,6 @@ pub const GPU_RUNTIME_OVERHEAD: u64 = 512 * MIB;
 pub const GPU_MARGIN: f64 = 0.05;
 /// llama.cpp's default micro-batch.
 pub const DEFAULT_UBATCH: u32 = 512;
-
-/// Element type of the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvType {
-    F16,
-    Q8_0,
-    Q4_0,
-}
-
-impl KvType {
-    /// Bytes per element, blocks included (ggml: q8_0 is 34 bytes per 32, q4_0 18 per 32).
-    fn bytes_per_32(self) -> u64 {
-        match self {
-            KvType::F16 => 64,
-            KvType::Q8_0 => 34,
-            KvType::Q4_0 => 18,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<KvType> {
-        match s {
-            "f16" => Some(KvType::F16),
-            "q8_0" => Some(KvType::Q8_0),
-            "q4_0" => Some(KvType::Q4_0),
-            _ => None,
-        }
-    }
-
-    /// The name llama.cpp and `parse` use (`--kv-cache-type`).
-    pub fn name(self) -> &'static str {
-        match self {
-            KvType::F16 => "f16",
-            KvType::Q8_0 => "q8_0",
-            KvType::Q4_0 => "q4_0",
-        }
-    }
-}
-
-/// Where the shape's figures came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ShapeSource {
-    Gguf,
-    Catalog,
-}
 
 /// A model as sizing sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -62,7 +62,7 @@ pub mod pciids;
 pub mod plan;
 pub mod platform;
 pub mod presets;
-pub mod profile;
+pub use aither_api::profile;
 pub mod render;
 pub mod rocm;
 mod sysfs;

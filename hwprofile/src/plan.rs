@@ -13,85 +13,18 @@
 //! GPU's budget, and without a usable GPU every model runs on the host within the preset's
 //! share of RAM.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::catalog::{Catalog, Model, Role};
-use crate::fit::{self, FitParams, GpuBudget, KvType, Shape, ShapeSource};
+use crate::fit::{self, FitParams, GpuBudget, KvType, Shape};
 use crate::gguf;
-use crate::presets::{self, Preset, Presets, RolePolicy, SchedClass};
+use crate::presets::{self, Preset, Presets, RolePolicy};
 use crate::profile::Profile;
 
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+pub use aither_api::plan::{AgentsPlan, InferencePlan, MemoryTiers, Plan, PlannedModel, PLAN_SCHEMA_VERSION};
 const GIB: u64 = 1 << 30;
 /// Memory set aside per concurrent agent when capping the preset's agent limit by RAM.
 pub const AGENT_RAM: u64 = GIB;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    pub schema_version: u32,
-    pub preset: String,
-    pub reason: String,
-    /// The preset was pinned by the admin rather than selected.
-    pub pinned: bool,
-    pub models: Vec<PlannedModel>,
-    /// In boot order.
-    pub groups: Vec<presets::Group>,
-    pub memory_tiers: MemoryTiers,
-    pub agents: AgentsPlan,
-    pub scheduling: BTreeMap<String, SchedClass>,
-    pub inference: InferencePlan,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedModel {
-    pub name: String,
-    pub role: Role,
-    pub quant: String,
-    pub context: u32,
-    pub kv_cache_type: KvType,
-    /// llama.cpp `--gpu-layers`: repeating layers offloaded, plus one for the output layer
-    /// when it is offloaded too.
-    pub gpu_layers: u32,
-    pub gpus: Vec<String>,
-    pub bytes_per_gpu: Vec<u64>,
-    /// Layers per GPU in `gpus` order (llama.cpp `--tensor-split`).
-    pub tensor_split: Vec<u32>,
-    pub host_bytes: u64,
-    /// KV cache held on the GPUs (this model's share of the L0 tier).
-    pub gpu_kv_bytes: u64,
-    pub pinned: bool,
-    pub url: String,
-    pub sha256: Option<String>,
-    /// Sized from the file's GGUF header or estimated from the catalog.
-    pub sized_from: ShapeSource,
-}
-
-/// Memory tiers in bytes. L0 is the KV cache on GPUs; L1 and L2 are in RAM; L3 and L4 on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemoryTiers {
-    pub l0_kv_cache_bytes: u64,
-    pub l1_hot_cache_bytes: u64,
-    pub l2_vector_index_bytes: u64,
-    pub l3_store_bytes: u64,
-    pub l4_archive_bytes: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentsPlan {
-    pub max_concurrent: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InferencePlan {
-    pub threads: u32,
-    pub parallel: u32,
-    pub keep_alive_seconds: u64,
-    pub cloud_fallback: String,
-}
 
 /// Inputs beyond the profile.
 #[derive(Debug, Clone, Default)]
@@ -302,6 +235,7 @@ fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fit::ShapeSource;
     use crate::gguf::tests::{build, str_value};
 
     fn u32v(v: u32) -> Vec<u8> {

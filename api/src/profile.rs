@@ -20,13 +20,14 @@
 //! }
 //! ```
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the profile document. Bumped on any change of meaning.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// What `detect` found on this machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Profile {
     pub schema_version: u32,
     /// Compute-capable GPUs only (NVIDIA, AMD, Intel), in PCI address order.
@@ -42,12 +43,12 @@ pub struct Profile {
     /// Vendor management libraries that were loaded, and what they said of the system.
     pub runtimes: Runtimes,
     /// One driver choice per GPU, in the order of `gpus`.
-    pub drivers: Vec<crate::drivers::DriverChoice>,
+    pub drivers: Vec<DriverChoice>,
     pub warnings: Vec<Warning>,
 }
 
 /// Where a figure came from, most exact first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// NVIDIA Management Library, from the loaded driver.
@@ -64,7 +65,7 @@ pub enum Source {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
     Nvidia,
@@ -103,7 +104,7 @@ impl std::fmt::Display for Vendor {
 }
 
 /// One compute-capable GPU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Gpu {
     pub vendor: Vendor,
     pub name: String,
@@ -134,7 +135,7 @@ pub struct Gpu {
     pub amd: Option<AmdDetails>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PcieLink {
     /// Current link speed as the kernel prints it (`16.0 GT/s PCIe`).
     pub current_speed: Option<String>,
@@ -143,7 +144,7 @@ pub struct PcieLink {
     pub max_width: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NvidiaDetails {
     pub uuid: Option<String>,
     /// CUDA compute capability, `major.minor` (`8.9`).
@@ -156,7 +157,7 @@ pub struct NvidiaDetails {
     pub nvlink_peers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AmdDetails {
     /// LLVM target (`gfx1100`, `gfx90a`, `gfx942`).
     pub gfx_target: Option<String>,
@@ -165,7 +166,7 @@ pub struct AmdDetails {
 }
 
 /// A display adapter that is not a compute GPU, or an accelerator without a stack here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DisplayAdapter {
     pub name: String,
     pub pci_address: String,
@@ -175,7 +176,7 @@ pub struct DisplayAdapter {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Cpu {
     pub model: String,
     pub vendor: String,
@@ -188,7 +189,7 @@ pub struct Cpu {
     pub flags: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Memory {
     pub total_bytes: u64,
     pub available_bytes: u64,
@@ -198,7 +199,7 @@ pub struct Memory {
     pub hugepage_size_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NumaNode {
     pub id: u32,
     /// CPU list as the kernel prints it (`0-55,112-167`).
@@ -207,7 +208,7 @@ pub struct NumaNode {
 }
 
 /// Space where models are stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Disk {
     /// The model directory asked about.
     pub path: String,
@@ -217,7 +218,7 @@ pub struct Disk {
     pub free_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Platform {
     /// `none` on bare metal, else the hypervisor (`kvm`, `vmware`, `hyperv`, `xen`,
     /// `virtualbox`, `unknown` when only the CPU's hypervisor flag says so).
@@ -234,13 +235,13 @@ pub struct Platform {
 }
 
 /// Vendor management libraries and what they report of the whole system.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Runtimes {
     pub nvml: Option<NvmlRuntime>,
     pub rocm_smi: Option<RocmSmiRuntime>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NvmlRuntime {
     pub library: String,
     pub driver_version: Option<String>,
@@ -248,19 +249,19 @@ pub struct NvmlRuntime {
     pub cuda_version: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RocmSmiRuntime {
     pub library: String,
 }
 
 /// Something the profile could not establish, or sources that disagree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Warning {
     pub kind: WarningKind,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarningKind {
     /// NVML could not be loaded or initialised; NVIDIA GPUs stay at the PCI tier.
@@ -289,4 +290,37 @@ impl Warning {
     pub fn new(kind: WarningKind, message: impl Into<String>) -> Warning {
         Warning { kind, message: message.into() }
     }
+}
+
+/// The driver stack chosen for a GPU (see `aither-hwprofile`'s `drivers` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stack {
+    NvidiaOpen,
+    NvidiaLegacy,
+    AmdgpuRocm,
+    Amdgpu,
+    I915,
+    Xe,
+    None,
+}
+
+impl Stack {
+    /// Whether the stack's kernel modules are built outside the distribution kernel and so
+    /// must be signed by a key the firmware trusts when Secure Boot is on.
+    pub fn out_of_tree(self) -> bool {
+        matches!(self, Stack::NvidiaOpen | Stack::NvidiaLegacy)
+    }
+}
+
+/// The driver choice for one GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DriverChoice {
+    pub pci_address: String,
+    pub stack: Stack,
+    pub reason: String,
+    /// Secure Boot is enabled (`null`: unknown, e.g. BIOS boot or unreadable variable).
+    pub secure_boot: Option<bool>,
+    /// The stack's modules must be signed with an enrolled key (or MOK) to load.
+    pub signed_modules_required: bool,
 }

@@ -1,0 +1,317 @@
+//! agentd's replies on D-Bus (`org.aitheros.Agentd1`): each method returns one of these as
+//! JSON text, and aitherctl (and the Cockpit page, through `docs/schema/`) reads it back
+//! into the same type. Top-level replies carry [`SCHEMA_VERSION`].
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Role;
+use crate::preset::Preset;
+pub use crate::store::Verification;
+
+/// Version of agentd's reply documents. Bumped on any change of meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// agentd's well-known name on the system bus (the session bus in development mode).
+pub const BUS_NAME: &str = "org.aitheros.Agentd1";
+/// The object that serves the interface of the same name.
+pub const OBJECT_PATH: &str = "/org/aitheros/Agentd1";
+/// Members of this group may change things through the API (root may too).
+pub const ADMIN_GROUP: &str = "aither-admin";
+
+/// What kind of thing a unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    /// An inference worker (aither-infer), one per model of the plan.
+    Worker,
+    /// A service from a unit manifest.
+    Service,
+    /// An agent from an agent manifest.
+    Agent,
+}
+
+impl UnitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnitKind::Worker => "worker",
+            UnitKind::Service => "service",
+            UnitKind::Agent => "agent",
+        }
+    }
+}
+
+/// A unit's state as agentd reports it: the engine's states, and the reasons agentd holds a
+/// unit back. The one place these names are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitState {
+    Inactive,
+    /// Waiting for the units it depends on.
+    Waiting,
+    /// Starts on demand (first request, first connection).
+    Dormant,
+    Starting,
+    Running,
+    Stopping,
+    Exited,
+    /// Restarting after a delay.
+    Backoff,
+    /// Restarted too often in a row: no more attempts.
+    GaveUp,
+    Failed,
+    /// An agent waiting for a slot (the preset's concurrent agent limit).
+    Queued,
+    /// Cannot start: its model file, its user or its tailored policy is missing.
+    Blocked,
+    /// A worker whose model file is not a usable model (not restarted).
+    Invalid,
+}
+
+impl UnitState {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnitState::Inactive => "inactive",
+            UnitState::Waiting => "waiting",
+            UnitState::Dormant => "dormant",
+            UnitState::Starting => "starting",
+            UnitState::Running => "running",
+            UnitState::Stopping => "stopping",
+            UnitState::Exited => "exited",
+            UnitState::Backoff => "backoff",
+            UnitState::GaveUp => "gave-up",
+            UnitState::Failed => "failed",
+            UnitState::Queued => "queued",
+            UnitState::Blocked => "blocked",
+            UnitState::Invalid => "invalid",
+        }
+    }
+
+    /// A state that needs someone's attention.
+    pub fn is_problem(self) -> bool {
+        matches!(self, UnitState::Failed | UnitState::GaveUp | UnitState::Invalid)
+    }
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An agent's confinement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentDetails {
+    pub workspace: PathBuf,
+    /// Its MCS level (`s0:cA,cB`).
+    pub level: String,
+    /// Its SELinux domain (`aither_agent_t` or its tailored one).
+    pub domain: String,
+    /// `none`, `gateway`, `loopback` or `outbound`.
+    pub network: String,
+}
+
+/// One unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Unit {
+    pub name: String,
+    pub kind: UnitKind,
+    pub group: String,
+    pub priority: u32,
+    pub state: UnitState,
+    pub pid: Option<i32>,
+    /// Why it ended, its backoff, why it is blocked, its queue position.
+    pub detail: Option<String>,
+    /// Its last `STATUS=` line.
+    pub status: Option<String>,
+    pub restarts: u32,
+    pub description: Option<String>,
+    /// The file or plan entry it came from.
+    pub source: String,
+    pub agent: Option<AgentDetails>,
+}
+
+/// `GetUnit`: one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnitReply {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub unit: Unit,
+}
+
+/// `ListUnits`, `ListAgents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnitList {
+    pub schema_version: u32,
+    pub units: Vec<Unit>,
+}
+
+/// A gateway listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Listener {
+    /// `HOST:PORT`; clients send the key unless the admin opted out.
+    Tcp { address: String, key_required: bool },
+    /// A Unix socket, open to its group (`None`: its owner only).
+    Unix { path: PathBuf, group: Option<String> },
+}
+
+/// The front door's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListenerLimits {
+    pub header_timeout_seconds: u64,
+    pub body_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+}
+
+/// Where the gateway listens and how clients get in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Gateway {
+    pub listen: Vec<Listener>,
+    pub api_key_file: Option<PathBuf>,
+    pub allowed_hosts: Vec<String>,
+    pub limits: ListenerLimits,
+}
+
+/// `Status`: the summary, the preset, the gateway and every unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Status {
+    pub schema_version: u32,
+    pub summary: String,
+    pub preset: String,
+    pub reason: String,
+    pub agent_slots: usize,
+    /// Agents waiting for a slot, in order.
+    pub queued: Vec<String>,
+    /// Whether cgroup limits apply, in words.
+    pub cgroups: String,
+    /// agentd runs in development mode.
+    pub dev: bool,
+    pub gateway: Gateway,
+    pub units: Vec<Unit>,
+}
+
+/// One model of the plan and its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Model {
+    pub name: String,
+    pub role: Role,
+    pub quant: String,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub path: PathBuf,
+    pub present: bool,
+    pub bytes: Option<u64>,
+    /// Present files only.
+    pub verification: Option<Verification>,
+    pub pinned: bool,
+    /// Its worker (`infer-NAME`).
+    pub unit: String,
+    pub state: Option<UnitState>,
+}
+
+/// `Models`: the plan's models and where their files go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Models {
+    pub schema_version: u32,
+    pub model_dir: PathBuf,
+    pub models: Vec<Model>,
+}
+
+/// `Preset`: the preset in use, why, and its definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PresetReply {
+    pub schema_version: u32,
+    pub name: String,
+    pub reason: String,
+    pub pinned: bool,
+    pub available: Vec<String>,
+    pub preset: Option<Preset>,
+}
+
+/// Where a unit's output goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LogTarget {
+    /// The journal, under this identifier.
+    Journal { identifier: String },
+    /// A file (development mode).
+    File { path: PathBuf },
+    /// agentd's own output.
+    Inherit,
+    /// Nowhere.
+    Null,
+}
+
+/// `LogTarget`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogTargetReply {
+    pub schema_version: u32,
+    pub target: LogTarget,
+}
+
+/// What a change (`Start`, `Stop`, `Restart`, `RunAgent`, `SetPreset`, `Reload`) did, in
+/// words. A refusal is a D-Bus error instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Done {
+    pub schema_version: u32,
+    pub message: String,
+}
+
+impl Done {
+    pub fn new(message: impl Into<String>) -> Done {
+        Done { schema_version: SCHEMA_VERSION, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_are_the_serialized_names() {
+        for s in [
+            UnitState::Inactive,
+            UnitState::Waiting,
+            UnitState::Dormant,
+            UnitState::Starting,
+            UnitState::Running,
+            UnitState::Stopping,
+            UnitState::Exited,
+            UnitState::Backoff,
+            UnitState::GaveUp,
+            UnitState::Failed,
+            UnitState::Queued,
+            UnitState::Blocked,
+            UnitState::Invalid,
+        ] {
+            assert_eq!(serde_json::to_value(s).expect("json"), serde_json::Value::String(s.name().into()));
+        }
+    }
+
+    #[test]
+    fn a_unit_reply_keeps_the_unit_fields_at_the_top() {
+        let u = Unit {
+            name: "a".into(),
+            kind: UnitKind::Agent,
+            group: "agents".into(),
+            priority: 50,
+            state: UnitState::Running,
+            pid: Some(7),
+            detail: None,
+            status: None,
+            restarts: 0,
+            description: None,
+            source: "a.toml".into(),
+            agent: None,
+        };
+        let v = serde_json::to_value(UnitReply { schema_version: SCHEMA_VERSION, unit: u.clone() }).expect("json");
+        assert_eq!((v["schema_version"].as_u64(), v["pid"].as_i64()), (Some(1), Some(7)));
+        let back: UnitReply = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back.unit, u);
+    }
+}

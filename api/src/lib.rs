@@ -1,0 +1,20 @@
+//! # aither-api: the documents that cross a process boundary
+//!
+//! One typed model shared by whoever writes a document and whoever reads it (bottlerocket's
+//! `models`, bootc's `spec`): the hardware profile (`/run/aither/hwprofile.json`), the plan,
+//! and agentd's replies on D-Bus. Clients deserialize into these same types; nothing on the
+//! other side indexes untyped JSON. Every top-level document carries `schema_version`, and
+//! its JSON Schema (for clients not written in Rust, such as the Cockpit page) is generated
+//! from the types into `docs/schema/` — a test fails when the files and the types differ.
+//!
+//! ## Limitations
+//!
+//! - Only the shapes live here; the code that computes a document lives with its owner
+//!   (`aither-hwprofile` detects the profile and computes the plan; agentd builds its replies).
+
+pub mod agentd;
+pub mod plan;
+pub mod preset;
+pub mod profile;
+pub mod schema;
+pub mod store;

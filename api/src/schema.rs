@@ -1,0 +1,48 @@
+//! The JSON Schema of every top-level document, for clients not written in Rust (the Cockpit
+//! page). `docs/schema/NAME.schema.json` holds each; the test below fails when they differ
+//! from the types (run it with `AITHER_BLESS=1` to write them after an intended change).
+
+use schemars::{schema_for, Schema};
+
+/// Each top-level document: its file name stem and its schema.
+pub fn documents() -> Vec<(&'static str, Schema)> {
+    use crate::agentd;
+    vec![
+        ("profile", schema_for!(crate::profile::Profile)),
+        ("plan", schema_for!(crate::plan::Plan)),
+        ("agentd-status", schema_for!(agentd::Status)),
+        ("agentd-unit", schema_for!(agentd::UnitReply)),
+        ("agentd-units", schema_for!(agentd::UnitList)),
+        ("agentd-models", schema_for!(agentd::Models)),
+        ("agentd-preset", schema_for!(agentd::PresetReply)),
+        ("agentd-log-target", schema_for!(agentd::LogTargetReply)),
+        ("agentd-done", schema_for!(agentd::Done)),
+        ("checksums", schema_for!(crate::store::Checksums)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_files_match_the_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema");
+        let bless = std::env::var_os("AITHER_BLESS").is_some();
+        for (name, schema) in documents() {
+            let path = dir.join(format!("{name}.schema.json"));
+            let text = serde_json::to_string_pretty(&schema).expect("a schema is JSON") + "\n";
+            if bless {
+                std::fs::create_dir_all(&dir).expect("docs/schema");
+                std::fs::write(&path, &text).expect("write");
+                continue;
+            }
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == text,
+                "{} differs from the {name} type: run `AITHER_BLESS=1 cargo test -p aither-api` and commit it",
+                path.display()
+            );
+        }
+    }
+}
