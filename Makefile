@@ -70,14 +70,14 @@ test: deps lint cargo-test chaos unit-check policy-check image-check rpm-check v
 # killed, kill -9 of agentd under load, a worker killed mid-stream, a full disk during a
 # pull, a corrupt state file (tests/chaos/chaos.py; figures in target/chaos/report.json).
 chaos:
-	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aither-infer
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer
 	$(VENV)/bin/python tests/chaos/chaos.py
 
 # The main job: agentd in development mode, in the foreground, with the embedded defaults
 # (profiles this machine, plans, runs the agents in ./dev/agents.d if any). It uses the session
 # bus, or a private one when there is none. Talk to it with `aitherctl --session status`.
 run:
-	$(CARGO) build --locked -q -p aither-hwprofile -p agentd
+	$(CARGO) build --locked -q -p aither-hwprofile -p agentd -p aitherctl
 	$(TARGET_DIR)/debug/aither-hwprofile detect --format table
 	@echo
 	bash scripts/run-dev.sh
