@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-use aither_init::notify::{self as sd, Notifier};
+use aither_sys::notify::{self as sd, Notifier};
 
 use crate::bus::{self, Api};
 use crate::daemon::{self, Daemon, Options};

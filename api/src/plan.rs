@@ -3,6 +3,7 @@
 //! `plan` module; only its shape lives here.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -157,4 +158,14 @@ pub struct SchedClass {
     pub cpu_weight: u32,
     pub io_weight: u32,
     pub nice: i32,
+}
+
+/// The file name a model's URL is stored under in the model directory.
+pub fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// Where a model whose URL is `url` lives in `model_dir`.
+pub fn local_file(model_dir: &Path, url: &str) -> PathBuf {
+    model_dir.join(file_name(url))
 }

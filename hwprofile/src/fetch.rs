@@ -99,10 +99,7 @@ pub struct Fetched {
 /// The checksums file in the model directory.
 pub const CHECKSUMS: &str = "checksums.json";
 
-/// The file name a catalog URL is stored under.
-pub fn file_name(url: &str) -> &str {
-    url.rsplit('/').next().unwrap_or(url)
-}
+pub use aither_api::plan::file_name;
 
 /// A file name safe to create in the model directory: one path component, not hidden.
 fn checked_name(url: &str) -> Result<&str, FetchError> {

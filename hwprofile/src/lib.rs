@@ -53,7 +53,7 @@ pub mod drivers;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod fit;
-pub mod gguf;
+pub use aither_gguf as gguf;
 pub mod host;
 pub mod install;
 pub mod nvml;

@@ -21,7 +21,9 @@ use crate::gguf;
 use crate::presets::{self, Preset, Presets, RolePolicy};
 use crate::profile::Profile;
 
-pub use aither_api::plan::{AgentsPlan, InferencePlan, MemoryTiers, Plan, PlannedModel, PLAN_SCHEMA_VERSION};
+pub use aither_api::plan::{
+    local_file, AgentsPlan, InferencePlan, MemoryTiers, Plan, PlannedModel, PLAN_SCHEMA_VERSION,
+};
 const GIB: u64 = 1 << 30;
 /// Memory set aside per concurrent agent when capping the preset's agent limit by RAM.
 pub const AGENT_RAM: u64 = GIB;
@@ -170,11 +172,6 @@ pub fn gpu_budgets(profile: &Profile, preset: &presets::Preset) -> Vec<GpuBudget
         .collect()
 }
 
-/// The local file a catalog entry would be downloaded to.
-pub fn local_file(model_dir: &Path, url: &str) -> PathBuf {
-    model_dir.join(url.rsplit('/').next().unwrap_or(url))
-}
-
 #[allow(clippy::too_many_arguments)]
 fn choose(
     role: Role,
@@ -236,7 +233,7 @@ fn choose(
 mod tests {
     use super::*;
     use crate::fit::ShapeSource;
-    use crate::gguf::tests::{build, str_value};
+    use aither_gguf::write::{file as build, string as str_value};
 
     fn u32v(v: u32) -> Vec<u8> {
         v.to_le_bytes().to_vec()

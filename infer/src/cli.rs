@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aither_api::plan::{local_file, Plan};
+use aither_gguf as gguf;
 use aither_http::guard::HostPolicy;
 use aither_http::Limits;
-use aither_hwprofile::gguf;
-use aither_hwprofile::plan::{local_file, Plan};
-use aither_init::notify::Notifier;
+use aither_sys::notify::Notifier;
 use anyhow::Context as _;
 use clap::Parser;
 use llama_cpp_2::context::params::KvCacheType;

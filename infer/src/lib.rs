@@ -7,7 +7,7 @@
 //! ## How it works
 //!
 //! - [`cli`]: the command line (or one model of a plan document), the model check, the
-//!   worker's life. The GGUF header is read first with `aither_hwprofile::gguf`, which checks
+//!   worker's life. The GGUF header is read first with `aither_gguf`, which checks
 //!   every declared count and size against the file, so a truncated or hostile file gives a
 //!   clear message and exit status 65 ([`cli::exit::BAD_MODEL`]) before llama.cpp reads it;
 //!   a missing one exits 66. A supervisor does not restart either.

@@ -7,6 +7,7 @@
 //! - [`atomic`]: writing a file so readers see the old one or the new one, never a part, and
 //!   nothing left behind when it fails.
 //! - [`command`]: running a program, with its whole argv in every error.
+//! - [`notify`]: the sd_notify sender (`READY=1`, `STATUS=`, `WATCHDOG=1`).
 //! - [`selinux`]: whether SELinux is on, this process's context, and creating sockets in a
 //!   given context.
 //!
@@ -19,5 +20,6 @@
 
 pub mod atomic;
 pub mod command;
+pub mod notify;
 pub mod paths;
 pub mod selinux;

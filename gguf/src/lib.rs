@@ -1,4 +1,4 @@
-//! A GGUF header reader that trusts nothing in the file.
+//! # aither-gguf: a GGUF header reader that trusts nothing in the file
 //!
 //! It reads the metadata and the tensor table of a GGUF file (versions 2 and 3) to size a
 //! model exactly: the architecture numbers (layers, heads, embedding length, context) and
@@ -7,6 +7,14 @@
 //! allocated or skipped, so a truncated or hostile file gives a [`GgufError`] naming what is
 //! wrong, never a panic or a huge allocation. Array values (the tokenizer's vocabulary) are
 //! skipped, not kept; only their lengths are.
+
+//!
+//! [`write`] is its counterpart for tests and fixtures: a minimal but complete GGUF v3 file.
+//!
+//! ## Limitations
+//!
+//! - Headers only: tensor data is sized and bounds-checked, never read.
+//! - Array values are skipped, so the tokenizer's vocabulary is counted but not kept.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -355,16 +363,14 @@ impl Gguf {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::io::Write;
-
-    /// A minimal but complete GGUF v3 file: metadata, tensor table, aligned data.
+/// Writing GGUF files, for tests and fixtures.
+pub mod write {
+    /// A minimal but complete GGUF v3 file: `metadata` as (key, GGUF value type, the value's
+    /// bytes), `tensors` as (name, dimensions, ggml type), zeroed and aligned data.
     #[allow(clippy::cast_possible_truncation)] // small test sizes
-    pub(crate) fn build(metadata: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
+    pub fn file(metadata: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(crate::MAGIC);
         out.extend_from_slice(&3u32.to_le_bytes());
         out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
         out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
@@ -387,7 +393,7 @@ pub(crate) mod tests {
             }
             out.extend_from_slice(&ty.to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            let (block, size) = type_layout(*ty).expect("known type");
+            let (block, size) = crate::type_layout(*ty).expect("a ggml type this reader knows");
             let bytes = dims.iter().product::<u64>() / block * size;
             sizes.push(bytes);
             offset += bytes.div_ceil(32) * 32;
@@ -401,11 +407,18 @@ pub(crate) mod tests {
         out
     }
 
-    pub(crate) fn str_value(s: &str) -> Vec<u8> {
+    pub fn string(s: &str) -> Vec<u8> {
         let mut v = (s.len() as u64).to_le_bytes().to_vec();
         v.extend_from_slice(s.as_bytes());
         v
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write::{file as build, string as str_value};
+    use super::*;
+    use std::io::Write;
 
     fn write(bytes: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().expect("tempfile");
