@@ -216,6 +216,7 @@ impl Daemon {
             subreaper: true,
             adopt: true,
             cgroups,
+            host: aither_init::HostPaths::default(),
         };
         let specs = loaded.units.iter().map(|u| u.spec.clone()).collect();
         let (sup, _engine) = Supervisor::spawn(config, specs)?;
@@ -758,7 +759,7 @@ fn host_facts(opts: &Options) -> Host {
     };
     Host {
         dev: opts.dev,
-        selinux: !opts.dev && aither_init::engine::selinux_enabled(),
+        selinux: !opts.dev && aither_sys::selinux::enabled(Path::new("/sys")),
         service_user: user("aither"),
         agent_user: user("aither-agent"),
         policy_dir: PathBuf::from(aither_sys::paths::POLICY_DIR),

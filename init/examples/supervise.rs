@@ -31,6 +31,7 @@ fn main() {
             subreaper: true,
             adopt: false,
             cgroups: Err(aither_init::cgroup::Unavailable::NotDelegated(dir.clone())),
+            host: Default::default(),
         };
         let (sup, task) = Supervisor::spawn(cfg, units).expect("engine");
         sup.start_all().await.expect("start");

@@ -19,7 +19,14 @@ fn delegated() -> Cgroups {
 }
 
 fn config(dir: &Path, cg: Cgroups) -> Config {
-    Config { runtime_dir: dir.to_path_buf(), state_file: None, subreaper: true, adopt: false, cgroups: Ok(cg) }
+    Config {
+        runtime_dir: dir.to_path_buf(),
+        state_file: None,
+        subreaper: true,
+        adopt: false,
+        cgroups: Ok(cg),
+        host: Default::default(),
+    }
 }
 
 #[tokio::test]

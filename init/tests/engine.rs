@@ -17,6 +17,7 @@ fn config(dir: &Path) -> Config {
         subreaper: true,
         adopt: false,
         cgroups: Err(aither_init::cgroup::Unavailable::NotDelegated(dir.to_path_buf())),
+        host: aither_init::HostPaths::default(),
     }
 }
 
