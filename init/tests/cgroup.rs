@@ -85,8 +85,7 @@ async fn a_fork_bomb_is_stopped_by_pids_max() {
     // Stopping kills the whole cgroup, bomb and all.
     sup.stop("bomb").await.expect("stop");
     until(&mut rx, "bomb", 10, |s| matches!(s, UnitState::Inactive)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(cg.procs("bomb").is_empty(), "nothing left in the cgroup");
+    common::eventually("nothing left in the bomb's cgroup", 10, || cg.procs("bomb").is_empty()).await;
     sup.shutdown().await.expect("shutdown");
 }
 
@@ -103,11 +102,10 @@ async fn stop_kills_processes_that_left_the_process_group() {
     let mut rx = sup.subscribe();
     sup.start_all().await.expect("start");
     until(&mut rx, "escaper", 5, |s| matches!(s, UnitState::Running { .. })).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(cg.procs("escaper").len() >= 2, "the escaper is in the unit's cgroup");
+    common::eventually("the escaper and its grandchild in the unit's cgroup", 10, || cg.procs("escaper").len() >= 2)
+        .await;
     sup.stop("escaper").await.expect("stop");
     until(&mut rx, "escaper", 10, |s| matches!(s, UnitState::Inactive)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(cg.procs("escaper").is_empty(), "the escaped grandchild was killed too: {:?}", cg.procs("escaper"));
+    common::eventually("the escaped grandchild killed too", 10, || cg.procs("escaper").is_empty()).await;
     sup.shutdown().await.expect("shutdown");
 }

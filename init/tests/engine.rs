@@ -282,8 +282,12 @@ async fn a_new_engine_re_adopts_running_units_without_restarting_them() {
     let mut rx = sup.subscribe();
     sup.start_all().await.expect("start");
     let pid = until(&mut rx, "keeper", 5, |s| matches!(s, UnitState::Running { .. })).await.state.pid().expect("pid");
-    // Let the state file be written, then drop the engine as a crash would.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the state file records it, drop the engine as a crash would.
+    let state = dir.path().join("state.json");
+    common::eventually("the state file records keeper", 5, || {
+        std::fs::read_to_string(&state).is_ok_and(|t| t.contains(&format!("\"pid\":{pid}")))
+    })
+    .await;
     task.abort();
     drop(sup);
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "the unit survives its supervisor");
@@ -295,8 +299,9 @@ async fn a_new_engine_re_adopts_running_units_without_restarting_them() {
     let status = sup.status().await.expect("status");
     assert_eq!(status[0].state, UnitState::Running { pid }, "adopted, same process");
     sup.start_all().await.expect("start is a no-op for adopted units");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Commands are handled in order: once status answers, start_all has been handled.
     assert_eq!(sup.status().await.expect("status")[0].state, UnitState::Running { pid });
+    assert!(rx.try_recv().is_err(), "starting an adopted unit changed nothing");
     sup.stop("keeper").await.expect("stop");
     let e = until(&mut rx, "keeper", 5, |s| matches!(s, UnitState::Exited { .. })).await;
     assert_eq!(e.state, UnitState::Exited { reason: ExitReason::Signal { signal: 15 } });

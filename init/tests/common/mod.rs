@@ -24,3 +24,12 @@ pub async fn until(
     .await
     .unwrap_or_else(|_| panic!("{unit}: no matching event within {secs}s"))
 }
+
+/// Poll `done` every 20 ms until it holds; panics naming `what` after `secs`.
+pub async fn eventually(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
