@@ -180,6 +180,8 @@ pub struct Daemon {
     pub sup: Supervisor,
     state: Mutex<State>,
     pub cgroups: String,
+    /// Unit names as their state changes, for the gateway.
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 /// What [`Daemon::start`] and friends did, in words.
@@ -228,6 +230,7 @@ impl Daemon {
             sup,
             state: Mutex::new(State { loaded, by_name, admission, gateway }),
             cgroups: cgroups_text,
+            changes: tokio::sync::broadcast::channel(1024).0,
         });
         daemon.boot().await?;
         Ok(daemon)
@@ -581,6 +584,7 @@ impl Daemon {
 
     /// React to an engine event: an agent that is done frees its slot for the next in line.
     pub async fn on_event(&self, unit: &str, state: &UnitState) {
+        let _ = self.changes.send(unit.to_string());
         let done = matches!(
             state,
             UnitState::Inactive
@@ -885,4 +889,44 @@ fn prepare_workspace(loaded: &Loaded, u: &Planned) -> Result<()> {
             .with_context(|| format!("chown {}", ws.display()))?;
     }
     Ok(())
+}
+
+/// The gateway's view of the daemon: only what it needs.
+impl crate::gateway::Backend for Daemon {
+    async fn view(&self) -> Arc<crate::gateway::View> {
+        self.gateway_view().await
+    }
+
+    async fn workers(&self) -> Result<BTreeMap<String, crate::gateway::Worker>, String> {
+        use crate::gateway::Worker;
+        let status = self.sup.status().await.map_err(|e| e.to_string())?;
+        let st = self.state.lock().await;
+        Ok(status
+            .into_iter()
+            .filter(|u| st.by_name.get(&u.name).is_some_and(|p| p.kind == Kind::Worker))
+            .map(|u| {
+                let w = match &u.state {
+                    UnitState::Running { .. } => Worker::Running,
+                    UnitState::Starting { .. } => Worker::Starting,
+                    UnitState::Stopping { .. } => Worker::Stopping,
+                    UnitState::Failed { reason } if invalid_model(reason) => Worker::Invalid,
+                    UnitState::Failed { reason } | UnitState::GaveUp { reason } => Worker::Failed(reason_text(reason)),
+                    _ => Worker::Down,
+                };
+                (u.name, w)
+            })
+            .collect())
+    }
+
+    async fn start(&self, unit: &str) -> Result<(), String> {
+        self.start_unit(unit).await.map(|_| ())
+    }
+
+    async fn stop(&self, unit: &str) -> Result<(), String> {
+        self.stop_unit(unit).await.map(|_| ())
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
 }

@@ -36,7 +36,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aither_init::UnitState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -49,7 +48,6 @@ use aither_http::keys::Secret;
 use aither_http::{Front, Listener};
 
 use crate::config::{Listen, Settings};
-use crate::daemon::Daemon;
 use residency::{Footprint, Resident};
 use upstream::{CloudTarget, Tracked};
 
@@ -80,6 +78,41 @@ pub struct View {
     pub start_timeout: Duration,
 }
 
+/// A worker's state, as the gateway needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Worker {
+    /// Not running; starting it is the way to serve.
+    Down,
+    Starting,
+    Running,
+    /// Still holding its memory on the way down.
+    Stopping,
+    /// Its model file is not a usable model: it will not be restarted.
+    Invalid,
+    /// It ended and will not come back by itself; why.
+    Failed(String),
+}
+
+impl Worker {
+    /// It holds its model in memory.
+    fn is_up(&self) -> bool {
+        matches!(self, Worker::Starting | Worker::Running | Worker::Stopping)
+    }
+}
+
+/// What the gateway needs of the daemon, and nothing more: the routing view, the workers'
+/// states, starting and stopping one, and word of any change.
+pub trait Backend: Send + Sync + 'static {
+    /// What the gateway routes by, as of the last configuration load.
+    fn view(&self) -> impl std::future::Future<Output = Arc<View>> + Send;
+    /// The state of every worker unit, by unit name.
+    fn workers(&self) -> impl std::future::Future<Output = Result<BTreeMap<String, Worker>, String>> + Send;
+    fn start(&self, unit: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn stop(&self, unit: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// Unit names, as their state changes.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Use {
     last_used: Instant,
@@ -87,8 +120,8 @@ struct Use {
 }
 
 /// The gateway's state, shared by its listeners.
-pub struct Gateway {
-    daemon: Arc<Daemon>,
+pub struct Gateway<B> {
+    backend: Arc<B>,
     uses: Mutex<BTreeMap<String, Use>>,
     /// One residency decision (evict, then start) at a time.
     placing: tokio::sync::Mutex<()>,
@@ -99,7 +132,7 @@ pub struct Gateway {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
-impl std::fmt::Debug for Gateway {
+impl<B> std::fmt::Debug for Gateway<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").finish_non_exhaustive()
     }
@@ -118,10 +151,10 @@ enum Via {
     Unix,
 }
 
-impl Gateway {
-    pub fn new(daemon: Arc<Daemon>) -> Arc<Gateway> {
+impl<B: Backend> Gateway<B> {
+    pub fn new(backend: Arc<B>) -> Arc<Gateway<B>> {
         Arc::new(Gateway {
-            daemon,
+            backend,
             uses: Mutex::new(BTreeMap::new()),
             placing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
@@ -130,15 +163,15 @@ impl Gateway {
         })
     }
 
-    fn router(self: &Arc<Gateway>, via: Via) -> Router {
+    fn router(self: &Arc<Gateway<B>>, via: Via) -> Router {
         let g = self.clone();
         Router::new()
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
-            .route("/v1/models", get(models))
-            .route("/v1/chat/completions", post(proxy))
-            .route("/v1/completions", post(proxy))
-            .route("/v1/embeddings", post(proxy))
-            .route("/metrics", get(metrics))
+            .route("/v1/models", get(models::<B>))
+            .route("/v1/chat/completions", post(proxy::<B>))
+            .route("/v1/completions", post(proxy::<B>))
+            .route("/v1/embeddings", post(proxy::<B>))
+            .route("/metrics", get(metrics::<B>))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such route") })
             .layer(axum::Extension(via))
             .with_state(g)
@@ -148,7 +181,7 @@ impl Gateway {
     /// allowed hosts), and serve until the process ends. A listener that cannot bind, or a
     /// socket group that does not exist, is an error naming it. `socket_gid`: the group the
     /// Unix socket is handed to (`None` in development mode: the user's own, mode 0600).
-    pub async fn listen(self: &Arc<Gateway>, settings: &Settings, socket_gid: Option<u32>) -> anyhow::Result<()> {
+    pub async fn listen(self: &Arc<Gateway<B>>, settings: &Settings, socket_gid: Option<u32>) -> anyhow::Result<()> {
         use anyhow::Context as _;
         use std::os::unix::fs::PermissionsExt as _;
         let front = Front::new(settings.gateway_limits);
@@ -226,11 +259,11 @@ impl Gateway {
 
     /// The workers that are up, with their use.
     async fn resident(&self, view: &View) -> Vec<Resident> {
-        let Ok(status) = self.daemon.sup.status().await else { return vec![] };
+        let Ok(workers) = self.backend.workers().await else { return vec![] };
         let uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         view.models
             .iter()
-            .filter(|m| status.iter().any(|s| s.name == m.unit && s.state.pid().is_some()))
+            .filter(|m| workers.get(&m.unit).is_some_and(Worker::is_up))
             .map(|m| {
                 let u = uses.get(&m.name).copied().unwrap_or(Use { last_used: self.started, in_flight: 0 });
                 Resident { model: m.footprint.clone(), last_used: u.last_used, in_flight: u.in_flight }
@@ -239,32 +272,33 @@ impl Gateway {
     }
 
     /// Stop workers idle past the keep-alive, on a timer.
-    async fn unload_idle(self: Arc<Gateway>) {
+    async fn unload_idle(self: Arc<Gateway<B>>) {
         loop {
-            let view = self.daemon.gateway_view().await;
+            let view = self.backend.view().await;
             let tick = (view.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
             tokio::time::sleep(tick).await;
             let resident = self.resident(&view).await;
             for name in residency::idle(&resident, view.keep_alive, Instant::now()) {
                 let Some(m) = view.models.iter().find(|m| m.name == name) else { continue };
                 tracing::info!("gateway: {name} idle for {} s: unloading", view.keep_alive.as_secs());
-                if let Err(e) = self.daemon.stop_unit(&m.unit).await {
+                if let Err(e) = self.backend.stop(&m.unit).await {
                     tracing::warn!("gateway: {e}");
                 }
             }
         }
     }
 
+    async fn worker(&self, unit: &str) -> Result<Worker, String> {
+        Ok(self.backend.workers().await?.remove(unit).unwrap_or(Worker::Down))
+    }
+
     /// Make sure the model's worker is up and ready, starting it (after making room) when
     /// it is not. The error says why it cannot serve.
     async fn ensure_running(&self, view: &View, m: &ModelRoute) -> Result<(), String> {
-        let state =
-            |status: &[aither_init::UnitStatus]| status.iter().find(|s| s.name == m.unit).map(|s| s.state.clone());
-        let mut events = self.daemon.sup.subscribe();
-        let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
-        match state(&status) {
-            Some(UnitState::Running { .. }) => return Ok(()),
-            Some(UnitState::Failed { reason }) if crate::daemon::invalid_model(&reason) => return Err(invalid(m)),
+        let mut changes = self.backend.changes();
+        match self.worker(&m.unit).await? {
+            Worker::Running => return Ok(()),
+            Worker::Invalid => return Err(invalid(m)),
             _ => {}
         }
         if let Some(why) = &m.blocked {
@@ -272,8 +306,7 @@ impl Gateway {
         }
         {
             let _placing = self.placing.lock().await;
-            let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
-            if !matches!(state(&status), Some(UnitState::Starting { .. } | UnitState::Running { .. })) {
+            if !matches!(self.worker(&m.unit).await?, Worker::Starting | Worker::Running) {
                 let resident = self.resident(view).await;
                 let evict = residency::evictions(&m.footprint, &resident, &view.budgets).map_err(|e| e.to_string())?;
                 for name in evict {
@@ -283,24 +316,18 @@ impl Gateway {
                     }
                 }
                 tracing::info!("gateway: starting {} on demand", m.unit);
-                self.daemon.start_unit(&m.unit).await?;
+                self.backend.start(&m.unit).await?;
             }
         }
         let deadline = tokio::time::Instant::now() + view.start_timeout;
         loop {
-            let status = self.daemon.sup.status().await.map_err(|e| e.to_string())?;
-            match state(&status) {
-                Some(UnitState::Running { .. }) => return Ok(()),
-                Some(UnitState::Failed { reason } | UnitState::GaveUp { reason }) => {
-                    return Err(if crate::daemon::invalid_model(&reason) {
-                        invalid(m)
-                    } else {
-                        format!("{} failed to start: {}", m.unit, crate::daemon::reason_text(&reason))
-                    });
-                }
+            match self.worker(&m.unit).await? {
+                Worker::Running => return Ok(()),
+                Worker::Invalid => return Err(invalid(m)),
+                Worker::Failed(why) => return Err(format!("{} failed to start: {why}", m.unit)),
                 _ => {}
             }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
                 Err(_) => {
                     return Err(format!("{} did not become ready within {} s", m.unit, view.start_timeout.as_secs()))
                 }
@@ -313,16 +340,14 @@ impl Gateway {
     }
 
     async fn stop_and_wait(&self, unit: &str) -> Result<(), String> {
-        let mut events = self.daemon.sup.subscribe();
-        self.daemon.stop_unit(unit).await?;
-        let down =
-            |s: &[aither_init::UnitStatus]| s.iter().find(|u| u.name == unit).is_none_or(|u| u.state.pid().is_none());
+        let mut changes = self.backend.changes();
+        self.backend.stop(unit).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if down(&self.daemon.sup.status().await.map_err(|e| e.to_string())?) {
+            if !self.worker(unit).await?.is_up() {
                 return Ok(());
             }
-            if tokio::time::timeout_at(deadline, events.recv()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changes.recv()).await.is_err() {
                 return Err(format!("{unit} did not stop within 60 s"));
             }
         }
@@ -359,26 +384,27 @@ fn unauthorized() -> Response {
     )
 }
 
-async fn models(
-    State(g): State<Arc<Gateway>>,
+async fn models<B: Backend>(
+    State(g): State<Arc<Gateway<B>>>,
     axum::Extension(via): axum::Extension<Via>,
     headers: HeaderMap,
 ) -> Response {
-    let view = g.daemon.gateway_view().await;
+    let view = g.backend.view().await;
     if !authorized(&view, via, &headers) {
         return unauthorized();
     }
-    let status = g.daemon.sup.status().await.unwrap_or_default();
+    let workers = g.backend.workers().await.unwrap_or_default();
     let mut data: Vec<serde_json::Value> = view
         .models
         .iter()
         .map(|m| {
-            let state = status.iter().find(|s| s.name == m.unit).map_or("unknown", |s| match s.state {
-                UnitState::Running { .. } => "loaded",
-                UnitState::Starting { .. } => "loading",
-                _ if m.blocked.is_some() => "missing",
-                _ => "available",
-            });
+            let state = match workers.get(&m.unit) {
+                None => "unknown",
+                Some(Worker::Running) => "loaded",
+                Some(Worker::Starting) => "loading",
+                Some(_) if m.blocked.is_some() => "missing",
+                Some(_) => "available",
+            };
             json!({ "id": m.name, "object": "model", "owned_by": "aitheros", "created": 0,
                     "meta": { "role": m.role, "state": state, "pinned": m.footprint.pinned } })
         })
@@ -393,12 +419,12 @@ async fn models(
 }
 
 /// The front door's counters (connections, shed, timeouts) in Prometheus' text format.
-async fn metrics(
-    State(g): State<Arc<Gateway>>,
+async fn metrics<B: Backend>(
+    State(g): State<Arc<Gateway<B>>>,
     axum::Extension(via): axum::Extension<Via>,
     headers: HeaderMap,
 ) -> Response {
-    let view = g.daemon.gateway_view().await;
+    let view = g.backend.view().await;
     if !authorized(&view, via, &headers) {
         return unauthorized();
     }
@@ -428,15 +454,15 @@ fn resolve<'a>(view: &'a View, model: Option<&str>, embeddings: bool) -> Option<
     }
 }
 
-async fn proxy(
-    State(g): State<Arc<Gateway>>,
+async fn proxy<B: Backend>(
+    State(g): State<Arc<Gateway<B>>>,
     axum::Extension(via): axum::Extension<Via>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let view = g.daemon.gateway_view().await;
+    let view = g.backend.view().await;
     if !authorized(&view, via, &headers) {
         return unauthorized();
     }
@@ -529,4 +555,149 @@ async fn proxy(
         "unavailable",
         format!("no backend could serve this request: {}", why.join("; ")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast;
+
+    /// A backend whose workers do what the test says when started.
+    struct Fake {
+        view: Arc<View>,
+        workers: Mutex<BTreeMap<String, Worker>>,
+        /// What a worker becomes when started.
+        on_start: Worker,
+        started: Mutex<Vec<String>>,
+        stopped: Mutex<Vec<String>>,
+        changes: broadcast::Sender<String>,
+    }
+
+    impl Fake {
+        fn set(&self, unit: &str, w: Worker) {
+            self.workers.lock().expect("lock").insert(unit.to_string(), w);
+            let _ = self.changes.send(unit.to_string());
+        }
+    }
+
+    impl Backend for Fake {
+        async fn view(&self) -> Arc<View> {
+            self.view.clone()
+        }
+        async fn workers(&self) -> Result<BTreeMap<String, Worker>, String> {
+            Ok(self.workers.lock().expect("lock").clone())
+        }
+        async fn start(&self, unit: &str) -> Result<(), String> {
+            self.started.lock().expect("lock").push(unit.to_string());
+            self.set(unit, self.on_start.clone());
+            Ok(())
+        }
+        async fn stop(&self, unit: &str) -> Result<(), String> {
+            self.stopped.lock().expect("lock").push(unit.to_string());
+            self.set(unit, Worker::Down);
+            Ok(())
+        }
+        fn changes(&self) -> broadcast::Receiver<String> {
+            self.changes.subscribe()
+        }
+    }
+
+    fn route(name: &str, gib: u64, blocked: Option<&str>) -> ModelRoute {
+        ModelRoute {
+            name: name.into(),
+            role: "chat".into(),
+            unit: format!("infer-{name}"),
+            socket: PathBuf::from(format!("/run/aither/infer/{name}.sock")),
+            footprint: Footprint {
+                name: name.into(),
+                vram: BTreeMap::from([("0000:01:00.0".to_string(), gib << 30)]),
+                pinned: false,
+            },
+            blocked: blocked.map(str::to_string),
+        }
+    }
+
+    fn gateway(models: Vec<ModelRoute>, workers: &[(&str, Worker)], on_start: Worker) -> Arc<Gateway<Fake>> {
+        let view = View {
+            preset: "minimal".into(),
+            models,
+            budgets: BTreeMap::from([("0000:01:00.0".to_string(), 10 << 30)]),
+            cloud: None,
+            api_key: None,
+            keep_alive: Duration::from_secs(300),
+            start_timeout: Duration::from_millis(300),
+        };
+        let fake = Fake {
+            view: Arc::new(view),
+            workers: Mutex::new(workers.iter().map(|(u, w)| ((*u).to_string(), w.clone())).collect()),
+            on_start,
+            started: Mutex::new(vec![]),
+            stopped: Mutex::new(vec![]),
+            changes: broadcast::channel(64).0,
+        };
+        Gateway::new(Arc::new(fake))
+    }
+
+    async fn ensure(g: &Arc<Gateway<Fake>>, name: &str) -> Result<(), String> {
+        let view = g.backend.view().await;
+        let m = view.models.iter().find(|m| m.name == name).expect("route").clone();
+        g.ensure_running(&view, &m).await
+    }
+
+    #[tokio::test]
+    async fn a_running_worker_serves_at_once_and_a_dormant_one_is_started_and_awaited() {
+        let g = gateway(
+            vec![route("a", 4, None), route("b", 4, None)],
+            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
+            Worker::Running,
+        );
+        ensure(&g, "a").await.expect("running");
+        assert!(g.backend.started.lock().expect("lock").is_empty());
+        ensure(&g, "b").await.expect("started");
+        assert_eq!(*g.backend.started.lock().expect("lock"), ["infer-b"]);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_or_invalid_model_says_why_and_nothing_starts() {
+        let g = gateway(
+            vec![route("a", 4, Some("model file /m/a.gguf is missing")), route("b", 4, None)],
+            &[("infer-a", Worker::Down), ("infer-b", Worker::Invalid)],
+            Worker::Running,
+        );
+        assert_eq!(ensure(&g, "a").await, Err("model file /m/a.gguf is missing".into()));
+        let e = ensure(&g, "b").await.expect_err("invalid");
+        assert!(e.contains("is invalid") && e.contains("aitherctl logs infer-b"), "{e}");
+        assert!(g.backend.started.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_fails_or_never_comes_up_is_reported() {
+        let g = gateway(vec![route("a", 4, None)], &[], Worker::Failed("exited with status 1".into()));
+        assert_eq!(ensure(&g, "a").await, Err("infer-a failed to start: exited with status 1".into()));
+        let g = gateway(vec![route("a", 4, None)], &[], Worker::Starting);
+        let e = ensure(&g, "a").await.expect_err("timeout");
+        assert!(e.contains("did not become ready"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn room_is_made_by_stopping_the_least_recently_used_idle_worker() {
+        // The budget is 10 GiB: a (6) is loaded, b (6) needs it gone.
+        let g = gateway(
+            vec![route("a", 6, None), route("b", 6, None)],
+            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
+            Worker::Running,
+        );
+        ensure(&g, "b").await.expect("room made");
+        assert_eq!(*g.backend.stopped.lock().expect("lock"), ["infer-a"]);
+        assert_eq!(*g.backend.started.lock().expect("lock"), ["infer-b"]);
+        // In use, a is never evicted: b cannot be placed.
+        let g = gateway(
+            vec![route("a", 6, None), route("b", 6, None)],
+            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
+            Worker::Running,
+        );
+        g.begin("a");
+        assert!(ensure(&g, "b").await.is_err(), "no room while a is busy");
+        assert!(g.backend.stopped.lock().expect("lock").is_empty());
+    }
 }
