@@ -52,7 +52,7 @@ fn json<T: serde::Serialize>(v: &T) -> zbus::fdo::Result<String> {
 }
 
 fn outcome(o: Outcome) -> zbus::fdo::Result<String> {
-    json(&api::Done::new(o.map_err(zbus::fdo::Error::Failed)?))
+    json(&api::Done::new(o.map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?))
 }
 
 /// Whether `uid` may change things: root, the daemon's own user, or a member of

@@ -1,0 +1,182 @@
+//! Loading: the configuration, the profile, the preset, the plan and the manifests, into
+//! [`Loaded`]; nothing is applied until all of it is valid.
+
+use std::path::{Path, PathBuf};
+
+use aither_hwprofile::plan::{Plan, PlanOptions};
+use aither_hwprofile::presets::Presets;
+use aither_hwprofile::profile::Profile;
+use anyhow::{Context, Result};
+
+use crate::agents::{self, CategoryMap};
+use crate::config::{self, Listen, Settings};
+use crate::services;
+use crate::units::{self, Host, Inputs, Planned, RunAs};
+
+/// How agentd was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Configuration root: `/` on the appliance, a tree in tests.
+    pub root: PathBuf,
+    /// Development mode: an ordinary user, no systemd, SELinux or cgroups, the session bus.
+    pub dev: bool,
+    /// A profile to use instead of `/run/aither/hwprofile.json` or detection.
+    pub profile: Option<PathBuf>,
+    /// The runtime directory in dev mode (`$XDG_RUNTIME_DIR/aither`).
+    pub dev_runtime_dir: Option<PathBuf>,
+}
+
+/// Everything that [`load`] computes from the files; nothing is applied until all is valid.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub profile: Profile,
+    pub presets: Presets,
+    pub plan: Plan,
+    pub units: Vec<Planned>,
+    pub mcs: CategoryMap,
+    pub host: Host,
+    pub agent_limit: usize,
+}
+
+/// When the configuration is loaded: at start, development mode makes the gateway key it
+/// lacks; a reload never does (an emptied key is refused, not replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Start,
+    Reload,
+}
+
+/// Read the configuration, the profile, the preset and the manifests, and build the units.
+pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
+    let mut settings = config::load(&opts.root)?;
+    if let Some(dir) = &opts.dev_runtime_dir {
+        relocate_for_dev(&mut settings, &opts.root, dir);
+        let dev_key = opts.root.join("etc/aither/gateway.key");
+        let is_dev_key = settings.gateway_api_key_file.as_deref() == Some(dev_key.as_path());
+        if stage == Stage::Start
+            && is_dev_key
+            && aither_http::keys::generate(&dev_key, None).context("cannot make the development gateway key")?
+        {
+            tracing::info!("development gateway key written to {}", dev_key.display());
+        }
+    }
+    config::read_keys(&mut settings)?;
+    let profile = read_profile(opts, &settings)?;
+    // The installed data, or the built-in copy (dev mode, a test root).
+    let data = opts.root.join("usr/share/aither");
+    let (presets, catalog) = aither_hwprofile::cli::load_data(data.join("presets").is_dir().then_some(&*data))?;
+    let pinned = aither_hwprofile::cli::pinned_preset(&appliance_file(&opts.root))?;
+    let plan = aither_hwprofile::plan::plan(
+        &profile,
+        &presets,
+        &catalog,
+        &PlanOptions { preset: pinned, model_dir: Some(settings.model_dir.clone()) },
+    )?;
+    let services = services::read_dirs(&services::dirs(&opts.root))?;
+    let mut agent_list = agents::read_dir(&opts.root.join("etc/aither/agents.d"))?;
+    // Agents run from a manifest through the API live in the runtime directory.
+    for a in agents::read_dir(&transient_dir(&settings))? {
+        if let Some(first) = agent_list.iter().find(|b| b.name == a.name) {
+            anyhow::bail!("agent {:?} is defined twice: {} and {}", a.name, first.source.display(), a.source.display());
+        }
+        agent_list.push(a);
+    }
+    let mut mcs = CategoryMap::load(&mcs_file(&settings))?;
+    let units = units::build(
+        &Inputs { settings: &settings, plan: &plan, services: &services, agents: &agent_list, host },
+        &mut mcs,
+    )?;
+    let agent_limit = match settings.agents_max_concurrent {
+        0 => plan.agents.max_concurrent,
+        n => n,
+    };
+    Ok(Loaded {
+        settings,
+        profile,
+        presets,
+        plan,
+        units,
+        mcs,
+        host: host.clone(),
+        agent_limit: usize::try_from(agent_limit).unwrap_or(usize::MAX),
+    })
+}
+
+/// In dev mode everything lives under directories the user owns: the runtime directory,
+/// and the configuration root for the system's own paths (`/etc/aither/gateway.key` becomes
+/// `ROOT/etc/aither/gateway.key`, the model directory `ROOT/var/lib/aither/models`).
+fn relocate_for_dev(s: &mut Settings, root: &Path, dir: &Path) {
+    let under_root = |p: &mut PathBuf| {
+        if p.starts_with("/etc/aither") || p.starts_with("/var/lib/aither") {
+            *p = root.join(p.strip_prefix("/").unwrap_or(p));
+        }
+    };
+    if let Some(k) = &mut s.gateway_api_key_file {
+        under_root(k);
+    }
+    if let Some(k) = s.cloud.as_mut().and_then(|c| c.api_key_file.as_mut()) {
+        under_root(k);
+    }
+    under_root(&mut s.model_dir);
+    s.runtime_dir = dir.to_path_buf();
+    s.state_dir = dir.join("state");
+    for l in &mut s.gateway_listen {
+        if let Listen::Unix(p) = l {
+            *p = dir.join(p.file_name().unwrap_or_default());
+        }
+    }
+    s.log = config::LogTo::Stderr;
+}
+
+fn read_profile(opts: &Options, settings: &Settings) -> Result<Profile> {
+    let path = opts.profile.clone().unwrap_or_else(|| settings.runtime_dir.join("hwprofile.json"));
+    if opts.profile.is_none() && !path.exists() {
+        tracing::info!("{} does not exist: detecting the hardware", path.display());
+        let detect =
+            aither_hwprofile::detect::DetectOptions { model_dir: settings.model_dir.clone(), ..Default::default() };
+        return aither_hwprofile::detect::detect(&detect).context("hardware detection failed");
+    }
+    aither_hwprofile::cli::read_profile(&path)
+}
+
+pub fn appliance_file(root: &Path) -> PathBuf {
+    root.join("etc/aither/appliance.toml")
+}
+pub(super) fn transient_dir(s: &Settings) -> PathBuf {
+    s.runtime_dir.join("agents.d")
+}
+pub(super) fn mcs_file(s: &Settings) -> PathBuf {
+    s.state_dir.join("mcs.json")
+}
+pub(super) fn engine_state_file(s: &Settings) -> PathBuf {
+    s.runtime_dir.join("units.json")
+}
+
+/// Host facts: SELinux, the users units run as.
+pub(super) fn host_facts(opts: &Options) -> Host {
+    let root = nix::unistd::geteuid().is_root();
+    let user = |name: &str| -> RunAs {
+        if opts.dev || !root {
+            return RunAs::Own;
+        }
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => RunAs::User { uid: u.uid.as_raw(), gid: u.gid.as_raw() },
+            Ok(None) => {
+                tracing::error!("user {name} does not exist (sysusers.d/aitheros.conf): its units will not start");
+                RunAs::Missing { name: name.to_string() }
+            }
+            Err(e) => {
+                tracing::error!("cannot look up the user {name}: {e}: its units will not start");
+                RunAs::Missing { name: name.to_string() }
+            }
+        }
+    };
+    Host {
+        dev: opts.dev,
+        selinux: !opts.dev && aither_sys::selinux::enabled(Path::new("/sys")),
+        service_user: user("aither"),
+        agent_user: user("aither-agent"),
+        policy_dir: PathBuf::from(aither_sys::paths::POLICY_DIR),
+    }
+}
