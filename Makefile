@@ -110,10 +110,10 @@ install: build
 	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
 	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
 	install -m 0755 $(BIN_DIR)/aither-firstboot $(DESTDIR)$(LIBEXECDIR)/aither-firstboot
-	# Presets and the model catalog (data; selection and sizing are code in aither-hwprofile).
+	# Presets and the model catalog (data; selection and sizing are code in aither-plan).
 	install -d $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/catalog
-	install -m 0644 hwprofile/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
-	install -m 0644 hwprofile/catalog/*.toml hwprofile/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
+	install -m 0644 plan/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
+	install -m 0644 plan/catalog/*.toml plan/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
 	install -m 0644 hwprofile/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
 	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
 	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi

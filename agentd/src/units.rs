@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aither_hwprofile::plan::{local_file, Plan, PlannedModel};
 use aither_init::unit::{Limits, LogTarget, Readiness};
 use aither_init::{RestartMode, UnitSpec};
+use aither_plan::plan::{local_file, Plan, PlannedModel};
 use serde::Serialize;
 
 use crate::agents::{Agent, CategoryMap, Class};
@@ -378,9 +378,9 @@ mod tests {
     fn plan() -> Plan {
         let profile: aither_hwprofile::profile::Profile =
             serde_json::from_str(include_str!("../tests/fixtures/profile-1gpu.json")).expect("fixture profile");
-        let presets = aither_hwprofile::presets::Presets::builtin().expect("presets");
-        let catalog = aither_hwprofile::catalog::Catalog::builtin().expect("catalog");
-        aither_hwprofile::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan")
+        let presets = aither_plan::presets::Presets::builtin().expect("presets");
+        let catalog = aither_plan::catalog::Catalog::builtin().expect("catalog");
+        aither_plan::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan")
     }
 
     fn host(selinux: bool) -> Host {

@@ -16,5 +16,13 @@ pub mod agentd;
 pub mod plan;
 pub mod preset;
 pub mod profile;
+pub mod render;
 pub mod schema;
 pub mod store;
+
+/// Bytes as GiB with one decimal, for messages and tables.
+pub fn gib(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let g = bytes as f64 / f64::from(1u32 << 30);
+    format!("{g:.1} GiB")
+}

@@ -34,7 +34,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use aither_api::agentd as api;
-use aither_hwprofile::fetch::Source;
+use aither_models::Source;
 use aither_sys::paths::POLICY_DIR;
 
 use client::{classify, AgentdProxy, CallError};
@@ -277,7 +277,7 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
             if as_json {
                 print_json(&p);
             } else {
-                print!("{}", aither_hwprofile::render::profile_table(&p));
+                print!("{}", aither_api::render::profile_table(&p));
             }
         }
         Command::Preset { action: None | Some(PresetCommand::Show) } => {
@@ -296,7 +296,7 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
             if as_json {
                 print_json(&p);
             } else {
-                print!("{}", aither_hwprofile::render::plan_table(&p));
+                print!("{}", aither_api::render::plan_table(&p));
             }
         }
         Command::Reload => say(parse(agentd.reload().await.map_err(err)?)?),

@@ -5,14 +5,14 @@
 //!
 //! agentd says which models the plan has and where they go (`Models()` on D-Bus, an
 //! `aither_api::agentd::Models`); the download runs in aitherctl, as the admin who asked,
-//! through the same code first boot uses (`aither_hwprofile::fetch`). After a pull or a
+//! through the same code first boot uses (`aither_models`). After a pull or a
 //! removal agentd reloads, so a worker that was blocked on its file can start.
 
 use std::path::Path;
 
 use aither_api::agentd as api;
-use aither_hwprofile::catalog::{Catalog, ModelFile};
-use aither_hwprofile::fetch::{self, Source};
+use aither_models::{self as fetch, Source};
+use aither_plan::catalog::{Catalog, ModelFile};
 
 /// A model file to fetch.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +24,7 @@ pub struct Wanted {
 /// The catalog aitherctl resolves names in: the installed one, else the built-in copy.
 pub fn catalog() -> anyhow::Result<Catalog> {
     let installed = Path::new("/usr/share/aither");
-    let (_, catalog) = aither_hwprofile::cli::load_data(installed.join("catalog").is_dir().then_some(installed))?;
+    let (_, catalog) = aither_plan::data::load(installed.join("catalog").is_dir().then_some(installed))?;
     Ok(catalog)
 }
 

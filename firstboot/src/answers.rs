@@ -42,8 +42,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::catalog::Catalog;
-use aither_hwprofile::presets::Presets;
+use aither_plan::catalog::Catalog;
+use aither_plan::presets::Presets;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{self, Accounts};

@@ -16,11 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aither_hwprofile::catalog::Catalog;
-use aither_hwprofile::fetch::{self, Source};
-use aither_hwprofile::plan::{self, PlanOptions};
-use aither_hwprofile::presets::Presets;
 use aither_hwprofile::profile::Profile;
+use aither_models::{self as fetch, Source};
+use aither_plan::catalog::Catalog;
+use aither_plan::plan::{self, PlanOptions};
+use aither_plan::presets::Presets;
 
 use crate::accounts::Accounts;
 use crate::answers::{self, Answers, Settings};
@@ -329,7 +329,7 @@ fn copy_tree(from: &Path, to: &Path, uid: u32, gid: u32) -> std::io::Result<()> 
 /// agentd's, are kept.
 fn appliance_toml(root: &Path, s: &Settings, now: SystemTime) -> Result<String, ApplyError> {
     let path = root.join(APPLIANCE.trim_start_matches('/'));
-    let mut table = aither_hwprofile::cli::appliance_table(&path).map_err(|e| ApplyError::Config(format!("{e:#}")))?;
+    let mut table = aither_plan::data::appliance_table(&path).map_err(|e| ApplyError::Config(format!("{e:#}")))?;
     table.insert("schema_version".into(), toml::Value::Integer(1));
     match &s.preset {
         Some(p) => table.insert("preset".into(), toml::Value::String(p.clone())),
@@ -348,7 +348,7 @@ fn appliance_toml(root: &Path, s: &Settings, now: SystemTime) -> Result<String, 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wanted {
     pub name: String,
-    pub file: aither_hwprofile::catalog::ModelFile,
+    pub file: aither_plan::catalog::ModelFile,
 }
 
 /// The models to fetch: `names` when given (the plan's file for each when it is in the
@@ -367,7 +367,7 @@ pub fn models_to_fetch(env: &Env<'_>, preset: Option<&str>, names: Option<&[Stri
         .unwrap_or_default();
     let from_plan = |m: &plan::PlannedModel| Wanted {
         name: m.name.clone(),
-        file: aither_hwprofile::catalog::ModelFile {
+        file: aither_plan::catalog::ModelFile {
             quant: m.quant.clone(),
             url: m.url.clone(),
             bytes: env.catalog.get(&m.name).and_then(|c| c.files.iter().find(|f| f.url == m.url)).and_then(|f| f.bytes),

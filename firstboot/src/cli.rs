@@ -11,10 +11,10 @@ use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::catalog::Catalog;
-use aither_hwprofile::fetch::Source;
-use aither_hwprofile::presets::Presets;
 use aither_hwprofile::profile::Profile;
+use aither_models::Source;
+use aither_plan::catalog::Catalog;
+use aither_plan::presets::Presets;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
@@ -87,14 +87,14 @@ pub struct Context {
 
 impl Context {
     pub fn load(cli: &Cli) -> anyhow::Result<Context> {
-        let (presets, catalog) = aither_hwprofile::cli::load_data(cli.data_dir.as_deref())?;
+        let (presets, catalog) = aither_plan::data::load(cli.data_dir.as_deref())?;
         let live = cli.root == Path::new("/");
         let profile = match &cli.profile {
-            Some(p) => Some(aither_hwprofile::cli::read_profile(p)?),
+            Some(p) => Some(aither_plan::data::read_profile(p)?),
             None => {
                 let run = cli.root.join("run/aither/hwprofile.json");
                 if run.exists() {
-                    Some(aither_hwprofile::cli::read_profile(&run)?)
+                    Some(aither_plan::data::read_profile(&run)?)
                 } else if live {
                     let opts = aither_hwprofile::detect::DetectOptions {
                         root: cli.root.clone(),
@@ -124,7 +124,7 @@ impl Context {
     /// The preset the hardware selects, and why.
     pub fn selected_preset(&self) -> Option<(String, String)> {
         self.profile.as_ref().map(|p| {
-            let (name, reason) = aither_hwprofile::presets::select(p);
+            let (name, reason) = aither_plan::presets::select(p);
             (name.to_string(), reason)
         })
     }
@@ -330,7 +330,7 @@ fn print_event(e: Event) {
 
 fn fetch_models(ctx: &Context, names: &[String], source: Option<&Path>) -> anyhow::Result<i32> {
     let env = ctx.env();
-    let preset = aither_hwprofile::cli::pinned_preset(&ctx.root.join(apply::APPLIANCE.trim_start_matches('/')))?;
+    let preset = aither_plan::data::pinned_preset(&ctx.root.join(apply::APPLIANCE.trim_start_matches('/')))?;
     for n in names {
         if ctx.catalog.get(n).is_none() {
             eprintln!("aither-firstboot: {n:?} is not in the model catalog");

@@ -318,7 +318,7 @@ impl<'a> Wizard<'a> {
                     .ctx
                     .catalog
                     .get(&w.name)
-                    .and_then(|m| aither_hwprofile::catalog::file_bytes(m, &w.file))
+                    .and_then(|m| aither_plan::catalog::file_bytes(m, &w.file))
                     .map(|b| format!(", {}.{} GB", b / 1_000_000_000, b / 100_000_000 % 10))
                     .unwrap_or_default();
                 (w.name.clone(), format!("{} ({}{size})", w.name, w.file.quant))
@@ -864,7 +864,7 @@ impl<'a> Wizard<'a> {
 
 /// The machine in a few lines that fit 80 columns.
 fn hardware_lines(p: &aither_hwprofile::profile::Profile) -> Vec<String> {
-    use aither_hwprofile::render::gib;
+    use aither_api::gib;
     let mut l = vec![
         format!("CPU       {} ({} cores, {} threads)", p.cpu.model, p.cpu.physical_cores, p.cpu.logical_cores),
         format!("Memory    {}", gib(p.memory.total_bytes)),

@@ -57,7 +57,7 @@ fn an_answers_file_configures_the_machine_once() {
     assert_eq!(std::fs::read_link(root.join("etc/localtime")).expect("link"), Path::new("../usr/share/zoneinfo/UTC"));
     let appliance = read(root, "etc/aither/appliance.toml");
     assert_eq!(
-        aither_hwprofile::cli::pinned_preset(&root.join("etc/aither/appliance.toml")).expect("reads"),
+        aither_plan::data::pinned_preset(&root.join("etc/aither/appliance.toml")).expect("reads"),
         Some("server".into())
     );
     assert!(appliance.contains("schema_version = 1"), "{appliance}");
@@ -165,7 +165,7 @@ fn headless_without_answers_applies_the_defaults_and_without_a_console_refuses()
     let o = firstboot(root, &["--headless"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(root.join("var/lib/aither/configured").exists());
-    assert_eq!(aither_hwprofile::cli::pinned_preset(&root.join("etc/aither/appliance.toml")).expect("reads"), None);
+    assert_eq!(aither_plan::data::pinned_preset(&root.join("etc/aither/appliance.toml")).expect("reads"), None);
 }
 
 #[test]

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::catalog::Catalog;
 use crate::detect::{detect, DetectOptions, DEFAULT_MODEL_DIR};
-use crate::fit::{FitParams, KvType, Shape};
-use crate::plan::{plan, PlanOptions};
-use crate::presets::Presets;
 use crate::profile::Profile;
 use crate::{gguf, render};
+use aither_plan::catalog::Catalog;
+use aither_plan::data::{load as load_data, pinned_preset, read_profile};
+use aither_plan::fit::{FitParams, KvType, Shape};
+use aither_plan::plan::{plan, PlanOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,7 +70,7 @@ pub enum Command {
         #[arg(long, default_value = "f16")]
         kv_cache_type: String,
         /// Micro-batch size (llama.cpp `--ubatch-size`).
-        #[arg(long, default_value_t = crate::fit::DEFAULT_UBATCH)]
+        #[arg(long, default_value_t = aither_plan::fit::DEFAULT_UBATCH)]
         ubatch: u32,
         /// Whether flash attention is on (default: on for a quantized KV cache).
         #[arg(long)]
@@ -253,48 +253,9 @@ fn drivers(action: &str, profile: &Path, table: Option<&Path>, state: &Path, rep
     print(&text)
 }
 
-/// A profile written by `detect --format json`.
-pub fn read_profile(path: &Path) -> Result<Profile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a hardware profile", path.display()))
-}
-
-/// The presets and the catalog from a data directory (`presets/`, `catalog/`), or the built-in ones.
-pub fn load_data(dir: Option<&Path>) -> Result<(Presets, Catalog)> {
-    Ok(match dir {
-        Some(d) => (
-            Presets::load_dir(&d.join("presets")).context("cannot load presets")?,
-            Catalog::load_dir(&d.join("catalog")).context("cannot load the model catalog")?,
-        ),
-        None => (Presets::builtin().context("built-in presets")?, Catalog::builtin().context("built-in catalog")?),
-    })
-}
-
 fn print(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes()).context("cannot write to stdout")
-}
-
-/// The appliance configuration (`/etc/aither/appliance.toml`) as a table; empty when the
-/// file does not exist. First boot writes it, agentd pins presets in it.
-pub fn appliance_table(path: &Path) -> Result<toml::Table> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => toml::from_str(&t).with_context(|| format!("{}: not valid TOML", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(toml::Table::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// The `preset` key of the appliance configuration, when the file exists. Other keys belong
-/// to agentd and first boot and are checked there.
-pub fn pinned_preset(path: &Path) -> Result<Option<String>> {
-    match appliance_table(path)?.get("preset") {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => {
-            anyhow::bail!("{}: key preset: expected a preset name, found {}", path.display(), other.type_str())
-        }
-    }
 }
 
 fn to_json(profile: &Profile) -> Result<String> {

@@ -44,24 +44,17 @@
 //! - The built-in table knows the cards listed in [`devices::KNOWN_DEVICES`]; others are
 //!   named from `pci.ids` and their memory is unknown until their vendor library answers.
 
-pub mod catalog;
 pub mod cli;
-mod datafiles;
 pub mod detect;
 pub mod devices;
 pub mod drivers;
-#[cfg(feature = "fetch")]
-pub mod fetch;
-pub mod fit;
 pub use aither_gguf as gguf;
 pub mod host;
 pub mod install;
 pub mod nvml;
 pub mod pci;
 pub mod pciids;
-pub mod plan;
 pub mod platform;
-pub mod presets;
 pub use aither_api::profile;
 pub mod render;
 pub mod rocm;

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::catalog::{self, Catalog, Role};
 use aither_hwprofile::detect::{detect, DetectOptions};
 use aither_hwprofile::drivers::{self, GpuIdentity};
-use aither_hwprofile::fit::{self, FitParams, GpuBudget, KvType, Shape};
-use aither_hwprofile::plan::{plan, Plan, PlanOptions};
-use aither_hwprofile::presets::{self, Presets};
 use aither_hwprofile::profile::{Gpu, Profile, Source, Vendor};
+use aither_plan::catalog::{self, Catalog, Role};
+use aither_plan::fit::{self, FitParams, GpuBudget, KvType, Shape};
+use aither_plan::plan::{plan, Plan, PlanOptions};
+use aither_plan::presets::{self, Presets};
 
 const GIB: u64 = 1 << 30;
 

@@ -485,9 +485,9 @@ mod tests {
     #[test]
     fn a_plan_gives_the_model_file_and_its_settings_and_flags_still_win() {
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../agentd/tests/fixtures/profile-1gpu.json");
-        let profile = aither_hwprofile::cli::read_profile(Path::new(fixture)).expect("profile");
-        let (presets, catalog) = aither_hwprofile::cli::load_data(None).expect("data");
-        let plan = aither_hwprofile::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan");
+        let profile = aither_plan::data::read_profile(Path::new(fixture)).expect("profile");
+        let (presets, catalog) = aither_plan::data::load(None).expect("data");
+        let plan = aither_plan::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("plan.json");
         std::fs::write(&path, serde_json::to_string(&plan).expect("json")).expect("write");

@@ -409,8 +409,8 @@ def full_disk(report, tmp):
         url = f"http://127.0.0.1:{server.server_address[1]}/models/nomic-embed-text-v1.5.Q8_0.gguf"
         # The installed data of this root, with the embedding model's file served from here.
         share = os.path.join(app.root, "usr/share/aither")
-        shutil.copytree(os.path.join(REPO, "hwprofile/presets"), os.path.join(share, "presets"))
-        shutil.copytree(os.path.join(REPO, "hwprofile/catalog"), os.path.join(share, "catalog"))
+        shutil.copytree(os.path.join(REPO, "plan/presets"), os.path.join(share, "presets"))
+        shutil.copytree(os.path.join(REPO, "plan/catalog"), os.path.join(share, "catalog"))
         emb = os.path.join(share, "catalog/embedding.toml")
         text = open(emb).read().replace(
             "https://huggingface.co/nomic-ai/nomic-embed-text-v1.5-GGUF/resolve/main/nomic-embed-text-v1.5.Q8_0.gguf",

@@ -39,7 +39,7 @@ pub(super) fn gateway_view(l: &Loaded, by_name: &BTreeMap<String, Planned>) -> c
     let budgets = l
         .presets
         .get(&l.plan.preset)
-        .map(|p| aither_hwprofile::plan::gpu_budgets(&l.profile, p))
+        .map(|p| aither_plan::plan::gpu_budgets(&l.profile, p))
         .unwrap_or_default()
         .into_iter()
         .map(|b| (b.pci_address, b.bytes))

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::plan::{Plan, PlanOptions};
-use aither_hwprofile::presets::Presets;
 use aither_hwprofile::profile::Profile;
+use aither_plan::plan::{Plan, PlanOptions};
+use aither_plan::presets::Presets;
 use anyhow::{Context, Result};
 
 use crate::agents::{self, CategoryMap};
@@ -65,9 +65,9 @@ pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
     let profile = read_profile(opts, &settings)?;
     // The installed data, or the built-in copy (dev mode, a test root).
     let data = opts.root.join("usr/share/aither");
-    let (presets, catalog) = aither_hwprofile::cli::load_data(data.join("presets").is_dir().then_some(&*data))?;
-    let pinned = aither_hwprofile::cli::pinned_preset(&appliance_file(&opts.root))?;
-    let plan = aither_hwprofile::plan::plan(
+    let (presets, catalog) = aither_plan::data::load(data.join("presets").is_dir().then_some(&*data))?;
+    let pinned = aither_plan::data::pinned_preset(&appliance_file(&opts.root))?;
+    let plan = aither_plan::plan::plan(
         &profile,
         &presets,
         &catalog,
@@ -137,7 +137,7 @@ fn read_profile(opts: &Options, settings: &Settings) -> Result<Profile> {
             aither_hwprofile::detect::DetectOptions { model_dir: settings.model_dir.clone(), ..Default::default() };
         return aither_hwprofile::detect::detect(&detect).context("hardware detection failed");
     }
-    aither_hwprofile::cli::read_profile(&path)
+    aither_plan::data::read_profile(&path)
 }
 
 pub fn appliance_file(root: &Path) -> PathBuf {

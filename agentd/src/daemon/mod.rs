@@ -22,10 +22,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aither_hwprofile::plan::Plan;
 use aither_hwprofile::profile::Profile;
 use aither_init::cgroup::{Cgroups, Unavailable};
 use aither_init::{Config, ExitReason, Supervisor, UnitState};
+use aither_plan::plan::Plan;
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 
@@ -79,7 +79,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Manifest(#[from] crate::agents::AgentError),
     #[error(transparent)]
-    Preset(#[from] aither_hwprofile::presets::PresetError),
+    Preset(#[from] aither_plan::presets::PresetError),
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -311,7 +311,7 @@ impl Daemon {
             st.loaded.presets.get(name)?;
         }
         let path = appliance_file(&self.opts.root);
-        let mut table = aither_hwprofile::cli::appliance_table(&path).map_err(DaemonError::Refused)?;
+        let mut table = aither_plan::data::appliance_table(&path).map_err(DaemonError::Refused)?;
         let before = table.insert("preset".into(), toml::Value::String(name.into()));
         let text = toml::to_string(&table).map_err(|e| DaemonError::Host(e.into()))?;
         aither_sys::atomic::write(&path, text.as_bytes())

@@ -22,9 +22,9 @@ impl Daemon {
             .models
             .iter()
             .map(|m| {
-                let path = aither_hwprofile::plan::local_file(dir, &m.url);
+                let path = aither_plan::plan::local_file(dir, &m.url);
                 let bytes = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file).map(|md| md.len());
-                let file = aither_hwprofile::catalog::ModelFile {
+                let file = aither_plan::catalog::ModelFile {
                     quant: m.quant.clone(),
                     url: m.url.clone(),
                     bytes: None,
@@ -37,7 +37,7 @@ impl Daemon {
                     quant: m.quant.clone(),
                     url: m.url.clone(),
                     sha256: m.sha256.clone(),
-                    verification: bytes.map(|_| aither_hwprofile::fetch::verification(dir, &file)),
+                    verification: bytes.map(|_| aither_models::verification(dir, &file)),
                     present: bytes.is_some(),
                     bytes,
                     path,
@@ -88,7 +88,7 @@ impl Daemon {
             name: plan.preset.clone(),
             reason: plan.reason.clone(),
             pinned: plan.pinned,
-            available: aither_hwprofile::presets::NAMES.iter().map(|n| (*n).to_string()).collect(),
+            available: aither_plan::presets::NAMES.iter().map(|n| (*n).to_string()).collect(),
             preset: st.loaded.presets.get(&plan.preset).ok().cloned(),
         }
     }

@@ -1,6 +1,6 @@
 //! The model catalog: real open models published as GGUF, with what sizing needs.
 //!
-//! One TOML file per family under `hwprofile/catalog/` (installed to
+//! One TOML file per family under `plan/catalog/` (installed to
 //! `/usr/share/aither/catalog`), each a list of `[[models]]`. The built-in copy is compiled
 //! in, so the plan works on a machine where nothing is installed. See `catalog/README.md`.
 

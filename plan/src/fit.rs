@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use aither_api::plan::{KvType, ShapeSource};
 
 use crate::catalog::{self, Model, ModelFile};
-use crate::gguf::Gguf;
+use aither_gguf::Gguf;
 
 const MIB: u64 = 1 << 20;
 

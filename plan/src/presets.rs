@@ -1,4 +1,4 @@
-//! The five hardware presets: data in `hwprofile/presets/*.toml` (installed to
+//! The five hardware presets: data in `plan/presets/*.toml` (installed to
 //! `/usr/share/aither/presets`), chosen by code ([`select`]).
 //!
 //! A preset fixes, for a class of machine: how models are chosen for the memory budget, the
@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 pub use aither_api::plan::{Group, SchedClass};
 pub use aither_api::preset::{AgentPolicy, InferencePolicy, ModelPolicy, Preset, RolePolicy, TierPolicy};
 
-use crate::drivers::Stack;
-use crate::profile::{Gpu, Profile};
+use aither_api::profile::Stack;
+use aither_api::profile::{Gpu, Profile};
 
 const GIB: u64 = 1 << 30;
 /// Smallest GPU memory worth placing a model on.
@@ -221,7 +221,7 @@ pub fn usable_gpus(profile: &Profile) -> Vec<&Gpu> {
 }
 
 fn gib(bytes: u64) -> String {
-    crate::render::gib(bytes)
+    aither_api::gib(bytes)
 }
 
 /// The preset for this machine and why. A pure function of the profile.

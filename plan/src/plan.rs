@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, Model, Role};
 use crate::fit::{self, FitParams, GpuBudget, KvType, Shape};
-use crate::gguf;
 use crate::presets::{self, Preset, Presets, RolePolicy};
-use crate::profile::Profile;
+use aither_api::profile::Profile;
+use aither_gguf as gguf;
 
 pub use aither_api::plan::{
     local_file, AgentsPlan, InferencePlan, MemoryTiers, Plan, PlannedModel, PLAN_SCHEMA_VERSION,
@@ -239,10 +239,11 @@ mod tests {
         v.to_le_bytes().to_vec()
     }
 
-    /// The kvm fixture's profile, so the plan is cpu-only and every model sizes on the host.
+    /// The kvm fixture's profile (`aither-hwprofile detect` on `tests/fixtures/hw/kvm-cpu-only`),
+    /// so the plan is cpu-only and every model sizes on the host.
     fn cpu_profile() -> Profile {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hw/kvm-cpu-only");
-        crate::detect::detect(&crate::detect::DetectOptions { root, ..Default::default() }).expect("profile")
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/profiles/kvm-cpu-only.json");
+        crate::data::read_profile(&path).expect("profile")
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Fetching model files: from the catalog's URL or from a local directory (a USB stick).
+//! # aither-models: the model store — fetching model files and knowing how far to trust them
+//!
+//! From the catalog's URL or from a local directory (a USB stick).
 //!
 //! A download goes to `NAME.part` beside its destination and resumes from there with an HTTP
 //! range request; the file is checked and renamed into place only when it is whole. A copy
@@ -40,7 +42,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use aither_api::store::{Checksums, Recorded, Verification};
 
-use crate::catalog::{Model, ModelFile};
+use aither_plan::catalog::{Model, ModelFile};
 
 /// Where a model file comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
