@@ -110,11 +110,12 @@ install: build
 	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
 	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
 	install -m 0755 $(BIN_DIR)/aither-firstboot $(DESTDIR)$(LIBEXECDIR)/aither-firstboot
+	install -m 0755 $(BIN_DIR)/aither-drivers $(DESTDIR)$(LIBEXECDIR)/aither-drivers
 	# Presets and the model catalog (data; selection and sizing are code in aither-plan).
 	install -d $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/catalog
 	install -m 0644 plan/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
 	install -m 0644 plan/catalog/*.toml plan/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
-	install -m 0644 hwprofile/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
+	install -m 0644 drivers/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
 	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
 	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi
 	if [ -d systemd/etc ]; then install -d $(DESTDIR)$(SYSCONFDIR) && cp -R --no-preserve=ownership systemd/etc/. $(DESTDIR)$(SYSCONFDIR)/; fi

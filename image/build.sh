@@ -71,7 +71,7 @@ case "$what" in
     step "make -C $repo rpm CARGO_PROFILE=release"
     step "cp $repo/target/rpm/RPMS/*/*.rpm $localrepo/"
     # The GPU driver RPMs drivers.toml names, with their dependencies, from the vendors' repositories.
-    pkgs="$(grep -E '^(packages|signed|dkms) *=' "$repo/hwprofile/drivers.toml" | grep -oE '"[^"]+"' | tr -d '"' | sort -u | tr '\n' ' ')"
+    pkgs="$(grep -E '^(packages|signed|dkms) *=' "$repo/drivers/drivers.toml" | grep -oE '"[^"]+"' | tr -d '"' | sort -u | tr '\n' ' ')"
     step "dnf download --resolve --alldeps --destdir $localrepo" \
          "--repofrompath=cuda-rhel9,https://developer.download.nvidia.com/compute/cuda/repos/rhel9/$arch" \
          "--repofrompath=rocm,https://repo.radeon.com/rocm/el9/latest/main" \

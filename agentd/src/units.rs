@@ -377,7 +377,8 @@ mod tests {
 
     fn plan() -> Plan {
         let profile: aither_hwprofile::profile::Profile =
-            serde_json::from_str(include_str!("../tests/fixtures/profile-1gpu.json")).expect("fixture profile");
+            serde_json::from_str(include_str!("../../tests/fixtures/profiles/profile-1gpu.json"))
+                .expect("fixture profile");
         let presets = aither_plan::presets::Presets::builtin().expect("presets");
         let catalog = aither_plan::catalog::Catalog::builtin().expect("catalog");
         aither_plan::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan")

@@ -123,7 +123,7 @@ impl Client {
 
 /// The fixture machine, with this machine's two cores, so workers get one thread each.
 fn small_profile(dir: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-1gpu.json");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/profiles/profile-1gpu.json");
     let mut p: Value = serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
     p["cpu"]["physical_cores"] = json!(2);
     p["cpu"]["logical_cores"] = json!(2);

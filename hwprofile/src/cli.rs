@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::detect::{detect, DetectOptions, DEFAULT_MODEL_DIR};
 use crate::profile::Profile;
-use crate::{gguf, render};
+use crate::render;
+use aither_gguf as gguf;
 use aither_plan::catalog::Catalog;
 use aither_plan::data::{load as load_data, pinned_preset, read_profile};
 use aither_plan::fit::{FitParams, KvType, Shape};
@@ -78,27 +79,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// GPU drivers for this machine from the local repository (first boot: aither-drivers.service).
-    Drivers {
-        /// `plan`: say what would be installed; `apply`: install it, handle Secure Boot, load
-        /// the modules and profile again.
-        #[arg(value_parser = ["plan", "apply"])]
-        action: String,
-        /// The profile to act on (as `detect --output` writes it).
-        #[arg(long, default_value = "/run/aither/hwprofile.json")]
-        profile: PathBuf,
-        /// The package table (default: /usr/share/aither/drivers.toml, else the built-in copy).
-        #[arg(long)]
-        table: Option<PathBuf>,
-        /// What was applied at earlier boots.
-        #[arg(long, default_value = "/var/lib/aither/drivers.json")]
-        state: PathBuf,
-        /// The dnf repository to install from.
-        #[arg(long, default_value = "aither-local")]
-        repo: String,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
+    /// GPU drivers for this machine from the local repository (the same as `aither-drivers`).
+    Drivers(aither_drivers::cli::Args),
 }
 
 #[derive(Debug, Args)]
@@ -202,55 +184,8 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             print(&text)
         }
-        Command::Drivers { action, profile, table, state, repo, format } => {
-            drivers(&action, &profile, table.as_deref(), &state, &repo, format)
-        }
+        Command::Drivers(args) => aither_drivers::cli::run(&args),
     }
-}
-
-fn drivers(action: &str, profile: &Path, table: Option<&Path>, state: &Path, repo: &str, format: Format) -> Result<()> {
-    use crate::install::{self, System};
-    let profile = read_profile(profile)?;
-    let installed = Path::new("/usr/share/aither/drivers.toml");
-    let table_path = table.map(Path::to_path_buf).or_else(|| installed.is_file().then(|| installed.to_path_buf()));
-    let table = match &table_path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            install::parse_table(&p.display().to_string(), &text).map_err(anyhow::Error::msg)?
-        }
-        None => install::parse_table("built-in drivers.toml", install::BUILTIN_TABLE).map_err(anyhow::Error::msg)?,
-    };
-    let mut sys = System {
-        root: PathBuf::from("/"),
-        repo: repo.to_string(),
-        profile_output: "/run/aither/hwprofile.json".into(),
-    };
-    let plan = if action == "apply" {
-        let mut random = [0u8; 8];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
-            .context("cannot read /dev/urandom")?;
-        let (plan, _) =
-            install::apply(&profile, &table, Path::new("/"), state, &mut sys, &install::one_time_password(random))
-                .map_err(anyhow::Error::msg)?;
-        plan
-    } else {
-        let before = std::fs::read_to_string(state).ok().and_then(|t| serde_json::from_str(&t).ok());
-        let available = if profile.drivers.iter().any(|d| d.stack != crate::drivers::Stack::None) {
-            install::Commands::available(&mut sys).map_err(anyhow::Error::msg)?
-        } else {
-            Default::default()
-        };
-        let cert = Path::new("/").join(install::MOK_DIR).join("mok.pub");
-        let enrolled = cert.exists() && install::Commands::mok_enrolled(&mut sys, &cert);
-        install::plan(&profile, &table, &available, before.as_ref(), enrolled)?
-    };
-    let text = match format {
-        Format::Json => format!("{}\n", serde_json::to_string_pretty(&plan)?),
-        Format::Toml => toml::to_string_pretty(&plan)?,
-        Format::Table => render::driver_plan_table(&plan),
-    };
-    print(&text)
 }
 
 fn print(text: &str) -> Result<()> {

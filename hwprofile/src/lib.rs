@@ -24,7 +24,10 @@
 //! listed as `display_adapters`, never as GPUs.
 //!
 //! The driver choice ([`drivers::choose`]) is a pure function of a GPU's PCI identity and
-//! the Secure Boot state.
+//! the Secure Boot state. Installing the drivers is `aither-drivers`' job; presets, the
+//! catalog and the fit are `aither-plan`'s. The `aither-hwprofile` command line fronts all
+//! three (`detect`, `plan`, `fit`, `drivers`); only its [`cli`] and [`render`] modules use
+//! them, discovery does not.
 //!
 //! Every host path is under a `root` parameter, so tests run against fixture trees
 //! (`tests/fixtures/hw/`) and fake vendor libraries (`tests/fakes/`) with the same code.
@@ -48,9 +51,7 @@ pub mod cli;
 pub mod detect;
 pub mod devices;
 pub mod drivers;
-pub use aither_gguf as gguf;
 pub mod host;
-pub mod install;
 pub mod nvml;
 pub mod pci;
 pub mod pciids;

@@ -4,38 +4,6 @@
 pub use aither_api::gib;
 pub use aither_api::render::{plan_table, profile_table};
 
-/// A driver plan, for people.
-pub fn driver_plan_table(p: &crate::install::Plan) -> String {
-    let mut out = String::new();
-    if p.gpus.is_empty() {
-        out.push_str("Drivers  no GPU: nothing to install\n");
-        return out;
-    }
-    for (gpu, stack) in &p.gpus {
-        out.push_str(&format!(
-            "GPU      {gpu}: {}\n",
-            serde_json::to_value(stack).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        ));
-    }
-    if p.up_to_date {
-        out.push_str("Drivers  up to date: applied at an earlier boot for these GPUs\n");
-    } else {
-        let packages = if p.packages.is_empty() { "none".to_string() } else { p.packages.join(" ") };
-        out.push_str(&format!("Install  {packages}\n"));
-        out.push_str(&format!(
-            "Signing  {}\n",
-            serde_json::to_value(p.signing).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-        ));
-        if !p.load.is_empty() {
-            out.push_str(&format!("Load     {}\n", p.load.join(" ")));
-        }
-    }
-    for n in &p.notes {
-        out.push_str(&format!("Note     {n}\n"));
-    }
-    out
-}
-
 /// What one model needs on the host, as `aither-hwprofile fit` reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FitReport {

@@ -216,7 +216,7 @@ def gateway_overhead(model, args):
     open(os.path.join(root, "etc/aither/appliance.toml"), "w").write('preset = "minimal"\n')
     open(os.path.join(root, "etc/aither/agentd.toml"), "w").write(
         f'[gateway]\nlisten = ["127.0.0.1:{port}"]\n[infer]\nbinary = "{TARGET}/aither-infer"\nmodel_dir = "{models}"\n')
-    profile = json.load(open(os.path.join(ROOT, "agentd/tests/fixtures/profile-1gpu.json")))
+    profile = json.load(open(os.path.join(ROOT, "tests/fixtures/profiles/profile-1gpu.json")))
     profile["cpu"]["physical_cores"] = profile["cpu"]["logical_cores"] = max(2, args.threads + 1)
     prof_path = os.path.join(tmp, "profile.json")
     json.dump(profile, open(prof_path, "w"))

@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn a_plan_gives_the_model_file_and_its_settings_and_flags_still_win() {
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../agentd/tests/fixtures/profile-1gpu.json");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/profiles/profile-1gpu.json");
         let profile = aither_plan::data::read_profile(Path::new(fixture)).expect("profile");
         let (presets, catalog) = aither_plan::data::load(None).expect("data");
         let plan = aither_plan::plan::plan(&profile, &presets, &catalog, &Default::default()).expect("plan");

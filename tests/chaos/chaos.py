@@ -107,7 +107,7 @@ model_dir = "{self.models}"
                               os.path.join(TARGET, "tmp/models")], check=True, capture_output=True, text=True)
         chat = os.path.join(out.stdout.strip(), "tiny-chat.gguf")
         os.symlink(chat, os.path.join(self.models, "Qwen2.5-14B-Instruct-Q4_K_M.gguf"))
-        with open(os.path.join(REPO, "agentd/tests/fixtures/profile-1gpu.json")) as f:
+        with open(os.path.join(REPO, "tests/fixtures/profiles/profile-1gpu.json")) as f:
             profile = json.load(f)
         profile["cpu"]["physical_cores"] = profile["cpu"]["logical_cores"] = 2
         self.profile = os.path.join(tmp, "profile.json")

@@ -50,7 +50,9 @@ impl Bed {
 
     /// agentd on the RTX 4090 fixture profile.
     pub fn agentd(&self) -> Guard {
-        self.agentd_with_profile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile-1gpu.json"))
+        self.agentd_with_profile(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/profiles/profile-1gpu.json"),
+        )
     }
 
     /// Wait until agentd answers on the bus.

@@ -39,7 +39,7 @@ pub fn target() -> tempfile::TempDir {
 
 /// The RTX 4090 profile agentd's tests use.
 pub fn profile() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../agentd/tests/fixtures/profile-1gpu.json")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/profiles/profile-1gpu.json")
 }
 
 /// Every file under `root`, with its contents (directories and links marked), for

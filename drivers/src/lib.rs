@@ -1,9 +1,14 @@
-//! First-boot GPU drivers: the profile's driver choice turned into packages from the
-//! appliance's local repository, Secure Boot handled, the modules loaded, and the machine
-//! profiled again (`aither-hwprofile drivers apply`, run by `aither-drivers.service`).
+//! # aither-drivers: the GPU drivers a machine needs, installed at first boot
+//!
+//! The profile's driver choice (`aither-hwprofile detect`, [`aither_api::profile::DriverChoice`])
+//! turned into packages from the appliance's local repository, Secure Boot handled, the modules
+//! loaded, and the machine profiled again. Its own binary, `/usr/libexec/aither/aither-drivers`
+//! (`plan` or `apply`), run by `aither-drivers.service` in the installer domain
+//! `aither_drivers_t`: it runs dnf, openssl, mokutil and modprobe, which the confined profiling
+//! domain must never do. `aither-hwprofile drivers plan|apply` runs the same code.
 //!
 //! Which packages a stack needs is data (`/usr/share/aither/drivers.toml`, built-in copy in
-//! `hwprofile/drivers.toml`): vendors rename packages, the logic stays. For each stack:
+//! `drivers/drivers.toml`): vendors rename packages, the logic stays. For each stack:
 //!
 //! - in-tree drivers (`amdgpu`, `i915`, `xe`) need no kernel module; ROCm needs its
 //!   userspace (`amdgpu-rocm`);
@@ -17,8 +22,10 @@
 //!
 //! [`plan`] is a pure function of the profile, the packages the repository offers, what was
 //! applied before and whether a key is already enrolled; [`apply`] runs the plan through
-//! [`Commands`] (the real dnf, mokutil, modprobe; fakes in tests) and records it in
-//! `/var/lib/aither/drivers.json`, so the next boot does nothing unless the GPUs changed.
+//! [`Commands`] (the real dnf, mokutil, modprobe in [`system::System`]; fakes in tests) and
+//! records it in `/var/lib/aither/drivers.json`, so the next boot does nothing unless the GPUs
+//! changed. This crate knows no hardware: it reads the profile document, and profiles the
+//! machine again by running `aither-hwprofile detect`.
 //!
 //! ## Limitations
 //!
@@ -26,14 +33,19 @@
 //!   published; they are not verified against a real repository here (no network).
 //! - MOK enrolment needs someone at the console for one reboot; that cannot be automated by
 //!   design of shim.
+//! - dnf, DKMS, mokutil and a real GPU are never run in tests here: [`apply`] is tested against
+//!   a fake [`Commands`], and the VM test bed checks the GPU-less path only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::drivers::Stack;
-use crate::profile::Profile;
+use aither_api::profile::{Profile, Stack};
+use aither_sys::command::CommandError;
+
+pub mod cli;
+pub mod system;
 
 /// The built-in package table.
 pub const BUILTIN_TABLE: &str = include_str!("../drivers.toml");
@@ -59,13 +71,21 @@ pub struct StackPackages {
 /// `drivers.toml`: one table per stack (`nvidia-open`, `nvidia-legacy`, `amdgpu-rocm`, ...).
 pub type Table = BTreeMap<String, StackPackages>;
 
-pub fn parse_table(name: &str, text: &str) -> Result<Table, String> {
-    let t: Table = toml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
+/// A package table that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{file}: {source}")]
+    Syntax { file: String, source: toml::de::Error },
+    #[error("{file}: [{key}] is not a driver stack (nvidia-open, nvidia-legacy, amdgpu-rocm, amdgpu, i915, xe)")]
+    UnknownStack { file: String, key: String },
+}
+
+/// Parse `drivers.toml`; `file` names it in errors.
+pub fn parse_table(file: &str, text: &str) -> Result<Table, TableError> {
+    let t: Table = toml::from_str(text).map_err(|source| TableError::Syntax { file: file.into(), source })?;
     for key in t.keys() {
         if serde_json::from_value::<Stack>(serde_json::Value::String(key.clone())).is_err() {
-            return Err(format!(
-                "{name}: [{key}] is not a driver stack (nvidia-open, nvidia-legacy, amdgpu-rocm, amdgpu, i915, xe)"
-            ));
+            return Err(TableError::UnknownStack { file: file.into(), key: key.clone() });
         }
     }
     Ok(t)
@@ -226,20 +246,42 @@ impl Signing {
     }
 }
 
+/// Why [`apply`] stopped. Nothing is recorded in the state file unless every step succeeded,
+/// so the next boot tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// dnf, openssl, mokutil, modprobe or aither-hwprofile failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot encode what was applied: {source}")]
+    Encode { path: PathBuf, source: serde_json::Error },
+}
+
+impl ApplyError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
+        move |source| ApplyError::Io { path: path.to_path_buf(), source }
+    }
+}
+
 /// The programs [`apply`] runs.
 pub trait Commands {
     /// Package names the local repository offers.
-    fn available(&mut self) -> Result<BTreeSet<String>, String>;
-    fn install(&mut self, packages: &[String]) -> Result<(), String>;
+    fn available(&mut self) -> Result<BTreeSet<String>, ApplyError>;
+    fn install(&mut self, packages: &[String]) -> Result<(), ApplyError>;
     /// Whether the machine key (`pub_der`) is enrolled.
     fn mok_enrolled(&mut self, pub_der: &Path) -> bool;
     /// Create the machine key pair (private key, DER certificate) if missing.
-    fn make_key(&mut self, key: &Path, cert: &Path) -> Result<(), String>;
+    fn make_key(&mut self, key: &Path, cert: &Path) -> Result<(), ApplyError>;
     /// Queue the certificate for enrolment with a one-time password.
-    fn mok_import(&mut self, cert: &Path, password: &str) -> Result<(), String>;
-    fn load_module(&mut self, module: &str) -> Result<(), String>;
+    fn mok_import(&mut self, cert: &Path, password: &str) -> Result<(), ApplyError>;
+    fn load_module(&mut self, module: &str) -> Result<(), ApplyError>;
     /// Profile the machine again (the drivers can now report exact VRAM).
-    fn reprofile(&mut self) -> Result<(), String>;
+    fn reprofile(&mut self) -> Result<(), ApplyError>;
     /// Tell the person at the console.
     fn console(&mut self, text: &str);
 }
@@ -255,7 +297,7 @@ pub fn apply(
     state: &Path,
     cmds: &mut dyn Commands,
     password: &str,
-) -> Result<(Plan, Applied), String> {
+) -> Result<(Plan, Applied), ApplyError> {
     let before: Option<Applied> = std::fs::read_to_string(state).ok().and_then(|t| serde_json::from_str(&t).ok());
     let key = root.join(MOK_DIR).join("mok.key");
     let cert = root.join(MOK_DIR).join("mok.pub");
@@ -265,7 +307,7 @@ pub fn apply(
     let unchanged = before.as_ref().is_some_and(|b| !b.mok_pending && b.gpus == gpu_stacks(profile));
     let needs_repo = !unchanged && profile.drivers.iter().any(|d| d.stack != Stack::None);
     let available = if needs_repo { cmds.available()? } else { BTreeSet::new() };
-    let plan = plan(profile, table, &available, before.as_ref(), mok_enrolled).map_err(|e| e.to_string())?;
+    let plan = plan(profile, table, &available, before.as_ref(), mok_enrolled)?;
     if plan.up_to_date {
         return Ok((plan, before.unwrap_or_default()));
     }
@@ -287,11 +329,12 @@ pub fn apply(
         cmds.reprofile()?;
     }
     let applied = Applied { schema_version: 1, gpus: plan.gpus.clone(), packages: plan.packages.clone(), mok_pending };
-    let text = serde_json::to_string_pretty(&applied).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&applied)
+        .map_err(|source| ApplyError::Encode { path: state.to_path_buf(), source })?;
     if let Some(dir) = state.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(ApplyError::io(dir))?;
     }
-    aither_sys::atomic::write(state, text.as_bytes()).map_err(|e| format!("{}: {e}", state.display()))?;
+    aither_sys::atomic::write(state, text.as_bytes()).map_err(ApplyError::io(state))?;
     Ok((plan, applied))
 }
 
@@ -322,126 +365,21 @@ pub fn one_time_password(random: [u8; 8]) -> String {
     format!("{:08}", u64::from_le_bytes(random) % 100_000_000)
 }
 
-/// The real programs, under `root` (`/` on the appliance).
-#[derive(Debug)]
-pub struct System {
-    pub root: PathBuf,
-    pub repo: String,
-    pub profile_output: PathBuf,
-}
-
-fn run(cmd: &mut std::process::Command) -> Result<String, String> {
-    aither_sys::command::run(cmd).map_err(|e| e.to_string())
-}
-
-impl Commands for System {
-    fn available(&mut self) -> Result<BTreeSet<String>, String> {
-        let out = run(std::process::Command::new("dnf").args([
-            "--quiet",
-            "--disablerepo=*",
-            &format!("--enablerepo={}", self.repo),
-            "repoquery",
-            "--queryformat",
-            "%{name}\n",
-        ]))?;
-        Ok(out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
-    }
-
-    fn install(&mut self, packages: &[String]) -> Result<(), String> {
-        let mut cmd = std::process::Command::new("dnf");
-        cmd.args(["--assumeyes", "--disablerepo=*", &format!("--enablerepo={}", self.repo), "install"]).args(packages);
-        run(&mut cmd).map(|_| ())
-    }
-
-    fn mok_enrolled(&mut self, cert: &Path) -> bool {
-        std::process::Command::new("mokutil")
-            .arg("--test-key")
-            .arg(cert)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is already enrolled"))
-    }
-
-    fn make_key(&mut self, key: &Path, cert: &Path) -> Result<(), String> {
-        if key.exists() && cert.exists() {
-            return Ok(());
-        }
-        if let Some(dir) = key.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        run(std::process::Command::new("openssl")
-            .args(["req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "36500", "-outform", "DER"])
-            .args(["-subj", "/CN=AitherOS machine owner key for DKMS modules/"])
-            .arg("-keyout")
-            .arg(key)
-            .arg("-out")
-            .arg(cert))
-        .map(|_| ())
-    }
-
-    fn mok_import(&mut self, cert: &Path, password: &str) -> Result<(), String> {
-        // mokutil reads the password twice from stdin when it is not a terminal.
-        let mut child = std::process::Command::new("mokutil")
-            .arg("--import")
-            .arg(cert)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("mokutil: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write as _;
-            let _ = writeln!(stdin, "{password}\n{password}");
-        }
-        let out = child.wait_with_output().map_err(|e| format!("mokutil: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("mokutil --import: {}", String::from_utf8_lossy(&out.stderr).trim()))
-        }
-    }
-
-    fn load_module(&mut self, module: &str) -> Result<(), String> {
-        run(std::process::Command::new("modprobe").arg(module)).map(|_| ())
-    }
-
-    fn reprofile(&mut self) -> Result<(), String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        run(std::process::Command::new(exe)
-            .arg("detect")
-            .arg("--format")
-            .arg("json")
-            .arg("--output")
-            .arg(&self.profile_output))
-        .map(|_| ())
-    }
-
-    fn console(&mut self, text: &str) {
-        eprintln!("{text}");
-        if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open(self.root.join("dev/console")) {
-            use std::io::Write as _;
-            let _ = c.write_all(text.as_bytes());
-        }
-        let motd = self.root.join("etc/motd.d/aither-mok");
-        if let Some(dir) = motd.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(motd, text);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drivers::DriverChoice;
+    use aither_api::profile::DriverChoice;
 
     fn table() -> Table {
         parse_table("drivers.toml", BUILTIN_TABLE).expect("built-in table")
     }
 
     fn profile(stacks: &[Stack], secure_boot: Option<bool>) -> Profile {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../agentd/tests/fixtures/profile-1gpu.json"))
-                .expect("fixture");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/profiles/profile-1gpu.json"
+        ))
+        .expect("fixture");
         let mut p: Profile = serde_json::from_str(&text).expect("profile");
         p.platform.secure_boot = secure_boot;
         p.drivers = stacks
@@ -468,10 +406,10 @@ mod tests {
         for s in ["nvidia-open", "nvidia-legacy", "amdgpu-rocm"] {
             assert!(t.contains_key(s), "{s}");
         }
-        assert!(parse_table("x.toml", "[nvidia-closed]\npackages = []\n")
-            .expect_err("unknown")
-            .contains("not a driver stack"));
-        assert!(parse_table("x.toml", "[amdgpu-rocm]\npackagez = []\n").expect_err("typo").contains("packagez"));
+        let e = parse_table("x.toml", "[nvidia-closed]\npackages = []\n").expect_err("unknown");
+        assert!(matches!(e, TableError::UnknownStack { ref key, .. } if key == "nvidia-closed"), "{e}");
+        let e = parse_table("x.toml", "[amdgpu-rocm]\npackagez = []\n").expect_err("typo");
+        assert!(matches!(e, TableError::Syntax { .. }) && e.to_string().contains("packagez"), "{e}");
     }
 
     #[test]
@@ -547,32 +485,32 @@ mod tests {
     }
 
     impl Commands for Fake {
-        fn available(&mut self) -> Result<BTreeSet<String>, String> {
+        fn available(&mut self) -> Result<BTreeSet<String>, ApplyError> {
             Ok(self.available.clone())
         }
-        fn install(&mut self, p: &[String]) -> Result<(), String> {
+        fn install(&mut self, p: &[String]) -> Result<(), ApplyError> {
             self.log.push(format!("install {}", p.join(" ")));
             Ok(())
         }
         fn mok_enrolled(&mut self, _: &Path) -> bool {
             self.enrolled
         }
-        fn make_key(&mut self, key: &Path, cert: &Path) -> Result<(), String> {
+        fn make_key(&mut self, key: &Path, cert: &Path) -> Result<(), ApplyError> {
             std::fs::create_dir_all(key.parent().expect("dir")).expect("mkdir");
             std::fs::write(key, "key").expect("key");
             std::fs::write(cert, "cert").expect("cert");
             self.log.push("make-key".into());
             Ok(())
         }
-        fn mok_import(&mut self, _: &Path, password: &str) -> Result<(), String> {
+        fn mok_import(&mut self, _: &Path, password: &str) -> Result<(), ApplyError> {
             self.log.push(format!("mok-import {password}"));
             Ok(())
         }
-        fn load_module(&mut self, m: &str) -> Result<(), String> {
+        fn load_module(&mut self, m: &str) -> Result<(), ApplyError> {
             self.log.push(format!("modprobe {m}"));
             Ok(())
         }
-        fn reprofile(&mut self) -> Result<(), String> {
+        fn reprofile(&mut self) -> Result<(), ApplyError> {
             self.log.push("reprofile".into());
             Ok(())
         }
