@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aither_policy::{self as tailored_policy, LabelResolver, Protocol};
+use aither_policy::{self as tailored_policy, LabelError, LabelResolver, Protocol};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../selinux/tests/golden")
@@ -18,16 +18,16 @@ struct Labels {
 }
 
 impl LabelResolver for Labels {
-    fn file_type(&self, path: &Path) -> Result<String, String> {
+    fn file_type(&self, path: &Path) -> Result<String, LabelError> {
         let p = path.to_string_lossy();
         self.files
             .iter()
             .filter(|(k, _)| k.as_str() == "/" || p == k.as_str() || p.starts_with(&format!("{k}/")))
             .max_by_key(|(k, _)| k.len())
             .map(|(_, t)| t.clone())
-            .ok_or_else(|| format!("no label for {p}"))
+            .ok_or_else(|| LabelError::Unlabelled(path.to_path_buf()))
     }
-    fn port_type(&self, protocol: Protocol, port: u16) -> Result<Option<String>, String> {
+    fn port_type(&self, protocol: Protocol, port: u16) -> Result<Option<String>, LabelError> {
         Ok(self.ports.get(&format!("{}/{port}", protocol.name())).cloned())
     }
 }
