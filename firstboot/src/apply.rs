@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aither_hwprofile::profile::Profile;
+use aither_api::profile::Profile;
 use aither_models::{self as fetch, Source};
 use aither_plan::catalog::Catalog;
 use aither_plan::plan::{self, PlanOptions};

@@ -11,7 +11,7 @@ use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::profile::Profile;
+use aither_api::profile::Profile;
 use aither_models::Source;
 use aither_plan::catalog::Catalog;
 use aither_plan::presets::Presets;

@@ -471,9 +471,9 @@ impl crate::gateway::Backend for Daemon {
         self.gateway_view().await
     }
 
-    async fn workers(&self) -> Result<BTreeMap<String, crate::gateway::Worker>, String> {
+    async fn workers(&self) -> Result<BTreeMap<String, crate::gateway::Worker>, crate::gateway::BackendError> {
         use crate::gateway::Worker;
-        let status = self.sup.status().await.map_err(|e| e.to_string())?;
+        let status = self.sup.status().await.map_err(crate::gateway::BackendError::new)?;
         let st = self.state.lock().await;
         Ok(status
             .into_iter()
@@ -492,12 +492,12 @@ impl crate::gateway::Backend for Daemon {
             .collect())
     }
 
-    async fn start(&self, unit: &str) -> Result<(), String> {
-        self.start_unit(unit).await.map(|_| ()).map_err(|e| e.to_string())
+    async fn start(&self, unit: &str) -> Result<(), crate::gateway::BackendError> {
+        self.start_unit(unit).await.map(|_| ()).map_err(crate::gateway::BackendError::new)
     }
 
-    async fn stop(&self, unit: &str) -> Result<(), String> {
-        self.stop_unit(unit).await.map(|_| ()).map_err(|e| e.to_string())
+    async fn stop(&self, unit: &str) -> Result<(), crate::gateway::BackendError> {
+        self.stop_unit(unit).await.map(|_| ()).map_err(crate::gateway::BackendError::new)
     }
 
     fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {

@@ -100,15 +100,48 @@ impl Worker {
     }
 }
 
+/// The daemon could not answer or act (its own error, boxed: the gateway only reports it).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BackendError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError(Box::new(e))
+    }
+}
+
+/// Why a local model cannot serve a request now.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The plan holds it back (a missing file, no room in the preset); the plan's words.
+    #[error("{0}")]
+    Blocked(String),
+    #[error("the model file of {model} is invalid; see `aitherctl logs {unit}`")]
+    InvalidModel { model: String, unit: String },
+    #[error(transparent)]
+    NoRoom(#[from] residency::NoRoom),
+    #[error("{unit} failed to start: {why}")]
+    Failed { unit: String, why: String },
+    #[error("{unit} did not become ready within {secs} s")]
+    NotReady { unit: String, secs: u64 },
+    #[error("{unit} did not stop within {secs} s")]
+    NotStopped { unit: String, secs: u64 },
+    #[error("the supervisor has stopped")]
+    SupervisorGone,
+}
+
 /// What the gateway needs of the daemon, and nothing more: the routing view, the workers'
 /// states, starting and stopping one, and word of any change.
 pub trait Backend: Send + Sync + 'static {
     /// What the gateway routes by, as of the last configuration load.
     fn view(&self) -> impl std::future::Future<Output = Arc<View>> + Send;
     /// The state of every worker unit, by unit name.
-    fn workers(&self) -> impl std::future::Future<Output = Result<BTreeMap<String, Worker>, String>> + Send;
-    fn start(&self, unit: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
-    fn stop(&self, unit: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn workers(&self) -> impl std::future::Future<Output = Result<BTreeMap<String, Worker>, BackendError>> + Send;
+    fn start(&self, unit: &str) -> impl std::future::Future<Output = Result<(), BackendError>> + Send;
+    fn stop(&self, unit: &str) -> impl std::future::Future<Output = Result<(), BackendError>> + Send;
     /// Unit names, as their state changes.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
@@ -288,13 +321,13 @@ impl<B: Backend> Gateway<B> {
         }
     }
 
-    async fn worker(&self, unit: &str) -> Result<Worker, String> {
+    async fn worker(&self, unit: &str) -> Result<Worker, BackendError> {
         Ok(self.backend.workers().await?.remove(unit).unwrap_or(Worker::Down))
     }
 
     /// Make sure the model's worker is up and ready, starting it (after making room) when
     /// it is not. The error says why it cannot serve.
-    async fn ensure_running(&self, view: &View, m: &ModelRoute) -> Result<(), String> {
+    async fn ensure_running(&self, view: &View, m: &ModelRoute) -> Result<(), Unavailable> {
         let mut changes = self.backend.changes();
         match self.worker(&m.unit).await? {
             Worker::Running => return Ok(()),
@@ -302,13 +335,13 @@ impl<B: Backend> Gateway<B> {
             _ => {}
         }
         if let Some(why) = &m.blocked {
-            return Err(why.clone());
+            return Err(Unavailable::Blocked(why.clone()));
         }
         {
             let _placing = self.placing.lock().await;
             if !matches!(self.worker(&m.unit).await?, Worker::Starting | Worker::Running) {
                 let resident = self.resident(view).await;
-                let evict = residency::evictions(&m.footprint, &resident, &view.budgets).map_err(|e| e.to_string())?;
+                let evict = residency::evictions(&m.footprint, &resident, &view.budgets)?;
                 for name in evict {
                     if let Some(other) = view.models.iter().find(|o| o.name == name) {
                         tracing::info!("gateway: unloading {name} (least recently used) to make room for {}", m.name);
@@ -324,22 +357,20 @@ impl<B: Backend> Gateway<B> {
             match self.worker(&m.unit).await? {
                 Worker::Running => return Ok(()),
                 Worker::Invalid => return Err(invalid(m)),
-                Worker::Failed(why) => return Err(format!("{} failed to start: {why}", m.unit)),
+                Worker::Failed(why) => return Err(Unavailable::Failed { unit: m.unit.clone(), why }),
                 _ => {}
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
                 Err(_) => {
-                    return Err(format!("{} did not become ready within {} s", m.unit, view.start_timeout.as_secs()))
+                    return Err(Unavailable::NotReady { unit: m.unit.clone(), secs: view.start_timeout.as_secs() })
                 }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
-                    return Err("the supervisor has stopped".into())
-                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Err(Unavailable::SupervisorGone),
                 Ok(_) => {}
             }
         }
     }
 
-    async fn stop_and_wait(&self, unit: &str) -> Result<(), String> {
+    async fn stop_and_wait(&self, unit: &str) -> Result<(), Unavailable> {
         let mut changes = self.backend.changes();
         self.backend.stop(unit).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -348,15 +379,15 @@ impl<B: Backend> Gateway<B> {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, changes.recv()).await.is_err() {
-                return Err(format!("{unit} did not stop within 60 s"));
+                return Err(Unavailable::NotStopped { unit: unit.to_string(), secs: 60 });
             }
         }
     }
 }
 
 /// Why a model whose worker refused its file cannot serve.
-fn invalid(m: &ModelRoute) -> String {
-    format!("the model file of {} is invalid; see `aitherctl logs {}`", m.name, m.unit)
+fn invalid(m: &ModelRoute) -> Unavailable {
+    Unavailable::InvalidModel { model: m.name.clone(), unit: m.unit.clone() }
 }
 
 fn addr_text(l: &Listen) -> String {
@@ -511,7 +542,7 @@ async fn proxy<B: Backend>(
             Target::Local(m) => {
                 if let Err(e) = g.ensure_running(&view, m).await {
                     tracing::warn!("gateway: {}: {e}", m.name);
-                    why.push(e);
+                    why.push(e.to_string());
                     continue;
                 }
                 g.begin(&m.name);
@@ -584,15 +615,15 @@ mod tests {
         async fn view(&self) -> Arc<View> {
             self.view.clone()
         }
-        async fn workers(&self) -> Result<BTreeMap<String, Worker>, String> {
+        async fn workers(&self) -> Result<BTreeMap<String, Worker>, BackendError> {
             Ok(self.workers.lock().expect("lock").clone())
         }
-        async fn start(&self, unit: &str) -> Result<(), String> {
+        async fn start(&self, unit: &str) -> Result<(), BackendError> {
             self.started.lock().expect("lock").push(unit.to_string());
             self.set(unit, self.on_start.clone());
             Ok(())
         }
-        async fn stop(&self, unit: &str) -> Result<(), String> {
+        async fn stop(&self, unit: &str) -> Result<(), BackendError> {
             self.stopped.lock().expect("lock").push(unit.to_string());
             self.set(unit, Worker::Down);
             Ok(())
@@ -638,7 +669,7 @@ mod tests {
         Gateway::new(Arc::new(fake))
     }
 
-    async fn ensure(g: &Arc<Gateway<Fake>>, name: &str) -> Result<(), String> {
+    async fn ensure(g: &Arc<Gateway<Fake>>, name: &str) -> Result<(), Unavailable> {
         let view = g.backend.view().await;
         let m = view.models.iter().find(|m| m.name == name).expect("route").clone();
         g.ensure_running(&view, &m).await
@@ -664,19 +695,23 @@ mod tests {
             &[("infer-a", Worker::Down), ("infer-b", Worker::Invalid)],
             Worker::Running,
         );
-        assert_eq!(ensure(&g, "a").await, Err("model file /m/a.gguf is missing".into()));
+        let e = ensure(&g, "a").await.expect_err("blocked");
+        assert!(matches!(e, Unavailable::Blocked(ref why) if why == "model file /m/a.gguf is missing"), "{e}");
         let e = ensure(&g, "b").await.expect_err("invalid");
-        assert!(e.contains("is invalid") && e.contains("aitherctl logs infer-b"), "{e}");
+        assert!(matches!(e, Unavailable::InvalidModel { ref unit, .. } if unit == "infer-b"), "{e}");
+        assert!(e.to_string().contains("aitherctl logs infer-b"), "{e}");
         assert!(g.backend.started.lock().expect("lock").is_empty());
     }
 
     #[tokio::test]
     async fn a_worker_that_fails_or_never_comes_up_is_reported() {
         let g = gateway(vec![route("a", 4, None)], &[], Worker::Failed("exited with status 1".into()));
-        assert_eq!(ensure(&g, "a").await, Err("infer-a failed to start: exited with status 1".into()));
+        let e = ensure(&g, "a").await.expect_err("failed");
+        assert!(matches!(e, Unavailable::Failed { ref why, .. } if why == "exited with status 1"), "{e}");
+        assert_eq!(e.to_string(), "infer-a failed to start: exited with status 1");
         let g = gateway(vec![route("a", 4, None)], &[], Worker::Starting);
         let e = ensure(&g, "a").await.expect_err("timeout");
-        assert!(e.contains("did not become ready"), "{e}");
+        assert!(matches!(e, Unavailable::NotReady { ref unit, .. } if unit == "infer-a"), "{e}");
     }
 
     #[tokio::test]
@@ -697,7 +732,7 @@ mod tests {
             Worker::Running,
         );
         g.begin("a");
-        assert!(ensure(&g, "b").await.is_err(), "no room while a is busy");
+        assert!(matches!(ensure(&g, "b").await, Err(Unavailable::NoRoom(_))), "no room while a is busy");
         assert!(g.backend.stopped.lock().expect("lock").is_empty());
     }
 }
