@@ -147,7 +147,7 @@ vm-test:
 	$(MAKE) --no-print-directory -C selinux
 	bash tests/vm/run.sh $(if $(IMAGE),--image $(IMAGE))
 iso: deps
-	bash image/build.sh iso $(if $(DRY_RUN),--dry-run)
+	bash iso/build.sh $(if $(DRY_RUN),--dry-run)
 qcow2: deps
 	bash image/build.sh qcow2 $(if $(DRY_RUN),--dry-run)
 cloud: deps

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What CI can check of the images without a Rocky 9 build host: the kickstart variants
+# What CI can check of the images without a Rocky 9 build host (the ISO builder in iso/, the
+# disk images here): the kickstart variants
 # flatten and pass `ksvalidator -v RHEL9`; each builder lists every missing prerequisite and
 # refuses to start without them; --dry-run prints every step. Prints TAP-style lines.
 set -uo pipefail
@@ -32,8 +33,10 @@ else
   not_ok "a kickstart error names the variant and the command" "$out"
 fi
 for what in iso qcow2 cloud; do
-  out="$(bash "$repo/image/build.sh" "$what" --dry-run 2>&1)"
-  case "$what" in iso) want="mkksiso --ks" ;; *) want="livemedia-creator --make-disk --ks" ;; esac
+  case "$what" in
+    iso) out="$(bash "$repo/iso/build.sh" --dry-run 2>&1)"; want="mkksiso --ks" ;;
+    *) out="$(bash "$repo/image/build.sh" "$what" --dry-run 2>&1)"; want="livemedia-creator --make-disk --ks" ;;
+  esac
   if echo "$out" | grep -q "^[0-9]*\. .*$want" && echo "$out" | grep -q "kickstart/build.py"; then
     ok "make $what --dry-run prints every step"
   else
@@ -43,7 +46,7 @@ done
 if command -v mkksiso >/dev/null && command -v dnf >/dev/null; then
   echo "# skipped: the refusal without prerequisites (this host has mkksiso and dnf)"
 else
-  out="$(bash "$repo/image/build.sh" iso 2>&1)"; rc=$?
+  out="$(bash "$repo/iso/build.sh" 2>&1)"; rc=$?
   if [ "$rc" -eq 1 ] && echo "$out" | grep -q "missing prerequisites" && echo "$out" | grep -q "mkksiso (dnf install lorax)"; then
     ok "make iso without its prerequisites lists them all and stops"
   else
