@@ -376,7 +376,7 @@ mod tests {
     use crate::agents::parse_manifest;
 
     fn plan() -> Plan {
-        let profile: aither_hwprofile::profile::Profile =
+        let profile: aither_api::profile::Profile =
             serde_json::from_str(include_str!("../../tests/fixtures/profiles/profile-1gpu.json"))
                 .expect("fixture profile");
         let presets = aither_plan::presets::Presets::builtin().expect("presets");

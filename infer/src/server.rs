@@ -516,3 +516,95 @@ async fn embeddings(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(e) => st.requests.refused(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SSE body for these engine events, one entry per `data:` line (`[DONE]` as a string).
+    async fn stream(kind: Kind, include_usage: bool, events: Vec<Event>) -> Vec<Value> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for e in events {
+            tx.send(e).expect("send");
+        }
+        drop(tx);
+        let resp = sse("tiny".into(), "chatcmpl-1".into(), 7, kind, include_usage, rx);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(text.ends_with("\n\n"), "every event ends with a blank line: {text:?}");
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let data = e.strip_prefix("data: ").expect("data line");
+                serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_string()))
+            })
+            .collect()
+    }
+
+    fn done(prompt: usize, completion: usize) -> Event {
+        Event::Done { finish: Finish::Stop, prompt_tokens: prompt, completion_tokens: completion }
+    }
+
+    #[tokio::test]
+    async fn a_chat_stream_opens_with_the_role_then_text_then_the_finish_usage_and_done() {
+        let events =
+            stream(Kind::Chat, true, vec![Event::Text("Hel".into()), Event::Text("lo".into()), done(5, 2)]).await;
+        assert_eq!(events.len(), 6, "{events:?}");
+        assert_eq!(events[0]["choices"][0]["delta"], json!({ "role": "assistant", "content": "" }));
+        assert_eq!(events[0]["object"], "chat.completion.chunk");
+        assert_eq!(events[0]["id"], "chatcmpl-1");
+        assert_eq!(events[0]["model"], "tiny");
+        assert_eq!(events[1]["choices"][0]["delta"], json!({ "content": "Hel" }));
+        assert_eq!(events[2]["choices"][0]["delta"], json!({ "content": "lo" }));
+        assert_eq!(events[3]["choices"][0]["delta"], json!({}));
+        assert_eq!(events[3]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(events[4]["choices"], json!([]), "the usage chunk has no choices");
+        assert_eq!(events[4]["usage"], json!({ "prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7 }));
+        assert_eq!(events[5], "[DONE]");
+        assert!(events[..4].iter().all(|e| e.get("usage").is_none()), "usage only in its own chunk");
+    }
+
+    #[tokio::test]
+    async fn a_text_stream_has_no_role_chunk_and_no_usage_unless_asked() {
+        let events = stream(
+            Kind::Text,
+            false,
+            vec![
+                Event::Text("a".into()),
+                Event::Done { finish: Finish::Length, prompt_tokens: 1, completion_tokens: 1 },
+            ],
+        )
+        .await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[0]["object"], "text_completion");
+        assert_eq!(events[0]["choices"][0]["text"], "a");
+        assert_eq!(events[1]["choices"][0]["text"], "");
+        assert_eq!(events[1]["choices"][0]["finish_reason"], "length");
+        assert_eq!(events[2], "[DONE]");
+    }
+
+    #[tokio::test]
+    async fn an_engine_error_ends_the_stream_with_an_error_body_and_no_done() {
+        let events =
+            stream(Kind::Chat, true, vec![Event::Text("x".into()), Event::Error("decode failed".into())]).await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[2]["error"]["message"], "decode failed");
+        assert!(!events.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_engine_went_away_ends_without_done() {
+        let events = stream(Kind::Chat, false, vec![Event::Text("x".into())]).await;
+        assert_eq!(events.len(), 2, "role and text, then the end of the body: {events:?}");
+        assert!(!events.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn objects_and_usage_follow_openai() {
+        assert_eq!(Kind::Chat.object(false), "chat.completion");
+        assert_eq!(Kind::Chat.object(true), "chat.completion.chunk");
+        assert_eq!(Kind::Text.object(true), "text_completion");
+        assert_eq!(usage(3, 4)["total_tokens"], 7);
+    }
+}

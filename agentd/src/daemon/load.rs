@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aither_hwprofile::profile::Profile;
+use aither_api::profile::Profile;
 use aither_plan::plan::{Plan, PlanOptions};
 use aither_plan::presets::Presets;
 use anyhow::{Context, Result};
@@ -178,5 +178,27 @@ pub(super) fn host_facts(opts: &Options) -> Host {
         service_user: user("aither"),
         agent_user: user("aither-agent"),
         policy_dir: PathBuf::from(aither_sys::paths::POLICY_DIR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_mode_moves_every_system_path_under_the_root_and_the_runtime_dir() {
+        let mut s = config::from_sources(&[("agentd.toml".into(), config::DEFAULTS.into())]).expect("defaults");
+        assert!(s.model_dir.starts_with("/var/lib/aither"), "{}", s.model_dir.display());
+        relocate_for_dev(&mut s, Path::new("/home/me/dev"), Path::new("/tmp/run-me"));
+        assert_eq!(s.model_dir, Path::new("/home/me/dev/var/lib/aither/models"));
+        assert_eq!(s.gateway_api_key_file.as_deref(), Some(Path::new("/home/me/dev/etc/aither/gateway.key")));
+        assert_eq!(s.runtime_dir, Path::new("/tmp/run-me"));
+        assert_eq!(s.state_dir, Path::new("/tmp/run-me/state"));
+        for l in &s.gateway_listen {
+            if let Listen::Unix(p) = l {
+                assert!(p.starts_with("/tmp/run-me"), "{}", p.display());
+            }
+        }
+        assert!(matches!(s.log, config::LogTo::Stderr));
     }
 }

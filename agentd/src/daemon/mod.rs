@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aither_hwprofile::profile::Profile;
+use aither_api::profile::Profile;
 use aither_init::cgroup::{Cgroups, Unavailable};
 use aither_init::{Config, ExitReason, Supervisor, UnitState};
 use aither_plan::plan::Plan;

@@ -186,3 +186,75 @@ fn report_base(p: &Planned, s: &UnitStatus) -> Unit {
         agent: p.agent.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aither_init::UnitSpec;
+
+    fn planned(name: &str, kind: Kind, dormant: bool, blocked: Option<&str>) -> Planned {
+        Planned {
+            spec: UnitSpec::new(name, &["/bin/true"]),
+            name: name.into(),
+            kind,
+            group: "g".into(),
+            description: None,
+            source: "test".into(),
+            dormant,
+            blocked: blocked.map(str::to_string),
+            agent: None,
+        }
+    }
+
+    fn status(name: &str, state: UnitState) -> UnitStatus {
+        UnitStatus { name: name.into(), group: "g".into(), priority: 50, state, status: None, restarts: 0 }
+    }
+
+    fn queue(waiting: &[&str]) -> AdmissionQueue {
+        AdmissionQueue { limit: 1, running: Default::default(), waiting: waiting.iter().map(|s| (*s).into()).collect() }
+    }
+
+    #[test]
+    fn a_worker_that_refused_its_model_file_is_invalid_and_says_what_to_do() {
+        let p = planned("infer-a", Kind::Worker, false, None);
+        let bad = ExitReason::Code { code: units::WORKER_BAD_MODEL };
+        let u = report(&p, &status("infer-a", UnitState::Failed { reason: bad.clone() }), &queue(&[]));
+        assert_eq!(u.state, api::UnitState::Invalid);
+        let detail = u.detail.expect("detail");
+        assert!(detail.contains("exited with status 65") && detail.contains("aitherctl logs infer-a"), "{detail}");
+        // A service that exits with the same status is only failed: the code means nothing there.
+        let s = planned("svc", Kind::Service, false, None);
+        let u = report(&s, &status("svc", UnitState::Failed { reason: bad }), &queue(&[]));
+        assert_eq!(u.state, api::UnitState::Failed);
+    }
+
+    #[test]
+    fn an_inactive_unit_says_whether_it_is_queued_blocked_or_dormant() {
+        let q = queue(&["a1", "a2"]);
+        let u = report(&planned("a2", Kind::Agent, false, None), &status("a2", UnitState::Inactive), &q);
+        assert_eq!((u.state, u.detail.as_deref()), (api::UnitState::Queued, Some("position 2 in the admission queue")));
+        let u = report(
+            &planned("w", Kind::Worker, true, Some("model file missing")),
+            &status("w", UnitState::Inactive),
+            &q,
+        );
+        assert_eq!((u.state, u.detail.as_deref()), (api::UnitState::Blocked, Some("model file missing")));
+        let u = report(&planned("w", Kind::Worker, true, None), &status("w", UnitState::Inactive), &q);
+        assert_eq!((u.state, u.detail.as_deref()), (api::UnitState::Dormant, Some("starts on demand")));
+        let u = report(&planned("w", Kind::Worker, false, None), &status("w", UnitState::Inactive), &q);
+        assert_eq!((u.state, u.detail), (api::UnitState::Inactive, None));
+    }
+
+    #[test]
+    fn exits_are_told_in_words_with_the_restart_delay() {
+        let p = planned("svc", Kind::Service, false, None);
+        let st = UnitState::Backoff { delay_ms: 400, reason: ExitReason::Signal { signal: 9 } };
+        let u = report(&p, &status("svc", st), &queue(&[]));
+        assert_eq!(u.state, api::UnitState::Backoff);
+        assert_eq!(u.detail.as_deref(), Some("killed by SIGKILL; restarting in 400 ms"));
+        assert_eq!(reason_text(&ExitReason::OomKilled), "killed by the OOM killer (memory limit)");
+        assert_eq!(reason_text(&ExitReason::DependencyFailed { unit: "db".into() }), "db, which it requires, failed");
+        let u = report(&p, &status("svc", UnitState::Running { pid: 42 }), &queue(&[]));
+        assert_eq!((u.state, u.pid, u.detail), (api::UnitState::Running, Some(42), None));
+    }
+}
