@@ -59,31 +59,40 @@ fn alive(pid: i64) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
 }
 
-#[test]
-fn agentd_in_dev_mode_end_to_end() {
-    let bed = Bed::new();
-    let out = bed.ctl(&["status"]);
-    assert_eq!(out.status.code(), Some(69), "not running yet");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd is not running"), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd --dev"), "says how to start it: {out:?}");
-
+/// agentd with a slow core service, a memory service that crashes once and three agents
+/// under a limit of `slots`, up and answering.
+fn started(bed: &Bed, slots: usize) -> aither_test_support::Guard {
     bed.write(
         "etc/aither/agentd.toml",
-        "[agents]\nmax_concurrent = 2\n[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n",
+        &format!("[agents]\nmax_concurrent = {slots}\n[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n"),
     );
     bed.write("etc/aither/units.d/store.toml", SLOW_CORE);
     bed.write("etc/aither/units.d/indexer.toml", CRASH_ONCE);
     for a in ["a1", "a2", "a3"] {
         bed.write(&format!("etc/aither/agents.d/{a}.toml"), &agent(a));
     }
-    let mut daemon = bed.agentd();
-
-    // The plan from the fixture profile.
+    let daemon = bed.agentd();
     let deadline = Instant::now() + Duration::from_secs(20);
     while bed.ctl(&["status"]).status.code() == Some(69) {
         assert!(Instant::now() < deadline, "agentd did not come up:\n{}", bed.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+    daemon
+}
+
+#[test]
+fn aitherctl_without_agentd_says_how_to_start_it() {
+    let bed = Bed::new();
+    let out = bed.ctl(&["status"]);
+    assert_eq!(out.status.code(), Some(69), "not running yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd is not running"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agentd --dev"), "says how to start it: {out:?}");
+}
+
+#[test]
+fn the_plan_comes_from_the_profile_and_aitherctl_finds_the_development_agentd() {
+    let bed = Bed::new();
+    let _daemon = started(&bed, 2);
     let plan: Value = serde_json::from_str(&bed.ok(&["--json", "plan"])).expect("plan json");
     assert_eq!(plan["preset"], "standard", "the RTX 4090 fixture gets the standard preset");
     // Without --session, aitherctl finds the development agentd when the system bus has none.
@@ -93,19 +102,29 @@ fn agentd_in_dev_mode_end_to_end() {
     assert!(bed.ok(&["preset"]).starts_with("standard: NVIDIA GeForce RTX 4090"));
     let worker = bed.unit("infer-nomic-embed-text-v1.5");
     assert_eq!((worker["kind"].as_str(), worker["state"].as_str()), (Some("worker"), Some("blocked")), "{worker}");
+}
 
-    // Group order: the core service is ready before the memory group starts, agents last.
+#[test]
+fn units_start_in_group_order_and_a_crash_is_restarted() {
+    let bed = Bed::new();
+    let _daemon = started(&bed, 2);
+    // The core service is ready before the memory group starts, agents last.
     bed.wait_state("a1", "running", 20);
     bed.wait_state("a2", "running", 20);
     let marks = bed.marks();
     let first = |m: &str| marks.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m} never started: {marks:?}"));
     assert!(first("store") < first("indexer") && first("indexer") < first("a1"), "{marks:?}");
     assert_eq!(bed.unit("store")["status"], "serving", "its STATUS= line");
-
-    // The crash is restarted.
     let indexer = bed.wait_state("indexer", "running", 20);
     assert_eq!(indexer["restarts"], 1, "{indexer}");
+}
 
+#[test]
+fn agents_beyond_the_limit_wait_in_the_admission_queue() {
+    let bed = Bed::new();
+    let _daemon = started(&bed, 2);
+    bed.wait_state("a1", "running", 20);
+    bed.wait_state("a2", "running", 20);
     // Two agent slots: the third agent waits.
     let a3 = bed.unit("a3");
     assert_eq!(a3["state"], "queued", "{a3}");
@@ -123,8 +142,13 @@ fn agentd_in_dev_mode_end_to_end() {
     assert!(bed.ok(&["stop", "a1"]).contains("left the admission queue"));
     let logs = bed.ok(&["logs", "a3"]);
     assert!(logs.contains("hello from a3"), "{logs}");
+}
 
-    // Reload: a new service starts, the limit grows and the queue moves.
+#[test]
+fn a_reload_applies_a_good_configuration_and_refuses_a_bad_one_whole() {
+    let bed = Bed::new();
+    let _daemon = started(&bed, 2);
+    // A new service starts and the limit grows.
     bed.write(
         "etc/aither/units.d/late.toml",
         "name = \"late\"\ngroup = \"memory\"\ncommand = [\"/bin/sleep\", \"1000\"]\n",
@@ -136,6 +160,7 @@ fn agentd_in_dev_mode_end_to_end() {
     let reloaded = bed.ok(&["reload"]);
     assert!(reloaded.contains("added late"), "{reloaded}");
     bed.wait_state("late", "running", 10);
+    bed.wait_state("a3", "running", 20);
 
     // A bad configuration is refused with its file and key, and changes nothing.
     bed.write("etc/aither/agentd.d/50-typo.toml", "[agents]\nmax_concurent = 9\n");
@@ -161,36 +186,53 @@ fn agentd_in_dev_mode_end_to_end() {
     assert_eq!(std::fs::read_to_string(&key).expect("key"), "", "a reload never makes a new key");
     std::fs::write(&key, saved).expect("restore the key");
     assert_eq!(bed.unit("late")["state"], "running", "still running after the refused reloads");
+}
 
-    // Reading is for everyone; changing is for root, agentd's own user and aither-admin.
-    if nix::unistd::geteuid().is_root() {
-        use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
-        std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let as_nobody =
-            |args: &[&str]| bed.command(common::aitherctl()).arg("--session").args(args).uid(65534).gid(65534).output();
-        let read = as_nobody(&["units"]).expect("aitherctl as nobody");
-        assert!(read.status.success(), "{read:?}");
-        let denied = as_nobody(&["stop", "late"]).expect("aitherctl as nobody");
-        assert_eq!(denied.status.code(), Some(4), "{denied:?}");
-        assert!(String::from_utf8_lossy(&denied.stderr).contains("uid 65534 may not stop late"), "{denied:?}");
-        assert_eq!(bed.unit("late")["state"], "running");
+#[test]
+fn reading_is_for_everyone_and_changing_for_admins() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching to another user needs root");
+        return;
     }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let bed = Bed::new();
+    let _daemon = started(&bed, 2);
+    bed.wait_state("store", "running", 20);
+    std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_nobody =
+        |args: &[&str]| bed.command(common::aitherctl()).arg("--session").args(args).uid(65534).gid(65534).output();
+    let read = as_nobody(&["units"]).expect("aitherctl as nobody");
+    assert!(read.status.success(), "{read:?}");
+    let denied = as_nobody(&["stop", "store"]).expect("aitherctl as nobody");
+    assert_eq!(denied.status.code(), Some(4), "{denied:?}");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("uid 65534 may not stop store"), "{denied:?}");
+    assert_eq!(bed.unit("store")["state"], "running");
+}
 
-    // An agent from a manifest.
+#[test]
+fn an_agent_runs_from_a_manifest_and_a_bad_manifest_is_named() {
+    let bed = Bed::new();
+    let _daemon = started(&bed, 4);
     let manifest = bed.dir().join("run-me.toml");
     let adhoc = agent("adhoc").replace("@MARK@", &bed.dir().join("marks").display().to_string());
     std::fs::write(&manifest, adhoc).expect("manifest");
     let out = bed.ok(&["run", manifest.to_str().expect("utf-8")]);
     assert!(out.contains("adhoc started"), "{out}");
-    bed.wait_state("adhoc", "running", 10);
     std::fs::write(&manifest, "name = \"Bad Name\"\ncommand = [\"/bin/true\"]\n").expect("manifest");
     let out = bed.ctl(&["run", manifest.to_str().expect("utf-8")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("run-me.toml: name"), "{out:?}");
+}
 
-    // A clean stop: every unit's process is gone when agentd exits.
+#[test]
+fn a_clean_stop_leaves_no_unit_process() {
+    let bed = Bed::new();
+    let mut daemon = started(&bed, 2);
+    bed.wait_state("a1", "running", 20);
+    bed.wait_state("a2", "running", 20);
+    bed.wait_state("indexer", "running", 20);
     let pids: Vec<i64> = bed.units().iter().filter_map(|u| u["pid"].as_i64()).collect();
-    assert!(pids.len() >= 6, "{pids:?}");
+    assert!(pids.len() >= 4, "{pids:?}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id()).expect("pid")),
         nix::sys::signal::Signal::SIGTERM,
