@@ -47,7 +47,11 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# Integration tests run other crates' binaries (agentd's run aitherctl), which `cargo test` builds
+# only for packages with integration tests of their own: build every target first (the same
+# features `cargo test` uses, so nothing is compiled twice).
 cargo-test:
+	$(CARGO) build --workspace --all-targets --locked
 	$(CARGO) test --workspace --locked
 
 lint: fmt-check clippy
