@@ -2,15 +2,16 @@
 //! engine needs, and error bodies in OpenAI's shape (`{"error": {"message", "type", "param",
 //! "code"}}`).
 //!
-//! Unknown fields are ignored, as OpenAI's own server does, so clients that send newer
-//! options keep working; options that would change the answer and are not supported (`n`
-//! above 1, `logprobs`, tools, JSON schemas) are refused with a 400 naming the field rather
-//! than silently ignored.
+//! No option is accepted and ignored: every field of every route is in its table
+//! ([`crate::fields`]) as read or refused, and a field in no table is refused with a 400
+//! naming it, so a client never believes an option took effect when it did not.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use crate::grammar::Constraint;
 
 /// An error answered to the client, OpenAI style.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,12 +137,52 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
     fields(&body(bytes)?)
 }
 
-/// A message of a chat: `content` is a string or a list of text parts.
+/// A message of a chat: `content` is a string or a list of text parts; an assistant's
+/// message may carry the tool calls it made, and a `tool` message answers one of them.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCallMessage>>,
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Fields the official clients send back with an assistant message they received;
+    /// taken when empty (as this server writes them), refused otherwise.
+    #[serde(default)]
+    pub refusal: Option<Value>,
+    #[serde(default)]
+    pub audio: Option<Value>,
+    #[serde(default)]
+    pub function_call: Option<Value>,
+    #[serde(default)]
+    pub annotations: Option<Value>,
+}
+
+/// A call in an assistant message of the history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallMessage {
+    pub id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: CalledFunction,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalledFunction {
+    pub name: String,
+    /// JSON text, as OpenAI sends it.
+    pub arguments: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +209,7 @@ pub enum Stop {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
@@ -191,9 +233,18 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
-    pub logprobs: Option<Value>,
-    pub tools: Option<Value>,
-    pub response_format: Option<Value>,
+    /// Token id (as a string, OpenAI's form) to a bias from -100 to 100 added to its logit.
+    pub logit_bias: Option<std::collections::BTreeMap<String, f32>>,
+    /// llama-server's: reuse the cached prefix of an earlier request (default true).
+    pub cache_prompt: Option<bool>,
+    /// llama-server's: a GBNF grammar the output must match.
+    pub grammar: Option<String>,
+    /// llama-server's: a JSON schema the output must match.
+    pub json_schema: Option<Value>,
+    /// OpenAI's end-user id: written to the worker's log with the request.
+    pub user: Option<String>,
+    /// The model asked for: the gateway routes by it; a worker serves its one model.
+    pub model: Option<String>,
 }
 
 /// A chat completion request; its sampling options are read separately ([`SamplingFields`]).
@@ -201,6 +252,15 @@ pub struct SamplingFields {
 pub struct ChatRequest {
     pub model: Option<String>,
     pub messages: Vec<Message>,
+    pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: Option<Value>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<i64>,
+    /// OpenAI's newer end-user id: written to the log like `user`.
+    pub safety_identifier: Option<String>,
 }
 
 /// `prompt` of a text completion: a string, a list of one string, or token ids.
@@ -219,6 +279,8 @@ pub struct CompletionRequest {
     pub prompt: Prompt,
     #[serde(default)]
     pub echo: bool,
+    /// The number of most likely alternatives to report with each token (0 to 5).
+    pub logprobs: Option<i64>,
 }
 
 /// `input` of an embeddings request.
@@ -237,6 +299,8 @@ pub struct EmbeddingRequest {
     pub input: EmbeddingInput,
     pub encoding_format: Option<String>,
     pub dimensions: Option<i64>,
+    /// OpenAI's end-user id.
+    pub user: Option<String>,
 }
 
 /// Sampling as the engine runs it, validated.
@@ -262,7 +326,24 @@ pub struct Generation {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// Choices of the same prompt (`n`).
+    pub n: usize,
+    /// A grammar the output must match.
+    pub constraint: Option<Constraint>,
+    /// (token id, bias) pairs added to the logits before sampling.
+    pub logit_bias: Vec<(i32, f32)>,
+    /// Report each token's log-probability and this many alternatives.
+    pub logprobs: Option<usize>,
+    /// Write special tokens as their text (tool-call markers are often special tokens).
+    pub special: bool,
+    /// Reuse a cached prefix (llama-server's `cache_prompt`).
+    pub cache_prompt: bool,
 }
+
+/// The most choices one request may ask for.
+pub const MAX_N: i64 = 16;
+/// The most alternatives per token (OpenAI's limit for chat).
+pub const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// Defaults are llama-server's (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05), so the
 /// same request samples the same way on both.
@@ -276,27 +357,25 @@ const MAX_STOP: usize = 4;
 impl SamplingFields {
     /// Validate the options; every refusal names its field.
     pub fn validate(&self, seed_if_unset: u32) -> Result<Generation, ApiError> {
-        if let Some(n) = self.n {
-            if n != 1 {
-                return Err(ApiError::invalid(format!("n = {n}: only one choice per request is supported"), Some("n")));
-            }
+        let n = self.n.unwrap_or(1);
+        if !(1..=MAX_N).contains(&n) {
+            return Err(ApiError::invalid(format!("n = {n}: between 1 and {MAX_N}"), Some("n")));
         }
-        for (field, set) in [
-            ("logprobs", self.logprobs.as_ref().is_some_and(|v| v != &Value::Bool(false) && !v.is_null())),
-            ("tools", self.tools.as_ref().is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))),
-        ] {
-            if set {
-                return Err(ApiError::invalid(format!("{field} is not supported by this server"), Some(field)));
-            }
-        }
-        if let Some(rf) = &self.response_format {
-            let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-            if kind != "text" {
+        let mut logit_bias = Vec::new();
+        for (k, &bias) in self.logit_bias.iter().flatten() {
+            let id = k.parse::<i32>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+                ApiError::invalid(format!("logit_bias key {k:?} is not a token id"), Some("logit_bias"))
+            })?;
+            if !(-100.0..=100.0).contains(&bias) {
                 return Err(ApiError::invalid(
-                    format!("response_format {kind:?} is not supported; only \"text\""),
-                    Some("response_format"),
+                    format!("logit_bias of token {id} is {bias}; from -100 to 100"),
+                    Some("logit_bias"),
                 ));
             }
+            logit_bias.push((id, bias));
+        }
+        if self.stream_options.is_some() && !self.stream {
+            return Err(ApiError::invalid("stream_options is only for stream: true", Some("stream_options")));
         }
         let temperature = self.temperature.unwrap_or(DEFAULT_TEMPERATURE);
         if !(0.0..=2.0).contains(&temperature) {
@@ -363,6 +442,12 @@ impl SamplingFields {
             stop,
             stream: self.stream,
             include_usage: self.stream_options.as_ref().is_some_and(|o| o.include_usage),
+            n: usize::try_from(n).unwrap_or(1),
+            constraint: None,
+            logit_bias,
+            logprobs: None,
+            special: false,
+            cache_prompt: self.cache_prompt.unwrap_or(true),
         })
     }
 }
@@ -389,6 +474,80 @@ impl Message {
                 Ok(out)
             }
         }
+    }
+
+    /// The message as a chat template reads it: `content` a string (null for an assistant
+    /// message that only calls tools), `tool_calls` with their arguments as objects (the
+    /// templates write them with `tojson`), `tool_call_id` and `name` when given.
+    pub fn template_value(&self, index: usize) -> Result<Value, ApiError> {
+        let at = |field: &str| format!("messages[{index}].{field}");
+        for (field, v) in [
+            ("refusal", &self.refusal),
+            ("audio", &self.audio),
+            ("function_call", &self.function_call),
+            ("annotations", &self.annotations),
+        ] {
+            let empty = match v {
+                None | Some(Value::Null) => true,
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(_) => false,
+            };
+            if !empty {
+                return Err(ApiError::invalid(
+                    format!("messages[{index}].{field} is not supported by this server"),
+                    Some(&at(field)),
+                ));
+            }
+        }
+        let known = ["system", "developer", "user", "assistant", "tool"];
+        if !known.contains(&self.role.as_str()) {
+            return Err(ApiError::invalid(
+                format!("role {:?}: expected one of {}", self.role, known.join(", ")),
+                Some(&at("role")),
+            ));
+        }
+        let mut m = serde_json::Map::new();
+        // Templates know `system`; OpenAI's newer `developer` is the same message.
+        let role = if self.role == "developer" { "system" } else { self.role.as_str() };
+        m.insert("role".into(), json!(role));
+        let calls = self.tool_calls.as_deref().unwrap_or_default();
+        if !calls.is_empty() && self.role != "assistant" {
+            return Err(ApiError::invalid("only assistant messages carry tool_calls", Some(&at("tool_calls"))));
+        }
+        let text = self.text(index)?;
+        m.insert("content".into(), if self.content.is_none() && !calls.is_empty() { Value::Null } else { json!(text) });
+        if !calls.is_empty() {
+            let mut out = Vec::with_capacity(calls.len());
+            for (j, c) in calls.iter().enumerate() {
+                if c.kind != "function" {
+                    return Err(ApiError::invalid(
+                        format!("tool call of type {:?}; only \"function\"", c.kind),
+                        Some(&at(&format!("tool_calls[{j}].type"))),
+                    ));
+                }
+                let args: Value = serde_json::from_str(&c.function.arguments).map_err(|e| {
+                    ApiError::invalid(
+                        format!("the arguments of tool call {:?} are not JSON: {e}", c.id),
+                        Some(&at(&format!("tool_calls[{j}].function.arguments"))),
+                    )
+                })?;
+                out.push(json!({ "id": c.id, "type": "function",
+                                 "function": { "name": c.function.name, "arguments": args } }));
+            }
+            m.insert("tool_calls".into(), Value::Array(out));
+        }
+        if self.role == "tool" {
+            let id = self.tool_call_id.as_deref().ok_or_else(|| {
+                ApiError::invalid("a tool message needs the tool_call_id it answers", Some(&at("tool_call_id")))
+            })?;
+            m.insert("tool_call_id".into(), json!(id));
+        } else if self.tool_call_id.is_some() {
+            return Err(ApiError::invalid("only tool messages carry tool_call_id", Some(&at("tool_call_id"))));
+        }
+        if let Some(name) = &self.name {
+            m.insert("name".into(), json!(name));
+        }
+        Ok(Value::Object(m))
     }
 }
 
@@ -421,9 +580,9 @@ mod tests {
             (SamplingFields { temperature: Some(3.0), ..Default::default() }, "temperature"),
             (SamplingFields { top_p: Some(0.0), ..Default::default() }, "top_p"),
             (SamplingFields { max_tokens: Some(0), ..Default::default() }, "max_tokens"),
-            (SamplingFields { n: Some(2), ..Default::default() }, "n"),
+            (SamplingFields { n: Some(17), ..Default::default() }, "n"),
             (SamplingFields { stop: Some(Stop::Many(vec!["".into()])), ..Default::default() }, "stop"),
-            (SamplingFields { tools: Some(json!([{"type": "function"}])), ..Default::default() }, "tools"),
+            (SamplingFields { stream_options: Some(StreamOptions::default()), ..Default::default() }, "stream_options"),
         ] {
             let e = fields.validate(0).expect_err(param);
             assert_eq!(e.param.as_deref(), Some(param), "{e:?}");

@@ -73,6 +73,9 @@ pub struct Args {
     /// The name served in /v1/models [default: the file name without .gguf, or the plan's].
     #[arg(long)]
     pub alias: Option<String>,
+    /// A Jinja chat template to use instead of the model's own (llama-server's option).
+    #[arg(long, value_name = "PATH")]
+    pub chat_template_file: Option<PathBuf>,
     /// Serve embeddings (detected from the model's pooling type when not given).
     #[arg(long)]
     pub embeddings: bool,
@@ -157,6 +160,7 @@ pub struct Settings {
     pub batch: u32,
     pub kv_unified: bool,
     pub embeddings: Option<bool>,
+    pub chat_template_file: Option<PathBuf>,
     /// The listener's limits.
     pub limits: Limits,
     pub allow_hosts: Vec<String>,
@@ -230,6 +234,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         batch: args.batch,
         kv_unified: args.kv_unified,
         embeddings: args.embeddings.then_some(true),
+        chat_template_file: args.chat_template_file.clone(),
         limits: limits(&args).map_err(|e| {
             usage(anyhow::anyhow!("--{}: {}", e.key.trim_end_matches("_seconds").replace('_', "-"), e.problem))
         })?,
@@ -424,7 +429,13 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let text_of = |t| vocab.text(t).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
     let (bos_text, eos_text) = (text_of(bos), text_of(vocab.eos()));
     let add_bos = vocab.should_add_bos();
-    let source = model.chat_template(None).ok().and_then(|t| t.to_string().ok());
+    let source =
+        match &s.chat_template_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Failure::new(exit::USAGE, anyhow::anyhow!("--chat-template-file {}: {e}", path.display()))
+            })?),
+            None => model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+        };
     let template = match source.as_deref().map(|src| ChatTemplate::new(src, &bos_text, &eos_text)) {
         Some(Ok(t)) => t,
         Some(Err(e)) => {
@@ -450,7 +461,16 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let engine =
         Engine::start(backend, model.clone(), cfg).map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?;
     tracing::info!("loaded in {:.2} s", t0.elapsed().as_secs_f64());
-    Ok(Ready { engine, model, template, bos_text, add_bos, n_params, size_bytes })
+    Ok(Ready {
+        engine,
+        model,
+        template,
+        bos_text,
+        add_bos,
+        n_params,
+        size_bytes,
+        model_path: s.model.display().to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -38,11 +38,12 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use crate::api::{Generation, Sampling};
+use crate::api::Generation;
 
 /// How the context is made.
 #[derive(Debug, Clone)]
@@ -63,8 +64,10 @@ pub struct EngineConfig {
 /// Why a completion ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
-    /// End of generation token or a stop sequence.
+    /// An end-of-generation token.
     Stop,
+    /// The stop sequence of this index in the request's `stop`.
+    Word(usize),
     /// `max_tokens`, or the context is full.
     Length,
 }
@@ -72,7 +75,7 @@ pub enum Finish {
 impl Finish {
     pub fn as_str(self) -> &'static str {
         match self {
-            Finish::Stop => "stop",
+            Finish::Stop | Finish::Word(_) => "stop",
             Finish::Length => "length",
         }
     }
@@ -83,12 +86,36 @@ impl Finish {
 pub enum Event {
     /// Text ready to send (whole UTF-8 characters, stop sequences held back until ruled out).
     Text(String),
+    /// A sampled token's log-probability, before the text it adds (when asked for).
+    Logprob(TokenLogprob),
     Done {
         finish: Finish,
         prompt_tokens: usize,
         completion_tokens: usize,
+        /// Prompt tokens whose KV cells were reused rather than computed.
+        cached_tokens: usize,
+        timings: Timings,
     },
     Error(String),
+}
+
+/// Where a request's time went, in milliseconds: from its admission to its first sampled
+/// token (the prompt), and from there to its end (the rest).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub prompt_ms: f64,
+    pub predicted_ms: f64,
+}
+
+/// One token with its log-probability under the model, and the likeliest alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub id: i32,
+    /// The token's bytes (a piece of a character is not valid UTF-8 alone).
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// (id, bytes, logprob), likeliest first.
+    pub top: Vec<(i32, Vec<u8>, f32)>,
 }
 
 /// Work for the engine.
@@ -124,6 +151,20 @@ pub struct Stats {
     pub kv_cells_used: AtomicUsize,
     /// (when, generated tokens so far), the last ten seconds, for the tokens-per-second gauge.
     pub recent: Mutex<VecDeque<(Instant, u64)>>,
+    /// Each slot as the last turn of the loop left it (`/slots`).
+    pub slots: Mutex<Vec<SlotState>>,
+}
+
+/// One slot, as `/slots` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotState {
+    pub id: usize,
+    pub processing: bool,
+    /// Tokens whose KV cells the slot holds (its request's, or the prefix it keeps).
+    pub n_cached: usize,
+    /// The running request's prompt tokens and tokens generated so far.
+    pub n_prompt: usize,
+    pub n_decoded: usize,
 }
 
 impl Stats {
@@ -269,6 +310,14 @@ struct Active {
     /// Text held back because it could be the start of a stop sequence.
     held: String,
     stop: Vec<String>,
+    /// Alternatives to report per token; None: no log-probabilities.
+    logprobs: Option<usize>,
+    /// Write special tokens as text.
+    special: bool,
+    /// Prompt tokens reused from the cache.
+    cached: usize,
+    admitted: Instant,
+    first_token: Option<Instant>,
 }
 
 struct Slot {
@@ -404,10 +453,18 @@ impl<'m> Loop<'m> {
     }
 
     fn start(&mut self, i: usize, prompt: Vec<LlamaToken>, g: &Generation, events: tmpsc::UnboundedSender<Event>) {
+        let sampler = match sampler(self.model, g) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = events.send(Event::Error(e));
+                return;
+            }
+        };
         let slot = &mut self.slots[i];
         // Keep the shared prefix, but always decode at least the prompt's last token: its
         // logits give the first sampled token.
-        let keep = common_prefix(&slot.cached, &prompt).min(prompt.len().saturating_sub(1));
+        let keep = if g.cache_prompt { common_prefix(&slot.cached, &prompt) } else { 0 };
+        let keep = keep.min(prompt.len().saturating_sub(1));
         if keep < slot.cached.len() {
             let _ = self.ctx.clear_kv_cache_seq(
                 Some(seq_u32(slot.seq)),
@@ -421,7 +478,7 @@ impl<'m> Loop<'m> {
         let reserved = reservation(prompt.len(), g.max_tokens, self.n_ctx);
         slot.active = Some(Active {
             reserved,
-            sampler: sampler(self.model, &g.sampling),
+            sampler,
             prompt,
             events,
             budget,
@@ -430,12 +487,26 @@ impl<'m> Loop<'m> {
             partial: vec![],
             held: String::new(),
             stop: g.stop.clone(),
+            logprobs: g.logprobs,
+            special: g.special,
+            cached: keep,
+            admitted: Instant::now(),
+            first_token: None,
         });
     }
 
     fn publish(&self) {
         self.stats.slots_busy.store(self.slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
         self.stats.kv_cells_used.store(self.slots.iter().map(|s| s.cached.len()).sum(), Ordering::Relaxed);
+        let mut states = self.stats.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.clear();
+        states.extend(self.slots.iter().enumerate().map(|(id, s)| SlotState {
+            id,
+            processing: s.active.is_some(),
+            n_cached: s.cached.len(),
+            n_prompt: s.active.as_ref().map_or(0, |a| a.prompt.len()),
+            n_decoded: s.active.as_ref().map_or(0, |a| a.generated),
+        }));
     }
 
     /// One batch: a token for every generating slot, then prompt chunks.
@@ -546,18 +617,22 @@ impl<'m> Loop<'m> {
             let slot = &mut self.slots[i];
             let a = slot.active.as_mut().expect("busy slot");
             let tok = a.sampler.sample(&self.ctx, idx);
+            a.first_token.get_or_insert_with(Instant::now);
             generated += 1;
+            if let Some(top) = a.logprobs {
+                let lp = logprob(self.model, self.ctx.get_logits_ith(idx), tok, top);
+                let _ = a.events.send(Event::Logprob(lp));
+            }
             if self.model.vocab().is_eog(tok) {
                 self.finish(i, Finish::Stop);
                 continue;
             }
             a.generated += 1;
             self.piece.clear();
-            self.model.vocab().token_to_piece_into(tok, &mut self.piece, false, None);
+            self.model.vocab().token_to_piece_into(tok, &mut self.piece, a.special, None);
             a.partial.extend_from_slice(&self.piece);
-            let stopped = a.push_text();
-            if stopped {
-                self.finish(i, Finish::Stop);
+            if let Some(word) = a.push_text() {
+                self.finish(i, Finish::Word(word));
             } else if a.generated >= a.budget || slot.cached.len() >= self.n_ctx {
                 self.finish(i, Finish::Length);
             } else {
@@ -576,7 +651,15 @@ impl<'m> Loop<'m> {
         if !rest.is_empty() {
             let _ = a.events.send(Event::Text(rest));
         }
-        let _ = a.events.send(Event::Done { finish, prompt_tokens: a.prompt.len(), completion_tokens: a.generated });
+        let first = a.first_token.unwrap_or_else(Instant::now);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let _ = a.events.send(Event::Done {
+            finish,
+            prompt_tokens: a.prompt.len(),
+            completion_tokens: a.generated,
+            cached_tokens: a.cached,
+            timings: Timings { prompt_ms: ms(first - a.admitted), predicted_ms: ms(first.elapsed()) },
+        });
         self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -624,8 +707,9 @@ impl<'m> Loop<'m> {
 
 impl Active {
     /// Move complete characters from `partial` to `held`, send what cannot be the start of
-    /// a stop sequence; true when a stop sequence appeared (the text before it is sent).
-    fn push_text(&mut self) -> bool {
+    /// a stop sequence; the index of the stop sequence that appeared, if one did (the text
+    /// before it is sent).
+    fn push_text(&mut self) -> Option<usize> {
         let valid = match std::str::from_utf8(&self.partial) {
             Ok(s) => s.len(),
             Err(e) if e.error_len().is_some() => {
@@ -643,8 +727,10 @@ impl Active {
         self.release()
     }
 
-    fn release(&mut self) -> bool {
-        if let Some(at) = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+    fn release(&mut self) -> Option<usize> {
+        let found =
+            self.stop.iter().enumerate().filter_map(|(k, s)| self.held.find(s.as_str()).map(|at| (at, k))).min();
+        if let Some((at, word)) = found {
             // What follows the stop sequence is not sent, nor half a character after it.
             self.held.truncate(at);
             self.partial.clear();
@@ -652,7 +738,7 @@ impl Active {
             if !text.is_empty() {
                 let _ = self.events.send(Event::Text(text));
             }
-            return true;
+            return Some(word);
         }
         let keep = self.stop.iter().map(|s| held_back(&self.held, s)).max().unwrap_or(0);
         let send = self.held.len() - keep;
@@ -661,7 +747,7 @@ impl Active {
             let text = std::mem::replace(&mut self.held, rest);
             let _ = self.events.send(Event::Text(text));
         }
-        false
+        None
     }
 }
 
@@ -709,9 +795,20 @@ fn clear_seq(ctx: &mut LlamaContext<'_>, slot: &mut Slot) {
     slot.logits_at = None;
 }
 
-/// The sampler chain llama-server uses for the same options.
-fn sampler(model: &LlamaModel, s: &Sampling) -> LlamaSampler {
-    let mut chain = Vec::with_capacity(6);
+/// The sampler chain llama-server uses for the same options: logit biases, then the
+/// grammar (before any cut of the candidates, so a valid token is always left), then
+/// penalties and the sampling proper.
+fn sampler(model: &LlamaModel, g: &Generation) -> Result<LlamaSampler, String> {
+    let s = &g.sampling;
+    let mut chain = Vec::with_capacity(8);
+    if !g.logit_bias.is_empty() {
+        let biases: Vec<LlamaLogitBias> =
+            g.logit_bias.iter().map(|&(id, b)| LlamaLogitBias::new(LlamaToken::new(id), b)).collect();
+        chain.push(LlamaSampler::logit_bias(model.n_vocab(), &biases));
+    }
+    if let Some(c) = &g.constraint {
+        chain.push(c.sampler(model)?);
+    }
     if s.presence_penalty != 0.0 || s.frequency_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(model.n_vocab(), 64, 1.0, s.frequency_penalty, s.presence_penalty));
     }
@@ -728,7 +825,32 @@ fn sampler(model: &LlamaModel, s: &Sampling) -> LlamaSampler {
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
     }
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
+}
+
+/// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
+fn logprob(model: &LlamaModel, logits: &[f32], tok: LlamaToken, top: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+    let bytes = |id: i32| model.vocab().token_to_piece(LlamaToken::new(id), true, None);
+    let id = tok.0;
+    let lp = |id: i32| usize::try_from(id).ok().and_then(|i| logits.get(i)).map_or(f32::NEG_INFINITY, |l| l - lse);
+    let mut best: Vec<(i32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > best[best.len() - 1].1 {
+                let at = best.partition_point(|&(_, b)| b >= l);
+                best.insert(at, (i32::try_from(i).unwrap_or(i32::MAX), l));
+                best.truncate(top);
+            }
+        }
+    }
+    TokenLogprob {
+        id,
+        bytes: bytes(id),
+        logprob: lp(id),
+        top: best.into_iter().map(|(i, l)| (i, bytes(i), l - lse)).collect(),
+    }
 }
 
 fn normalize(v: &[f32]) -> Vec<f32> {

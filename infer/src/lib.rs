@@ -31,9 +31,16 @@
 //!   is dropped by the server; a streaming one at its next token.
 
 pub mod api;
+pub mod choices;
 pub mod cli;
 pub mod engine;
+pub mod fields;
+pub mod generate;
+pub mod grammar;
 pub mod listen;
+pub mod llama;
 pub mod metrics;
+pub mod responses;
 pub mod server;
 pub mod template;
+pub mod tools;

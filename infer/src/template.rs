@@ -17,13 +17,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
-}
-
-/// One message as the template sees it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TemplateMessage {
-    pub role: String,
-    pub content: String,
+    source: String,
 }
 
 impl ChatTemplate {
@@ -43,15 +37,33 @@ impl ChatTemplate {
         env.add_function("strftime_now", |format: String| -> String { strftime_now(&format) });
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| format!("the model's chat template does not compile: {e:#}"))?;
-        Ok(ChatTemplate { env, bos: bos.to_string(), eos: eos.to_string() })
+        Ok(ChatTemplate { env, bos: bos.to_string(), eos: eos.to_string(), source: source.to_string() })
     }
 
-    /// The prompt for `messages`, ending with the assistant's turn opened.
-    pub fn render(&self, messages: &[TemplateMessage]) -> Result<String, ApiError> {
+    /// The template's text (tool-call formats are told from it).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template writes the `tools` it is given.
+    pub fn knows_tools(&self) -> bool {
+        self.source.contains("tools")
+    }
+
+    /// The prompt for `messages` (each as [`crate::api::Message::template_value`] makes it),
+    /// with the assistant's turn opened when `add_generation_prompt`; `tools` as the
+    /// request gave them, for templates that write them.
+    pub fn render(
+        &self,
+        messages: &[serde_json::Value],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ApiError> {
         let tmpl = self.env.get_template("chat").map_err(|e| ApiError::internal(e.to_string()))?;
         tmpl.render(context! {
             messages => minijinja::value::Serde(messages),
-            add_generation_prompt => true,
+            tools => tools.map(minijinja::value::Serde),
+            add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos,
             eos_token => &self.eos,
         })
@@ -133,14 +145,14 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
 
-    fn msgs(pairs: &[(&str, &str)]) -> Vec<TemplateMessage> {
-        pairs.iter().map(|(r, c)| TemplateMessage { role: (*r).into(), content: (*c).into() }).collect()
+    fn msgs(pairs: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        pairs.iter().map(|(r, c)| serde_json::json!({ "role": r, "content": c })).collect()
     }
 
     #[test]
     fn chatml_opens_the_assistant_turn() {
         let t = ChatTemplate::new(CHATML, "", "").expect("chatml");
-        let p = t.render(&msgs(&[("system", "be brief"), ("user", "hi")])).expect("render");
+        let p = t.render(&msgs(&[("system", "be brief"), ("user", "hi")]), None, true).expect("render");
         assert_eq!(
             p,
             "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
@@ -152,13 +164,13 @@ mod tests {
     fn hugging_face_idioms_render() {
         let src = "{{ bos_token }}{% for m in messages %}{% if m['role'] not in ['user', 'assistant', 'system'] %}{{ raise_exception('bad role ' + m['role']) }}{% endif %}\n<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
         let t = ChatTemplate::new(src, "<|begin_of_text|>", "<|eot_id|>").expect("compile");
-        let p = t.render(&msgs(&[("user", "  hi  ")])).expect("render");
+        let p = t.render(&msgs(&[("user", "  hi  ")]), None, true).expect("render");
         assert_eq!(p, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
-        let e = t.render(&msgs(&[("tool", "x")])).expect_err("refused");
+        let e = t.render(&msgs(&[("tool", "x")]), None, true).expect_err("refused");
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(e.message.contains("bad role tool"), "{}", e.message);
         let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", "", "").expect("compile");
-        assert_eq!(py.render(&msgs(&[("user", " a ")])).expect("render"), "A");
+        assert_eq!(py.render(&msgs(&[("user", " a ")]), None, true).expect("render"), "A");
     }
 
     #[test]

@@ -108,7 +108,15 @@ fn streaming_sends_chunks_then_done_with_usage() {
     assert_eq!(finish["choices"][0]["finish_reason"], full["choices"][0]["finish_reason"]);
     let usage = &chunks[chunks.len() - 1];
     assert_eq!(usage["choices"], json!([]));
-    assert_eq!(usage["usage"], full["usage"]);
+    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(usage["usage"][k], full["usage"][k], "{k}");
+    }
+    let prompt = full["usage"]["prompt_tokens"].as_u64().expect("prompt tokens");
+    assert_eq!(
+        usage["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64(),
+        Some(prompt - 1),
+        "the same prompt again reuses all but its last token"
+    );
 }
 
 #[test]
@@ -257,7 +265,9 @@ fn bad_requests_get_openai_errors_naming_the_field() {
         (r#"{"messages": "hi"}"#, Some("messages"), "invalid request"),
         (r#"{"messages": []}"#, Some("messages"), "empty"),
         (r#"{"messages": [{"role": "user", "content": "x"}], "temperature": 9}"#, Some("temperature"), "outside"),
-        (r#"{"messages": [{"role": "user", "content": "x"}], "n": 3}"#, Some("n"), "one choice"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "n": 17}"#, Some("n"), "between 1 and 16"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "frobnicate": 1}"#, Some("frobnicate"), "unknown field"),
+        (r#"{"messages": [{"role": "user", "content": "x"}], "functions": []}"#, Some("functions"), "use tools"),
         (
             r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": 500}"#,
             Some("messages"),

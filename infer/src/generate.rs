@@ -1,0 +1,625 @@
+//! Chat and text completions: a request read into a prompt and a [`Generation`], run as
+//! one engine job per choice, answered whole or as Server-Sent Events in OpenAI's shape.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use llama_cpp_2::token::LlamaToken;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::api::{self, ApiError, ChatRequest, CompletionRequest, Generation, Prompt, SamplingFields};
+use crate::choices::{Choice, Kind};
+use crate::engine::{Event, Job};
+use crate::fields;
+use crate::grammar::{self, Constraint};
+use crate::server::{check_fit, request_id, token_ids, tokenize, unix_now, AppState, Ready};
+use crate::tools::{generic_instructions, Choice as ToolChoice, Family, Tools};
+
+/// A request read and checked, ready for the engine.
+#[derive(Debug)]
+pub struct Prepared {
+    pub tokens: Vec<LlamaToken>,
+    pub generation: Generation,
+    /// The tool-call family, when the model may call tools.
+    pub tools: Option<Family>,
+    pub kind: Kind,
+}
+
+/// What every generating route checks first: a ready worker that generates, the body's
+/// fields against the route's table, its sampling options.
+pub fn open<'a>(
+    st: &'a AppState,
+    body: &[u8],
+    table: &[(&'static str, fields::Field)],
+    what: &str,
+) -> Result<(&'a Ready, Value, Generation), ApiError> {
+    let r = st.ready()?;
+    let v = api::body(body)?;
+    fields::check(&v, table, what)?;
+    if r.engine.embeddings {
+        return Err(ApiError::invalid(
+            format!("{} is an embedding model: use /v1/embeddings", st.model_id),
+            Some("model"),
+        ));
+    }
+    let sampling: SamplingFields = api::fields(&v)?;
+    if let Some(user) = v.get("user").or_else(|| v.get("safety_identifier")).and_then(Value::as_str) {
+        // OpenAI's end-user id is for tracing abuse: it goes to the log with the request.
+        tracing::info!(user, "request");
+    }
+    let g = sampling.validate(st.next_seed())?;
+    Ok((r, v, g))
+}
+
+/// The constraint from llama-server's `grammar` and `json_schema` and OpenAI's
+/// `response_format`: at most one of them. Returns the schema a JSON answer must match too
+/// (for combining with tools).
+pub fn structured(v: &Value) -> Result<(Option<Constraint>, Option<Value>), ApiError> {
+    let grammar = v.get("grammar").filter(|g| !g.is_null());
+    let schema = v.get("json_schema").filter(|g| !g.is_null());
+    let format = v.get("response_format").filter(|g| !g.is_null());
+    let given: Vec<&str> = [("grammar", grammar), ("json_schema", schema), ("response_format", format)]
+        .iter()
+        .filter(|(_, f)| f.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    if given.len() > 1 {
+        return Err(ApiError::invalid(
+            format!("{} each constrain the output: give one", given.join(" and ")),
+            Some(given[1]),
+        ));
+    }
+    if let Some(g) = grammar {
+        let text = g.as_str().ok_or_else(|| ApiError::invalid("grammar must be a GBNF string", Some("grammar")))?;
+        grammar::check_syntax(text)
+            .map_err(|e| ApiError::invalid(format!("the grammar does not parse: {e}"), Some("grammar")))?;
+        return Ok((Some(Constraint::Full { gbnf: text.to_string() }), None));
+    }
+    if let Some(s) = schema {
+        return Ok((Some(Constraint::Full { gbnf: grammar::from_schema(s, "json_schema")? }), Some(s.clone())));
+    }
+    let Some(f) = format else { return Ok((None, None)) };
+    let kind = f.get("type").and_then(Value::as_str).unwrap_or("");
+    let keys = |allowed: &[&str]| -> Result<(), ApiError> {
+        match f.as_object().and_then(|m| m.keys().find(|k| !allowed.contains(&k.as_str()))) {
+            Some(k) => Err(ApiError::invalid(
+                format!("response_format.{k} is not a field of a {kind:?} response format"),
+                Some(&format!("response_format.{k}")),
+            )),
+            None => Ok(()),
+        }
+    };
+    match kind {
+        "text" => {
+            keys(&["type"])?;
+            Ok((None, None))
+        }
+        "json_object" => {
+            // llama-server takes a schema here too.
+            keys(&["type", "schema"])?;
+            match f.get("schema") {
+                Some(s) => Ok((
+                    Some(Constraint::Full { gbnf: grammar::from_schema(s, "response_format.schema")? }),
+                    Some(s.clone()),
+                )),
+                None => Ok((Some(Constraint::Full { gbnf: grammar::json_object() }), Some(json!({"type": "object"})))),
+            }
+        }
+        "json_schema" => {
+            keys(&["type", "json_schema"])?;
+            let js = f.get("json_schema").and_then(Value::as_object).ok_or_else(|| {
+                ApiError::invalid("response_format json_schema needs a json_schema object", Some("response_format"))
+            })?;
+            if let Some(k) = js.keys().find(|k| !["name", "schema", "strict", "description"].contains(&k.as_str())) {
+                return Err(ApiError::invalid(
+                    format!("response_format.json_schema.{k} is not a field of a JSON schema format"),
+                    Some(&format!("response_format.json_schema.{k}")),
+                ));
+            }
+            let name = js.get("name").and_then(Value::as_str).unwrap_or("");
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                return Err(ApiError::invalid(
+                    "response_format.json_schema.name must be 1 to 64 of a-z, A-Z, 0-9, _ and -",
+                    Some("response_format.json_schema.name"),
+                ));
+            }
+            // `strict` is always so here: the grammar admits only matching output.
+            let s = js.get("schema").cloned().unwrap_or_else(|| json!({}));
+            let gbnf = grammar::from_schema(&s, "response_format.json_schema.schema")?;
+            Ok((Some(Constraint::Full { gbnf }), Some(s)))
+        }
+        other => Err(ApiError::invalid(
+            format!("response_format type {other:?}: expected \"text\", \"json_object\" or \"json_schema\""),
+            Some("response_format.type"),
+        )),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
+    let (r, v, mut g) = open(st, body, fields::CHAT, "chat completion")?;
+    let req: ChatRequest = api::fields(&v)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages is empty", Some("messages")));
+    }
+    g.logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), top) => {
+            let top = top.unwrap_or(0);
+            if !(0..=api::MAX_TOP_LOGPROBS).contains(&top) {
+                return Err(ApiError::invalid(
+                    format!("top_logprobs {top}: from 0 to {}", api::MAX_TOP_LOGPROBS),
+                    Some("top_logprobs"),
+                ));
+            }
+            Some(usize::try_from(top).unwrap_or(0))
+        }
+        (_, Some(top)) if top > 0 => {
+            return Err(ApiError::invalid("top_logprobs needs logprobs: true", Some("top_logprobs")));
+        }
+        _ => None,
+    };
+    let (constraint, response_schema) = structured(&v)?;
+    let tools = Tools::from_request(req.tools.as_ref(), req.tool_choice.as_ref(), req.parallel_tool_calls)?;
+    let calling = tools.as_ref().filter(|t| t.choice != ToolChoice::None);
+    if calling.is_some() && v.get("grammar").is_some_and(|g| !g.is_null()) {
+        return Err(ApiError::invalid("grammar cannot be combined with tools", Some("grammar")));
+    }
+    let family = calling.map(|_| Family::detect(r.template.source()));
+    g.constraint = match (calling, family) {
+        (Some(t), Some(f)) => f.constraint(t, response_schema.as_ref())?,
+        _ => constraint,
+    };
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    for (i, m) in req.messages.iter().enumerate() {
+        messages.push(m.template_value(i)?);
+    }
+    let template_tools = match (calling, family) {
+        (Some(t), Some(Family::Generic)) => {
+            generic_history(&mut messages, &generic_instructions(t), r.template.source());
+            None
+        }
+        (Some(t), Some(_)) => Some(&t.raw),
+        _ => None,
+    };
+    let prompt = r.template.render(&messages, template_tools, true)?;
+    let tokens = tokenize(r, &prompt);
+    check_fit(r, tokens.len(), &g, "messages")?;
+    g.special = family.is_some();
+    if let Some(c) = &g.constraint {
+        c.check(&r.model, if calling.is_some() { "tools" } else { "response_format" })?;
+    }
+    Ok(Prepared { tokens, generation: g, tools: family, kind: Kind::Chat })
+}
+
+/// For a template that knows no tools: the instructions in the system message, earlier
+/// calls written as the JSON the model answers with, and tool results as messages the
+/// template can show.
+fn generic_history(messages: &mut Vec<Value>, instructions: &str, template: &str) {
+    match messages.first_mut() {
+        Some(m) if m["role"] == "system" => {
+            let content = m["content"].as_str().unwrap_or("").to_string();
+            m["content"] = json!(format!("{instructions}\n\n{content}"));
+        }
+        _ => messages.insert(0, json!({ "role": "system", "content": instructions })),
+    }
+    let tool_role = template.contains("'tool'") || template.contains("\"tool\"") || !template.contains("role");
+    for m in messages.iter_mut() {
+        if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+            let calls: Vec<Value> = calls
+                .iter()
+                .map(|c| json!({ "name": c["function"]["name"], "arguments": c["function"]["arguments"] }))
+                .collect();
+            *m = json!({ "role": "assistant", "content": json!({ "tool_calls": calls }).to_string() });
+        } else if m["role"] == "tool" && !tool_role {
+            let body = json!({ "tool_response": { "tool_call_id": m["tool_call_id"], "content": m["content"] } });
+            *m = json!({ "role": "user", "content": body.to_string() });
+        }
+    }
+}
+
+/// `POST /v1/completions`.
+pub fn prepare_completion(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
+    let (r, v, mut g) = open(st, body, fields::COMPLETIONS, "completion")?;
+    let req: CompletionRequest = api::fields(&v)?;
+    if let Some(n) = req.logprobs {
+        if !(0..=5).contains(&n) {
+            return Err(ApiError::invalid(format!("logprobs {n}: from 0 to 5"), Some("logprobs")));
+        }
+        g.logprobs = Some(usize::try_from(n).unwrap_or(0));
+    }
+    g.constraint = structured(&v)?.0;
+    if let Some(c) = &g.constraint {
+        c.check(&r.model, "grammar")?;
+    }
+    let tokens = match &req.prompt {
+        Prompt::Text(t) => tokenize(r, t),
+        Prompt::Texts(v) if v.len() == 1 => tokenize(r, &v[0]),
+        Prompt::Texts(v) => {
+            return Err(ApiError::invalid(format!("{} prompts: one per request is supported", v.len()), Some("prompt")))
+        }
+        Prompt::Tokens(ids) => token_ids(r, ids, "prompt")?,
+    };
+    check_fit(r, tokens.len(), &g, "prompt")?;
+    Ok(Prepared { tokens, generation: g, tools: None, kind: Kind::Text })
+}
+
+/// One choice's events, tagged with its index.
+pub type Tagged = (usize, Event);
+
+/// Submit one job per choice (seeds one apart); their events come on one channel.
+pub fn submit(r: &Ready, p: &Prepared) -> Result<mpsc::UnboundedReceiver<Tagged>, ApiError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for i in 0..p.generation.n {
+        let (etx, mut erx) = mpsc::unbounded_channel();
+        let mut g = p.generation.clone();
+        g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
+        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: g, events: etx }) {
+            return Err(ApiError::internal("the inference engine has stopped"));
+        }
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = erx.recv().await {
+                if tx.send((i, ev)).is_err() {
+                    // The client went away: dropping `erx` cancels the job.
+                    return;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+fn object(kind: Kind, stream: bool) -> &'static str {
+    match (kind, stream) {
+        (Kind::Chat, false) => "chat.completion",
+        (Kind::Chat, true) => "chat.completion.chunk",
+        (Kind::Text, _) => "text_completion",
+    }
+}
+
+pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({ "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": { "cached_tokens": cached } })
+}
+
+pub const SYSTEM_FINGERPRINT: &str = concat!("aither-infer-", env!("CARGO_PKG_VERSION"));
+
+/// Token counts over the choices: the prompt once, the completions summed, the prompt
+/// tokens every choice found cached.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub prompt: usize,
+    pub completion: usize,
+    pub cached: Option<usize>,
+}
+
+impl Counts {
+    fn add(&mut self, prompt: usize, completion: usize, cached: usize) {
+        self.prompt = prompt;
+        self.completion += completion;
+        self.cached = Some(self.cached.map_or(cached, |c| c.min(cached)));
+    }
+
+    pub fn usage(&self) -> Value {
+        usage(self.prompt, self.completion, self.cached.unwrap_or(0))
+    }
+}
+
+/// Run a prepared request and answer it.
+pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
+    let Ok(r) = st.ready() else { return st.requests.refused(ApiError::unavailable("the model is not loaded")) };
+    let rx = match submit(r, &p) {
+        Ok(rx) => rx,
+        Err(e) => return st.requests.refused(e),
+    };
+    let prefix = if p.kind == Kind::Chat { "chatcmpl" } else { "cmpl" };
+    let id = request_id(prefix, st);
+    let created = unix_now();
+    let choices = new_choices(&p, st.next_seed().into());
+    if p.generation.stream {
+        st.requests.served();
+        sse(Header { model: st.model_id.clone(), id, created, kind: p.kind }, p.generation.include_usage, choices, rx)
+    } else {
+        match collect(choices, rx).await {
+            Ok((choices, counts)) => {
+                st.requests.served();
+                Json(json!({
+                    "id": id,
+                    "object": object(p.kind, false),
+                    "created": created,
+                    "model": st.model_id,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": choices.iter().map(Choice::whole).collect::<Vec<_>>(),
+                    "usage": counts.usage(),
+                }))
+                .into_response()
+            }
+            Err(e) => st.requests.refused(e),
+        }
+    }
+}
+
+pub fn new_choices(p: &Prepared, seed: u64) -> Vec<Choice> {
+    (0..p.generation.n)
+        .map(|i| Choice::new(i, p.kind, p.tools, p.generation.logprobs.is_some(), seed.wrapping_add(i as u64)))
+        .collect()
+}
+
+/// Wait for every choice to finish.
+pub async fn collect(
+    mut choices: Vec<Choice>,
+    mut rx: mpsc::UnboundedReceiver<Tagged>,
+) -> Result<(Vec<Choice>, Counts), ApiError> {
+    let mut counts = Counts::default();
+    let mut left = choices.len();
+    while let Some((i, ev)) = rx.recv().await {
+        match ev {
+            Event::Text(t) => choices[i].push_text(&t),
+            Event::Logprob(lp) => choices[i].logprob(lp),
+            Event::Error(e) => return Err(ApiError::internal(e)),
+            Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, .. } => {
+                counts.add(prompt_tokens, completion_tokens, cached_tokens);
+                choices[i].finish = Some(finish);
+                choices[i].settle();
+                left -= 1;
+                if left == 0 {
+                    return Ok((choices, counts));
+                }
+            }
+        }
+    }
+    Err(ApiError::internal("the inference engine dropped the request"))
+}
+
+/// The fields every chunk of a stream repeats.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub model: String,
+    pub id: String,
+    pub created: u64,
+    pub kind: Kind,
+}
+
+impl Header {
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Bytes {
+        let mut v = json!({
+            "id": self.id,
+            "object": object(self.kind, true),
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        Bytes::from(format!("data: {v}\n\n"))
+    }
+}
+
+/// Stream the choices as Server-Sent Events, OpenAI's chunk format, `[DONE]` last.
+pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: mpsc::UnboundedReceiver<Tagged>) -> Response {
+    struct S {
+        rx: mpsc::UnboundedReceiver<Tagged>,
+        choices: Vec<Choice>,
+        first: bool,
+        done: bool,
+        left: usize,
+        counts: Counts,
+    }
+    let left = choices.len();
+    let state = S { rx, choices, first: true, done: false, left, counts: Counts::default() };
+    let stream = futures_util::stream::unfold(state, move |mut s| {
+        let h = h.clone();
+        async move {
+            if s.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            if s.first && h.kind == Kind::Chat {
+                let opening: Vec<Value> = (0..s.choices.len())
+                    .map(|i| {
+                        json!({ "index": i, "delta": { "role": "assistant", "content": "" },
+                                     "logprobs": null, "finish_reason": null })
+                    })
+                    .collect();
+                out.extend_from_slice(&h.chunk(Value::Array(opening), None));
+            }
+            s.first = false;
+            let deltas = match s.rx.recv().await {
+                Some((i, Event::Text(t))) => s.choices[i].text(&t),
+                Some((i, Event::Logprob(lp))) => {
+                    s.choices[i].logprob(lp);
+                    vec![]
+                }
+                Some((i, Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, .. })) => {
+                    s.counts.add(prompt_tokens, completion_tokens, cached_tokens);
+                    s.left -= 1;
+                    s.choices[i].done(finish)
+                }
+                Some((_, Event::Error(e))) => {
+                    let err = ApiError::internal(e).body();
+                    out.extend_from_slice(format!("data: {err}\n\n").as_bytes());
+                    s.done = true;
+                    return Some((Ok::<Bytes, Infallible>(Bytes::from(out)), s));
+                }
+                None => return None,
+            };
+            for d in deltas {
+                out.extend_from_slice(&h.chunk(json!([d]), None));
+            }
+            if s.left == 0 {
+                if include_usage {
+                    out.extend_from_slice(&h.chunk(json!([]), Some(s.counts.usage())));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                s.done = true;
+            }
+            Some((Ok(Bytes::from(out)), s))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Finish;
+
+    /// The SSE body for these engine events, one entry per `data:` line (`[DONE]` as a string).
+    async fn stream(kind: Kind, include_usage: bool, n: usize, events: Vec<Tagged>) -> Vec<Value> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for e in events {
+            tx.send(e).expect("send");
+        }
+        drop(tx);
+        let choices = (0..n).map(|i| Choice::new(i, kind, None, false, 1)).collect();
+        let h = Header { model: "tiny".into(), id: "chatcmpl-1".into(), created: 7, kind };
+        let resp = sse(h, include_usage, choices, rx);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(text.ends_with("\n\n"), "every event ends with a blank line: {text:?}");
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let data = e.strip_prefix("data: ").expect("data line");
+                serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_string()))
+            })
+            .collect()
+    }
+
+    fn done(prompt: usize, completion: usize) -> Event {
+        Event::Done {
+            finish: Finish::Stop,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 0,
+            timings: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chat_stream_opens_with_the_role_then_text_then_the_finish_usage_and_done() {
+        let events = stream(
+            Kind::Chat,
+            true,
+            1,
+            vec![(0, Event::Text("Hel".into())), (0, Event::Text("lo".into())), (0, done(5, 2))],
+        )
+        .await;
+        assert_eq!(events.len(), 6, "{events:?}");
+        assert_eq!(events[0]["choices"][0]["delta"], json!({ "role": "assistant", "content": "" }));
+        assert_eq!(events[0]["object"], "chat.completion.chunk");
+        assert_eq!(events[0]["id"], "chatcmpl-1");
+        assert_eq!(events[0]["model"], "tiny");
+        assert_eq!(events[1]["choices"][0]["delta"], json!({ "content": "Hel" }));
+        assert_eq!(events[2]["choices"][0]["delta"], json!({ "content": "lo" }));
+        assert_eq!(events[3]["choices"][0]["delta"], json!({}));
+        assert_eq!(events[3]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(events[4]["choices"], json!([]), "the usage chunk has no choices");
+        assert_eq!(events[4]["usage"]["total_tokens"], 7);
+        assert_eq!(events[4]["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+        assert_eq!(events[5], "[DONE]");
+        assert!(events[..4].iter().all(|e| e.get("usage").is_none()), "usage only in its own chunk");
+    }
+
+    #[tokio::test]
+    async fn a_text_stream_has_no_role_chunk_and_no_usage_unless_asked() {
+        let events = stream(
+            Kind::Text,
+            false,
+            1,
+            vec![
+                (0, Event::Text("a".into())),
+                (
+                    0,
+                    Event::Done {
+                        finish: Finish::Length,
+                        prompt_tokens: 1,
+                        completion_tokens: 1,
+                        cached_tokens: 0,
+                        timings: Default::default(),
+                    },
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[0]["object"], "text_completion");
+        assert_eq!(events[0]["choices"][0]["text"], "a");
+        assert_eq!(events[1]["choices"][0]["text"], "");
+        assert_eq!(events[1]["choices"][0]["finish_reason"], "length");
+        assert_eq!(events[2], "[DONE]");
+    }
+
+    #[tokio::test]
+    async fn several_choices_stream_by_index_and_done_comes_after_the_last() {
+        let events = stream(
+            Kind::Chat,
+            true,
+            2,
+            vec![(1, Event::Text("b".into())), (0, Event::Text("a".into())), (0, done(3, 1)), (1, done(3, 1))],
+        )
+        .await;
+        assert_eq!(events[0]["choices"].as_array().map(Vec::len), Some(2), "both roles first");
+        assert_eq!(
+            events[1]["choices"][0],
+            json!({"index": 1, "delta": {"content": "b"}, "logprobs": null, "finish_reason": null})
+        );
+        let finishes: Vec<_> = events.iter().filter(|e| e["choices"][0]["finish_reason"] == "stop").collect();
+        assert_eq!(finishes.len(), 2);
+        let usage = events.iter().find(|e| e.get("usage").is_some()).expect("usage");
+        assert_eq!(usage["usage"]["completion_tokens"], 2, "completions add up");
+        assert_eq!(usage["usage"]["prompt_tokens"], 3, "the prompt counts once");
+        assert_eq!(events.last().expect("done"), "[DONE]");
+    }
+
+    #[tokio::test]
+    async fn an_engine_error_ends_the_stream_with_an_error_body_and_no_done() {
+        let events =
+            stream(Kind::Chat, true, 1, vec![(0, Event::Text("x".into())), (0, Event::Error("decode failed".into()))])
+                .await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[2]["error"]["message"], "decode failed");
+        assert!(!events.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_engine_went_away_ends_without_done() {
+        let events = stream(Kind::Chat, false, 1, vec![(0, Event::Text("x".into()))]).await;
+        assert_eq!(events.len(), 2, "role and text, then the end of the body: {events:?}");
+        assert!(!events.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn one_constraint_at_a_time_and_formats_are_checked() {
+        let e = structured(&json!({"grammar": "root ::= \"a\"", "json_schema": {}})).expect_err("two");
+        assert_eq!(e.param.as_deref(), Some("json_schema"));
+        let e = structured(&json!({"grammar": "root ::= b"})).expect_err("undefined rule");
+        assert!(e.message.contains("line 1 column 10"), "{}", e.message);
+        assert_eq!(structured(&json!({"response_format": {"type": "text"}})).expect("text").0, None);
+        let e = structured(&json!({"response_format": {"type": "xml"}})).expect_err("type");
+        assert_eq!(e.param.as_deref(), Some("response_format.type"));
+        let e = structured(&json!({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}))
+            .expect_err("name");
+        assert_eq!(e.param.as_deref(), Some("response_format.json_schema.name"));
+        let e =
+            structured(&json!({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "extra": 1}}}))
+                .expect_err("unknown key");
+        assert_eq!(e.param.as_deref(), Some("response_format.json_schema.extra"));
+    }
+}

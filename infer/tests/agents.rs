@@ -1,0 +1,333 @@
+//! What agents need of aither-infer, on the tiny model (random weights: the grammar makes
+//! the output valid, so every assertion about its shape is real): structured output, tool
+//! calls in each template family, several choices, log-probabilities, llama-server's own
+//! routes, and every request field read or refused.
+
+mod common;
+
+use common::{chat_model, embedding_model, Worker};
+use serde_json::{json, Value};
+
+fn template(name: &str) -> String {
+    format!("{}/tests/templates/{name}.jinja", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ask(content: &str, extra: Value) -> Value {
+    let mut body = json!({ "messages": [{ "role": "user", "content": content }], "max_tokens": 300 });
+    for (k, v) in extra.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+fn tools() -> Value {
+    json!([
+        { "type": "function", "function": { "name": "add", "description": "add two integers",
+          "parameters": { "type": "object", "properties": { "a": { "type": "integer" }, "b": { "type": "integer" } },
+                          "required": ["a", "b"], "additionalProperties": false } } },
+        { "type": "function", "function": { "name": "get_weather",
+          "parameters": { "type": "object", "properties": { "city": { "type": "string", "maxLength": 12 } },
+                          "required": ["city"], "additionalProperties": false } } },
+    ])
+}
+
+/// Characters as llama.cpp's grammar counts them, near enough: the random model writes
+/// byte tokens that are not always UTF-8, and the grammar reads a lead byte with whatever
+/// follows as one character, so a string's bound is checked on its valid characters.
+fn valid_chars(s: &str) -> usize {
+    s.chars().filter(|c| *c != '\u{FFFD}').count()
+}
+
+/// A call's arguments against its function's schema (the two functions above).
+fn check_call(call: &Value) {
+    let name = call["function"]["name"].as_str().expect("name");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().expect("arguments string"))
+        .unwrap_or_else(|e| panic!("arguments are JSON: {e}: {call}"));
+    let keys: Vec<&String> = args.as_object().expect("object").keys().collect();
+    match name {
+        "add" => {
+            assert_eq!(keys, ["a", "b"], "{call}");
+            assert!(args["a"].is_i64() && args["b"].is_i64(), "{call}");
+        }
+        "get_weather" => {
+            assert_eq!(keys, ["city"], "{call}");
+            assert!(args["city"].as_str().is_some_and(|c| valid_chars(c) <= 12), "{call}");
+        }
+        other => panic!("no function {other}"),
+    }
+    assert!(call["id"].as_str().is_some_and(|id| !id.is_empty()), "{call}");
+}
+
+#[test]
+fn structured_output_matches_its_schema_or_grammar() {
+    let w = Worker::start(&chat_model(), &["--ctx", "1024"]);
+    let schema = json!({ "type": "object", "additionalProperties": false, "required": ["city", "days"],
+        "properties": { "city": { "type": "string", "maxLength": 10 }, "days": { "type": "integer" } } });
+    for seed in 0..3 {
+        let (status, r) = w.post(
+            "/v1/chat/completions",
+            &ask(
+                "plan a trip",
+                json!({ "seed": seed, "response_format": { "type": "json_schema",
+                "json_schema": { "name": "trip", "schema": schema, "strict": true } } }),
+            ),
+        );
+        assert_eq!(status, 200, "{r}");
+        let text = r["choices"][0]["message"]["content"].as_str().expect("content");
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("JSON: {e}: {text:?}"));
+        assert!(v["city"].as_str().is_some_and(|c| valid_chars(c) <= 10) && v["days"].is_i64(), "{v}");
+        assert_eq!(v.as_object().map(|m| m.len()), Some(2), "{v}");
+    }
+    let (status, r) = w.post("/v1/chat/completions", &ask("yes?", json!({ "grammar": "root ::= \"yes\" | \"no\"" })));
+    assert_eq!(status, 200, "{r}");
+    assert!(["yes", "no"].contains(&r["choices"][0]["message"]["content"].as_str().expect("content")), "{r}");
+    let (status, r) =
+        w.post("/v1/completions", &json!({ "prompt": "n:", "json_schema": { "type": "integer" }, "max_tokens": 30 }));
+    assert_eq!(status, 200, "{r}");
+    r["choices"][0]["text"].as_str().expect("text").trim().parse::<i64>().expect("an integer");
+    for (body, param, words) in [
+        (ask("x", json!({ "grammar": "root ::= item\n" })), "grammar", "line 1 column 10"),
+        (
+            ask("x", json!({ "grammar": "root ::= \"a\"", "response_format": { "type": "json_object" } })),
+            "response_format",
+            "give one",
+        ),
+        (
+            ask(
+                "x",
+                json!({ "response_format": { "type": "json_schema", "json_schema": { "name": "t", "schema": { "type": "widget" } } } }),
+            ),
+            "response_format.json_schema.schema",
+            "#/type is \"widget\"",
+        ),
+    ] {
+        let (status, r) = w.post("/v1/chat/completions", &body);
+        assert_eq!((status, r["error"]["param"].as_str()), (400, Some(param)), "{r}");
+        assert!(r["error"]["message"].as_str().expect("message").contains(words), "{r}");
+    }
+}
+
+#[test]
+fn tool_calls_in_each_family_parse_and_match_their_schemas() {
+    for family in ["hermes", "llama3", "mistral", "generic"] {
+        let path = template(family);
+        let args: Vec<&str> = if family == "generic" {
+            vec!["--ctx", "2048"]
+        } else {
+            vec!["--ctx", "2048", "--chat-template-file", &path]
+        };
+        let w = Worker::start(&chat_model(), &args);
+        let (status, props) = w.get("/props");
+        assert_eq!((status, props["chat_template_caps"]["tool_call_format"].as_str()), (200, Some(family)), "{props}");
+        for (seed, choice) in
+            [(1, json!("required")), (2, json!({ "type": "function", "function": { "name": "get_weather" } }))]
+        {
+            let (status, r) = w.post(
+                "/v1/chat/completions",
+                &ask("weather in Oslo?", json!({ "tools": tools(), "tool_choice": choice, "seed": seed })),
+            );
+            assert_eq!(status, 200, "{family}: {r}");
+            let c = &r["choices"][0];
+            assert_eq!(c["finish_reason"], "tool_calls", "{family}: {r}");
+            let calls = c["message"]["tool_calls"].as_array().expect("tool_calls");
+            assert!(!calls.is_empty(), "{family}: {r}");
+            calls.iter().for_each(check_call);
+            if choice.is_object() {
+                assert!(calls.iter().all(|k| k["function"]["name"] == "get_weather"), "{family}: named: {r}");
+            }
+            if family == "mistral" {
+                assert!(calls.iter().all(|k| k["id"].as_str().is_some_and(|id| id.len() == 9)), "{r}");
+            }
+            // The answer goes back into the history with the tool's result, and the
+            // model's template takes it.
+            let mut history = vec![json!({ "role": "user", "content": "weather in Oslo?" }), c["message"].clone()];
+            for k in calls {
+                history.push(json!({ "role": "tool", "tool_call_id": k["id"], "content": "{\"ok\": true}" }));
+            }
+            let (status, r) = w.post(
+                "/v1/chat/completions",
+                &json!({ "messages": history, "tools": tools(), "tool_choice": "none", "max_tokens": 4 }),
+            );
+            assert_eq!(status, 200, "{family}: the history with calls and results renders: {r}");
+            assert!(r["choices"][0]["message"].get("tool_calls").is_none(), "none calls nothing: {r}");
+        }
+    }
+}
+
+#[test]
+fn a_streamed_call_comes_as_tool_call_deltas() {
+    let path = template("hermes");
+    let w = Worker::start(&chat_model(), &["--ctx", "2048", "--chat-template-file", &path]);
+    let events = w.stream(
+        "/v1/chat/completions",
+        &ask(
+            "add 2 and 3",
+            json!({ "tools": tools(), "tool_choice": "required", "stream": true, "seed": 3,
+                                     "parallel_tool_calls": false }),
+        ),
+    );
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).expect("json")).collect();
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .flat_map(|t| t.as_array().expect("array"))
+        .collect();
+    assert_eq!(deltas.len(), 1, "one call, parallel calls off: {chunks:?}");
+    check_call(deltas[0]);
+    assert_eq!(chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str()), Some("tool_calls"));
+    assert!(
+        chunks.iter().all(|c| c["choices"][0]["delta"]["content"].as_str().is_none_or(|t| !t.contains("<tool_call>"))),
+        "the call's text is not sent as content"
+    );
+}
+
+#[test]
+fn several_choices_and_log_probabilities() {
+    let w = Worker::start(&chat_model(), &["--ctx", "1024", "--parallel", "2"]);
+    let (status, r) = w.post(
+        "/v1/chat/completions",
+        &ask("hi", json!({ "n": 2, "max_tokens": 5, "logprobs": true, "top_logprobs": 3, "seed": 9 })),
+    );
+    assert_eq!(status, 200, "{r}");
+    let choices = r["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 2);
+    assert_ne!(choices[0]["message"]["content"], choices[1]["message"]["content"], "different samples: {r}");
+    for c in choices {
+        let lps = c["logprobs"]["content"].as_array().expect("logprobs");
+        assert!(!lps.is_empty(), "{c}");
+        for t in lps {
+            let lp = t["logprob"].as_f64().expect("logprob");
+            assert!(lp <= 0.0, "{t}");
+            let top = t["top_logprobs"].as_array().expect("top");
+            assert_eq!(top.len(), 3);
+            assert!(
+                top.windows(2).all(|p| p[0]["logprob"].as_f64() >= p[1]["logprob"].as_f64()),
+                "likeliest first: {t}"
+            );
+        }
+    }
+    let completion = r["usage"]["completion_tokens"].as_u64().expect("usage");
+    assert!((2..=10).contains(&completion), "the choices' tokens add up: {r}");
+    let (status, t) =
+        w.post("/v1/completions", &json!({ "prompt": "abc", "max_tokens": 3, "logprobs": 2, "temperature": 0 }));
+    assert_eq!(status, 200, "{t}");
+    let lp = &t["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().map(Vec::len), lp["token_logprobs"].as_array().map(Vec::len), "{lp}");
+    assert_eq!(lp["top_logprobs"][0].as_object().map(|m| m.len()), Some(2), "{lp}");
+    // Greedy: the chosen token is the likeliest.
+    let best =
+        lp["top_logprobs"][0].as_object().expect("top").values().filter_map(Value::as_f64).fold(f64::MIN, f64::max);
+    assert!((lp["token_logprobs"][0].as_f64().expect("lp") - best).abs() < 1e-4, "{lp}");
+}
+
+#[test]
+fn llama_servers_own_routes_answer_as_it_does() {
+    let w = Worker::start(&chat_model(), &["--ctx", "1024", "--parallel", "2"]);
+    let (status, t) = w.post("/tokenize", &json!({ "content": "hello", "with_pieces": true }));
+    assert_eq!(status, 200, "{t}");
+    let tokens = t["tokens"].as_array().expect("tokens");
+    let text: String = tokens.iter().map(|x| x["piece"].as_str().unwrap_or("")).collect();
+    assert_eq!(text.trim_start(), "hello", "{t}");
+    let ids: Vec<Value> = tokens.iter().map(|x| x["id"].clone()).collect();
+    let (_, d) = w.post("/detokenize", &json!({ "tokens": ids }));
+    assert_eq!(d["content"].as_str().map(str::trim_start), Some("hello"), "{d}");
+    let (_, p) = w.post("/apply-template", &json!({ "messages": [{ "role": "user", "content": "hi" }] }));
+    assert_eq!(p["prompt"], "<s>user: hi\nassistant:", "{p}");
+    let (status, c) = w.post(
+        "/completion",
+        &json!({ "prompt": "Once", "n_predict": 4, "temperature": 0, "n_probs": 2, "return_tokens": true }),
+    );
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["tokens_predicted"], 4);
+    assert_eq!(c["stop_type"], "limit");
+    assert_eq!(c["tokens"].as_array().map(Vec::len), Some(4), "{c}");
+    assert_eq!(c["completion_probabilities"].as_array().map(Vec::len), Some(4), "{c}");
+    assert!(c["timings"]["predicted_per_second"].as_f64().is_some_and(|x| x > 0.0), "{c}");
+    let (_, again) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 4, "temperature": 0 }));
+    assert_eq!(again["content"], c["content"], "greedy is repeatable");
+    assert!(again["tokens_cached"].as_u64() >= Some(1), "the prompt's prefix was reused: {again}");
+    let (_, s) =
+        w.post("/completion", &json!({ "prompt": [1, "Once"], "n_predict": 2, "stop": ["x"], "temperature": 0 }));
+    assert!(s["stop_type"] == "limit" || s["stop_type"] == "word" || s["stop_type"] == "eos", "{s}");
+    let events =
+        w.stream("/completion", &json!({ "prompt": "Once", "n_predict": 3, "stream": true, "temperature": 0 }));
+    let last: Value = serde_json::from_str(events.last().expect("events")).expect("json");
+    assert_eq!((last["stop"].as_bool(), last["tokens_predicted"].as_u64()), (Some(true), Some(3)), "{events:?}");
+    let (status, props) = w.get("/props");
+    assert_eq!((status, props["total_slots"].as_u64()), (200, Some(2)), "{props}");
+    assert!(props["chat_template"].as_str().is_some_and(|t| t.contains("assistant:")));
+    let (status, slots) = w.get("/slots");
+    assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
+    assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
+    let (status, e) = w.post("/completion", &json!({ "prompt": "x", "n_predict": 0 }));
+    assert_eq!((status, e["error"]["code"].as_u64()), (400, Some(400)), "llama-server's error shape: {e}");
+    let (status, e) = w.post("/tokenize", &json!({ "text": "x" }));
+    assert_eq!((status, e["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{e}");
+
+    let m = Worker::start(&embedding_model(), &[]);
+    let (status, e) = m.post("/embedding", &json!({ "content": "hello" }));
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e[0]["embedding"][0].as_array().map(Vec::len), Some(384), "{e}");
+    let (_, o) = m.post("/v1/embeddings", &json!({ "input": [[101, 7592, 102], [101, 102]] }));
+    assert_eq!(o["data"].as_array().map(Vec::len), Some(2), "token-id lists: {o}");
+}
+
+/// A value of the wrong type for a field (a string where the field wants one, an object
+/// elsewhere), and a value a refused or restricted field does not take.
+fn wrong(field: &str) -> Value {
+    match field {
+        "json_schema" => json!("not a schema"),
+        _ => json!({ "bad": true }),
+    }
+}
+
+#[test]
+fn every_field_is_read_or_refused() {
+    use aither_infer::fields::{self, Field};
+    let w = Worker::start(&chat_model(), &["--ctx", "1024"]);
+    let m = Worker::start(&embedding_model(), &[]);
+    /// A worker, a route, its fields, and a request it answers.
+    type Route<'a> = (&'a Worker, &'static str, Vec<(&'static str, Field)>, Value);
+    let routes: [Route; 5] = [
+        (&w, "/v1/chat/completions", fields::table(fields::CHAT), ask("x", json!({ "max_tokens": 2 }))),
+        (&w, "/v1/completions", fields::table(fields::COMPLETIONS), json!({ "prompt": "x", "max_tokens": 2 })),
+        (&w, "/completion", fields::table(fields::LLAMA_COMPLETION), json!({ "prompt": "x", "n_predict": 2 })),
+        (
+            &w,
+            "/v1/responses",
+            aither_infer::responses::RESPONSES.to_vec(),
+            json!({ "input": "x", "max_output_tokens": 2 }),
+        ),
+        (&m, "/v1/embeddings", fields::EMBEDDINGS.to_vec(), json!({ "input": "x" })),
+    ];
+    let mut checked = 0;
+    for (worker, route, table, base) in routes {
+        let (status, r) = worker.post(route, &base);
+        assert_eq!(status, 200, "{route}: the base request works: {r}");
+        let (status, r) = worker.post(route, &merge(&base, "frobnicate", json!(1)));
+        assert_eq!(status, 400, "{route}: an unknown field is refused: {r}");
+        for (field, treatment) in table {
+            let (value, what) = match treatment {
+                Field::Read => (wrong(field), "read: a wrong value is refused, naming it"),
+                Field::Only(..) | Field::Refused(_) => (json!("something else"), "refused"),
+            };
+            let (status, r) = worker.post(route, &merge(&base, field, value));
+            let param = r["error"]["param"].as_str().unwrap_or_default();
+            let message = r["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                status == 400 && (param.starts_with(field) || message.contains(field)),
+                "{route} {field} ({what}): {status} {}",
+                r.to_string().chars().take(400).collect::<String>()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "{checked} fields checked");
+}
+
+fn merge(base: &Value, field: &str, value: Value) -> Value {
+    let mut b = base.clone();
+    b[field] = value;
+    b
+}
