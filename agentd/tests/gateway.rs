@@ -106,6 +106,18 @@ impl Client {
         (status, route, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    fn get(&self, path: &str) -> (u16, String, Value) {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        if let Some(k) = &self.key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let mut r = req.call().expect("GET");
+        let status = r.status().as_u16();
+        let route = r.headers().get("x-aither-route").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let text = r.body_mut().read_to_string().expect("body");
+        (status, route, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
     fn stream(&self, path: &str, body: &Value) -> Vec<String> {
         let mut req = self.agent.post(&format!("{}{path}", self.base)).header("content-type", "application/json");
         if let Some(k) = &self.key {
@@ -205,6 +217,18 @@ fn the_gateway_routes_starts_unloads_and_falls_back() {
     );
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
     assert!(events.len() >= 3, "{events:?}");
+
+    // llama-server's own routes and the Responses API go to the chat model too.
+    let chat_route = "local:qwen2.5-14b-instruct";
+    let (status, route, body) = tcp.post("/completion", &json!({ "prompt": "ab", "n_predict": 2 }));
+    assert_eq!((status, route.as_str()), (200, chat_route), "{body}");
+    assert_eq!(body["tokens_predicted"], 2, "{body}");
+    let (status, _, body) = tcp.post("/tokenize", &json!({ "content": "hello" }));
+    assert!(status == 200 && body["tokens"].as_array().is_some_and(|t| !t.is_empty()), "{body}");
+    let (status, route, body) = tcp.get("/props?model=chat");
+    assert_eq!((status, route.as_str(), body["total_slots"].is_u64()), (200, chat_route, true), "{body}");
+    let (status, route, body) = tcp.post("/v1/responses", &json!({ "input": "hi", "max_output_tokens": 3 }));
+    assert_eq!((status, route.as_str(), body["object"].as_str()), (200, chat_route, Some("response")), "{body}");
 
     // The dormant embedding model starts on the first request, which waits for it.
     let (status, route, body) = tcp.post("/v1/embeddings", &json!({ "input": ["hello world", "bye"] }));

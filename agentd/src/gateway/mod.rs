@@ -204,6 +204,16 @@ impl<B: Backend> Gateway<B> {
             .route("/v1/chat/completions", post(proxy::<B>))
             .route("/v1/completions", post(proxy::<B>))
             .route("/v1/embeddings", post(proxy::<B>))
+            .route("/v1/responses", post(proxy::<B>))
+            // llama-server's own routes: local workers only (no cloud has them).
+            .route("/completion", post(proxy::<B>))
+            .route("/tokenize", post(proxy::<B>))
+            .route("/detokenize", post(proxy::<B>))
+            .route("/apply-template", post(proxy::<B>))
+            .route("/embedding", post(proxy::<B>))
+            .route("/embeddings", post(proxy::<B>))
+            .route("/props", get(proxy::<B>))
+            .route("/slots", get(proxy::<B>))
             .route("/metrics", get(metrics::<B>))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "no such route") })
             .layer(axum::Extension(via))
@@ -436,7 +446,8 @@ async fn models<B: Backend>(
                 Some(_) if m.blocked.is_some() => "missing",
                 Some(_) => "available",
             };
-            json!({ "id": m.name, "object": "model", "owned_by": "aitheros", "created": 0,
+            // The role is an alias: `"model": "chat"` routes to this model.
+            json!({ "id": m.name, "object": "model", "owned_by": "aitheros", "created": 0, "aliases": [m.role],
                     "meta": { "role": m.role, "state": state, "pinned": m.footprint.pinned } })
         })
         .collect();
@@ -466,6 +477,11 @@ async fn metrics<B: Backend>(
 #[derive(serde::Deserialize)]
 struct Peek {
     model: Option<String>,
+}
+
+/// `model=NAME` of a query string (names of the plan are plain tokens: no decoding).
+fn query_model(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|kv| kv.strip_prefix("model=")).map(str::to_string)
 }
 
 enum Target<'a> {
@@ -498,28 +514,34 @@ async fn proxy<B: Backend>(
         return unauthorized();
     }
     let path = uri.path().to_string();
-    let peek: Peek = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "invalid_json",
-                format!("invalid JSON body: {e}"),
-            )
+    // A GET (llama-server's /props, /slots) names its model in the query: `?model=NAME`.
+    let peek = if method == Method::GET {
+        Peek { model: query_model(uri.query()) }
+    } else {
+        match serde_json::from_slice::<Peek>(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "invalid_json",
+                    format!("invalid JSON body: {e}"),
+                )
+            }
         }
     };
-    let embeddings = path == "/v1/embeddings";
+    let embeddings = matches!(path.as_str(), "/v1/embeddings" | "/embedding" | "/embeddings");
     let local = resolve(&view, peek.model.as_deref(), embeddings);
+    let cloud_ok = path.starts_with("/v1/") && view.cloud.is_some();
     // cpu-only: the cloud first, the local model as its fallback.
     let mut order: Vec<Target> = Vec::with_capacity(2);
-    if view.preset == "cpu-only" && view.cloud.is_some() {
+    if view.preset == "cpu-only" && cloud_ok {
         order.push(Target::Cloud);
     }
     if let Some(m) = local {
         order.push(Target::Local(m));
     }
-    if view.cloud.is_some() && !order.iter().any(|t| matches!(t, Target::Cloud)) {
+    if cloud_ok && !order.iter().any(|t| matches!(t, Target::Cloud)) {
         order.push(Target::Cloud);
     }
     if order.is_empty() {
@@ -529,8 +551,13 @@ async fn proxy<B: Backend>(
             "invalid_request_error",
             "model_not_found",
             format!(
-                "no model {:?} here and no cloud fallback is configured; models: {}",
+                "no model {:?} here and {}; models: {}",
                 peek.model.unwrap_or_default(),
+                if path.starts_with("/v1/") {
+                    "no cloud fallback is configured"
+                } else {
+                    "llama-server's routes are served by local models only"
+                },
                 names.join(", ")
             ),
         );
@@ -673,6 +700,14 @@ mod tests {
         let view = g.backend.view().await;
         let m = view.models.iter().find(|m| m.name == name).expect("route").clone();
         g.ensure_running(&view, &m).await
+    }
+
+    #[test]
+    fn a_get_names_its_model_in_the_query() {
+        assert_eq!(query_model(Some("model=chat")), Some("chat".into()));
+        assert_eq!(query_model(Some("fail_on_no_slot=1&model=qwen")), Some("qwen".into()));
+        assert_eq!(query_model(Some("x=1")), None);
+        assert_eq!(query_model(None), None);
     }
 
     #[tokio::test]
