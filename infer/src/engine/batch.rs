@@ -1,0 +1,475 @@
+//! The batch loop: slots, admission, one decode per turn, sampling, the end of a request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use tokio::sync::mpsc as tmpsc;
+
+use super::sampling::{logprob, normalize, sampler};
+use super::{seq_ctx, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
+use crate::api::Generation;
+
+pub(super) struct Active {
+    pub(super) prompt: Vec<LlamaToken>,
+    pub(super) sampler: LlamaSampler,
+    pub(super) events: tmpsc::UnboundedSender<Event>,
+    /// Tokens still to generate at most.
+    pub(super) budget: usize,
+    /// Cells this request may come to hold: its prompt plus its budget.
+    pub(super) reserved: usize,
+    pub(super) generated: usize,
+    /// Sampled, not yet decoded: the next token this slot feeds.
+    pub(super) next: Option<LlamaToken>,
+    /// Bytes of a character not yet complete.
+    pub(super) partial: Vec<u8>,
+    /// Text held back because it could be the start of a stop sequence.
+    pub(super) held: String,
+    pub(super) stop: Vec<String>,
+    /// Alternatives to report per token; None: no log-probabilities.
+    pub(super) logprobs: Option<usize>,
+    /// Write special tokens as text.
+    pub(super) special: bool,
+    /// Prompt tokens reused from the cache.
+    pub(super) cached: usize,
+    pub(super) admitted: Instant,
+    pub(super) first_token: Option<Instant>,
+}
+
+struct Slot {
+    seq: i32,
+    /// Tokens whose KV cells this sequence holds, in position order.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+    /// Index in the current batch whose logits this slot samples from.
+    logits_at: Option<i32>,
+}
+
+pub(super) struct Loop<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    slots: Vec<Slot>,
+    queue: VecDeque<Job>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    /// Cells one sequence may hold.
+    n_ctx: usize,
+    /// All slots share one cache of this many cells (`kv_unified` with several slots):
+    /// requests are admitted by their reservations. `None`: a stream per slot.
+    shared_cells: Option<usize>,
+    stats: Arc<Stats>,
+    embeddings: bool,
+    piece: Vec<u8>,
+}
+
+impl<'m> Loop<'m> {
+    pub(super) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, cfg: &EngineConfig, stats: Arc<Stats>) -> Loop<'m> {
+        let n_batch = usize::try_from(cfg.n_batch).unwrap_or(512);
+        let parallel = i32::try_from(cfg.parallel.max(1)).unwrap_or(1);
+        let cells = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
+        let n_ctx = seq_ctx(cells, usize::try_from(parallel).unwrap_or(1), cfg.kv_unified);
+        let shared_cells = (cfg.kv_unified && parallel > 1).then_some(cells);
+        let slots = (0..parallel).map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None }).collect();
+        Loop {
+            model,
+            ctx,
+            slots,
+            queue: VecDeque::new(),
+            batch: LlamaBatch::new(n_batch, parallel),
+            n_batch,
+            n_ctx,
+            shared_cells,
+            stats,
+            embeddings: cfg.embeddings,
+            piece: Vec::with_capacity(64),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.slots.iter().any(|s| s.active.is_some())
+    }
+
+    pub(super) fn run(&mut self, rx: &mpsc::Receiver<Job>) {
+        loop {
+            // Idle: wait for work. Busy: take what has arrived and carry on.
+            if !self.busy() && self.queue.is_empty() {
+                match rx.recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = rx.try_recv() {
+                self.queue.push_back(job);
+            }
+            self.drop_abandoned();
+            self.admit();
+            if self.busy() {
+                self.publish();
+                self.step();
+            }
+            self.publish();
+        }
+    }
+
+    /// Queued jobs whose client has gone, and busy slots whose client has gone.
+    fn drop_abandoned(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|j| !j.abandoned());
+        let mut cancelled = before - self.queue.len();
+        self.stats.queued.fetch_sub(cancelled, Ordering::Relaxed);
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
+                slot.active = None;
+                clear_seq(&mut self.ctx, slot);
+                cancelled += 1;
+            }
+        }
+        self.stats.requests_cancelled.fetch_add(cancelled as u64, Ordering::Relaxed);
+    }
+
+    /// Give queued jobs free slots; embedding jobs run at once.
+    fn admit(&mut self) {
+        while let Some(job) = self.queue.pop_front() {
+            match job {
+                Job::Embed { inputs, reply } => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    let result = self.embed(&inputs);
+                    self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(result);
+                }
+                Job::Generate { prompt, generation, events } => {
+                    let fits = self.fits_shared_cache(reservation(prompt.len(), generation.max_tokens, self.n_ctx));
+                    let Some(i) = self.best_free_slot(&prompt).filter(|_| fits) else {
+                        self.queue.push_front(Job::Generate { prompt, generation, events });
+                        break;
+                    };
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.start(i, prompt, &generation, events);
+                }
+            }
+        }
+    }
+
+    /// Whether a request reserving `cells` fits beside the reservations of those running
+    /// (always, with a stream per slot: each slot's own cells are checked at the door).
+    fn fits_shared_cache(&self, cells: usize) -> bool {
+        let Some(total) = self.shared_cells else { return true };
+        let reserved: usize = self.slots.iter().filter_map(|s| s.active.as_ref()).map(|a| a.reserved).sum();
+        reserved.saturating_add(cells) <= total
+    }
+
+    /// The free slot whose cache shares the longest prefix with `prompt`.
+    fn best_free_slot(&self, prompt: &[LlamaToken]) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+    }
+
+    fn start(&mut self, i: usize, prompt: Vec<LlamaToken>, g: &Generation, events: tmpsc::UnboundedSender<Event>) {
+        let sampler = match sampler(self.model, g) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = events.send(Event::Error(e));
+                return;
+            }
+        };
+        let slot = &mut self.slots[i];
+        // Keep the shared prefix, but always decode at least the prompt's last token: its
+        // logits give the first sampled token.
+        let keep = if g.cache_prompt { common_prefix(&slot.cached, &prompt) } else { 0 };
+        let keep = keep.min(prompt.len().saturating_sub(1));
+        if keep < slot.cached.len() {
+            let _ = self.ctx.clear_kv_cache_seq(
+                Some(seq_u32(slot.seq)),
+                Some(u32::try_from(keep).unwrap_or(u32::MAX)),
+                None,
+            );
+            slot.cached.truncate(keep);
+        }
+        let room = self.n_ctx.saturating_sub(prompt.len());
+        let budget = g.max_tokens.map_or(room, |m| m.min(room));
+        let reserved = reservation(prompt.len(), g.max_tokens, self.n_ctx);
+        slot.active = Some(Active {
+            reserved,
+            sampler,
+            prompt,
+            events,
+            budget,
+            generated: 0,
+            next: None,
+            partial: vec![],
+            held: String::new(),
+            stop: g.stop.clone(),
+            logprobs: g.logprobs,
+            special: g.special,
+            cached: keep,
+            admitted: Instant::now(),
+            first_token: None,
+        });
+    }
+
+    fn publish(&self) {
+        self.stats.slots_busy.store(self.slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
+        self.stats.kv_cells_used.store(self.slots.iter().map(|s| s.cached.len()).sum(), Ordering::Relaxed);
+        let mut states = self.stats.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.clear();
+        states.extend(self.slots.iter().enumerate().map(|(id, s)| SlotState {
+            id,
+            processing: s.active.is_some(),
+            n_cached: s.cached.len(),
+            n_prompt: s.active.as_ref().map_or(0, |a| a.prompt.len()),
+            n_decoded: s.active.as_ref().map_or(0, |a| a.generated),
+        }));
+    }
+
+    /// One batch: a token for every generating slot, then prompt chunks.
+    fn step(&mut self) {
+        loop {
+            self.batch.clear();
+            let mut added: Vec<(usize, usize)> = Vec::with_capacity(self.slots.len());
+            let mut prompt_tokens = 0u64;
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                slot.logits_at = None;
+                let Some(a) = &slot.active else { continue };
+                if let Some(tok) = a.next {
+                    let pos = position(slot.cached.len());
+                    if self.batch.add(tok, pos, &[slot.seq], true).is_ok() {
+                        slot.logits_at = Some(self.batch.n_tokens() - 1);
+                        added.push((i, 1));
+                    }
+                }
+            }
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                let Some(a) = &slot.active else { continue };
+                if a.next.is_some() {
+                    continue;
+                }
+                let from = slot.cached.len();
+                let room = self.n_batch.saturating_sub(usize::try_from(self.batch.n_tokens()).unwrap_or(0));
+                let take = (a.prompt.len() - from).min(room);
+                if take == 0 {
+                    continue;
+                }
+                for (k, tok) in a.prompt[from..from + take].iter().enumerate() {
+                    let pos = position(from + k);
+                    let last = from + k + 1 == a.prompt.len();
+                    let _ = self.batch.add(*tok, pos, &[slot.seq], last);
+                    if last {
+                        slot.logits_at = Some(self.batch.n_tokens() - 1);
+                    }
+                }
+                prompt_tokens += take as u64;
+                added.push((i, take));
+            }
+            if added.is_empty() {
+                return;
+            }
+            let t0 = Instant::now();
+            let result = self.ctx.decode(&mut self.batch);
+            self.stats.record_decode(t0);
+            match result {
+                Ok(()) => {
+                    self.stats.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
+                    for (i, n) in added {
+                        let slot = &mut self.slots[i];
+                        let a = slot.active.as_mut().expect("busy slot");
+                        match a.next.take() {
+                            Some(tok) => slot.cached.push(tok),
+                            None => {
+                                let from = slot.cached.len();
+                                slot.cached.extend_from_slice(&a.prompt[from..from + n]);
+                            }
+                        }
+                    }
+                    self.sample_all();
+                    return;
+                }
+                Err(DecodeError::NoKvCacheSlot) => {
+                    if !self.make_room() {
+                        self.fail_all("the KV cache is full and nothing can be freed");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.fail_all(&format!("llama_decode failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Free cells for the next try: idle slots' cached prefixes. A running request's cells
+    /// are never taken (admission by reservation leaves them room); false when nothing is
+    /// left to free.
+    fn make_room(&mut self) -> bool {
+        let mut freed = false;
+        for slot in &mut self.slots {
+            if slot.active.is_none() && !slot.cached.is_empty() {
+                clear_seq(&mut self.ctx, slot);
+                freed = true;
+            }
+        }
+        freed
+    }
+
+    fn fail_all(&mut self, why: &str) {
+        tracing::error!("{why}");
+        for i in 0..self.slots.len() {
+            if let Some(a) = self.slots[i].active.take() {
+                let _ = a.events.send(Event::Error(why.to_string()));
+            }
+            let slot = &mut self.slots[i];
+            clear_seq(&mut self.ctx, slot);
+        }
+    }
+
+    fn sample_all(&mut self) {
+        let mut generated = 0u64;
+        for i in 0..self.slots.len() {
+            let Some(idx) = self.slots[i].logits_at else { continue };
+            let slot = &mut self.slots[i];
+            let a = slot.active.as_mut().expect("busy slot");
+            let tok = a.sampler.sample(&self.ctx, idx);
+            a.first_token.get_or_insert_with(Instant::now);
+            generated += 1;
+            if let Some(top) = a.logprobs {
+                let lp = logprob(self.model, self.ctx.get_logits_ith(idx), tok, top);
+                let _ = a.events.send(Event::Logprob(lp));
+            }
+            if self.model.vocab().is_eog(tok) {
+                self.finish(i, Finish::Stop);
+                continue;
+            }
+            a.generated += 1;
+            self.piece.clear();
+            self.model.vocab().token_to_piece_into(tok, &mut self.piece, a.special, None);
+            a.partial.extend_from_slice(&self.piece);
+            if let Some(word) = a.push_text() {
+                self.finish(i, Finish::Word(word));
+            } else if a.generated >= a.budget || slot.cached.len() >= self.n_ctx {
+                self.finish(i, Finish::Length);
+            } else {
+                a.next = Some(tok);
+            }
+        }
+        self.stats.generated_tokens.fetch_add(generated, Ordering::Relaxed);
+        self.stats.record_rate();
+    }
+
+    /// End slot `i`'s request: flush what it held and say why.
+    fn finish(&mut self, i: usize, finish: Finish) {
+        let Some(mut a) = self.slots[i].active.take() else { return };
+        let mut rest = std::mem::take(&mut a.held);
+        rest.push_str(&String::from_utf8_lossy(&a.partial));
+        if !rest.is_empty() {
+            let _ = a.events.send(Event::Text(rest));
+        }
+        let first = a.first_token.unwrap_or_else(Instant::now);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let _ = a.events.send(Event::Done {
+            finish,
+            prompt_tokens: a.prompt.len(),
+            completion_tokens: a.generated,
+            cached_tokens: a.cached,
+            timings: Timings { prompt_ms: ms(first - a.admitted), predicted_ms: ms(first.elapsed()) },
+        });
+        self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pooled embeddings of each input, L2-normalized (as llama-server returns them).
+    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, String> {
+        if !self.embeddings {
+            return Err("this model does not produce embeddings".into());
+        }
+        let per_batch = self.slots.len();
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut i = 0;
+        while i < inputs.len() {
+            self.batch.clear();
+            let mut seqs = 0usize;
+            let mut tokens = 0usize;
+            while i + seqs < inputs.len() && seqs < per_batch {
+                let input = &inputs[i + seqs];
+                if seqs > 0 && tokens + input.len() > self.n_batch {
+                    break;
+                }
+                for (pos, tok) in input.iter().enumerate() {
+                    self.batch.add(*tok, position(pos), &[position(seqs)], true).map_err(|e| format!("batch: {e}"))?;
+                }
+                tokens += input.len();
+                seqs += 1;
+            }
+            self.ctx.clear_kv_cache();
+            let t0 = Instant::now();
+            self.ctx.decode(&mut self.batch).map_err(|e| format!("llama_decode failed: {e}"))?;
+            self.stats.record_decode(t0);
+            self.stats.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+            for s in 0..seqs {
+                let v = self
+                    .ctx
+                    .embeddings_seq_ith(position(s))
+                    .map_err(|_| "llama.cpp returned no pooled embedding".to_string())?;
+                out.push(normalize(v));
+            }
+            i += seqs;
+        }
+        self.ctx.clear_kv_cache();
+        Ok(out)
+    }
+}
+
+/// The cells a request may come to hold: its prompt and the tokens it may generate (the
+/// rest of its slot's context when it gives no `max_tokens`).
+fn reservation(prompt: usize, max_tokens: Option<usize>, seq_ctx: usize) -> usize {
+    let room = seq_ctx.saturating_sub(prompt);
+    prompt + max_tokens.map_or(room, |m| m.min(room))
+}
+
+/// A token position or sequence id for llama.cpp (contexts are far below `i32::MAX`).
+fn position(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Sequence ids are 0..parallel.
+fn seq_u32(seq: i32) -> u32 {
+    u32::try_from(seq).unwrap_or(0)
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn clear_seq(ctx: &mut LlamaContext<'_>, slot: &mut Slot) {
+    let _ = ctx.clear_kv_cache_seq(Some(seq_u32(slot.seq)), None, None);
+    slot.cached.clear();
+    slot.logits_at = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_reserves_its_prompt_and_its_budget_within_its_slot() {
+        assert_eq!(reservation(300, Some(100), 1024), 400);
+        assert_eq!(reservation(300, None, 1024), 1024, "no max_tokens: the rest of the slot");
+        assert_eq!(reservation(1000, Some(100), 1024), 1024, "never beyond the slot");
+    }
+
+    #[test]
+    fn the_prefix_is_the_common_start() {
+        let t = |v: &[i32]| v.iter().map(|i| LlamaToken::new(*i)).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 4])), 2);
+        assert_eq!(common_prefix(&t(&[]), &t(&[1])), 0);
+    }
+}

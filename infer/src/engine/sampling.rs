@@ -1,0 +1,86 @@
+//! Sampling: the sampler chain for a request's options, log-probabilities, pooled vectors.
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
+use llama_cpp_2::token::LlamaToken;
+
+use super::TokenLogprob;
+use crate::api::Generation;
+
+/// The sampler chain llama-server uses for the same options: logit biases, then the
+/// grammar (before any cut of the candidates, so a valid token is always left), then
+/// penalties and the sampling proper.
+pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<LlamaSampler, String> {
+    let s = &g.sampling;
+    let mut chain = Vec::with_capacity(8);
+    if !g.logit_bias.is_empty() {
+        let biases: Vec<LlamaLogitBias> =
+            g.logit_bias.iter().map(|&(id, b)| LlamaLogitBias::new(LlamaToken::new(id), b)).collect();
+        chain.push(LlamaSampler::logit_bias(model.n_vocab(), &biases));
+    }
+    if let Some(c) = &g.constraint {
+        chain.push(c.sampler(model)?);
+    }
+    if s.presence_penalty != 0.0 || s.frequency_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(model.n_vocab(), 64, 1.0, s.frequency_penalty, s.presence_penalty));
+    }
+    if s.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if s.top_k > 0 {
+            chain.push(LlamaSampler::top_k(s.top_k));
+        }
+        chain.push(LlamaSampler::top_p(s.top_p, 1));
+        if s.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(s.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(s.temperature));
+        chain.push(LlamaSampler::dist(s.seed));
+    }
+    Ok(LlamaSampler::chain_simple(chain))
+}
+
+/// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
+pub(super) fn logprob(model: &LlamaModel, logits: &[f32], tok: LlamaToken, top: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+    let bytes = |id: i32| model.vocab().token_to_piece(LlamaToken::new(id), true, None);
+    let id = tok.0;
+    let lp = |id: i32| usize::try_from(id).ok().and_then(|i| logits.get(i)).map_or(f32::NEG_INFINITY, |l| l - lse);
+    let mut best: Vec<(i32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() < top || l > best[best.len() - 1].1 {
+                let at = best.partition_point(|&(_, b)| b >= l);
+                best.insert(at, (i32::try_from(i).unwrap_or(i32::MAX), l));
+                best.truncate(top);
+            }
+        }
+    }
+    TokenLogprob {
+        id,
+        bytes: bytes(id),
+        logprob: lp(id),
+        top: best.into_iter().map(|(i, l)| (i, bytes(i), l - lse)).collect(),
+    }
+}
+
+pub(super) fn normalize(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    #[allow(clippy::cast_possible_truncation)]
+    let scale = if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 };
+    v.iter().map(|x| x * scale).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_unit_length() {
+        let v = normalize(&[3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(normalize(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}
