@@ -65,6 +65,13 @@ pub fn render(st: &AppState) -> String {
     let s = &r.engine.stats;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     metric(&mut out, "prompt_tokens_total", "counter", "Prompt tokens decoded.", load(&s.prompt_tokens));
+    metric(
+        &mut out,
+        "shared_prefix_tokens_total",
+        "counter",
+        "Prompt tokens taken from another slot's KV cells instead of being decoded.",
+        load(&s.shared_prefix_tokens),
+    );
     metric(&mut out, "generated_tokens_total", "counter", "Tokens generated.", load(&s.generated_tokens));
     #[allow(clippy::cast_precision_loss)]
     let decode_secs = load(&s.decode_nanos) as f64 / 1e9;

@@ -331,3 +331,61 @@ fn merge(base: &Value, field: &str, value: Value) -> Value {
     b[field] = value;
     b
 }
+
+/// A long system prompt shared by agents is decoded once: a request whose prompt starts
+/// with what another slot holds (running or idle), or is still reading, takes those KV
+/// cells (llama.cpp's sequence copy) and decodes only the rest. With a stream per slot and
+/// with one unified cache; prompts read in chunks of 16 so one can arrive while another
+/// is still reading.
+#[test]
+fn a_shared_prefix_is_decoded_once() {
+    let system = "You are one of the agents of a research workflow; read the sources and cite them. ".repeat(6);
+    let ask = |q: &str, max: u32| {
+        json!({ "messages": [{ "role": "system", "content": system }, { "role": "user", "content": q }],
+                "max_tokens": max, "temperature": 0 })
+    };
+    for unified in [false, true] {
+        let mut args = vec!["--ctx", "4096", "--parallel", "3", "--batch", "16"];
+        if unified {
+            args.push("--kv-unified");
+        }
+        let w = Worker::start(&chat_model(), &args);
+        let decoded = |w: &Worker| w.metric("aither_infer_prompt_tokens_total") as u64;
+        // Two agents at once: the second waits for the first's prefix, or takes it.
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| w.post("/v1/chat/completions", &ask("first question", 40)));
+            let b = s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                w.post("/v1/chat/completions", &ask("a second, different question", 4))
+            });
+            (a.join().expect("a"), b.join().expect("b"))
+        });
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        let prompt = |r: &Value| r["usage"]["prompt_tokens"].as_u64().expect("prompt tokens");
+        let cached = |r: &Value| r["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached");
+        let (pa, pb) = (prompt(&a.1), prompt(&b.1));
+        let shared = cached(&a.1).max(cached(&b.1));
+        assert!(shared >= pb.min(pa) * 3 / 4, "unified {unified}: the system prompt was shared: {a:?} {b:?}");
+        assert_eq!(decoded(&w), pa + pb - cached(&a.1) - cached(&b.1), "unified {unified}: only the rest was decoded");
+        assert!(w.metric("aither_infer_shared_prefix_tokens_total") as u64 >= shared);
+        // The same answer as without sharing: greedy output does not depend on where the
+        // cells came from.
+        let (_, alone) = w.post(
+            "/v1/chat/completions",
+            &merge(&ask("a second, different question", 4), "cache_prompt", json!(false)),
+        );
+        assert_eq!(
+            alone["choices"][0]["message"]["content"], b.1["choices"][0]["message"]["content"],
+            "unified {unified}"
+        );
+        // n = 2: the second choice takes the first's prompt.
+        let before = decoded(&w);
+        let (_, r) = w.post("/v1/chat/completions", &merge(&ask("third", 3), "n", json!(2)));
+        let p = prompt(&r);
+        assert!(
+            decoded(&w) - before < p + p / 4,
+            "unified {unified}: n = 2 decodes the prompt about once: {} of {p}",
+            decoded(&w) - before
+        );
+    }
+}

@@ -40,6 +40,9 @@ pub(super) struct Active {
     /// Prompt tokens reused from the cache.
     pub(super) cached: usize,
     pub(super) admitted: Instant,
+    /// Waiting for another slot to finish reading the prompt prefix this one shares:
+    /// (that slot, the tokens it will hold), copied instead of computed twice.
+    pub(super) wait_for: Option<(usize, usize)>,
     pub(super) first_token: Option<Instant>,
 }
 
@@ -64,6 +67,9 @@ pub(super) struct Loop<'m> {
     /// All slots share one cache of this many cells (`kv_unified` with several slots):
     /// requests are admitted by their reservations. `None`: a stream per slot.
     shared_cells: Option<usize>,
+    /// All sequences in one cache (`kv_unified`, or one slot): prefixes are shared by
+    /// reference; otherwise each slot has a stream and a shared prefix is copied.
+    unified: bool,
     stats: Arc<Stats>,
     embeddings: bool,
     piece: Vec<u8>,
@@ -86,6 +92,7 @@ impl<'m> Loop<'m> {
             n_batch,
             n_ctx,
             shared_cells,
+            unified: cfg.kv_unified || parallel <= 1,
             stats,
             embeddings: cfg.embeddings,
             piece: Vec::with_capacity(64),
@@ -110,6 +117,7 @@ impl<'m> Loop<'m> {
             }
             self.drop_abandoned();
             self.admit();
+            self.resolve_waits();
             if self.busy() {
                 self.publish();
                 self.step();
@@ -215,7 +223,94 @@ impl<'m> Loop<'m> {
             cached: keep,
             admitted: Instant::now(),
             first_token: None,
+            wait_for: None,
         });
+        if g.cache_prompt {
+            self.borrow_prefix(i);
+        }
+    }
+
+    /// Share another slot's KV cells for the longest prefix of slot `i`'s prompt: at once
+    /// from a slot that holds it (idle or running), or, when a running request is still
+    /// reading a longer shared prefix, once it has (the slot waits meanwhile). Agents of one
+    /// workflow send the same long system prompt: it is computed once.
+    fn borrow_prefix(&mut self, i: usize) {
+        let Some(a) = &self.slots[i].active else { return };
+        let own = self.slots[i].cached.len();
+        let last = a.prompt.len().saturating_sub(1);
+        let mut held = (own, None);
+        let mut reading = (own, None);
+        for (j, s) in self.slots.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let have = common_prefix(&s.cached, &a.prompt).min(last);
+            if have > held.0 {
+                held = (have, Some(j));
+            }
+            if let Some(d) = s.active.as_ref().filter(|d| d.next.is_none() && d.wait_for.is_none()) {
+                let will = common_prefix(&d.prompt, &a.prompt).min(last);
+                if will > reading.0 && will > s.cached.len() {
+                    reading = (will, Some(j));
+                }
+            }
+        }
+        if let (have, Some(j)) = held {
+            if have >= own + MIN_SHARE {
+                self.share(j, i, have);
+            }
+        }
+        if let (will, Some(j)) = reading {
+            if will >= self.slots[i].cached.len() + MIN_SHARE {
+                if let Some(a) = self.slots[i].active.as_mut() {
+                    a.wait_for = Some((j, will));
+                }
+            }
+        }
+    }
+
+    /// Slots waiting for a prefix another slot was reading: take it once it is there, or
+    /// what there is when that request ends or stops reading.
+    fn resolve_waits(&mut self) {
+        for i in 0..self.slots.len() {
+            let Some((j, need)) = self.slots[i].active.as_ref().and_then(|a| a.wait_for) else { continue };
+            let a = self.slots[i].active.as_ref().expect("waiting slot");
+            let have = common_prefix(&self.slots[j].cached, &a.prompt).min(a.prompt.len().saturating_sub(1));
+            let donor_reading = self.slots[j]
+                .active
+                .as_ref()
+                .is_some_and(|d| d.next.is_none() && common_prefix(&d.prompt, &a.prompt) >= need);
+            if have < need && donor_reading {
+                continue;
+            }
+            if have >= self.slots[i].cached.len() + MIN_SHARE {
+                self.share(j, i, have);
+            }
+            if let Some(a) = self.slots[i].active.as_mut() {
+                a.wait_for = None;
+            }
+        }
+    }
+
+    /// Give slot `to` the first `len` cells of slot `from`'s sequence.
+    fn share(&mut self, from: usize, to: usize, len: usize) {
+        let (src, dst) = (self.slots[from].seq, self.slots[to].seq);
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq_u32(dst)), None, None);
+        if self.unified {
+            // One cache: the cells are marked as the other sequence's too (no copy).
+            let _ = self.ctx.copy_kv_cache_seq(src, dst, Some(0), Some(u32::try_from(len).unwrap_or(u32::MAX)));
+        } else {
+            // A stream per slot: llama.cpp copies a stream whole (at the next decode); the
+            // cells past the prefix are dropped from the copy at once.
+            let _ = self.ctx.copy_kv_cache_seq(src, dst, None, None);
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq_u32(dst)), Some(u32::try_from(len).unwrap_or(u32::MAX)), None);
+        }
+        let prefix = self.slots[from].cached[..len].to_vec();
+        self.slots[to].cached = prefix;
+        if let Some(a) = self.slots[to].active.as_mut() {
+            a.cached = len;
+        }
+        self.stats.shared_prefix_tokens.fetch_add(len as u64, Ordering::Relaxed);
     }
 
     fn publish(&self) {
@@ -251,7 +346,7 @@ impl<'m> Loop<'m> {
             }
             for (i, slot) in self.slots.iter_mut().enumerate() {
                 let Some(a) = &slot.active else { continue };
-                if a.next.is_some() {
+                if a.next.is_some() || a.wait_for.is_some() {
                     continue;
                 }
                 let from = slot.cached.len();
@@ -444,6 +539,9 @@ fn position(n: usize) -> i32 {
 fn seq_u32(seq: i32) -> u32 {
     u32::try_from(seq).unwrap_or(0)
 }
+
+/// The fewest shared tokens worth copying rather than computing.
+const MIN_SHARE: usize = 16;
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()

@@ -140,6 +140,8 @@ impl Job {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub prompt_tokens: AtomicU64,
+    /// Prompt tokens taken from another slot's cells instead of being decoded.
+    pub shared_prefix_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
     /// Nanoseconds spent in `llama_decode`.
     pub decode_nanos: AtomicU64,
