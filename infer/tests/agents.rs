@@ -338,6 +338,7 @@ fn merge(base: &Value, field: &str, value: Value) -> Value {
 /// with one unified cache; prompts read in chunks of 16 so one can arrive while another
 /// is still reading.
 #[test]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn a_shared_prefix_is_decoded_once() {
     let system = "You are one of the agents of a research workflow; read the sources and cite them. ".repeat(6);
     let ask = |q: &str, max: u32| {
