@@ -8,18 +8,17 @@ use std::time::{Duration, Instant};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc as tmpsc;
 
-use super::sampling::{logprob, normalize, sampler};
+use super::sampling::{logprob, normalize, sampler, RequestSampler};
 use super::{seq_ctx, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
 use crate::api::Generation;
 
 pub(super) struct Active {
     pub(super) prompt: Vec<LlamaToken>,
-    pub(super) sampler: LlamaSampler,
+    pub(super) sampler: RequestSampler,
     pub(super) events: tmpsc::UnboundedSender<Event>,
     /// Tokens still to generate at most.
     pub(super) budget: usize,

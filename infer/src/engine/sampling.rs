@@ -1,26 +1,63 @@
 //! Sampling: the sampler chain for a request's options, log-probabilities, pooled vectors.
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
 use super::TokenLogprob;
 use crate::api::Generation;
 
-/// The sampler chain llama-server uses for the same options: logit biases, then the
-/// grammar (before any cut of the candidates, so a valid token is always left), then
-/// penalties and the sampling proper.
-pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<LlamaSampler, String> {
+/// A request's sampling: the chain llama-server uses for the same options (logit biases,
+/// penalties, then top-k, top-p, min-p, temperature and the draw, or greedy), and the
+/// grammar, if any, kept apart so that it is checked against the one token drawn rather than
+/// applied to the whole vocabulary each time: only when the grammar refuses that token are
+/// all candidates masked and the draw made again (as llama.cpp's common sampler does). A
+/// model mostly picks what its grammar allows, so constrained output costs little more per
+/// token than free output.
+pub(super) struct RequestSampler {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl RequestSampler {
+    pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+        let Some(grammar) = &mut self.grammar else { return self.chain.sample(ctx, idx) };
+        let mut cur = ctx.token_data_array_ith(idx);
+        self.chain.apply(&mut cur);
+        let drawn = cur.selected_token();
+        let allowed = drawn.is_some_and(|tok| {
+            let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(tok, 0.0, 1.0)], false);
+            grammar.apply(&mut one);
+            one.data[0].logit().is_finite()
+        });
+        let tok = match drawn {
+            Some(tok) if allowed => tok,
+            _ => {
+                let mut cur = ctx.token_data_array_ith(idx);
+                grammar.apply(&mut cur);
+                self.chain.apply(&mut cur);
+                cur.selected_token().unwrap_or_else(|| LlamaToken::new(0))
+            }
+        };
+        grammar.accept(tok);
+        self.chain.accept(tok);
+        tok
+    }
+}
+
+/// The sampling of a request's options.
+pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<RequestSampler, String> {
     let s = &g.sampling;
+    let grammar = g.constraint.as_ref().map(|c| c.sampler(model)).transpose()?;
     let mut chain = Vec::with_capacity(8);
     if !g.logit_bias.is_empty() {
         let biases: Vec<LlamaLogitBias> =
             g.logit_bias.iter().map(|&(id, b)| LlamaLogitBias::new(LlamaToken::new(id), b)).collect();
         chain.push(LlamaSampler::logit_bias(model.n_vocab(), &biases));
-    }
-    if let Some(c) = &g.constraint {
-        chain.push(c.sampler(model)?);
     }
     if s.presence_penalty != 0.0 || s.frequency_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(model.n_vocab(), 64, 1.0, s.frequency_penalty, s.presence_penalty));
@@ -38,7 +75,7 @@ pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<LlamaSampler
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
     }
-    Ok(LlamaSampler::chain_simple(chain))
+    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar })
 }
 
 /// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
