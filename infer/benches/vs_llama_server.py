@@ -3,9 +3,12 @@
 gateway's added latency.
 
 1. llama-server is built from the newest llama-cpp-python source distribution on PyPI (it
-   carries the whole llama.cpp tree; its llama.cpp is the release closest to the one
-   llama-cpp-sys-2 ships to aither-infer: both ggml versions are printed). LLAMA_SERVER=PATH
-   uses a binary you built instead.
+   carries the whole llama.cpp tree, with the server, which llama-cpp-sys-2's copy lacks;
+   both ggml versions are printed) with every ggml instruction-set option set explicitly to
+   the value aither-infer's own llama.cpp build has (read from its CMake cache), in a build
+   directory named by those options (a reused directory would keep the options of its first
+   configure). Both builds' options are printed, and the benchmark refuses to run when they
+   differ. LLAMA_SERVER=PATH uses a binary you built instead (its options cannot be checked).
 2. Both serve the same GGUF (tests/models/make_gguf.py, a llama-shaped model with random
    weights; --model uses yours) with the same threads, context and parallel slots, one after
    the other on an otherwise idle machine.
@@ -13,7 +16,14 @@ gateway's added latency.
    (greedy, so both servers generate the same tokens); tokens per second of all streams
    together and time to first token, the median of --rounds rounds. Goal: aither-infer at
    least 95 % of llama-server's throughput at every level.
-4. The gateway: agentd in development mode (a private bus, a test root) serving the model
+4. Agents sharing a system prompt: 8 requests at once whose prompts start with the same
+   ~1,000-token system prompt (a new one each round) and end with different questions;
+   the median time to first token and the time until all 8 have their answers, against
+   llama-server with its prompt cache on. Goal: TTFT at most 0.5x llama-server's.
+5. Constrained generation: the same chat answered freely and as a tool call whose
+   arguments a grammar constrains (aither-infer); time per generated token after the first.
+   Goal: at most 10 % slower per token.
+6. The gateway: agentd in development mode (a private bus, a test root) serving the model
    through its gateway; time to first token of one-token streams straight to the worker's
    Unix socket and through the gateway on TCP, alternated; the difference of the medians is
    the gateway's cost. Goal: at most 1 ms at p50.
@@ -23,6 +33,7 @@ Usage: infer/benches/vs_llama_server.py [--threads N] [--tokens N] [--rounds N] 
 """
 import argparse
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -53,9 +64,34 @@ def our_llama_tree():
     return pkg["version"], os.path.join(os.path.dirname(pkg["manifest_path"]), "llama.cpp")
 
 
-def llama_server():
+# ggml's instruction-set options: each is set explicitly for llama-server to aither-infer's value.
+ISA_OPTIONS = ["GGML_NATIVE", "GGML_SSE42", "GGML_AVX", "GGML_AVX_VNNI", "GGML_AVX2", "GGML_BMI2", "GGML_FMA",
+               "GGML_F16C", "GGML_AVX512", "GGML_AVX512_VBMI", "GGML_AVX512_VNNI", "GGML_AVX512_BF16",
+               "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16", "GGML_CPU_ALL_VARIANTS", "GGML_BACKEND_DL",
+               "GGML_OPENMP"]
+
+
+def cmake_options(cache):
+    """The ggml instruction-set options recorded in a CMakeCache.txt (absent: None)."""
+    found = {}
+    for line in open(cache):
+        m = re.match(r"^(GGML_[A-Z0-9_]+):BOOL=(\S+)", line)
+        if m and m.group(1) in ISA_OPTIONS:
+            found[m.group(1)] = "ON" if m.group(2).upper() in ("ON", "TRUE", "1", "YES") else "OFF"
+    return found
+
+
+def our_options():
+    """aither-infer's llama.cpp options, from the release build's CMake cache."""
+    caches = glob.glob(os.path.join(TARGET, "build", "llama-cpp-sys-2-*", "out", "build", "CMakeCache.txt"))
+    if not caches:
+        raise SystemExit(f"no CMake cache of llama-cpp-sys-2 under {TARGET}/build: build aither-infer in release first")
+    return cmake_options(max(caches, key=os.path.getmtime))
+
+
+def llama_server(options):
     if os.environ.get("LLAMA_SERVER"):
-        return os.environ["LLAMA_SERVER"], "(given)", "?"
+        return os.environ["LLAMA_SERVER"], "(given)", "?", {}
     d = os.path.join(CACHE, "llama")
     os.makedirs(d, exist_ok=True)
     trees = sorted(glob.glob(os.path.join(d, "llama_cpp_python-*", "vendor", "llama.cpp")))
@@ -67,15 +103,18 @@ def llama_server():
         trees = sorted(glob.glob(os.path.join(d, "llama_cpp_python-*", "vendor", "llama.cpp")))
     tree = trees[-1]
     release = tree.split("llama_cpp_python-")[1].split("/")[0]
-    build = os.path.join(tree, "build-server")
+    # One build directory per set of options: CMake keeps a cached option's first value.
+    tag = "-".join(f"{k[5:].lower()}{'1' if v == 'ON' else '0'}" for k, v in sorted(options.items()))
+    build = os.path.join(tree, "build-server-" + hashlib.sha256(tag.encode()).hexdigest()[:12])
     binary = os.path.join(build, "bin", "llama-server")
     if not os.path.exists(binary):
+        defines = [f"-D{k}={v}" for k, v in sorted(options.items())]
         subprocess.run(["cmake", "-S", tree, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
                         "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                        "-DLLAMA_BUILD_SERVER=ON"], check=True, stdout=subprocess.DEVNULL)
+                        "-DLLAMA_BUILD_SERVER=ON", *defines], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama-server"],
                        check=True, stdout=subprocess.DEVNULL)
-    return binary, release, ggml_version(tree)
+    return binary, release, ggml_version(tree), cmake_options(os.path.join(build, "CMakeCache.txt"))
 
 
 def bench_model(args):
@@ -118,17 +157,23 @@ def connect(target):
     return c
 
 
-def stream(target, prompt, tokens, headers=None):
-    """One streamed completion: (seconds to the first token, tokens, seconds in all)."""
-    body = json.dumps({"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
-                       "stream_options": {"include_usage": True}})
+def stream(target, prompt, tokens, headers=None, extra=None, path="/v1/completions"):
+    """One streamed completion: (seconds to the first token, tokens, seconds in all, seconds
+    from the first token to the last)."""
+    req = {"max_tokens": tokens, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    if path == "/v1/completions":
+        req["prompt"] = prompt
+    else:
+        req["messages"] = [{"role": "user", "content": prompt}]
+    req.update(extra or {})
+    body = json.dumps(req)
     c = connect(target)
     t0 = time.perf_counter()
-    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json", **(headers or {})})
+    c.request("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError(f"{target}: HTTP {r.status}: {r.read()[:300]!r}")
-    first, chunks, usage = None, 0, None
+    first, last, chunks, usage = None, None, 0, None
     for raw in r:
         line = raw.decode().strip()
         if not line.startswith("data: ") or line == "data: [DONE]":
@@ -136,13 +181,27 @@ def stream(target, prompt, tokens, headers=None):
         ev = json.loads(line[6:])
         if ev.get("usage"):
             usage = ev["usage"].get("completion_tokens")
-        if ev.get("choices") and ev["choices"][0].get("text"):
+        ch = ev.get("choices") or [{}]
+        if ch[0].get("text") or (ch[0].get("delta") or {}).get("content") or (ch[0].get("delta") or {}).get("tool_calls"):
             chunks += 1
+            last = time.perf_counter() - t0
             if first is None:
-                first = time.perf_counter() - t0
+                first = last
     total = time.perf_counter() - t0
     c.close()
-    return first if first is not None else total, usage if usage is not None else chunks, total
+    first = first if first is not None else total
+    return first, usage if usage is not None else chunks, total, (last or total) - first
+
+
+def post_json(target, path, body):
+    c = connect(target)
+    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    if r.status != 200:
+        raise RuntimeError(f"{target} {path}: HTTP {r.status}: {data[:300]!r}")
+    return json.loads(data)
 
 
 def wait_ready(target, proc, what):
@@ -182,13 +241,69 @@ def load(target, concurrency, tokens, rounds):
     return statistics.median(rates), statistics.median(ttfts)
 
 
-def serve_and_measure(name, argv, target, args, levels):
+SYSTEM_WORDS = ("You are one agent of a research workflow on this appliance. Read the sources in your workspace, "
+                "cite each claim with its file and line, and write your findings as plain sentences. ").split()
+
+
+def agents(target, args, n=8, system_tokens=1000):
+    """n requests at once sharing a ~system_tokens system prompt (a new one each round):
+    median time to first token, and median time until all n have finished."""
+    ttfts, walls = [], []
+    for r in range(args.rounds):
+        words = [f"{w}{r}" if i % 7 == 0 else w for i, w in enumerate(SYSTEM_WORDS * (system_tokens // 4))]
+        # As many words as make about system_tokens tokens of this model (both servers
+        # tokenize alike: llama-server's /tokenize is the same route).
+        while True:
+            system = " ".join(words)
+            n_tok = len(post_json(target, "/tokenize", {"content": system})["tokens"])
+            if n_tok <= system_tokens:
+                break
+            words = words[:max(1, int(len(words) * system_tokens / n_tok * 0.98))]
+        results = [None] * n
+
+        def one(i):
+            results[i] = stream(target, f"{system}\nQuestion {i}: what does source {i} say?\nAnswer:", args.agent_tokens)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        walls.append(time.perf_counter() - t0)
+        ttfts.extend(x[0] for x in results)
+    return statistics.median(ttfts), statistics.median(walls)
+
+
+TOOL = [{"type": "function", "function": {"name": "write_report", "description": "write the report",
+         "parameters": {"type": "object", "properties": {"title": {"type": "string", "minLength": 400},
+                                                         "pages": {"type": "integer"}},
+                        "required": ["title", "pages"], "additionalProperties": False}}}]
+
+
+def constrained(target, args):
+    """Seconds per token after the first: free answers and tool calls, the same chat."""
+    free, tool = [], []
+    for r in range(args.rounds):
+        f = stream(target, f"Write the report {r}.", args.tokens, path="/v1/chat/completions")
+        t = stream(target, f"Write the report {r}.", args.tokens, path="/v1/chat/completions",
+                   extra={"tools": TOOL, "tool_choice": "required"})
+        free.append(f[3] / max(1, f[1] - 1))
+        tool.append(t[3] / max(1, t[1] - 1))
+    return statistics.median(free), statistics.median(tool)
+
+
+def serve_and_measure(name, argv, target, args, levels, ours=False):
     log = open(os.path.join(CACHE, f"bench-{name}.log"), "w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(target, proc, name)
         stream(target, "warm up", 8)
-        return {c: load(target, c, args.tokens, args.rounds) for c in levels}
+        out = {c: load(target, c, args.tokens, args.rounds) for c in levels}
+        out["agents"] = agents(target, args)
+        if ours:
+            out["constrained"] = constrained(target, args)
+        return out
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -258,14 +373,16 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for both servers (default 1: the client gets the other core)")
     ap.add_argument("--tokens", type=int, default=64, help="tokens per stream")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--ctx", type=int, default=16384, help="KV cells for the 8 slots together (2,048 each)")
+    ap.add_argument("--agent-tokens", type=int, default=16, help="tokens each agent asks for")
     ap.add_argument("--model")
     ap.add_argument("--gateway-samples", type=int, default=100)
     ap.add_argument("--only", choices=["servers", "gateway"], help="run one half of the benchmark")
     args = ap.parse_args()
     levels = [1, 4, 8]
     sys_version, our_tree = our_llama_tree()
-    server, release, their_ggml = llama_server()
+    mine = our_options()
+    server, release, their_ggml, theirs_opts = llama_server(mine)
     model = bench_model(args)
     if args.only == "gateway":
         direct, via = gateway_overhead(model, args)
@@ -274,6 +391,13 @@ def main():
         return
     print(f"aither-infer: llama-cpp-sys-2 {sys_version}, ggml {ggml_version(our_tree)}")
     print(f"llama-server: llama-cpp-python {release}, ggml {their_ggml}")
+    print("ggml options   " + " ".join(f"{k[5:]}" for k in sorted(mine)))
+    print("  aither-infer " + " ".join(f"{mine[k]:>{len(k) - 5}}" for k in sorted(mine)))
+    if theirs_opts:
+        print("  llama-server " + " ".join(f"{theirs_opts.get(k, '?'):>{len(k) - 5}}" for k in sorted(mine)))
+        differ = sorted(k for k in set(mine) | set(theirs_opts) if mine.get(k) != theirs_opts.get(k))
+        if differ:
+            raise SystemExit(f"the two builds differ in {', '.join(differ)}: not comparing unlike builds")
     print(f"model {os.path.basename(model)}, {args.threads} thread(s), ctx {args.ctx}, 8 slots, {args.tokens} tokens per stream, "
           f"median of {args.rounds} rounds\n")
     common = ["--model", model, "--threads", str(args.threads), "--ctx", str(args.ctx), "--parallel", "8"]
@@ -283,20 +407,30 @@ def main():
                                                 "--no-webui"],
                                ("tcp", p1), args, levels)
     ours = serve_and_measure("aither-infer", [os.path.join(TARGET, "aither-infer"), *common, "--listen", f"tcp:127.0.0.1:{p2}"],
-                             ("tcp", p2), args, levels)
+                             ("tcp", p2), args, levels, ours=True)
     print(f"{'streams':>8} {'llama-server tok/s':>19} {'aither-infer tok/s':>19} {'ratio':>7} {'TTFT theirs':>12} {'TTFT ours':>10}")
-    worst = None
+    worst, ttft_worst = None, None
     for c in levels:
         (tr, tt), (orate, ot) = theirs[c], ours[c]
         ratio = orate / tr
         worst = ratio if worst is None else min(worst, ratio)
+        ttft_worst = ot / tt if c == levels[0] else max(ttft_worst, ot / tt)
         print(f"{c:>8} {tr:>19.1f} {orate:>19.1f} {ratio:>7.3f} {tt * 1000:>10.1f}ms {ot * 1000:>8.1f}ms")
+    (ta, twall), (oa, owall) = theirs["agents"], ours["agents"]
+    print(f"\n8 agents, ~1,000-token shared system prompt: TTFT p50 llama-server {ta * 1000:.0f} ms, aither-infer "
+          f"{oa * 1000:.0f} ms ({oa / ta:.2f}x); all answered in {twall:.2f} s and {owall:.2f} s ({owall / twall:.2f}x)")
+    free, tool = ours["constrained"]
+    print(f"constrained generation (aither-infer): {free * 1000:.2f} ms per token free, {tool * 1000:.2f} ms as a "
+          f"grammar-constrained tool call ({tool / free:.2f}x)")
     if args.only == "servers":
         return
     direct, via = gateway_overhead(model, args)
     print(f"\ngateway: time to first token p50 {direct * 1000:.2f} ms straight to the worker, {via * 1000:.2f} ms through the "
           f"gateway: {1000 * (via - direct):+.2f} ms")
-    print(f"\ngoals: throughput ratio >= 0.95 at every level: {'met' if worst >= 0.95 else 'NOT met'} (worst {worst:.3f}); "
+    print(f"\ngoals: throughput ratio >= 1.0 at every level: {'met' if worst >= 1.0 else 'NOT met'} (worst {worst:.3f}); "
+          f"TTFT <= 1.0x at every level: {'met' if ttft_worst <= 1.0 else 'NOT met'} (worst {ttft_worst:.2f}x); "
+          f"shared-prompt TTFT <= 0.5x: {'met' if oa / ta <= 0.5 else 'NOT met'}; "
+          f"constrained <= 1.1x per token: {'met' if tool / free <= 1.1 else 'NOT met'}; "
           f"gateway p50 overhead <= 1 ms: {'met' if via - direct <= 0.001 else 'NOT met'}")
 
 
