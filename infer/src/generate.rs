@@ -181,13 +181,20 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
     for (i, m) in req.messages.iter().enumerate() {
         messages.push(m.template_value(i)?);
     }
-    let template_tools = match (calling, family) {
-        (Some(t), Some(Family::Generic)) => {
-            generic_history(&mut messages, &generic_instructions(t), r.template.source());
+    // A template that knows no tools gets the history written as text it can show (and,
+    // when the model may call, the instructions), whether or not this turn calls.
+    let knows_tools = Family::detect(r.template.source()) != Family::Generic;
+    let template_tools = match (calling, knows_tools) {
+        (Some(t), false) => {
+            generic_history(&mut messages, Some(&generic_instructions(t)), r.template.source());
             None
         }
-        (Some(t), Some(_)) => Some(&t.raw),
-        _ => None,
+        (None, false) => {
+            generic_history(&mut messages, None, r.template.source());
+            None
+        }
+        (Some(t), true) => Some(&t.raw),
+        (None, true) => None,
     };
     let prompt = r.template.render(&messages, template_tools, true)?;
     let tokens = tokenize(r, &prompt);
@@ -202,13 +209,15 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
 /// For a template that knows no tools: the instructions in the system message, earlier
 /// calls written as the JSON the model answers with, and tool results as messages the
 /// template can show.
-fn generic_history(messages: &mut Vec<Value>, instructions: &str, template: &str) {
-    match messages.first_mut() {
-        Some(m) if m["role"] == "system" => {
-            let content = m["content"].as_str().unwrap_or("").to_string();
-            m["content"] = json!(format!("{instructions}\n\n{content}"));
+fn generic_history(messages: &mut Vec<Value>, instructions: Option<&str>, template: &str) {
+    if let Some(instructions) = instructions {
+        match messages.first_mut() {
+            Some(m) if m["role"] == "system" => {
+                let content = m["content"].as_str().unwrap_or("").to_string();
+                m["content"] = json!(format!("{instructions}\n\n{content}"));
+            }
+            _ => messages.insert(0, json!({ "role": "system", "content": instructions })),
         }
-        _ => messages.insert(0, json!({ "role": "system", "content": instructions })),
     }
     let tool_role = template.contains("'tool'") || template.contains("\"tool\"") || !template.contains("role");
     for m in messages.iter_mut() {
@@ -254,27 +263,60 @@ pub fn prepare_completion(st: &AppState, body: &[u8]) -> Result<Prepared, ApiErr
 /// One choice's events, tagged with its index.
 pub type Tagged = (usize, Event);
 
-/// Submit one job per choice (seeds one apart); their events come on one channel.
-pub fn submit(r: &Ready, p: &Prepared) -> Result<mpsc::UnboundedReceiver<Tagged>, ApiError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    for i in 0..p.generation.n {
-        let (etx, mut erx) = mpsc::unbounded_channel();
-        let mut g = p.generation.clone();
-        g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
-        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: g, events: etx }) {
-            return Err(ApiError::internal("the inference engine has stopped"));
-        }
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = erx.recv().await {
-                if tx.send((i, ev)).is_err() {
-                    // The client went away: dropping `erx` cancels the job.
-                    return;
+/// The events of a request's choices as the engine sends them, each tagged with its
+/// choice: read straight from each choice's channel (no task in between), and dropped with
+/// the response, which cancels the jobs.
+#[derive(Debug)]
+pub struct Events {
+    rxs: Vec<Option<mpsc::UnboundedReceiver<Event>>>,
+    next: usize,
+}
+
+impl Events {
+    pub fn new(rxs: Vec<mpsc::UnboundedReceiver<Event>>) -> Events {
+        Events { rxs: rxs.into_iter().map(Some).collect(), next: 0 }
+    }
+
+    /// The next event of any choice; None once every choice's channel is closed.
+    pub async fn recv(&mut self) -> Option<Tagged> {
+        std::future::poll_fn(|cx| {
+            let n = self.rxs.len();
+            let mut open = false;
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                let Some(rx) = &mut self.rxs[i] else { continue };
+                match rx.poll_recv(cx) {
+                    std::task::Poll::Ready(Some(ev)) => {
+                        self.next = (i + 1) % n;
+                        return std::task::Poll::Ready(Some((i, ev)));
+                    }
+                    std::task::Poll::Ready(None) => self.rxs[i] = None,
+                    std::task::Poll::Pending => open = true,
                 }
             }
-        });
+            if open {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(None)
+            }
+        })
+        .await
     }
-    Ok(rx)
+}
+
+/// Submit one job per choice (seeds one apart).
+pub fn submit(r: &Ready, p: &Prepared) -> Result<Events, ApiError> {
+    let mut rxs = Vec::with_capacity(p.generation.n);
+    for i in 0..p.generation.n {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut g = p.generation.clone();
+        g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
+        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: g, events: tx }) {
+            return Err(ApiError::internal("the inference engine has stopped"));
+        }
+        rxs.push(rx);
+    }
+    Ok(Events::new(rxs))
 }
 
 fn object(kind: Kind, stream: bool) -> &'static str {
@@ -354,10 +396,7 @@ pub fn new_choices(p: &Prepared, seed: u64) -> Vec<Choice> {
 }
 
 /// Wait for every choice to finish.
-pub async fn collect(
-    mut choices: Vec<Choice>,
-    mut rx: mpsc::UnboundedReceiver<Tagged>,
-) -> Result<(Vec<Choice>, Counts), ApiError> {
+pub async fn collect(mut choices: Vec<Choice>, mut rx: Events) -> Result<(Vec<Choice>, Counts), ApiError> {
     let mut counts = Counts::default();
     let mut left = choices.len();
     while let Some((i, ev)) = rx.recv().await {
@@ -406,9 +445,9 @@ impl Header {
 }
 
 /// Stream the choices as Server-Sent Events, OpenAI's chunk format, `[DONE]` last.
-pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: mpsc::UnboundedReceiver<Tagged>) -> Response {
+pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> Response {
     struct S {
-        rx: mpsc::UnboundedReceiver<Tagged>,
+        rx: Events,
         choices: Vec<Choice>,
         first: bool,
         done: bool,
@@ -481,11 +520,12 @@ mod tests {
 
     /// The SSE body for these engine events, one entry per `data:` line (`[DONE]` as a string).
     async fn stream(kind: Kind, include_usage: bool, n: usize, events: Vec<Tagged>) -> Vec<Value> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        for e in events {
-            tx.send(e).expect("send");
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        for (i, e) in events {
+            txs[i].send(e).expect("send");
         }
-        drop(tx);
+        drop(txs);
+        let rx = Events::new(rxs);
         let choices = (0..n).map(|i| Choice::new(i, kind, None, false, 1)).collect();
         let h = Header { model: "tiny".into(), id: "chatcmpl-1".into(), created: 7, kind };
         let resp = sse(h, include_usage, choices, rx);
@@ -576,10 +616,8 @@ mod tests {
         )
         .await;
         assert_eq!(events[0]["choices"].as_array().map(Vec::len), Some(2), "both roles first");
-        assert_eq!(
-            events[1]["choices"][0],
-            json!({"index": 1, "delta": {"content": "b"}, "logprobs": null, "finish_reason": null})
-        );
+        let b = json!({"index": 1, "delta": {"content": "b"}, "logprobs": null, "finish_reason": null});
+        assert!(events.iter().any(|e| e["choices"][0] == b), "choice 1's text under its index: {events:?}");
         let finishes: Vec<_> = events.iter().filter(|e| e["choices"][0]["finish_reason"] == "stop").collect();
         assert_eq!(finishes.len(), 2);
         let usage = events.iter().find(|e| e.get("usage").is_some()).expect("usage");
@@ -603,6 +641,26 @@ mod tests {
         let events = stream(Kind::Chat, false, 1, vec![(0, Event::Text("x".into()))]).await;
         assert_eq!(events.len(), 2, "role and text, then the end of the body: {events:?}");
         assert!(!events.iter().any(|e| e == "[DONE]"));
+    }
+
+    #[test]
+    fn a_history_with_calls_is_written_as_text_for_templates_that_know_no_tools() {
+        let mut m = vec![
+            json!({ "role": "user", "content": "add" }),
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "id": "c1", "type": "function",
+                    "function": { "name": "add", "arguments": { "a": 1 } } }] }),
+            json!({ "role": "tool", "tool_call_id": "c1", "content": "2" }),
+        ];
+        generic_history(&mut m, None, "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% endfor %}");
+        assert_eq!(m.len(), 3, "no instructions when the model may not call");
+        assert_eq!(
+            m[1],
+            json!({ "role": "assistant", "content": "{\"tool_calls\":[{\"name\":\"add\",\"arguments\":{\"a\":1}}]}" })
+        );
+        assert_eq!(m[2]["role"], "user", "a template with no tool role gets the result as a user turn");
+        let mut m = vec![json!({ "role": "system", "content": "be brief" })];
+        generic_history(&mut m, Some("call tools"), "{{ 'tool' }}");
+        assert_eq!(m[0]["content"], "call tools\n\nbe brief");
     }
 
     #[test]

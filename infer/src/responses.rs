@@ -342,10 +342,10 @@ fn events(
     req: Value,
     choice: Choice,
     _p: Prepared,
-    rx: tokio::sync::mpsc::UnboundedReceiver<generate::Tagged>,
+    rx: generate::Events,
 ) -> Response {
     struct S {
-        rx: tokio::sync::mpsc::UnboundedReceiver<generate::Tagged>,
+        rx: generate::Events,
         choice: Choice,
         seq: u64,
         started: bool,
