@@ -53,6 +53,13 @@ pub fn open<'a>(
         tracing::info!(user, "request");
     }
     let g = sampling.validate(st.next_seed())?;
+    let n_vocab = r.model.n_vocab();
+    if let Some((id, _)) = g.logit_bias.iter().find(|(id, _)| *id >= n_vocab) {
+        return Err(ApiError::invalid(
+            format!("logit_bias names token {id}, outside the vocabulary (0 to {})", n_vocab - 1),
+            Some("logit_bias"),
+        ));
+    }
     Ok((r, v, g))
 }
 

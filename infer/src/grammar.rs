@@ -18,6 +18,12 @@ use crate::api::ApiError;
 
 /// The largest grammar or schema a request may carry (bytes).
 pub const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
+/// The deepest nesting of parentheses: llama.cpp's grammar parser recurses into each.
+pub const MAX_NESTING: usize = 64;
+/// The largest bound of one repetition `{m,n}`, and of all of them together: llama.cpp
+/// expands a bounded repetition into that many copies of the element.
+pub const MAX_REPEAT: u64 = 4096;
+pub const MAX_REPEAT_TOTAL: u64 = 65_536;
 
 /// How generation is constrained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +84,9 @@ pub fn from_schema(schema: &Value, param: &str) -> Result<String, ApiError> {
             Some(param),
         )
     })?;
-    check_syntax(&gbnf).map_err(|e| ApiError::internal(format!("the grammar made from the schema: {e}")))?;
+    // A schema can ask for more than a grammar may hold (`"minLength": 1000000000`).
+    check_syntax(&gbnf)
+        .map_err(|e| ApiError::invalid(format!("the grammar made from this schema is refused: {e}"), Some(param)))?;
     Ok(gbnf)
 }
 
@@ -279,6 +287,21 @@ pub fn check_syntax(src: &str) -> Result<(), SyntaxError> {
         });
     }
     let toks = lex(src).map_err(|(at, m)| err(at, m))?;
+    let mut repeats = 0u64;
+    for &(at, t) in &toks {
+        if t != Tok::Repeat || src.as_bytes()[at] != b'{' {
+            continue;
+        }
+        let inner = &src[at + 1..at + src[at..].find('}').unwrap_or(1)];
+        let bound = inner.split(',').filter_map(|n| n.trim().parse::<u64>().ok()).max().unwrap_or(0);
+        if bound > MAX_REPEAT {
+            return Err(err(at, format!("a repetition of up to {bound}: at most {MAX_REPEAT}")));
+        }
+        repeats += bound;
+        if repeats > MAX_REPEAT_TOTAL {
+            return Err(err(at, format!("the repetitions add up to more than {MAX_REPEAT_TOTAL}")));
+        }
+    }
     let mut defined = std::collections::HashSet::new();
     let mut used: Vec<(usize, &str)> = Vec::new();
     let mut i = 0;
@@ -331,6 +354,9 @@ pub fn check_syntax(src: &str) -> Result<(), SyntaxError> {
                 }
                 Tok::Open => {
                     depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(err(at, format!("parentheses nested deeper than {MAX_NESTING}")));
+                    }
                     prev_term = false;
                     empty = false;
                     after_alt = false;
@@ -440,6 +466,16 @@ mod tests {
         assert!(e.message.contains("expected ::="), "{e}");
         let e = check_syntax("root ::= \"\\q\"").expect_err("escape");
         assert!(e.message.contains("escape"), "{e}");
+    }
+
+    #[test]
+    fn grammars_that_would_exhaust_llama_cpp_are_refused() {
+        let deep = format!("root ::= {}\"a\"{}", "(".repeat(65), ")".repeat(65));
+        assert!(check_syntax(&deep).expect_err("deep").message.contains("nested deeper"));
+        check_syntax(&format!("root ::= {}\"a\"{}", "(".repeat(64), ")".repeat(64))).expect("64 is fine");
+        assert!(check_syntax("root ::= \"a\"{0,100000}").expect_err("big").message.contains("at most 4096"));
+        let many = format!("root ::= {}", "\"a\"{4000} ".repeat(17));
+        assert!(check_syntax(&many).expect_err("total").message.contains("add up"));
     }
 
     #[test]

@@ -100,6 +100,17 @@ fn structured_output_matches_its_schema_or_grammar() {
             "response_format.json_schema.schema",
             "#/type is \"widget\"",
         ),
+        (ask("x", json!({ "logit_bias": { "999999": 5 } })), "logit_bias", "outside the vocabulary"),
+        (
+            ask("x", json!({ "json_schema": { "type": "string", "minLength": 1_000_000_000u64 } })),
+            "json_schema",
+            "at most 4096",
+        ),
+        (
+            ask("x", json!({ "grammar": format!("root ::= {}\"a\"{}", "(".repeat(500), ")".repeat(500)) })),
+            "grammar",
+            "nested deeper",
+        ),
     ] {
         let (status, r) = w.post("/v1/chat/completions", &body);
         assert_eq!((status, r["error"]["param"].as_str()), (400, Some(param)), "{r}");
