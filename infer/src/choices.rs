@@ -91,7 +91,13 @@ impl Choice {
             out.extend(self.new_calls(false));
             return out;
         }
-        self.new_calls(false)
+        // A call can only have completed with a closing bracket or tag: parse then, not at
+        // every piece of a long argument.
+        if t.contains(['>', ']', '}']) {
+            self.new_calls(false)
+        } else {
+            vec![]
+        }
     }
 
     /// Parse the calls written so far; deltas for those not sent yet. At the end
