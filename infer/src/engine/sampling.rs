@@ -13,40 +13,72 @@ use crate::api::Generation;
 
 /// A request's sampling: the chain llama-server uses for the same options (logit biases,
 /// penalties, then top-k, top-p, min-p, temperature and the draw, or greedy), and the
-/// grammar, if any, kept apart so that it is checked against the one token drawn rather than
-/// applied to the whole vocabulary each time: only when the grammar refuses that token are
-/// all candidates masked and the draw made again (as llama.cpp's common sampler does). A
-/// model mostly picks what its grammar allows, so constrained output costs little more per
-/// token than free output.
+/// grammar, if any, kept apart.
+///
+/// A grammar masks the tokens it does not allow before the chain cuts the candidates.
+/// Masking the whole vocabulary costs a walk of the grammar per token of it at every step;
+/// but when the chain keeps only the best `k` candidates (greedy: one; top-k: k) and nothing
+/// before it changes the logits, the result is the same as taking the best tokens in logit
+/// order and keeping the first `k` the grammar allows. So the best few are checked one by
+/// one, and the whole vocabulary is masked only when too few of them pass (at the end of a
+/// grammar, say, where only end-of-generation is left).
 pub(super) struct RequestSampler {
     chain: LlamaSampler,
     grammar: Option<LlamaSampler>,
+    /// How many allowed candidates the chain needs when they can be found in logit order
+    /// (None: mask them all).
+    keep: Option<usize>,
 }
+
+/// The best candidates checked one by one before masking the whole vocabulary.
+const PROBE: usize = 64;
 
 impl RequestSampler {
     pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
         let Some(grammar) = &mut self.grammar else { return self.chain.sample(ctx, idx) };
-        let mut cur = ctx.token_data_array_ith(idx);
-        self.chain.apply(&mut cur);
-        let drawn = cur.selected_token();
-        let allowed = drawn.is_some_and(|tok| {
-            let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(tok, 0.0, 1.0)], false);
-            grammar.apply(&mut one);
-            one.data[0].logit().is_finite()
-        });
-        let tok = match drawn {
-            Some(tok) if allowed => tok,
-            _ => {
+        let found = self.keep.and_then(|k| best_allowed(ctx.get_logits_ith(idx), k, grammar));
+        let tok = found
+            .and_then(|mut cur| {
+                self.chain.apply(&mut cur);
+                cur.selected_token()
+            })
+            .unwrap_or_else(|| {
                 let mut cur = ctx.token_data_array_ith(idx);
                 grammar.apply(&mut cur);
                 self.chain.apply(&mut cur);
                 cur.selected_token().unwrap_or_else(|| LlamaToken::new(0))
-            }
-        };
+            });
         grammar.accept(tok);
         self.chain.accept(tok);
         tok
     }
+}
+
+/// The `k` best tokens by logit that `grammar` allows, found among the best [`PROBE`]
+/// (or `2k`); None when fewer pass.
+fn best_allowed(logits: &[f32], k: usize, grammar: &mut LlamaSampler) -> Option<LlamaTokenDataArray> {
+    let n = logits.len();
+    let probe = PROBE.max(2 * k).min(n);
+    if probe == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    let desc = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
+    order.select_nth_unstable_by(probe - 1, desc);
+    order[..probe].sort_unstable_by(desc);
+    let mut allowed = Vec::with_capacity(k);
+    for &i in &order[..probe] {
+        let tok = LlamaToken::new(i32::try_from(i).ok()?);
+        let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(tok, logits[i], 0.0)], false);
+        grammar.apply(&mut one);
+        if one.data[0].logit().is_finite() {
+            allowed.push(LlamaTokenData::new(tok, logits[i], 0.0));
+            if allowed.len() == k {
+                return Some(LlamaTokenDataArray::new(allowed, true));
+            }
+        }
+    }
+    None
 }
 
 /// The sampling of a request's options.
@@ -75,7 +107,15 @@ pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<RequestSampl
         chain.push(LlamaSampler::temp(s.temperature));
         chain.push(LlamaSampler::dist(s.seed));
     }
-    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar })
+    // The best allowed tokens in logit order are what the chain would keep when nothing
+    // changes the logits before its cut (no bias, no penalty) and it cuts to a number.
+    let plain = g.logit_bias.is_empty() && s.presence_penalty == 0.0 && s.frequency_penalty == 0.0;
+    let keep = match (plain, s.temperature <= 0.0, s.top_k) {
+        (true, true, _) => Some(1),
+        (true, false, k) if k > 0 => usize::try_from(k).ok(),
+        _ => None,
+    };
+    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar, keep })
 }
 
 /// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
