@@ -72,6 +72,20 @@ pub fn render(st: &AppState) -> String {
         "Prompt tokens taken from another slot's KV cells instead of being decoded.",
         load(&s.shared_prefix_tokens),
     );
+    metric(
+        &mut out,
+        "constrained_tokens_total",
+        "counter",
+        "Tokens sampled under a grammar.",
+        load(&s.constrained_tokens),
+    );
+    metric(
+        &mut out,
+        "grammar_full_masks_total",
+        "counter",
+        "Constrained tokens for which none of the best candidates was allowed and the whole vocabulary was masked.",
+        load(&s.grammar_full_masks),
+    );
     metric(&mut out, "generated_tokens_total", "counter", "Tokens generated.", load(&s.generated_tokens));
     #[allow(clippy::cast_precision_loss)]
     let decode_secs = load(&s.decode_nanos) as f64 / 1e9;

@@ -433,7 +433,14 @@ impl<'m> Loop<'m> {
             let Some(idx) = self.slots[i].logits_at else { continue };
             let slot = &mut self.slots[i];
             let a = slot.active.as_mut().expect("busy slot");
+            let masks = a.sampler.full_masks;
             let tok = a.sampler.sample(&self.ctx, idx);
+            if a.sampler.full_masks > masks {
+                self.stats.grammar_full_masks.fetch_add(1, Ordering::Relaxed);
+            }
+            if a.sampler.constrained() {
+                self.stats.constrained_tokens.fetch_add(1, Ordering::Relaxed);
+            }
             a.first_token.get_or_insert_with(Instant::now);
             generated += 1;
             if let Some(top) = a.logprobs {

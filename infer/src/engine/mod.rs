@@ -142,6 +142,9 @@ pub struct Stats {
     pub prompt_tokens: AtomicU64,
     /// Prompt tokens taken from another slot's cells instead of being decoded.
     pub shared_prefix_tokens: AtomicU64,
+    /// Tokens sampled under a grammar, and those for which the whole vocabulary was masked.
+    pub constrained_tokens: AtomicU64,
+    pub grammar_full_masks: AtomicU64,
     pub generated_tokens: AtomicU64,
     /// Nanoseconds spent in `llama_decode`.
     pub decode_nanos: AtomicU64,

@@ -25,6 +25,8 @@ use crate::api::Generation;
 pub(super) struct RequestSampler {
     chain: LlamaSampler,
     grammar: Option<LlamaSampler>,
+    /// Steps where the whole vocabulary had to be masked (for `/metrics`).
+    pub(super) full_masks: u64,
     /// How many allowed candidates the chain needs when they can be found in logit order
     /// (None: mask them all).
     keep: Option<usize>,
@@ -34,6 +36,10 @@ pub(super) struct RequestSampler {
 const PROBE: usize = 64;
 
 impl RequestSampler {
+    pub(super) fn constrained(&self) -> bool {
+        self.grammar.is_some()
+    }
+
     pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
         let Some(grammar) = &mut self.grammar else { return self.chain.sample(ctx, idx) };
         let found = self.keep.and_then(|k| best_allowed(ctx.get_logits_ith(idx), k, grammar));
@@ -43,6 +49,7 @@ impl RequestSampler {
                 cur.selected_token()
             })
             .unwrap_or_else(|| {
+                self.full_masks += 1;
                 let mut cur = ctx.token_data_array_ith(idx);
                 grammar.apply(&mut cur);
                 self.chain.apply(&mut cur);
@@ -115,7 +122,7 @@ pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<RequestSampl
         (true, false, k) if k > 0 => usize::try_from(k).ok(),
         _ => None,
     };
-    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar, keep })
+    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar, keep, full_masks: 0 })
 }
 
 /// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
