@@ -461,6 +461,11 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let engine =
         Engine::start(backend, model.clone(), cfg).map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?;
     tracing::info!("loaded in {:.2} s", t0.elapsed().as_secs_f64());
+    let backends = crate::backends::describe();
+    for d in &backends.devices {
+        tracing::info!("device {} ({}, {}): {}", d.name, d.backend, d.kind, d.description);
+    }
+    tracing::info!("llama.cpp: {}", backends.system_info);
     Ok(Ready {
         engine,
         model,
@@ -470,6 +475,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         n_params,
         size_bytes,
         model_path: s.model.display().to_string(),
+        backends,
     })
 }
 

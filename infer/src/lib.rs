@@ -31,6 +31,7 @@
 //!   is dropped by the server; a streaming one at its next token.
 
 pub mod api;
+pub mod backends;
 pub mod choices;
 pub mod cli;
 pub mod engine;

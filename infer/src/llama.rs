@@ -421,6 +421,7 @@ pub async fn props(State(st): State<Arc<AppState>>) -> Response {
             "build_info": generate::SYSTEM_FINGERPRINT,
             "is_sleeping": false,
             "embeddings": r.engine.embeddings,
+            "backends": r.backends,
         })
     });
     answer(&st, result)

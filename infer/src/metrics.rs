@@ -62,6 +62,21 @@ pub fn render(st: &AppState) -> String {
     }
     out.push_str(&st.http.prometheus("aither_infer_http"));
     let Some(r) = ready else { return out };
+    out.push_str(
+        "# HELP aither_infer_device_info A device llama.cpp computes on, and the CPU features of its build.\n\
+         # TYPE aither_infer_device_info gauge\n",
+    );
+    let features = crate::backends::label(&r.backends.system_info);
+    for d in &r.backends.devices {
+        let _ = writeln!(
+            out,
+            "aither_infer_device_info{{name=\"{}\",backend=\"{}\",kind=\"{}\",description=\"{}\",system_info=\"{features}\"}} 1",
+            crate::backends::label(&d.name),
+            crate::backends::label(&d.backend),
+            d.kind,
+            crate::backends::label(&d.description),
+        );
+    }
     let s = &r.engine.stats;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     metric(&mut out, "prompt_tokens_total", "counter", "Prompt tokens decoded.", load(&s.prompt_tokens));

@@ -40,6 +40,8 @@ pub struct Ready {
     pub size_bytes: u64,
     /// The model file (`/props`).
     pub model_path: String,
+    /// What llama.cpp computes on (`/props`, `/metrics`).
+    pub backends: crate::backends::Backends,
 }
 
 /// Shared by every request.

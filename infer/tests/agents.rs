@@ -272,6 +272,10 @@ fn llama_servers_own_routes_answer_as_it_does() {
     let (status, props) = w.get("/props");
     assert_eq!((status, props["total_slots"].as_u64()), (200, Some(2)), "{props}");
     assert!(props["chat_template"].as_str().is_some_and(|t| t.contains("assistant:")));
+    let devices = props["backends"]["devices"].as_array().expect("devices");
+    assert!(devices.iter().any(|d| d["kind"] == "cpu" && d["backend"] == "CPU"), "{props}");
+    assert!(props["backends"]["system_info"].as_str().is_some_and(|s| s.starts_with("CPU :")), "{props}");
+    assert!(w.metrics().contains("aither_infer_device_info{name=\"CPU\",backend=\"CPU\",kind=\"cpu\""));
     let (status, slots) = w.get("/slots");
     assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
     assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
