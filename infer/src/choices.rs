@@ -239,16 +239,8 @@ impl Choice {
         }
     }
 
-    pub fn content_text(&self) -> &str {
-        &self.text
-    }
-
     pub fn calls(&self) -> &[(String, Call)] {
         &self.calls
-    }
-
-    pub fn token_logprobs(&self) -> &[TokenLogprob] {
-        &self.logprobs
     }
 }
 

@@ -22,11 +22,11 @@ pub enum Field {
 
 use Field::{Only, Read, Refused};
 
-fn is_false(v: &Value) -> bool {
+pub(crate) fn is_false(v: &Value) -> bool {
     v == &Value::Bool(false)
 }
 
-fn is_default_tier(v: &Value) -> bool {
+pub(crate) fn is_default_tier(v: &Value) -> bool {
     matches!(v.as_str(), Some("auto" | "default"))
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{self, ApiError, ChatRequest, CompletionRequest, Generation, Prompt, SamplingFields};
 use crate::choices::{Choice, Kind};
-use crate::engine::{Event, Job};
+use crate::engine::{Done, Event, Job};
 use crate::fields;
 use crate::grammar::{self, Constraint};
 use crate::server::{check_fit, request_id, token_ids, tokenize, unix_now, AppState, Ready};
@@ -351,10 +351,10 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, prompt: usize, completion: usize, cached: usize) {
-        self.prompt = prompt;
-        self.completion += completion;
-        self.cached = Some(self.cached.map_or(cached, |c| c.min(cached)));
+    pub fn add(&mut self, done: &Done) {
+        self.prompt = done.prompt_tokens;
+        self.completion += done.completion_tokens;
+        self.cached = Some(self.cached.map_or(done.cached_tokens, |c| c.min(done.cached_tokens)));
     }
 
     pub fn usage(&self) -> Value {
@@ -411,9 +411,9 @@ pub async fn collect(mut choices: Vec<Choice>, mut rx: Events) -> Result<(Vec<Ch
             Event::Text(t) => choices[i].push_text(&t),
             Event::Logprob(lp) => choices[i].logprob(lp),
             Event::Error(e) => return Err(ApiError::internal(e)),
-            Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, .. } => {
-                counts.add(prompt_tokens, completion_tokens, cached_tokens);
-                choices[i].finish = Some(finish);
+            Event::Done(done) => {
+                counts.add(&done);
+                choices[i].finish = Some(done.finish);
                 choices[i].settle();
                 left -= 1;
                 if left == 0 {
@@ -486,10 +486,10 @@ pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> 
                     s.choices[i].logprob(lp);
                     vec![]
                 }
-                Some((i, Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, .. })) => {
-                    s.counts.add(prompt_tokens, completion_tokens, cached_tokens);
+                Some((i, Event::Done(done))) => {
+                    s.counts.add(&done);
                     s.left -= 1;
-                    s.choices[i].done(finish)
+                    s.choices[i].done(done.finish)
                 }
                 Some((_, Event::Error(e))) => {
                     let err = ApiError::internal(e).body();
@@ -550,13 +550,13 @@ mod tests {
     }
 
     fn done(prompt: usize, completion: usize) -> Event {
-        Event::Done {
+        Event::Done(Done {
             finish: Finish::Stop,
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached_tokens: 0,
             timings: Default::default(),
-        }
+        })
     }
 
     #[tokio::test]
@@ -594,13 +594,13 @@ mod tests {
                 (0, Event::Text("a".into())),
                 (
                     0,
-                    Event::Done {
+                    Event::Done(Done {
                         finish: Finish::Length,
                         prompt_tokens: 1,
                         completion_tokens: 1,
                         cached_tokens: 0,
                         timings: Default::default(),
-                    },
+                    }),
                 ),
             ],
         )

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{self, ApiError, Message};
 use crate::choices::{logprobs_value, Kind};
-use crate::engine::{Event, Finish, Job, TokenLogprob};
+use crate::engine::{Done, Event, Finish, Job, TokenLogprob};
 use crate::fields;
 use crate::generate::{self, Prepared};
 use crate::server::{check_fit, token_ids, AppState, Ready};
@@ -145,9 +145,18 @@ struct Tally {
     probs: Vec<TokenLogprob>,
 }
 
+impl Tally {
+    fn logprob(&mut self, lp: TokenLogprob) {
+        self.tokens.push(lp.id);
+        self.probs.push(lp);
+    }
+}
+
 impl Outcome {
-    fn last(&self, t: &Tally, finish: Finish, prompt: usize, predicted: usize, cached: usize, ms: (f64, f64)) -> Value {
-        let (stop_type, word) = match finish {
+    fn last(&self, t: &Tally, done: &Done) -> Value {
+        let (prompt, predicted, cached) = (done.prompt_tokens, done.completion_tokens, done.cached_tokens);
+        let ms = (done.timings.prompt_ms, done.timings.predicted_ms);
+        let (stop_type, word) = match done.finish {
             Finish::Stop => ("eos", String::new()),
             Finish::Length => ("limit", String::new()),
             Finish::Word(k) => {
@@ -211,22 +220,9 @@ async fn whole_completion(st: &AppState, out: Outcome, mut rx: mpsc::UnboundedRe
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Text(s) => t.content.push_str(&s),
-            Event::Logprob(lp) => {
-                t.tokens.push(lp.id);
-                t.probs.push(lp);
-            }
+            Event::Logprob(lp) => t.logprob(lp),
             Event::Error(e) => return refused(st, ApiError::internal(e)),
-            Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, timings } => {
-                let v = out.last(
-                    &t,
-                    finish,
-                    prompt_tokens,
-                    completion_tokens,
-                    cached_tokens,
-                    (timings.prompt_ms, timings.predicted_ms),
-                );
-                return Json(v).into_response();
-            }
+            Event::Done(done) => return Json(out.last(&t, &done)).into_response(),
         }
     }
     refused(st, ApiError::internal("the inference engine dropped the request"))
@@ -245,24 +241,14 @@ fn stream_completion(out: Outcome, rx: mpsc::UnboundedReceiver<Event>) -> Respon
             let line = |v: Value| Bytes::from(format!("data: {v}\n\n"));
             loop {
                 match rx.recv().await? {
-                    Event::Logprob(lp) => {
-                        t.tokens.push(lp.id);
-                        t.probs.push(lp);
-                    }
+                    Event::Logprob(lp) => t.logprob(lp),
                     Event::Text(s) => {
                         t.content.push_str(&s);
                         let v = json!({ "content": s, "tokens": [], "stop": false });
                         return Some((Ok::<Bytes, Infallible>(line(v)), (rx, t, false)));
                     }
-                    Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, timings } => {
-                        let mut v = out.last(
-                            &t,
-                            finish,
-                            prompt_tokens,
-                            completion_tokens,
-                            cached_tokens,
-                            (timings.prompt_ms, timings.predicted_ms),
-                        );
+                    Event::Done(done) => {
+                        let mut v = out.last(&t, &done);
                         v["content"] = json!("");
                         return Some((Ok(line(v)), (rx, t, true)));
                     }

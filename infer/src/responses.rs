@@ -20,13 +20,9 @@ use serde_json::{json, Map, Value};
 use crate::api::ApiError;
 use crate::choices::Choice;
 use crate::engine::{Event, Finish};
-use crate::fields::{self, Field};
-use crate::generate::{self, Counts, Prepared};
+use crate::fields::{self, is_default_tier, is_false, Field};
+use crate::generate::{self, Counts};
 use crate::server::{request_id, unix_now, AppState};
-
-fn is_false(v: &Value) -> bool {
-    v == &Value::Bool(false)
-}
 
 fn is_disabled(v: &Value) -> bool {
     v == "disabled"
@@ -61,7 +57,7 @@ pub const RESPONSES: &[(&str, Field)] = &[
     ("include", Field::Only(is_empty, "include: no extra output is available")),
     ("metadata", Field::Only(is_empty, STATELESS)),
     ("reasoning", Field::Only(is_empty, "reasoning settings are not supported")),
-    ("service_tier", Field::Only(|v| matches!(v.as_str(), Some("auto" | "default")), "there is one service tier")),
+    ("service_tier", Field::Only(is_default_tier, "there is one service tier")),
     ("prompt", Field::Refused("stored prompts are not supported")),
     ("max_tool_calls", Field::Refused("max_tool_calls is not supported")),
     ("top_logprobs", Field::Refused("top_logprobs is not supported in responses: use chat completions")),
@@ -321,7 +317,7 @@ pub async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let choice = generate::new_choices(&p, st.next_seed().into()).remove(0);
     st.requests.served();
     if stream {
-        return events(st.model_id.clone(), id, created, req, choice, p, rx);
+        return events(st.model_id.clone(), id, created, req, choice, rx);
     }
     match generate::collect(vec![choice], rx).await {
         Ok((choices, counts)) => {
@@ -335,15 +331,7 @@ pub async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
 }
 
 /// The typed event stream.
-fn events(
-    model: String,
-    id: String,
-    created: u64,
-    req: Value,
-    choice: Choice,
-    _p: Prepared,
-    rx: generate::Events,
-) -> Response {
+fn events(model: String, id: String, created: u64, req: Value, choice: Choice, rx: generate::Events) -> Response {
     struct S {
         rx: generate::Events,
         choice: Choice,
@@ -383,12 +371,9 @@ fn events(
                     s.choice.logprob(lp);
                     (vec![], None)
                 }
-                Some((_, Event::Done { finish, prompt_tokens, completion_tokens, cached_tokens, .. })) => {
-                    s.counts = Counts::default();
-                    s.counts.prompt = prompt_tokens;
-                    s.counts.completion = completion_tokens;
-                    s.counts.cached = Some(cached_tokens);
-                    (s.choice.done(finish), Some(finish))
+                Some((_, Event::Done(done))) => {
+                    s.counts.add(&done);
+                    (s.choice.done(done.finish), Some(done.finish))
                 }
                 Some((_, Event::Error(e))) => {
                     emit(&mut s, "error", json!({ "code": "server_error", "message": e, "param": null }));

@@ -9,11 +9,10 @@ use std::process::Command;
 use common::{chat_model, embedding_model, python, Worker};
 use serde_json::{json, Value};
 
-#[test]
-fn the_official_openai_client_works_unchanged() {
-    let w = Worker::start(&chat_model(), &["--ctx", "512", "--parallel", "2"]);
+/// Run a client script of `tests/` against the worker; it prints one line per check.
+fn run_client(w: &Worker, script: &str) {
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py"))
+        .arg(format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR")))
         .arg(w.url("/v1"))
         .arg("tiny-chat")
         .output()
@@ -23,21 +22,19 @@ fn the_official_openai_client_works_unchanged() {
     assert!(text.contains("all checks passed"), "{text}");
 }
 
+#[test]
+fn the_official_openai_client_works_unchanged() {
+    let w = Worker::start(&chat_model(), &["--ctx", "512", "--parallel", "2"]);
+    run_client(&w, "openai_client.py");
+}
+
 /// Tools, structured output, logprobs, n and the Responses API through the official
 /// client, on the tiny model with a Hermes-style template (`tests/templates/hermes.jinja`).
 #[test]
 fn the_official_openai_client_calls_tools_and_gets_structured_answers() {
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/templates/hermes.jinja");
     let w = Worker::start(&chat_model(), &["--ctx", "4096", "--parallel", "2", "--chat-template-file", template]);
-    let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_agents.py"))
-        .arg(w.url("/v1"))
-        .arg("tiny-chat")
-        .output()
-        .expect("python");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}\nworker:\n{}", String::from_utf8_lossy(&out.stderr), w.log());
-    assert!(text.contains("all checks passed"), "{text}");
+    run_client(&w, "openai_agents.py");
 }
 
 /// The official client asks for base64 by default; both encodings give the same vectors.

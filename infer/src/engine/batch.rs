@@ -13,7 +13,7 @@ use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc as tmpsc;
 
 use super::sampling::{logprob, normalize, sampler, RequestSampler};
-use super::{seq_ctx, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
+use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
 use crate::api::Generation;
 
 pub(super) struct Active {
@@ -122,6 +122,7 @@ impl<'m> Loop<'m> {
                 self.step();
             }
             self.publish();
+            self.publish_slots();
         }
     }
 
@@ -315,6 +316,10 @@ impl<'m> Loop<'m> {
     fn publish(&self) {
         self.stats.slots_busy.store(self.slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
         self.stats.kv_cells_used.store(self.slots.iter().map(|s| s.cached.len()).sum(), Ordering::Relaxed);
+    }
+
+    /// Each slot's state for `/slots`, once per turn of the loop.
+    fn publish_slots(&self) {
         let mut states = self.stats.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         states.clear();
         states.extend(self.slots.iter().enumerate().map(|(id, s)| SlotState {
@@ -477,13 +482,13 @@ impl<'m> Loop<'m> {
         }
         let first = a.first_token.unwrap_or_else(Instant::now);
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let _ = a.events.send(Event::Done {
+        let _ = a.events.send(Event::Done(Done {
             finish,
             prompt_tokens: a.prompt.len(),
             completion_tokens: a.generated,
             cached_tokens: a.cached,
             timings: Timings { prompt_ms: ms(first - a.admitted), predicted_ms: ms(first.elapsed()) },
-        });
+        }));
         self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
     }
 

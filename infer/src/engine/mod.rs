@@ -90,15 +90,19 @@ pub enum Event {
     Text(String),
     /// A sampled token's log-probability, before the text it adds (when asked for).
     Logprob(TokenLogprob),
-    Done {
-        finish: Finish,
-        prompt_tokens: usize,
-        completion_tokens: usize,
-        /// Prompt tokens whose KV cells were reused rather than computed.
-        cached_tokens: usize,
-        timings: Timings,
-    },
+    Done(Done),
     Error(String),
+}
+
+/// How a request ended, with its counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Done {
+    pub finish: Finish,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV cells were reused rather than computed.
+    pub cached_tokens: usize,
+    pub timings: Timings,
 }
 
 /// Where a request's time went, in milliseconds: from its admission to its first sampled
