@@ -24,6 +24,10 @@ endif
 
 BINDIR     := $(PREFIX)/bin
 LIBEXECDIR := $(PREFIX)/libexec/aither
+# llama.cpp's libraries and ggml's backend modules (private: aither-infer's run path).
+LIBDIR     := $(PREFIX)/lib64/aither
+# aither-infer's GPU backend modules to build as well: cuda, rocm, vulkan (the RPM's --with).
+INFER_FEATURES ?=
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
@@ -35,8 +39,11 @@ all: build
 # DESTDIR is the install's, not cargo's: llama.cpp's CMake install (inside llama-cpp-sys-2's
 # build script) would honour it and put the library outside the build tree. Debug builds take
 # every target, so their features (and llama.cpp) are the ones `cargo test` already built.
+# aither-infer's run path and module directory are LIBDIR: told to its build when PREFIX is not
+# /usr (the default there). AITHER_GGML_CPU_VARIANTS=all builds every CPU variant (the RPM).
 build:
-	env -u DESTDIR $(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked $(if $(filter dev,$(CARGO_PROFILE)),--all-targets)
+	env -u DESTDIR $(if $(filter-out /usr,$(PREFIX)),AITHER_LIBDIR=$(LIBDIR)) $(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked \
+	  $(if $(filter dev,$(CARGO_PROFILE)),--all-targets) $(if $(strip $(INFER_FEATURES)),--features "$(addprefix aither-infer/,$(INFER_FEATURES))")
 
 deps:
 	@bash scripts/deps.sh
@@ -113,6 +120,14 @@ install: build
 	install -m 0755 $(BIN_DIR)/aitherctl $(DESTDIR)$(BINDIR)/aitherctl
 	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
 	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
+	# llama.cpp's shared libraries (versioned names and their links) and ggml's modules,
+	# without debug sections (the debug build's are hundreds of MB).
+	install -d $(DESTDIR)$(LIBDIR)
+	cd $(BIN_DIR)/ggml && for f in lib*.so.* libggml-*.so; do \
+	  if [ "$$f" = libggml-base.so ]; then continue; \
+	  elif [ -L "$$f" ]; then cp -P "$$f" $(DESTDIR)$(LIBDIR)/; \
+	  else install -m 0755 "$$f" $(DESTDIR)$(LIBDIR)/ && strip --strip-debug $(DESTDIR)$(LIBDIR)/"$$f"; fi; \
+	done
 	install -m 0755 $(BIN_DIR)/aither-firstboot $(DESTDIR)$(LIBEXECDIR)/aither-firstboot
 	install -m 0755 $(BIN_DIR)/aither-drivers $(DESTDIR)$(LIBEXECDIR)/aither-drivers
 	# Presets and the model catalog (data; selection and sizing are code in aither-plan).

@@ -20,6 +20,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 args=(-bb --build-in-place --define "_topdir $topdir" --define "cargo_profile $profile")
+# The debug build's CPU variants are the ones its tests built (a release build: all of them).
+[ "$profile" = dev ] && args+=(--define "ggml_cpu_variants default")
 # A host whose rpm has no systemd and SELinux macros (Debian) gets the fallback definitions.
 if [ "$(rpm --eval '%{?systemd_post:defined}')" != defined ]; then
   args+=(--load "$repo/image/macros.fallback")

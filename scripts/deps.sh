@@ -18,7 +18,7 @@ requirements_nodeps="$here/scripts/requirements-nodeps.txt"
 apt_pkgs=(
   cmake clang libclang-dev pkg-config
   libselinux1-dev selinux-policy-dev selinux-policy-default checkpolicy semodule-utils setools
-  systemd dbus qemu-system-x86 qemu-utils debootstrap e2fsprogs rpm
+  systemd dbus qemu-system-x86 qemu-user qemu-utils debootstrap e2fsprogs rpm
   python3-venv python3-rpm tmux s6 supervisor pci.ids cpio file binutils
 )
 dnf_pkgs=(

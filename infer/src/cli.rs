@@ -76,6 +76,10 @@ pub struct Args {
     /// A Jinja chat template to use instead of the model's own (llama-server's option).
     #[arg(long, value_name = "PATH")]
     pub chat_template_file: Option<PathBuf>,
+    /// Where ggml's backend modules are (libggml-cpu-<level>.so, libggml-cuda.so, …)
+    /// [default: ggml/ beside this program, else the installed library directory].
+    #[arg(long, value_name = "DIR")]
+    pub backends_dir: Option<PathBuf>,
     /// Serve embeddings (detected from the model's pooling type when not given).
     #[arg(long)]
     pub embeddings: bool,
@@ -161,6 +165,7 @@ pub struct Settings {
     pub kv_unified: bool,
     pub embeddings: Option<bool>,
     pub chat_template_file: Option<PathBuf>,
+    pub backends_dir: Option<PathBuf>,
     /// The listener's limits.
     pub limits: Limits,
     pub allow_hosts: Vec<String>,
@@ -235,6 +240,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         kv_unified: args.kv_unified,
         embeddings: args.embeddings.then_some(true),
         chat_template_file: args.chat_template_file.clone(),
+        backends_dir: args.backends_dir.clone(),
         limits: limits(&args).map_err(|e| {
             usage(anyhow::anyhow!("--{}: {}", e.key.trim_end_matches("_seconds").replace('_', "-"), e.problem))
         })?,
@@ -400,6 +406,8 @@ async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
 /// Load the model and start the engine (blocking: minutes for a large model).
 fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let t0 = Instant::now();
+    let modules = crate::backends::module_dir(s.backends_dir.as_deref());
+    crate::backends::load(&modules).map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?;
     let backend = Arc::new(
         LlamaBackend::init().map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!("llama.cpp backend: {e}")))?,
     );
@@ -465,7 +473,12 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     for d in &backends.devices {
         tracing::info!("device {} ({}, {}): {}", d.name, d.backend, d.kind, d.description);
     }
-    tracing::info!("llama.cpp: {}", backends.system_info);
+    tracing::info!(
+        "llama.cpp: CPU variant {} ({}); modules {}",
+        backends.cpu_variant.as_deref().unwrap_or("-"),
+        backends.system_info,
+        backends.modules.join(", ")
+    );
     Ok(Ready {
         engine,
         model,

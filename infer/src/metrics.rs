@@ -63,14 +63,15 @@ pub fn render(st: &AppState) -> String {
     out.push_str(&st.http.prometheus("aither_infer_http"));
     let Some(r) = ready else { return out };
     out.push_str(
-        "# HELP aither_infer_device_info A device llama.cpp computes on, and the CPU features of its build.\n\
+        "# HELP aither_infer_device_info A device llama.cpp computes on, the CPU variant of ggml loaded and its CPU features.\n\
          # TYPE aither_infer_device_info gauge\n",
     );
     let features = crate::backends::label(&r.backends.system_info);
+    let variant = crate::backends::label(r.backends.cpu_variant.as_deref().unwrap_or(""));
     for d in &r.backends.devices {
         let _ = writeln!(
             out,
-            "aither_infer_device_info{{name=\"{}\",backend=\"{}\",kind=\"{}\",description=\"{}\",system_info=\"{features}\"}} 1",
+            "aither_infer_device_info{{name=\"{}\",backend=\"{}\",kind=\"{}\",description=\"{}\",cpu_variant=\"{variant}\",system_info=\"{features}\"}} 1",
             crate::backends::label(&d.name),
             crate::backends::label(&d.backend),
             d.kind,

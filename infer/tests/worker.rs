@@ -311,6 +311,36 @@ fn metrics_are_prometheus_text() {
     assert!(w.metric("aither_infer_kv_cache_cells_used") > 0.0, "the prompt stays cached for the next request");
 }
 
+/// ggml's CPU backend is a module per instruction-set level: on this machine the worker loads
+/// the best one, and on an x86-64-v2 CPU (Rocky 9's floor: SSE4.2, no AVX), emulated by QEMU's
+/// user mode, it loads the SSE4.2 one and still answers instead of dying on an instruction the
+/// CPU lacks. Each is reported in /props and /metrics.
+#[test]
+fn the_cpu_backend_is_the_best_variant_the_cpu_runs() {
+    let here = Worker::start(&chat_model(), &["--ctx", "256"]);
+    let (_, props) = here.get("/props");
+    let variant = props["backends"]["cpu_variant"].as_str().unwrap_or_default().to_string();
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if flags.split_whitespace().any(|f| f == "avx2") {
+        assert_eq!(variant, "haswell", "an AVX2 CPU gets the AVX2 variant: {props}");
+    }
+    assert!(here.metrics().contains(&format!("cpu_variant=\"{variant}\"")), "{}", here.metrics());
+
+    let qemu = ["qemu-x86_64", "-cpu", "Nehalem"];
+    assert!(
+        std::process::Command::new(qemu[0]).arg("--version").output().is_ok_and(|o| o.status.success()),
+        "qemu-x86_64 (QEMU user mode, Debian's qemu-user; scripts/deps.sh installs it) is needed"
+    );
+    let floor = Worker::start_under(&qemu, &chat_model(), &["--ctx", "256"]);
+    let (_, props) = floor.get("/props");
+    assert_eq!(props["backends"]["cpu_variant"], "sse42", "{props}");
+    let info = props["backends"]["system_info"].as_str().unwrap_or_default();
+    assert!(!info.contains("AVX"), "no AVX in the SSE4.2 variant: {info}");
+    let (status, r) = floor.post("/v1/completions", &json!({ "prompt": "count", "max_tokens": 4, "temperature": 0 }));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 4, "{r}");
+}
+
 #[test]
 fn serves_on_a_unix_socket_and_says_ready_to_its_supervisor() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,8 @@
 #   its own bootloader, as a snapshot; it must carry the checks: install them into the image
 #   tree with `tests/vm/guest/install.sh DESTDIR` before it is built.
 # Environment: AITHER_VM_ACCEL=kvm to use KVM (default TCG: nested KVM does not work on the
-# CI machines), AITHER_VM_MEMORY (MiB, default 2048).
+# CI machines), AITHER_VM_MEMORY (MiB, default 2048), AITHER_VM_CPU (QEMU CPU model, default
+# Nehalem: x86-64-v2, the lowest CPU Rocky 9 runs on).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -26,7 +27,8 @@ mkdir -p "$out"
 accel="${AITHER_VM_ACCEL:-tcg}"
 args=(-accel "$accel" -m "${AITHER_VM_MEMORY:-2048}" -smp 2 -display none -no-reboot -nic none -monitor none
       -serial "file:$out/console.log" -serial "file:$out/results.tap")
-[ "$accel" = tcg ] && args+=(-cpu max)
+# Rocky 9's floor, x86-64-v2 (SSE4.2, no AVX): the inference worker must run there too.
+args+=(-cpu "${AITHER_VM_CPU:-Nehalem}")
 if [ -z "$image" ]; then
   bash "$here/build-image.sh" "$out"
   args+=(-drive "file=$out/disk.raw,if=virtio,format=raw"

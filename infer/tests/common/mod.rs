@@ -40,6 +40,11 @@ pub fn free_port() -> u16 {
 
 impl Worker {
     pub fn start(model: &Path, extra: &[&str]) -> Worker {
+        Worker::start_under(&[], model, extra)
+    }
+
+    /// Start the worker as the argument of `wrapper` (an emulator, for one).
+    pub fn start_under(wrapper: &[&str], model: &Path, extra: &[&str]) -> Worker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("worker.log");
         let port = free_port();
@@ -49,7 +54,16 @@ impl Worker {
             args.extend(["--threads".into(), "1".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        let program = env!("CARGO_BIN_EXE_aither-infer");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(&args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
