@@ -5,7 +5,7 @@ gateway's added latency.
 1. llama-server is built from the newest llama-cpp-python source distribution on PyPI (it
    carries the whole llama.cpp tree, with the server, which llama-cpp-sys-2's copy lacks;
    both ggml versions are printed) with every ggml instruction-set option set explicitly to
-   the value aither-infer's own llama.cpp build has (read from its CMake cache), in a build
+   the value of the CPU variant aither-infer loads on this CPU (checked in its /props), in a build
    directory named by those options (a reused directory would keep the options of its first
    configure). Both builds' options are printed, and the benchmark refuses to run when they
    differ. LLAMA_SERVER=PATH uses a binary you built instead (its options cannot be checked).
@@ -81,12 +81,51 @@ def cmake_options(cache):
     return found
 
 
-def our_options():
-    """aither-infer's llama.cpp options, from the release build's CMake cache."""
-    caches = glob.glob(os.path.join(TARGET, "build", "llama-cpp-sys-2-*", "out", "build", "CMakeCache.txt"))
-    if not caches:
-        raise SystemExit(f"no CMake cache of llama-cpp-sys-2 under {TARGET}/build: build aither-infer in release first")
-    return cmake_options(max(caches, key=os.path.getmtime))
+# ggml's x86-64 CPU variants (ggml/src/CMakeLists.txt) with the instruction sets each is built
+# for, and the /proc/cpuinfo flag of each instruction set.
+VARIANTS = {
+    "x64": [], "sse42": ["SSE42"], "sandybridge": ["SSE42", "AVX"], "ivybridge": ["SSE42", "AVX", "F16C"],
+    "piledriver": ["SSE42", "AVX", "F16C", "FMA"],
+    "haswell": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"],
+    "skylakex": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512"],
+    "cannonlake": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI"],
+    "cascadelake": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VNNI"],
+    "icelake": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI", "AVX512_VNNI"],
+    "cooperlake": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VNNI", "AVX512_BF16"],
+    "zen4": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"],
+    "alderlake": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX_VNNI"],
+    "sapphirerapids": ["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512", "AVX512_VBMI", "AVX512_VNNI",
+                       "AVX512_BF16", "AMX_TILE", "AMX_INT8"],
+}
+CPUINFO_FLAG = {"SSE42": "sse4_2", "AVX": "avx", "F16C": "f16c", "FMA": "fma", "AVX2": "avx2", "BMI2": "bmi2",
+                "AVX512": "avx512f", "AVX512_VBMI": "avx512vbmi", "AVX512_VNNI": "avx512_vnni",
+                "AVX512_BF16": "avx512_bf16", "AVX_VNNI": "avx_vnni", "AMX_TILE": "amx_tile", "AMX_INT8": "amx_int8"}
+
+
+def our_variant():
+    """The CPU variant aither-infer will load: of the modules its release build made, the one
+    with the most instruction sets this CPU has (checked against /props once it runs)."""
+    built = [os.path.basename(p)[len("libggml-cpu-"):-3] for p in glob.glob(os.path.join(TARGET, "ggml", "libggml-cpu-*.so"))]
+    if not built:
+        raise SystemExit(f"no ggml CPU modules in {TARGET}/ggml: build aither-infer in release first")
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    runs = [v for v in built if v in VARIANTS and all(CPUINFO_FLAG[f] in flags for f in VARIANTS[v])]
+    if not runs:
+        raise SystemExit(f"none of the built CPU variants ({', '.join(built)}) runs on this CPU")
+    return max(runs, key=lambda v: len(VARIANTS[v]))
+
+
+def our_options(variant):
+    """The ggml options of one CPU variant, as a whole-program build (llama-server's) sets them."""
+    opts = {k: "OFF" for k in ISA_OPTIONS}
+    for f in VARIANTS[variant]:
+        opts["GGML_" + f] = "ON"
+    opts["GGML_OPENMP"] = "ON"
+    return opts
 
 
 def llama_server(options):
@@ -309,6 +348,13 @@ def serve_and_measure(name, argv, target, args, levels, ours=False):
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(target, proc, name)
+        if ours:
+            conn = http.client.HTTPConnection("127.0.0.1", target[1], timeout=30)
+            conn.request("GET", "/props")
+            loaded = json.loads(conn.getresponse().read())["backends"]["cpu_variant"]
+            if loaded != ours:
+                raise SystemExit(f"aither-infer loaded the {loaded} CPU variant, llama-server was built as {ours}: "
+                                 "not comparing unlike builds")
         stream(target, "warm up", 8)
         out = {c: load(target, c, args.tokens, args.rounds) for c in levels}
         out["agents"] = agents(target, args)
@@ -392,7 +438,8 @@ def main():
     args = ap.parse_args()
     levels = [1, 4, 8]
     sys_version, our_tree = our_llama_tree()
-    mine = our_options()
+    variant = our_variant()
+    mine = our_options(variant)
     server, release, their_ggml, theirs_opts = llama_server(mine)
     model = bench_model(args)
     if args.only == "gateway":
@@ -400,7 +447,7 @@ def main():
         print(f"gateway: time to first token p50 {direct * 1000:.2f} ms straight to the worker, {via * 1000:.2f} ms "
               f"through the gateway: {1000 * (via - direct):+.2f} ms")
         return
-    print(f"aither-infer: llama-cpp-sys-2 {sys_version}, ggml {ggml_version(our_tree)}")
+    print(f"aither-infer: llama-cpp-sys-2 {sys_version}, ggml {ggml_version(our_tree)}, CPU variant {variant}")
     print(f"llama-server: llama-cpp-python {release}, ggml {their_ggml}")
     print("ggml options   " + " ".join(f"{k[5:]}" for k in sorted(mine)))
     print("  aither-infer " + " ".join(f"{mine[k]:>{len(k) - 5}}" for k in sorted(mine)))
@@ -418,7 +465,7 @@ def main():
                                                 "--no-webui"],
                                ("tcp", p1), args, levels)
     ours = serve_and_measure("aither-infer", [os.path.join(TARGET, "aither-infer"), *common, "--listen", f"tcp:127.0.0.1:{p2}"],
-                             ("tcp", p2), args, levels, ours=True)
+                             ("tcp", p2), args, levels, ours=variant)
     print(f"{'streams':>8} {'llama-server tok/s':>19} {'aither-infer tok/s':>19} {'ratio':>7} {'TTFT theirs':>12} {'TTFT ours':>10}")
     worst, ttft_worst = None, None
     for c in levels:

@@ -33,6 +33,17 @@ pub struct Backends {
     pub system_info: String,
 }
 
+impl Backends {
+    /// One line for the worker's status (`aitherctl units`, `systemctl status`): the CPU
+    /// variant and each other device, `CPU haswell + CUDA0 (NVIDIA H200)`.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("CPU {}", self.cpu_variant.as_deref().unwrap_or("(no variant)"))];
+        parts
+            .extend(self.devices.iter().filter(|d| d.kind != "cpu").map(|d| format!("{} ({})", d.name, d.description)));
+        parts.join(" + ")
+    }
+}
+
 /// Where the backend modules are: `--backends-dir`, else `ggml/` beside the executable (a
 /// build tree), else the installed library directory (`AITHER_LIBDIR` at build time).
 pub fn module_dir(explicit: Option<&Path>) -> PathBuf {
@@ -171,6 +182,25 @@ mod tests {
         let m = vec!["/usr/lib64/aither/libggml-cuda.so".to_string(), "/x/libggml-cpu-skylakex.so".to_string()];
         assert_eq!(cpu_variant(&m).as_deref(), Some("skylakex"));
         assert_eq!(cpu_variant(&["/x/libggml-cpu.so".to_string()]), None);
+    }
+
+    #[test]
+    fn the_summary_names_the_variant_and_each_accelerator() {
+        let device = |name: &str, kind| Device {
+            name: name.into(),
+            description: format!("{name} card"),
+            backend: "CUDA".into(),
+            kind,
+            memory_total: 0,
+            memory_free: 0,
+        };
+        let b = Backends {
+            devices: vec![device("CPU", "cpu"), device("CUDA0", "gpu")],
+            cpu_variant: Some("zen4".into()),
+            modules: vec![],
+            system_info: String::new(),
+        };
+        assert_eq!(b.summary(), "CPU zen4 + CUDA0 (CUDA0 card)");
     }
 
     #[test]

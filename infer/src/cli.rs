@@ -371,13 +371,14 @@ async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
         }
     };
     let summary = format!(
-        "serving {} on {}: {} tokens of context per request, {} parallel, {} threads{}",
+        "serving {} on {}: {} tokens of context per request, {} parallel, {} threads{}; {}",
         s.alias,
         s.listen,
         ready.engine.seq_ctx,
         ready.engine.parallel,
         s.threads,
-        if ready.engine.embeddings { ", embeddings" } else { "" }
+        if ready.engine.embeddings { ", embeddings" } else { "" },
+        ready.backends.summary()
     );
     let _ = state.ready.set(ready);
     tracing::info!("{summary}");
