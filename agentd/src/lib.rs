@@ -11,6 +11,9 @@
 //!   manifests ([`agents`]) become `aither-init` units — a pure function.
 //! - [`daemon`]: runs them on `aither-init`, admits agents within the preset's limit, labels
 //!   workspaces, reloads (all-or-nothing), stops or steps aside for a restart.
+//! - [`workflows`]: workflow definitions (steps as roles, inputs, triggers, budgets), read
+//!   from `/usr/share/aither/workflows` and `/etc/aither/workflows.d` and validated; the
+//!   engine that runs them is still to come.
 //! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
 //! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
 //! - `aitherctl`, the client, is a crate of its own (`ctl/`), on the documents of `aither-api`.
@@ -35,3 +38,4 @@ pub mod gateway;
 pub mod run;
 pub mod services;
 pub mod units;
+pub mod workflows;
