@@ -32,37 +32,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aither_api::plan::Role;
+pub use aither_api::workflow::{ProposalKind, Tool};
 use serde::Deserialize;
 
 /// Where the shipped workflows are, under the root.
 pub const SHIPPED_DIR: &str = "usr/share/aither/workflows";
 /// Where the admin's workflows are, under the root.
 pub const ADMIN_DIR: &str = "etc/aither/workflows.d";
-
-/// What a step's agent may use; each is granted per step and checked again when it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tool {
-    ReadFile,
-    WriteFile,
-    ListFiles,
-    FetchUrl,
-    RunCommand,
-    SearchDocs,
-    Propose,
-}
-
-/// The closed set of actions an agent may propose; agentd carries them out after approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProposalKind {
-    Start,
-    Stop,
-    Restart,
-    Reload,
-    PullModel,
-    Publish,
-}
 
 /// A step agent's network: the gateway only (the default), none, or outbound too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -2,7 +2,8 @@
 //!
 //! One typed model shared by whoever writes a document and whoever reads it (bottlerocket's
 //! `models`, bootc's `spec`): the hardware profile (`/run/aither/hwprofile.json`), the plan,
-//! and agentd's replies on D-Bus. Clients deserialize into these same types; nothing on the
+//! agentd's replies on D-Bus, and the step documents between agentd and a workflow step's
+//! agent (`workflow`: what the agent is given, what it leaves, the proposals). Clients deserialize into these same types; nothing on the
 //! other side indexes untyped JSON. Every top-level document carries `schema_version`, and
 //! its JSON Schema (for clients not written in Rust, such as the Cockpit page) is generated
 //! from the types into `docs/schema/` — a test fails when the files and the types differ.
@@ -19,6 +20,7 @@ pub mod profile;
 pub mod render;
 pub mod schema;
 pub mod store;
+pub mod workflow;
 
 /// Bytes as GiB with one decimal, for messages and tables.
 pub fn gib(bytes: u64) -> String {

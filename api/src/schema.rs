@@ -18,6 +18,8 @@ pub fn documents() -> Vec<(&'static str, Schema)> {
         ("agentd-log-target", schema_for!(agentd::LogTargetReply)),
         ("agentd-done", schema_for!(agentd::Done)),
         ("checksums", schema_for!(crate::store::Checksums)),
+        ("step", schema_for!(crate::workflow::StepSpec)),
+        ("step-result", schema_for!(crate::workflow::StepResult)),
     ]
 }
 

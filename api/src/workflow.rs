@@ -1,0 +1,201 @@
+//! The documents between agentd and a workflow step's agent (`aither-agent`): agentd writes
+//! the step's [`StepSpec`] into the agent's workspace (`step.json`), the agent leaves its
+//! [`StepResult`] beside it (`result.json`). The agent never talks to agentd: everything it
+//! needs comes in as files, everything it wants done goes out as [`Proposal`]s.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the step documents. Bumped on any change of meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A tool a step's agent may be granted; each is checked again when it is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tool {
+    /// Read a file of the workspace or of the manifest's paths.
+    ReadFile,
+    /// Write a file in the workspace.
+    WriteFile,
+    /// List a directory of the workspace or of the manifest's paths.
+    ListFiles,
+    /// Fetch a URL (outbound network only; size and time bounds).
+    FetchUrl,
+    /// Run one of the step's commands, inside the agent's confinement.
+    RunCommand,
+    /// Search the step's documents (an embedding index built through the gateway).
+    SearchDocs,
+    /// Propose an action from the closed set, for agentd and a human to decide.
+    Propose,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::ReadFile => "read_file",
+            Tool::WriteFile => "write_file",
+            Tool::ListFiles => "list_files",
+            Tool::FetchUrl => "fetch_url",
+            Tool::RunCommand => "run_command",
+            Tool::SearchDocs => "search_docs",
+            Tool::Propose => "propose",
+        }
+    }
+}
+
+/// The kinds of action an agent may propose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalKind {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    PullModel,
+    Publish,
+}
+
+/// An action an agent proposes; agentd validates it and carries it out once approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Proposal {
+    Start {
+        unit: String,
+        reason: String,
+    },
+    Stop {
+        unit: String,
+        reason: String,
+    },
+    Restart {
+        unit: String,
+        reason: String,
+    },
+    /// agentd reloads its configuration.
+    Reload {
+        reason: String,
+    },
+    /// Download a catalog model.
+    PullModel {
+        model: String,
+        reason: String,
+    },
+    /// Publish a file of the step's outputs to the configured outbox or webhook.
+    Publish {
+        file: String,
+        reason: String,
+    },
+}
+
+impl Proposal {
+    pub fn kind(&self) -> ProposalKind {
+        match self {
+            Proposal::Start { .. } => ProposalKind::Start,
+            Proposal::Stop { .. } => ProposalKind::Stop,
+            Proposal::Restart { .. } => ProposalKind::Restart,
+            Proposal::Reload { .. } => ProposalKind::Reload,
+            Proposal::PullModel { .. } => ProposalKind::PullModel,
+            Proposal::Publish { .. } => ProposalKind::Publish,
+        }
+    }
+}
+
+/// A step's limits; the agent stops at the first it reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StepBudget {
+    /// Model turns.
+    pub steps: u32,
+    /// Tokens generated over the whole step.
+    pub tokens: u32,
+    pub seconds: u32,
+}
+
+/// What a step's agent is given (`step.json` in its workspace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub workflow: String,
+    pub step: String,
+    /// The model to ask through the gateway (the plan's model of the step's role).
+    pub model: String,
+    pub system_prompt: String,
+    pub instructions: String,
+    pub tools: Vec<Tool>,
+    /// The commands `run_command` may run: program and fixed leading arguments.
+    pub commands: Vec<Vec<String>>,
+    /// The input files, relative to the workspace's `inputs/`.
+    pub inputs: Vec<String>,
+    /// The files the step is expected to leave in the workspace's `outputs/`.
+    pub outputs: Vec<String>,
+    pub budget: StepBudget,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// The model answered without asking for more tools.
+    Completed,
+    /// A budget ran out (`steps`, `tokens` or `seconds`).
+    BudgetExhausted { budget: String },
+    /// The step could not go on (the gateway refused, a declared output is missing, …).
+    Failed { reason: String },
+}
+
+/// A tool call the agent refused (not granted, or outside what the grant allows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RefusedCall {
+    pub tool: String,
+    pub reason: String,
+}
+
+/// What a step's agent leaves (`result.json` in its workspace).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepResult {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub step: String,
+    #[serde(flatten)]
+    pub outcome: StepOutcome,
+    /// Model turns taken.
+    pub turns: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub seconds: f64,
+    /// The output files written, relative to `outputs/`.
+    pub outputs: Vec<String>,
+    pub proposals: Vec<Proposal>,
+    pub refused: Vec<RefusedCall>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_reads_back_and_proposals_carry_their_kind() {
+        let r = StepResult {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r-1".into(),
+            step: "propose".into(),
+            outcome: StepOutcome::BudgetExhausted { budget: "tokens".into() },
+            turns: 3,
+            prompt_tokens: 900,
+            completion_tokens: 120,
+            seconds: 4.5,
+            outputs: vec![],
+            proposals: vec![Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() }],
+            refused: vec![RefusedCall { tool: "fetch_url".into(), reason: "not granted".into() }],
+        };
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(text.contains(r#""outcome":"budget_exhausted","budget":"tokens""#), "{text}");
+        assert!(text.contains(r#""kind":"restart","unit":"infer-qwen""#), "{text}");
+        let back: StepResult = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, r);
+        assert_eq!(back.proposals[0].kind(), ProposalKind::Restart);
+        let tools: Vec<Tool> = serde_json::from_str(r#"["read_file","run_command"]"#).expect("tools");
+        assert_eq!(tools.iter().map(|t| t.name()).collect::<Vec<_>>(), ["read_file", "run_command"]);
+    }
+}
