@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aither_api::plan::Role;
-pub use aither_api::workflow::{ProposalKind, Tool};
+pub use aither_api::workflow::{ProposalKind, StepBudget, Tool};
 use serde::Deserialize;
 
 /// Where the shipped workflows are, under the root.
@@ -85,16 +85,6 @@ pub enum Input {
     Directory { path: PathBuf },
 }
 
-/// A step's limits: the agent stops at the first it reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    /// Model turns (each answer, with or without tool calls).
-    pub steps: u32,
-    /// Tokens generated over the whole step.
-    pub tokens: u32,
-    pub seconds: u32,
-}
-
 /// One step: a role an agent plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -109,7 +99,7 @@ pub struct Step {
     pub network: Network,
     pub inputs: Vec<Input>,
     pub outputs: Vec<String>,
-    pub budget: Budget,
+    pub budget: StepBudget,
 }
 
 /// A workflow, validated.
@@ -210,17 +200,7 @@ pub fn load(root: &Path) -> (BTreeMap<String, Workflow>, Vec<WorkflowError>) {
     let mut found = BTreeMap::new();
     let mut errors = Vec::new();
     for (dir, admin) in [(SHIPPED_DIR, false), (ADMIN_DIR, true)] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        for file in files {
+        for file in crate::config::toml_files(&root.join(dir)) {
             let parsed = std::fs::read_to_string(&file)
                 .map_err(|e| WorkflowError { file: file.display().to_string(), problem: e.to_string() })
                 .and_then(|text| parse(&file, &text, admin));
@@ -333,7 +313,7 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
             let k = format!("{}[{n}]", key("inputs"));
             inputs.push(input_of(input, &steps, !trigger.units.is_empty()).map_err(|p| bad(k, p))?);
         }
-        let budget = Budget {
+        let budget = StepBudget {
             steps: bounded(s.budget.steps, 10, 200).map_err(|p| bad(key("budget.steps"), p))?,
             tokens: bounded(s.budget.tokens, 8_000, 1_000_000).map_err(|p| bad(key("budget.tokens"), p))?,
             seconds: bounded(s.budget.seconds, 600, 86_400).map_err(|p| bad(key("budget.seconds"), p))?,
@@ -575,7 +555,7 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
         assert_eq!(w.name, "heal");
         assert!(w.triggers.manual, "manual by default");
         assert_eq!(w.triggers.calendar, Some(Schedule::Weekly(210)));
-        assert_eq!(w.steps[0].budget, Budget { steps: 8, tokens: 4000, seconds: 600 });
+        assert_eq!(w.steps[0].budget, StepBudget { steps: 8, tokens: 4000, seconds: 600 });
         assert_eq!(w.steps[0].inputs, vec![Input::Journal { unit: None }, Input::Status]);
         assert_eq!(w.steps[1].inputs, vec![Input::Output { step: "diagnose".into(), file: "diagnosis.md".into() }]);
         assert_eq!(w.steps[1].network, Network::Gateway);

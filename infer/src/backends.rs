@@ -113,11 +113,9 @@ fn loaded_modules() -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for path in maps.lines().filter_map(|l| l.split_whitespace().nth(5)) {
         let name = path.rsplit('/').next().unwrap_or(path);
-        if name.starts_with("libggml-")
-            && name.ends_with(".so")
-            && name != "libggml-base.so"
-            && !out.iter().any(|p| p == path)
-        {
+        // The shared libraries map by their versioned names (libggml-base.so.0.26.0): only
+        // the modules end in `.so`.
+        if name.starts_with("libggml-") && name.ends_with(".so") && !out.iter().any(|p| p == path) {
             out.push(path.to_string());
         }
     }

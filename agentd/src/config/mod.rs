@@ -199,18 +199,23 @@ pub enum ConfigError {
 pub fn config_files(root: &Path) -> Vec<PathBuf> {
     let mut files = vec![root.join("usr/share/aither/agentd.toml"), root.join("etc/aither/agentd.toml")];
     for dir in ["etc/aither/agentd.d", "run/aither/agentd.d"] {
-        let mut drop_ins: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        drop_ins.sort();
-        files.extend(drop_ins);
+        files.extend(toml_files(&root.join(dir)));
     }
+    files
+}
+
+/// The `*.toml` files of a drop-in directory, in name order (none when it cannot be read).
+pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
     files
 }
 
