@@ -120,6 +120,8 @@ install: build
 	install -m 0755 $(BIN_DIR)/aitherctl $(DESTDIR)$(BINDIR)/aitherctl
 	install -m 0755 $(BIN_DIR)/agentd $(DESTDIR)$(LIBEXECDIR)/agentd
 	install -m 0755 $(BIN_DIR)/aither-infer $(DESTDIR)$(LIBEXECDIR)/aither-infer
+	# The agent runner: bin_t like the rest of libexec, an entry point of the agent domains.
+	install -m 0755 $(BIN_DIR)/aither-agent $(DESTDIR)$(LIBEXECDIR)/aither-agent
 	# llama.cpp's shared libraries (versioned names and their links) and ggml's modules,
 	# without debug sections (the debug build's are hundreds of MB).
 	install -d $(DESTDIR)$(LIBDIR)

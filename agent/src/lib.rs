@@ -1,12 +1,29 @@
 //! # aither-agent: the agent runner
 //!
-//! One confined process per workflow step (issue 20): it reads its step from its workspace,
-//! converses with the local model through the gateway, runs the tool calls it is granted
-//! inside its own confinement and leaves its result and proposals as files.
+//! One confined process per workflow step (issue 20). agentd lays out the step's workspace
+//! (`step.json`, `inputs/`) and starts `aither-agent --workspace DIR` as an ordinary agent
+//! unit: its own SELinux domain and category pair, its own cgroup limits. The agent converses
+//! with the local model through the gateway's Unix socket ([`gateway`]), offering only the
+//! tools the step was granted ([`tools`]) and carrying out each call itself, inside its own
+//! confinement: files of its workspace ([`workspace`]), one of the step's listed commands
+//! ([`command`]), a URL when the step has outbound network ([`fetch`]), a proposal from the
+//! closed set. It stops at the first budget it reaches (turns, generated tokens, seconds) and
+//! leaves `result.json` and `transcript.jsonl` ([`step`]). It never talks to agentd: whatever
+//! it wants done goes out as proposals, for agentd to validate and a human to approve.
 //!
 //! ## Limitations
 //!
-//! - So far only the workspace's file access ([`workspace`]) exists: the conversation loop,
-//!   the other tools and the binary are still to come.
+//! - `search_docs` (an embedding index of the step's documents) is not built yet: it is not
+//!   offered to the model, and a call to it is refused and recorded.
+//! - Only the workspace is readable by the file tools; paths the manifest grants outside it
+//!   are to come with the workflow engine (agentd copies inputs in until then).
+//! - `fetch_url` checks the addresses it connects to (never this machine or the link-local
+//!   network) but allows private networks (a LAN's documentation server); the SELinux domain
+//!   decides whether the step may connect at all.
 
+pub mod command;
+pub mod fetch;
+pub mod gateway;
+pub mod step;
+pub mod tools;
 pub mod workspace;

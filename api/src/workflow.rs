@@ -164,6 +164,8 @@ pub struct StepResult {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub seconds: f64,
+    /// The model's last answer (its summary of the step), at most 4 KiB.
+    pub summary: String,
     /// The output files written, relative to `outputs/`.
     pub outputs: Vec<String>,
     pub proposals: Vec<Proposal>,
@@ -185,6 +187,7 @@ mod tests {
             prompt_tokens: 900,
             completion_tokens: 120,
             seconds: 4.5,
+            summary: String::new(),
             outputs: vec![],
             proposals: vec![Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() }],
             refused: vec![RefusedCall { tool: "fetch_url".into(), reason: "not granted".into() }],

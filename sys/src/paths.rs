@@ -17,6 +17,8 @@ pub const MODEL_DIR: &str = "/var/lib/aither/models";
 pub const APPLIANCE_FILE: &str = "/etc/aither/appliance.toml";
 /// The key TCP clients of the gateway send.
 pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
+/// The gateway's Unix socket (agents reach the model through it, without a key).
+pub const GATEWAY_SOCKET: &str = "/run/aither/gateway.sock";
 /// Installed tailored SELinux modules.
 pub const POLICY_DIR: &str = "/var/lib/aither/selinux";
 

@@ -8,6 +8,7 @@
 //!   directory.
 //! - [`Bus`]: a private dbus-daemon (session or system type) that dies with the test.
 //! - [`http`]: one raw HTTP/1.1 exchange over TCP or a Unix socket, and a one-shot server.
+//! - [`scripted`]: a stand-in for the gateway that answers chat completions from a script.
 //! - [`fixture`]: the shared fixture files under `tests/fixtures`.
 //!
 //! ## Limitations
@@ -15,6 +16,7 @@
 //! - The test models need the project's Python venv (`make deps`).
 
 pub mod http;
+pub mod scripted;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,153 @@
+//! The agent's one way to the model: the gateway's Unix socket (no key: the socket's group and
+//! SELinux decide who may connect), one HTTP/1.1 chat completion per turn, bounded in time and
+//! in the size of the answer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// The largest answer read from the gateway.
+const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot reach the gateway at {socket}: {message}")]
+    Connect { socket: String, message: String },
+    #[error("the gateway did not answer in time")]
+    Timeout,
+    #[error("the gateway answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("the gateway's answer is not a chat completion: {0}")]
+    Protocol(String),
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments, as JSON text (as OpenAI sends them).
+    pub arguments: String,
+}
+
+/// One turn's answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The assistant message as the gateway gave it, to go back into the history.
+    pub message: Value,
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The gateway, at its Unix socket.
+#[derive(Debug)]
+pub struct Gateway {
+    socket: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Gateway {
+    pub fn new(socket: &Path) -> std::io::Result<Gateway> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Gateway { socket: socket.to_path_buf(), runtime })
+    }
+
+    /// `POST /v1/chat/completions` with `request`; the answer within `timeout`.
+    pub fn chat(&self, request: &Value, timeout: Duration) -> Result<Reply, GatewayError> {
+        let body = serde_json::to_vec(request).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        let (status, answer) = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, self.post("/v1/chat/completions", body)).await })
+            .map_err(|_| GatewayError::Timeout)??;
+        let doc: Value =
+            serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
+        if status != 200 {
+            let message = doc
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map_or_else(|| String::from_utf8_lossy(&answer).chars().take(500).collect(), str::to_string);
+            return Err(GatewayError::Refused { status, message });
+        }
+        parse_reply(&doc)
+    }
+
+    async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {
+        let connect = |e: &dyn std::fmt::Display| GatewayError::Connect {
+            socket: self.socket.display().to_string(),
+            message: e.to_string(),
+        };
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| connect(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| connect(&e))?;
+        tokio::spawn(conn);
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        let status = response.status().as_u16();
+        let answer = Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| GatewayError::Protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok((status, answer))
+    }
+}
+
+/// The first choice of a chat completion.
+fn parse_reply(doc: &Value) -> Result<Reply, GatewayError> {
+    let choice = doc.pointer("/choices/0").ok_or_else(|| GatewayError::Protocol("no choices".into()))?;
+    let message = choice.get("message").cloned().ok_or_else(|| GatewayError::Protocol("no message".into()))?;
+    let content = message.get("content").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut tool_calls = Vec::new();
+    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let text = |p: &str| call.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let (Some(id), Some(name)) = (text("/id"), text("/function/name")) else {
+            return Err(GatewayError::Protocol(format!("a tool call without an id or a name: {call}")));
+        };
+        tool_calls.push(ToolCall { id, name, arguments: text("/function/arguments").unwrap_or_default() });
+    }
+    let tokens = |p: &str| doc.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Reply {
+        message,
+        content,
+        tool_calls,
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).unwrap_or_default().to_string(),
+        prompt_tokens: tokens("/usage/prompt_tokens"),
+        completion_tokens: tokens("/usage/completion_tokens"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_reply_gives_its_tool_calls_and_usage() {
+        let doc = json!({
+            "choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\":\"a\"}"}}]}}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 9}
+        });
+        let r = parse_reply(&doc).expect("reply");
+        assert_eq!(
+            r.tool_calls,
+            vec![ToolCall { id: "c1".into(), name: "read_file".into(), arguments: r#"{"path":"a"}"#.into() }]
+        );
+        assert_eq!(
+            (r.finish_reason.as_str(), r.prompt_tokens, r.completion_tokens, r.content.as_str()),
+            ("tool_calls", 30, 9, "")
+        );
+        assert!(matches!(parse_reply(&json!({"choices": []})), Err(GatewayError::Protocol(_))));
+    }
+}

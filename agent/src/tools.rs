@@ -1,0 +1,474 @@
+//! The tools a step's model may call, as OpenAI function definitions (only the granted ones
+//! are offered) and as the agent carries them out: every call is checked again against the
+//! step's grant, its arguments read strictly, and what the model gets back is bounded. A call
+//! outside the grant is refused and recorded; a call that fails (a missing file) is told to
+//! the model as an error, so it can correct itself.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use aither_api::workflow::{Proposal, ProposalKind, RefusedCall, StepSpec, Tool};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::fetch::Fetcher;
+use crate::gateway::ToolCall;
+use crate::workspace::{EntryKind, Workspace};
+
+/// The most bytes of a file, a page or a command's output one call returns to the model.
+pub const CHUNK: usize = 16 * 1024;
+/// The most proposals one step may make.
+pub const MAX_PROPOSALS: usize = 8;
+/// The longest a command may run, whatever the step's budget has left.
+pub const MAX_COMMAND_TIME: Duration = Duration::from_secs(600);
+/// Where `write_file` writes.
+pub const OUTPUTS: &str = "outputs/";
+
+/// The tools granted to a step, as the request's `tools`.
+pub fn definitions(spec: &StepSpec) -> Vec<Value> {
+    let granted: BTreeSet<Tool> = spec.tools.iter().copied().collect();
+    granted.into_iter().filter_map(|t| definition(t, spec)).collect()
+}
+
+fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
+    let string = |d: &str| json!({"type": "string", "description": d});
+    let (description, properties, required): (&str, Value, Vec<&str>) = match tool {
+        Tool::ReadFile => (
+            "Read a text file of your workspace, such as inputs/NAME or outputs/NAME. Returns at most 16384 bytes from offset.",
+            json!({"path": string("the file, relative to the workspace"), "offset": {"type": "integer", "minimum": 0}}),
+            vec!["path"],
+        ),
+        Tool::WriteFile => (
+            "Write a whole file under outputs/ in your workspace (created or replaced).",
+            json!({"path": string("outputs/NAME"), "content": string("the whole file")}),
+            vec!["path", "content"],
+        ),
+        Tool::ListFiles => (
+            "List a directory of your workspace (\".\" for the top, inputs, outputs).",
+            json!({"path": string("the directory, relative to the workspace")}),
+            vec!["path"],
+        ),
+        Tool::RunCommand => {
+            let names: Vec<String> = spec.commands.iter().map(|c| c.join(" ")).collect();
+            (
+                "Run one of the listed commands in your workspace and get its exit status and output.",
+                json!({"command": {"type": "string", "enum": names}}),
+                vec!["command"],
+            )
+        }
+        Tool::FetchUrl => (
+            "Fetch a web page or document over http or https; returns its text.",
+            json!({"url": string("an http:// or https:// URL")}),
+            vec!["url"],
+        ),
+        Tool::Propose => (
+            "Propose an action for a human to approve after this step: start, stop or restart a unit, reload the appliance's configuration, pull a model, or publish one of your outputs.",
+            json!({
+                "kind": {"type": "string", "enum": ["start", "stop", "restart", "reload", "pull_model", "publish"]},
+                "unit": string("the unit, for start, stop and restart"),
+                "model": string("the catalog model, for pull_model"),
+                "file": string("outputs/NAME, for publish"),
+                "reason": string("why, in a sentence or two"),
+            }),
+            vec!["kind", "reason"],
+        ),
+        // Not offered until the embedding index exists (issue 20's remaining work); a step
+        // granted it gets a clear refusal if its model asks anyway.
+        Tool::SearchDocs => return None,
+    };
+    Some(json!({
+        "type": "function",
+        "function": {
+            "name": tool.name(),
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": required, "additionalProperties": false},
+        }
+    }))
+}
+
+/// What a step's calls did, for its result.
+#[derive(Debug)]
+pub struct Toolbox<'a> {
+    spec: &'a StepSpec,
+    workspace: &'a Workspace,
+    root: &'a Path,
+    fetcher: Option<Fetcher>,
+    pub proposals: Vec<Proposal>,
+    pub refused: Vec<RefusedCall>,
+    /// Files written, relative to `outputs/`.
+    pub written: BTreeSet<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadArgs {
+    path: String,
+    #[serde(default)]
+    offset: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteArgs {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathArgs {
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandArgs {
+    command: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlArgs {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeArgs {
+    kind: ProposalKind,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    file: Option<String>,
+    reason: String,
+}
+
+/// Why a call was not carried out.
+enum Denied {
+    /// Outside the grant: recorded in the result.
+    Refused(String),
+    /// It could not be done: the model is told.
+    Error(String),
+}
+
+impl<'a> Toolbox<'a> {
+    /// `root` is the workspace's directory (commands run there); `fetcher` only for a step
+    /// granted `fetch_url`.
+    pub fn new(spec: &'a StepSpec, workspace: &'a Workspace, root: &'a Path, fetcher: Option<Fetcher>) -> Toolbox<'a> {
+        Toolbox { spec, workspace, root, fetcher, proposals: Vec::new(), refused: Vec::new(), written: BTreeSet::new() }
+    }
+
+    /// Carry out `call` with at most `time` left; what the model is told.
+    pub fn call(&mut self, call: &ToolCall, time: Duration) -> String {
+        let granted = |t: Tool| self.spec.tools.contains(&t);
+        let outcome = match call.name.as_str() {
+            "read_file" if granted(Tool::ReadFile) => args(&call.arguments).and_then(|a| self.read(&a)),
+            "write_file" if granted(Tool::WriteFile) => args(&call.arguments).and_then(|a| self.write(&a)),
+            "list_files" if granted(Tool::ListFiles) => args(&call.arguments).and_then(|a| self.list(&a)),
+            "run_command" if granted(Tool::RunCommand) => args(&call.arguments).and_then(|a| self.run(&a, time)),
+            "fetch_url" if granted(Tool::FetchUrl) => args(&call.arguments).and_then(|a| self.fetch(&a)),
+            "propose" if granted(Tool::Propose) => args(&call.arguments).and_then(|a| self.propose(a)),
+            "search_docs" if granted(Tool::SearchDocs) => {
+                Err(Denied::Refused("search_docs is not available in this version of the agent".into()))
+            }
+            other => Err(Denied::Refused(format!("{other} is not a tool this step was granted"))),
+        };
+        match outcome {
+            Ok(text) => text,
+            Err(Denied::Error(e)) => format!("error: {e}"),
+            Err(Denied::Refused(reason)) => {
+                if self.refused.len() < 100 {
+                    self.refused
+                        .push(RefusedCall { tool: call.name.chars().take(64).collect(), reason: reason.clone() });
+                }
+                format!("refused: {reason}")
+            }
+        }
+    }
+
+    /// The step's declared output `name` is not (yet) a file of `outputs/`.
+    pub fn output_missing(&self, name: &str) -> bool {
+        self.workspace.read(&format!("{OUTPUTS}{name}")).is_err()
+    }
+
+    fn read(&self, a: &ReadArgs) -> Result<String, Denied> {
+        let (data, more) = self.workspace.read(&a.path).map_err(|e| Denied::Error(e.to_string()))?;
+        if data.contains(&0) {
+            return Err(Denied::Error(format!("{} is a binary file ({} bytes)", a.path, data.len())));
+        }
+        let start = a.offset.min(data.len());
+        let end = (start + CHUNK).min(data.len());
+        let mut text = String::from_utf8_lossy(&data[start..end]).into_owned();
+        if end < data.len() {
+            text.push_str(&format!("\n[{} more bytes: read again with offset {end}]", data.len() - end));
+        } else if more {
+            text.push_str("\n[the file goes on past what a read can reach]");
+        }
+        Ok(text)
+    }
+
+    fn write(&mut self, a: &WriteArgs) -> Result<String, Denied> {
+        let Some(name) = a.path.strip_prefix(OUTPUTS).filter(|n| !n.is_empty()) else {
+            return Err(Denied::Refused(format!("{:?}: write_file writes under outputs/ only", a.path)));
+        };
+        self.workspace.write(&a.path, a.content.as_bytes()).map_err(|e| Denied::Error(e.to_string()))?;
+        self.written.insert(name.to_string());
+        Ok(format!("wrote {} bytes to {}", a.content.len(), a.path))
+    }
+
+    fn list(&self, a: &PathArgs) -> Result<String, Denied> {
+        let path = a.path.as_deref().unwrap_or(".");
+        let (entries, more) = self.workspace.list(path).map_err(|e| Denied::Error(e.to_string()))?;
+        let mut text = String::new();
+        for e in &entries {
+            match e.kind {
+                EntryKind::Directory => text.push_str(&format!("{}/\n", e.name)),
+                EntryKind::File => text.push_str(&format!("{} ({} bytes)\n", e.name, e.size)),
+                EntryKind::Link => text.push_str(&format!("{} (a link, not followed)\n", e.name)),
+                EntryKind::Other => text.push_str(&format!("{} (not a file)\n", e.name)),
+            }
+        }
+        if entries.is_empty() {
+            text.push_str("(empty)\n");
+        }
+        if more {
+            text.push_str("[more entries not shown]\n");
+        }
+        Ok(text)
+    }
+
+    fn run(&self, a: &CommandArgs, time: Duration) -> Result<String, Denied> {
+        let Some(argv) = self.spec.commands.iter().find(|c| c.join(" ") == a.command) else {
+            return Err(Denied::Refused(format!("{:?} is not one of the step's commands", a.command)));
+        };
+        let ran = crate::command::run(argv, self.root, time.min(MAX_COMMAND_TIME))
+            .map_err(|e| Denied::Error(format!("{}: {e}", a.command)))?;
+        Ok(cut(ran.report()))
+    }
+
+    fn fetch(&self, a: &UrlArgs) -> Result<String, Denied> {
+        let fetcher =
+            self.fetcher.as_ref().ok_or_else(|| Denied::Refused("this step has no outbound network".into()))?;
+        match fetcher.get(&a.url) {
+            Ok(page) => {
+                let note = if page.cut { " (cut)" } else { "" };
+                Ok(cut(format!("HTTP {} {}{note}\n{}", page.status, page.content_type, page.text)))
+            }
+            Err(e) if e.to_string().contains("refused: ") => Err(Denied::Refused(e.to_string())),
+            Err(e @ crate::fetch::FetchError::Scheme { .. }) => Err(Denied::Refused(e.to_string())),
+            Err(e) => Err(Denied::Error(e.to_string())),
+        }
+    }
+
+    fn propose(&mut self, a: ProposeArgs) -> Result<String, Denied> {
+        if self.proposals.len() >= MAX_PROPOSALS {
+            return Err(Denied::Refused(format!("a step makes at most {MAX_PROPOSALS} proposals")));
+        }
+        let reason = a.reason.trim().to_string();
+        if reason.is_empty() || reason.chars().count() > 2000 {
+            return Err(Denied::Error("reason: say why in 1 to 2,000 characters".into()));
+        }
+        let unit = || {
+            let u = a.unit.clone().unwrap_or_default();
+            if name_ok(&u, "@") {
+                Ok(u)
+            } else {
+                Err(Denied::Error(format!("unit: {u:?} is not a unit name")))
+            }
+        };
+        let proposal = match a.kind {
+            ProposalKind::Start => Proposal::Start { unit: unit()?, reason },
+            ProposalKind::Stop => Proposal::Stop { unit: unit()?, reason },
+            ProposalKind::Restart => Proposal::Restart { unit: unit()?, reason },
+            ProposalKind::Reload => Proposal::Reload { reason },
+            ProposalKind::PullModel => {
+                let m = a.model.unwrap_or_default();
+                if !name_ok(&m, "") {
+                    return Err(Denied::Error(format!("model: {m:?} is not a model name")));
+                }
+                Proposal::PullModel { model: m, reason }
+            }
+            ProposalKind::Publish => {
+                let f = a.file.unwrap_or_default();
+                let name = f.strip_prefix(OUTPUTS).unwrap_or(&f).to_string();
+                self.workspace
+                    .read(&format!("{OUTPUTS}{name}"))
+                    .map_err(|e| Denied::Error(format!("file: only a file of outputs/ can be published: {e}")))?;
+                Proposal::Publish { file: name, reason }
+            }
+        };
+        let what = match &proposal {
+            Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } => {
+                format!("{} {unit}", kind_name(proposal.kind()))
+            }
+            Proposal::Reload { .. } => "reload".into(),
+            Proposal::PullModel { model, .. } => format!("pull {model}"),
+            Proposal::Publish { file, .. } => format!("publish outputs/{file}"),
+        };
+        self.proposals.push(proposal);
+        Ok(format!(
+            "proposed: {what}. It is decided after this step ends, by a human unless the admin's policy approves it."
+        ))
+    }
+}
+
+fn kind_name(k: ProposalKind) -> &'static str {
+    match k {
+        ProposalKind::Start => "start",
+        ProposalKind::Stop => "stop",
+        ProposalKind::Restart => "restart",
+        ProposalKind::Reload => "reload",
+        ProposalKind::PullModel => "pull_model",
+        ProposalKind::Publish => "publish",
+    }
+}
+
+/// A unit or model name: 1 to 128 of letters, digits, `.`, `_`, `-`, `:` and `extra`.
+fn name_ok(s: &str, extra: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c) || extra.contains(c))
+        && !s.starts_with(['.', '-'])
+}
+
+fn args<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Denied> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| Denied::Error(format!("the arguments: {e}")))
+}
+
+/// At most [`CHUNK`] bytes of `text`, cut on a character boundary, saying so.
+fn cut(mut text: String) -> String {
+    if text.len() > CHUNK {
+        let mut end = CHUNK;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[cut]");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aither_api::workflow::{StepBudget, SCHEMA_VERSION};
+
+    fn spec(tools: Vec<Tool>) -> StepSpec {
+        StepSpec {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r1".into(),
+            workflow: "w".into(),
+            step: "s".into(),
+            model: "chat".into(),
+            system_prompt: String::new(),
+            instructions: String::new(),
+            tools,
+            commands: vec![vec!["/bin/echo".into(), "ok".into()]],
+            inputs: vec![],
+            outputs: vec![],
+            budget: StepBudget { steps: 4, tokens: 100, seconds: 60 },
+        }
+    }
+
+    fn call(name: &str, arguments: &str) -> ToolCall {
+        ToolCall { id: "c".into(), name: name.into(), arguments: arguments.into() }
+    }
+
+    #[test]
+    fn only_granted_tools_are_offered_and_carried_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::open(dir.path()).expect("ws");
+        let s = spec(vec![Tool::ReadFile, Tool::WriteFile, Tool::RunCommand, Tool::SearchDocs]);
+        let names: Vec<String> =
+            definitions(&s).iter().map(|d| d["function"]["name"].as_str().expect("name").to_string()).collect();
+        assert_eq!(names, ["read_file", "write_file", "run_command"]);
+        assert_eq!(
+            definitions(&s)[2]["function"]["parameters"]["properties"]["command"]["enum"],
+            json!(["/bin/echo ok"])
+        );
+        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
+        let t = Duration::from_secs(10);
+        assert_eq!(
+            tb.call(&call("write_file", r#"{"path":"outputs/a.md","content":"hi"}"#), t),
+            "wrote 2 bytes to outputs/a.md"
+        );
+        assert_eq!(tb.call(&call("read_file", r#"{"path":"outputs/a.md"}"#), t), "hi");
+        assert!(tb.call(&call("run_command", r#"{"command":"/bin/echo ok"}"#), t).contains("--- stdout ---\nok"));
+        assert!(tb.call(&call("read_file", r#"{"path":"missing"}"#), t).starts_with("error: "));
+        assert!(tb.call(&call("read_file", r#"{"path":"a","mode":"x"}"#), t).starts_with("error: the arguments"));
+        for (name, args) in [
+            ("write_file", r#"{"path":"step.json","content":"{}"}"#),
+            ("run_command", r#"{"command":"/bin/sh -c id"}"#),
+            ("propose", r#"{"kind":"reload","reason":"x"}"#),
+            ("fetch_url", r#"{"url":"http://example.com"}"#),
+            ("search_docs", r#"{"query":"x"}"#),
+            ("shell", "{}"),
+        ] {
+            assert!(tb.call(&call(name, args), t).starts_with("refused: "), "{name}");
+        }
+        assert_eq!(tb.refused.len(), 6);
+        assert_eq!(tb.written, BTreeSet::from(["a.md".to_string()]));
+        assert!(!dir.path().join("step.json").exists());
+    }
+
+    #[test]
+    fn long_files_are_read_in_chunks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("inputs")).expect("mkdir");
+        std::fs::write(dir.path().join("inputs/log"), "x".repeat(CHUNK + 10)).expect("write");
+        std::fs::write(dir.path().join("inputs/bin"), b"\x7fELF\0\0").expect("write");
+        let ws = Workspace::open(dir.path()).expect("ws");
+        let s = spec(vec![Tool::ReadFile, Tool::ListFiles]);
+        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
+        let t = Duration::from_secs(1);
+        let first = tb.call(&call("read_file", r#"{"path":"inputs/log"}"#), t);
+        assert!(first.ends_with(&format!("[10 more bytes: read again with offset {CHUNK}]")), "{}", &first[CHUNK..]);
+        assert_eq!(
+            tb.call(&call("read_file", &format!(r#"{{"path":"inputs/log","offset":{CHUNK}}}"#)), t),
+            "x".repeat(10)
+        );
+        assert!(tb.call(&call("read_file", r#"{"path":"inputs/bin"}"#), t).contains("binary"));
+        assert_eq!(
+            tb.call(&call("list_files", r#"{"path":"inputs"}"#), t),
+            format!("bin (6 bytes)\nlog ({} bytes)\n", CHUNK + 10)
+        );
+    }
+
+    #[test]
+    fn proposals_are_checked_before_they_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::open(dir.path()).expect("ws");
+        ws.write("outputs/post.md", b"# Post").expect("write");
+        let s = spec(vec![Tool::Propose]);
+        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
+        let t = Duration::from_secs(1);
+        let ok =
+            tb.call(&call("propose", r#"{"kind":"restart","unit":"infer-qwen","reason":"it ran out of memory"}"#), t);
+        assert!(ok.starts_with("proposed: restart infer-qwen."), "{ok}");
+        assert!(tb
+            .call(&call("propose", r#"{"kind":"publish","file":"outputs/post.md","reason":"ready"}"#), t)
+            .starts_with("proposed"));
+        for bad in [
+            r#"{"kind":"restart","unit":"x; reboot","reason":"r"}"#,
+            r#"{"kind":"restart","reason":"r"}"#,
+            r#"{"kind":"publish","file":"../step.json","reason":"r"}"#,
+            r#"{"kind":"publish","file":"missing.md","reason":"r"}"#,
+            r#"{"kind":"pull_model","model":"a/b","reason":"r"}"#,
+            r#"{"kind":"reboot","reason":"r"}"#,
+            r#"{"kind":"reload","reason":"  "}"#,
+        ] {
+            assert!(tb.call(&call("propose", bad), t).starts_with("error: "), "{bad}");
+        }
+        assert_eq!(
+            tb.proposals,
+            vec![
+                Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() },
+                Proposal::Publish { file: "post.md".into(), reason: "ready".into() },
+            ]
+        );
+    }
+}

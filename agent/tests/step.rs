@@ -1,0 +1,250 @@
+//! The agent runner end to end against the scripted stand-in for the gateway: the turns, the
+//! tools carried out and refused, the proposals, the budgets, and what it leaves behind.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use aither_api::workflow::{Proposal, StepBudget, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
+use aither_test_support::scripted::{ScriptedModel, Turn, COMPLETION_TOKENS};
+use serde_json::{json, Value};
+
+fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
+    StepSpec {
+        schema_version: SCHEMA_VERSION,
+        run_id: "run-7".into(),
+        workflow: "heal-unit".into(),
+        step: "diagnose".into(),
+        model: "chat".into(),
+        system_prompt: "You are the appliance's diagnostician.".into(),
+        instructions: "Read the journal and write the diagnosis.".into(),
+        tools,
+        commands: vec![vec!["/bin/echo".into(), "tests passed".into()]],
+        inputs: vec!["journal.txt".into()],
+        outputs: outputs.iter().map(ToString::to_string).collect(),
+        budget,
+    }
+}
+
+const ROOMY: StepBudget = StepBudget { steps: 10, tokens: 1000, seconds: 60 };
+
+/// A workspace laid out as agentd lays it out, with the stand-in's socket beside it.
+fn workspace(spec: &StepSpec) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("ws/inputs")).expect("inputs");
+    std::fs::write(dir.path().join("ws/inputs/journal.txt"), "infer-qwen: out of memory, killed\n").expect("journal");
+    std::fs::write(dir.path().join("ws/step.json"), serde_json::to_vec(spec).expect("spec")).expect("step.json");
+    dir
+}
+
+fn run_agent(dir: &Path) -> (std::process::Output, Option<StepResult>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aither-agent"))
+        .arg("--workspace")
+        .arg(dir.join("ws"))
+        .arg("--gateway")
+        .arg(dir.join("gw.sock"))
+        .output()
+        .expect("aither-agent runs");
+    let result =
+        std::fs::read(dir.join("ws/result.json")).ok().map(|r| serde_json::from_slice(&r).expect("result.json parses"));
+    (out, result)
+}
+
+#[test]
+fn a_step_reads_writes_proposes_and_its_refused_calls_are_recorded() {
+    let s = spec(
+        vec![Tool::ListFiles, Tool::ReadFile, Tool::WriteFile, Tool::RunCommand, Tool::Propose],
+        &["diagnosis.md"],
+        ROOMY,
+    );
+    let dir = workspace(&s);
+    let model = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![
+            Turn::call("list_files", json!({"path": "inputs"})),
+            Turn::call("read_file", json!({"path": "inputs/journal.txt"})),
+            Turn::Tools(vec![
+                (
+                    "write_file".into(),
+                    json!({"path": "outputs/diagnosis.md", "content": "The worker ran out of memory."}),
+                ),
+                ("run_command".into(), json!({"command": "/bin/echo tests passed"})),
+            ]),
+            Turn::Tools(vec![
+                ("fetch_url".into(), json!({"url": "http://169.254.169.254/latest/meta-data"})),
+                ("write_file".into(), json!({"path": "step.json", "content": "{}"})),
+                (
+                    "propose".into(),
+                    json!({"kind": "restart", "unit": "infer-qwen", "reason": "it was killed for memory"}),
+                ),
+            ]),
+            Turn::text("The worker ran out of memory; I proposed restarting it."),
+        ],
+    );
+    let (out, result) = run_agent(dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = result.expect("result.json");
+    assert_eq!(r.outcome, StepOutcome::Completed);
+    assert_eq!((r.run_id.as_str(), r.step.as_str(), r.turns), ("run-7", "diagnose", 5));
+    assert_eq!(r.completion_tokens, 5 * COMPLETION_TOKENS);
+    assert_eq!(r.summary, "The worker ran out of memory; I proposed restarting it.");
+    assert_eq!(r.outputs, ["diagnosis.md"]);
+    assert_eq!(
+        r.proposals,
+        [Proposal::Restart { unit: "infer-qwen".into(), reason: "it was killed for memory".into() }]
+    );
+    let refused: Vec<&str> = r.refused.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(refused, ["fetch_url", "write_file"], "{:?}", r.refused);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ws/outputs/diagnosis.md")).expect("output"),
+        "The worker ran out of memory."
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run-7 diagnose"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What the model saw: the granted tools only, the briefing, each call's answer.
+    let requests = model.requests();
+    assert_eq!(requests.len(), 5);
+    let offered: Vec<&str> =
+        requests[0]["tools"].as_array().expect("tools").iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    assert_eq!(offered, ["read_file", "write_file", "list_files", "run_command", "propose"]);
+    assert_eq!(requests[0]["model"], "chat");
+    let briefing = requests[0]["messages"][1]["content"].as_str().expect("briefing");
+    assert!(briefing.contains("inputs/journal.txt") && briefing.contains("outputs/diagnosis.md"), "{briefing}");
+    let tool_answers = |i: usize| -> Vec<String> {
+        requests[i]["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(tool_answers(1), ["journal.txt (34 bytes)\n"]);
+    assert_eq!(tool_answers(2)[1], "infer-qwen: out of memory, killed\n");
+    assert!(
+        tool_answers(3)[3].contains("exit status 0") && tool_answers(3)[3].contains("tests passed"),
+        "{:?}",
+        tool_answers(3)
+    );
+    let last = tool_answers(4);
+    assert!(
+        last[4].starts_with("refused: this step has no outbound") || last[4].starts_with("refused: fetch_url"),
+        "{last:?}"
+    );
+    assert!(last[5].starts_with("refused:") && last[6].starts_with("proposed: restart infer-qwen"), "{last:?}");
+    // The assistant's tool calls went back into the history with their ids.
+    assert_eq!(requests[1]["messages"][2]["tool_calls"][0]["id"], "call_1_0");
+    assert_eq!(requests[1]["messages"][3]["tool_call_id"], "call_1_0");
+
+    let transcript = std::fs::read_to_string(dir.path().join("ws/transcript.jsonl")).expect("transcript");
+    let events: Vec<Value> = transcript.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(events.iter().filter(|e| e["event"] == "tool").count(), 7);
+    assert_eq!(events.last().expect("end")["event"], "end");
+}
+
+#[test]
+fn each_budget_stops_the_step() {
+    // Turns.
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 2, tokens: 1000, seconds: 60 });
+    let dir = workspace(&s);
+    let loop_turn = || Turn::call("list_files", json!({"path": "."}));
+    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![loop_turn(), loop_turn(), loop_turn()]);
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns), (StepOutcome::BudgetExhausted { budget: "steps".into() }, 2));
+
+    // Generated tokens: the second request may ask only for what is left.
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 15, seconds: 60 });
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![loop_turn(), loop_turn(), loop_turn()]);
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(r.expect("result").outcome, StepOutcome::BudgetExhausted { budget: "tokens".into() });
+    let asked: Vec<u64> = m.requests().iter().filter_map(|q| q["max_tokens"].as_u64()).collect();
+    assert_eq!(asked, [15, 5]);
+
+    // Wall time: a model that does not answer in time.
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 1000, seconds: 1 });
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::Stall(Duration::from_secs(3)), loop_turn()]);
+    let started = std::time::Instant::now();
+    let (out, r) = run_agent(dir.path());
+    assert!(out.status.success());
+    assert_eq!(r.expect("result").outcome, StepOutcome::BudgetExhausted { budget: "seconds".into() });
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_missing_output_is_asked_for_once_then_fails_the_step() {
+    let s = spec(vec![Tool::WriteFile], &["report.md"], ROOMY);
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![
+            Turn::text("done"),
+            Turn::call("write_file", json!({"path": "outputs/report.md", "content": "# Report"})),
+            Turn::text("written"),
+        ],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns, r.summary.as_str()), (StepOutcome::Completed, 3, "written"));
+    let requests = m.requests();
+    let nudge = &requests[1]["messages"].as_array().expect("messages").last().expect("last")["content"];
+    assert_eq!(nudge, "You have not written outputs/report.md yet. Write it with write_file now.");
+
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("done"), Turn::text("still done")]);
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(
+        r.expect("result").outcome,
+        StepOutcome::Failed { reason: "the step ended without writing outputs/report.md".into() }
+    );
+}
+
+#[test]
+fn a_gateway_refusal_or_no_gateway_fails_the_step_with_the_reason() {
+    let s = spec(vec![], &[], ROOMY);
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![Turn::Error(404, "model 'chat' is not in the plan".into())],
+    );
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(
+        r.expect("result").outcome,
+        StepOutcome::Failed { reason: "the gateway answered 404: model 'chat' is not in the plan".into() }
+    );
+
+    let dir = workspace(&s);
+    let (out, r) = run_agent(dir.path());
+    assert!(out.status.success());
+    let StepOutcome::Failed { reason } = r.expect("result").outcome else { panic!("not failed") };
+    assert!(reason.starts_with("cannot reach the gateway at ") && reason.contains("gw.sock"), "{reason}");
+}
+
+#[test]
+fn a_bad_step_document_is_an_error_naming_the_file() {
+    let s = spec(vec![], &[], ROOMY);
+    let dir = workspace(&s);
+    std::fs::write(dir.path().join("ws/step.json"), r#"{"schema_version": 1, "run_id": "r", "extra": true}"#)
+        .expect("write");
+    let (out, r) = run_agent(dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ws/step.json: unknown field `extra`"), "{err}");
+    assert!(r.is_none(), "no result for a step that never began");
+
+    let mut future = serde_json::to_value(&s).expect("spec");
+    future["schema_version"] = json!(2);
+    std::fs::write(dir.path().join("ws/step.json"), future.to_string()).expect("write");
+    let (out, _) = run_agent(dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("schema_version 2 is not 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,133 @@
+//! A scripted stand-in for the gateway: an OpenAI-compatible chat endpoint on a Unix socket
+//! that answers each request with the next turn of a script (tool calls, text, an error or a
+//! stall) and keeps every request it received, so tests of agents and workflows are
+//! deterministic without a model.
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// One answer of the script.
+#[derive(Debug, Clone)]
+pub enum Turn {
+    /// Call these tools: `(name, arguments)`.
+    Tools(Vec<(String, Value)>),
+    /// Answer with text (no tool call): the model is done.
+    Text(String),
+    /// Answer with this HTTP status and an OpenAI error message.
+    Error(u16, String),
+    /// Say nothing for this long, then answer the next turn.
+    Stall(Duration),
+}
+
+impl Turn {
+    /// One tool call.
+    pub fn call(name: &str, arguments: Value) -> Turn {
+        Turn::Tools(vec![(name.to_string(), arguments)])
+    }
+
+    pub fn text(t: &str) -> Turn {
+        Turn::Text(t.to_string())
+    }
+}
+
+/// Tokens each answer claims to have generated.
+pub const COMPLETION_TOKENS: u64 = 10;
+
+/// The stand-in, serving until the test process ends.
+#[derive(Debug)]
+pub struct ScriptedModel {
+    pub socket: PathBuf,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl ScriptedModel {
+    /// Listen on `socket` and answer with `turns`, in order (500 once they run out).
+    pub fn start(socket: &Path, turns: Vec<Turn>) -> ScriptedModel {
+        let _ = std::fs::remove_file(socket);
+        let listener =
+            std::os::unix::net::UnixListener::bind(socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            let mut turns = turns.into_iter();
+            let mut n = 0;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let Some(body) = read_request(&mut conn) else { continue };
+                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(body.clone());
+                n += 1;
+                let mut turn = turns.next();
+                while let Some(Turn::Stall(d)) = turn {
+                    std::thread::sleep(d);
+                    turn = turns.next();
+                }
+                let (status, answer) = match turn {
+                    Some(Turn::Tools(calls)) => (200, completion(n, &body, None, &calls)),
+                    Some(Turn::Text(t)) => (200, completion(n, &body, Some(&t), &[])),
+                    Some(Turn::Error(s, m)) => (s, json!({"error": {"message": m, "type": "invalid_request_error"}})),
+                    Some(Turn::Stall(_)) | None => (500, json!({"error": {"message": "the script has no more turns"}})),
+                };
+                let text = answer.to_string();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        ScriptedModel { socket: socket.to_path_buf(), requests }
+    }
+
+    /// The request bodies received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+fn read_request(conn: &mut std::os::unix::net::UnixStream) -> Option<Value> {
+    let mut r = std::io::BufReader::new(conn.try_clone().ok()?);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn completion(n: usize, request: &Value, text: Option<&str>, calls: &[(String, Value)]) -> Value {
+    let tool_calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| {
+            json!({"id": format!("call_{n}_{i}"), "type": "function", "function": {"name": name, "arguments": args.to_string()}})
+        })
+        .collect();
+    let mut message = json!({"role": "assistant", "content": text});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    let prompt = request.to_string().len() as u64 / 4;
+    json!({
+        "id": format!("chatcmpl-{n}"),
+        "object": "chat.completion",
+        "model": request["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": COMPLETION_TOKENS, "total_tokens": prompt + COMPLETION_TOKENS}
+    })
+}
