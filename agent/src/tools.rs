@@ -301,29 +301,11 @@ impl<'a> Toolbox<'a> {
                 Proposal::Publish { file: name, reason }
             }
         };
-        let what = match &proposal {
-            Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } => {
-                format!("{} {unit}", kind_name(proposal.kind()))
-            }
-            Proposal::Reload { .. } => "reload".into(),
-            Proposal::PullModel { model, .. } => format!("pull {model}"),
-            Proposal::Publish { file, .. } => format!("publish outputs/{file}"),
-        };
+        let what = proposal.action();
         self.proposals.push(proposal);
         Ok(format!(
             "proposed: {what}. It is decided after this step ends, by a human unless the admin's policy approves it."
         ))
-    }
-}
-
-fn kind_name(k: ProposalKind) -> &'static str {
-    match k {
-        ProposalKind::Start => "start",
-        ProposalKind::Stop => "stop",
-        ProposalKind::Restart => "restart",
-        ProposalKind::Reload => "reload",
-        ProposalKind::PullModel => "pull_model",
-        ProposalKind::Publish => "publish",
     }
 }
 

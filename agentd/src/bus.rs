@@ -22,7 +22,16 @@
 //! | `Models() → s` | method | `Models`: the plan's models, their files and workers |
 //! | `SetPreset(s name) → s`, `Reload() → s` | methods | `Done` |
 //! | `LogTarget(s name) → s` | method | `LogTargetReply` |
+//! | `Workflows() → s` | method | `WorkflowList`: the definitions and the files refused |
+//! | `RunWorkflow(s name, a{ss} inputs) → s` | method | `RunReply`: the run started |
+//! | `Runs() → s`, `GetRun(s id) → s` | methods | `RunList`, `RunReply` |
+//! | `CancelRun(s id) → s` | method | `Done` |
+//! | `RunLog(s id, s step) → s` | method | the step's transcript (JSON lines; admins only) |
+//! | `Approvals() → s` | method | `ApprovalList`: pending first |
+//! | `Approve(s id)`, `Deny(s id) → s` | methods | `Done`: what was carried out, or why not |
 //! | `UnitChanged(s name, s state, s detail)` | signal | every state change (`UnitState` names) |
+//! | `RunChanged(s id, s state)` | signal | a run changed (`RunState` names) |
+//! | `ApprovalChanged(s id, s state, s action)` | signal | a proposal was queued or decided |
 //! | `Summary` (s), `Version` (s) | properties | |
 
 use std::sync::Arc;
@@ -70,12 +79,12 @@ pub fn may_change(uid: u32) -> bool {
     nix::unistd::getgrouplist(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
 }
 
-async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> zbus::fdo::Result<()> {
+async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> zbus::fdo::Result<u32> {
     let sender = hdr.sender().ok_or_else(|| zbus::fdo::Error::AccessDenied("the caller has no bus name".into()))?;
     let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(failed)?;
     let uid = dbus.get_connection_unix_user(sender.clone().into()).await.map_err(failed)?;
     if may_change(uid) {
-        Ok(())
+        Ok(uid)
     } else {
         tracing::warn!("uid {uid} ({sender}) may not {action}");
         Err(zbus::fdo::Error::AccessDenied(format!(
@@ -203,6 +212,84 @@ impl Api {
         json(&api::LogTargetReply { schema_version: api::SCHEMA_VERSION, target })
     }
 
+    async fn workflows(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.workflow_list().await)
+    }
+
+    async fn run_workflow(
+        &self,
+        name: String,
+        inputs: std::collections::HashMap<String, String>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let uid = authorize(conn, &hdr, &format!("run the workflow {name}")).await?;
+        let trigger = crate::daemon::Trigger { text: format!("manual ({})", who(uid)), unit: None };
+        let run = self.daemon.run_workflow(&name, inputs.into_iter().collect(), trigger, true).await.map_err(failed)?;
+        json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
+    }
+
+    async fn runs(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.run_list().await)
+    }
+
+    async fn get_run(&self, id: String) -> zbus::fdo::Result<String> {
+        let run = self.daemon.get_run(&id).await.map_err(failed)?;
+        json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
+    }
+
+    async fn cancel_run(
+        &self,
+        id: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("cancel the run {id}")).await?;
+        outcome(self.daemon.cancel_run(&id).await)
+    }
+
+    async fn run_log(
+        &self,
+        id: String,
+        step: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("read the transcript of {id}")).await?;
+        self.daemon.run_log(&id, &step).await.map_err(failed)
+    }
+
+    async fn approvals(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.approval_list().await)
+    }
+
+    async fn approve(
+        &self,
+        id: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let uid = authorize(conn, &hdr, &format!("approve {id}")).await?;
+        outcome(self.daemon.decide(&id, true, &who(uid)).await)
+    }
+
+    async fn deny(
+        &self,
+        id: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let uid = authorize(conn, &hdr, &format!("deny {id}")).await?;
+        outcome(self.daemon.decide(&id, false, &who(uid)).await)
+    }
+
+    #[zbus(signal)]
+    pub async fn run_changed(emitter: &SignalEmitter<'_>, id: &str, state: &str) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn approval_changed(emitter: &SignalEmitter<'_>, id: &str, state: &str, action: &str)
+        -> zbus::Result<()>;
+
     #[zbus(signal)]
     pub async fn unit_changed(emitter: &SignalEmitter<'_>, name: &str, state: &str, detail: &str) -> zbus::Result<()>;
 
@@ -214,6 +301,14 @@ impl Api {
     #[zbus(property)]
     async fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+/// `uid 1000 (alice)`: who decided, for the audit.
+fn who(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("uid {uid} ({})", u.name),
+        _ => format!("uid {uid}"),
     }
 }
 

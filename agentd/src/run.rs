@@ -213,6 +213,17 @@ async fn serve(args: Args) -> Result<()> {
         daemon.cgroups
     );
     tokio::spawn(forward_events(daemon.clone(), conn.clone()));
+    tokio::spawn(forward_workflow_events(daemon.clone(), conn.clone()));
+    {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(daemon::WORKFLOW_TICK);
+            loop {
+                tick.tick().await;
+                daemon.workflow_tick().await;
+            }
+        });
+    }
     let gateway = Gateway::new(daemon.clone());
     let mut settings = settings;
     let units = daemon.units().await.map(|u| u.len()).unwrap_or(0);
@@ -279,7 +290,7 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
     if Notifier::from_env().enabled() {
         tokio::spawn(status_line(daemon.clone(), status_due.clone()));
     }
-    let mut rx = daemon.sup.subscribe();
+    let mut rx = daemon.events();
     let emitter = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH).ok();
     loop {
         let e = match rx.recv().await {
@@ -309,6 +320,24 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
             let _ = Api::unit_changed(emitter, &e.unit, state, &detail).await;
         }
         status_due.notify_one();
+    }
+}
+
+/// Runs and proposals as D-Bus signals.
+async fn forward_workflow_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
+    let mut rx = daemon.workflow_events.subscribe();
+    let Ok(emitter) = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH) else { return };
+    loop {
+        match rx.recv().await {
+            Ok(daemon::WorkflowEvent::Run { id, state }) => {
+                let _ = Api::run_changed(&emitter, &id, &state).await;
+            }
+            Ok(daemon::WorkflowEvent::Approval { id, state, action }) => {
+                let _ = Api::approval_changed(&emitter, &id, &state, &action).await;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
     }
 }
 

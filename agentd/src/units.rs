@@ -361,6 +361,77 @@ fn agent(inputs: &Inputs, a: &Agent, pair: (u16, u16), priority: u32, dormant: b
     }
 }
 
+/// The SELinux domain of a workflow step's agent: the runner, with the gateway's socket, and
+/// outbound HTTP(S) for steps granted it.
+pub const STEP_DOMAIN: &str = "aither_step_t";
+pub const STEP_OUTBOUND_DOMAIN: &str = "aither_step_outbound_t";
+
+/// What a workflow step's unit is made of.
+#[derive(Debug, Clone)]
+pub struct StepUnit<'a> {
+    pub name: &'a str,
+    pub description: String,
+    pub workspace: PathBuf,
+    pub pair: (u16, u16),
+    /// The socket the runner reaches the model through.
+    pub gateway: &'a Path,
+    pub outbound: bool,
+    /// The run document it belongs to, for `aitherctl units`.
+    pub source: String,
+}
+
+/// A workflow step's agent: the runner on the step's workspace, confined like any agent (its
+/// own category pair, the agent user, the agent limits), run once (never restarted: a step
+/// that fails is the run's to report), started only by the workflow engine.
+pub fn step(settings: &Settings, plan: &Plan, host: &Host, s: &StepUnit) -> Planned {
+    let level = CategoryMap::level(s.pair);
+    let domain = if s.outbound { STEP_OUTBOUND_DOMAIN } else { STEP_DOMAIN };
+    let mut spec = UnitSpec::new(s.name, &[]);
+    spec.argv = vec![
+        settings.workflow_runner.display().to_string(),
+        "--workspace".into(),
+        s.workspace.display().to_string(),
+        "--gateway".into(),
+        s.gateway.display().to_string(),
+    ];
+    spec.group = AGENTS_GROUP.into();
+    spec.priority = plan.groups.iter().find(|g| g.name == AGENTS_GROUP).map_or(30, |g| g.priority);
+    spec.env = vec![("HOME".into(), s.workspace.display().to_string())];
+    spec.working_directory = Some(s.workspace.clone());
+    spec.restart = RestartMode::Never;
+    spec.stop_timeout = Duration::from_secs(10);
+    spec.log =
+        if host.dev { LogTarget::File { path: log_file(&settings.runtime_dir, s.name) } } else { LogTarget::Journal };
+    let no_user = host.agent_user.apply(&mut spec);
+    if host.selinux {
+        spec.selinux_context = Some(format!("system_u:system_r:{domain}:{level}"));
+    }
+    let (cpu_weight, io_weight) = class_limits(plan, Class::Normal);
+    spec.limits = Limits {
+        memory_max: Some(settings.agent_memory_max),
+        pids_max: Some(settings.agent_pids_max),
+        cpu_weight,
+        io_weight,
+        ..Limits::default()
+    };
+    Planned {
+        spec,
+        name: s.name.to_string(),
+        kind: Kind::Agent,
+        group: AGENTS_GROUP.into(),
+        description: Some(s.description.clone()),
+        source: s.source.clone(),
+        dormant: true,
+        blocked: no_user,
+        agent: Some(AgentDetails {
+            workspace: s.workspace.clone(),
+            level,
+            domain: domain.into(),
+            network: if s.outbound { "outbound" } else { "gateway" }.into(),
+        }),
+    }
+}
+
 fn network_name(n: tailored_policy::Network) -> &'static str {
     match n {
         tailored_policy::Network::None => "none",

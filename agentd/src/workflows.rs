@@ -487,6 +487,22 @@ impl Schedule {
         }
     }
 
+    /// The schedule as it is written (`daily 03:30`).
+    pub fn describe(self) -> String {
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60 % 24, m % 60);
+        match self {
+            Schedule::Every(3600) => "hourly".into(),
+            Schedule::Every(s) if s % 86_400 == 0 => format!("every {}d", s / 86_400),
+            Schedule::Every(s) if s % 3600 == 0 => format!("every {}h", s / 3600),
+            Schedule::Every(s) => format!("every {}m", s / 60),
+            Schedule::Daily(m) => format!("daily {}", hm(m)),
+            Schedule::Weekly(m) => {
+                let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+                format!("weekly {} {}", days[usize::try_from(m / 1440).unwrap_or(0) % 7], hm(m % 1440))
+            }
+        }
+    }
+
     /// The first time after `now` (seconds since the epoch, UTC) this schedule fires.
     pub fn next_after(self, now: u64) -> u64 {
         let next_on = |period: u64, offset: u64| {

@@ -20,6 +20,10 @@ pub fn documents() -> Vec<(&'static str, Schema)> {
         ("checksums", schema_for!(crate::store::Checksums)),
         ("step", schema_for!(crate::workflow::StepSpec)),
         ("step-result", schema_for!(crate::workflow::StepResult)),
+        ("workflow-run", schema_for!(crate::workflow::RunReply)),
+        ("workflow-runs", schema_for!(crate::workflow::RunList)),
+        ("workflow-approvals", schema_for!(crate::workflow::ApprovalList)),
+        ("workflows", schema_for!(crate::workflow::WorkflowList)),
     ]
 }
 

@@ -55,6 +55,19 @@ pub enum ProposalKind {
     Publish,
 }
 
+impl ProposalKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProposalKind::Start => "start",
+            ProposalKind::Stop => "stop",
+            ProposalKind::Restart => "restart",
+            ProposalKind::Reload => "reload",
+            ProposalKind::PullModel => "pull_model",
+            ProposalKind::Publish => "publish",
+        }
+    }
+}
+
 /// An action an agent proposes; agentd validates it and carries it out once approved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -88,6 +101,29 @@ pub enum Proposal {
 }
 
 impl Proposal {
+    /// The action in a few words: `restart infer-qwen`, `publish outputs/post.md`.
+    pub fn action(&self) -> String {
+        match self {
+            Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } => {
+                format!("{} {unit}", self.kind().name())
+            }
+            Proposal::Reload { .. } => "reload".into(),
+            Proposal::PullModel { model, .. } => format!("pull {model}"),
+            Proposal::Publish { file, .. } => format!("publish outputs/{file}"),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Proposal::Start { reason, .. }
+            | Proposal::Stop { reason, .. }
+            | Proposal::Restart { reason, .. }
+            | Proposal::Reload { reason }
+            | Proposal::PullModel { reason, .. }
+            | Proposal::Publish { reason, .. } => reason,
+        }
+    }
+
     pub fn kind(&self) -> ProposalKind {
         match self {
             Proposal::Start { .. } => ProposalKind::Start,
@@ -170,6 +206,211 @@ pub struct StepResult {
     pub outputs: Vec<String>,
     pub proposals: Vec<Proposal>,
     pub refused: Vec<RefusedCall>,
+}
+
+/// A run's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// A step is running or waiting for an agent slot.
+    Running,
+    /// Every step is done; proposals wait for a human.
+    AwaitingApproval,
+    /// Every step completed and every proposal was decided.
+    Completed,
+    /// A step did not complete (its outcome says why); the steps after it did not run.
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::AwaitingApproval => "awaiting-approval",
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Nothing more will happen to the run.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunState::Completed | RunState::Failed | RunState::Cancelled)
+    }
+}
+
+/// A step's state within a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    /// Its agent is started (or waits in the admission queue).
+    Running,
+    /// Its agent ended and left a result (the result's outcome says how it went).
+    Done,
+    /// Its agent could not run or left no result.
+    Failed,
+    Cancelled,
+}
+
+impl StepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepRecord {
+    pub name: String,
+    pub state: StepState,
+    /// The agent unit that plays it (`wf-RUN-STEP`), once started.
+    pub unit: Option<String>,
+    /// Unix seconds.
+    pub started: Option<u64>,
+    pub ended: Option<u64>,
+    /// What the agent left.
+    pub result: Option<StepResult>,
+    /// Why the step failed without a result.
+    pub error: Option<String>,
+    /// Times it was started again after agentd restarted in the middle of it.
+    pub attempts: u32,
+}
+
+/// A proposal's place in the approval queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a human.
+    Pending,
+    /// Approved and carried out (`outcome` says how it went).
+    Done,
+    /// Approved but carrying it out failed (`outcome` says why).
+    Failed,
+    Denied,
+    /// Nobody decided before it expired.
+    Expired,
+    /// Its run was cancelled before anyone decided.
+    Withdrawn,
+}
+
+impl ApprovalState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Done => "done",
+            ApprovalState::Failed => "failed",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// A proposal, as agentd keeps it from the step that made it to its decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Approval {
+    /// `RUN.N`.
+    pub id: String,
+    pub run_id: String,
+    pub workflow: String,
+    pub step: String,
+    pub proposal: Proposal,
+    pub state: ApprovalState,
+    /// Unix seconds.
+    pub created: u64,
+    pub expires: u64,
+    /// `uid 1000 (alice)`, or `policy` when the workflow's admin policy approves the kind.
+    pub decided_by: Option<String>,
+    pub decided: Option<u64>,
+    /// What carrying it out did, or why it failed.
+    pub outcome: Option<String>,
+}
+
+/// A workflow run (`/var/lib/aither/workflows/runs/RUN/run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Run {
+    pub schema_version: u32,
+    /// `WORKFLOW-N`.
+    pub id: String,
+    pub workflow: String,
+    /// What started it: `manual (uid 1000)`, `unit infer-qwen failed`, `calendar daily 03:30`.
+    pub trigger: String,
+    /// The unit whose failure started it, for `journal` inputs of the trigger.
+    pub trigger_unit: Option<String>,
+    /// Values given with `aitherctl workflows run NAME --input KEY=VALUE`.
+    pub inputs: std::collections::BTreeMap<String, String>,
+    pub state: RunState,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+    pub ended: Option<u64>,
+    pub steps: Vec<StepRecord>,
+    pub approvals: Vec<Approval>,
+}
+
+/// `Runs()`: every run kept, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunList {
+    pub schema_version: u32,
+    pub runs: Vec<Run>,
+}
+
+/// `GetRun(id)`, `RunWorkflow(…)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunReply {
+    pub schema_version: u32,
+    pub run: Run,
+}
+
+/// `Approvals()`: the pending ones first, then the decided ones, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalList {
+    pub schema_version: u32,
+    pub approvals: Vec<Approval>,
+}
+
+/// A step of a workflow definition, as `Workflows()` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StepInfo {
+    pub name: String,
+    /// The plan's model role (`chat`, `code`).
+    pub model: String,
+    pub tools: Vec<Tool>,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub budget: StepBudget,
+}
+
+/// A workflow definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkflowInfo {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+    pub manual: bool,
+    /// Unit-name patterns whose failure starts a run.
+    pub units: Vec<String>,
+    /// The calendar schedule, as written.
+    pub calendar: Option<String>,
+    pub auto_approve: Vec<ProposalKind>,
+    pub steps: Vec<StepInfo>,
+}
+
+/// `Workflows()`: the definitions, and the files refused (each naming its file and key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkflowList {
+    pub schema_version: u32,
+    pub workflows: Vec<WorkflowInfo>,
+    pub errors: Vec<String>,
 }
 
 #[cfg(test)]

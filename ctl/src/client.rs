@@ -35,6 +35,15 @@ pub trait Agentd {
     fn models(&self) -> zbus::Result<String>;
     fn reload(&self) -> zbus::Result<String>;
     fn log_target(&self, name: &str) -> zbus::Result<String>;
+    fn workflows(&self) -> zbus::Result<String>;
+    fn run_workflow(&self, name: &str, inputs: std::collections::HashMap<String, String>) -> zbus::Result<String>;
+    fn runs(&self) -> zbus::Result<String>;
+    fn get_run(&self, id: &str) -> zbus::Result<String>;
+    fn cancel_run(&self, id: &str) -> zbus::Result<String>;
+    fn run_log(&self, id: &str, step: &str) -> zbus::Result<String>;
+    fn approvals(&self) -> zbus::Result<String>;
+    fn approve(&self, id: &str) -> zbus::Result<String>;
+    fn deny(&self, id: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn unit_changed(&self, name: String, state: String, detail: String) -> zbus::Result<()>;
     #[zbus(property)]

@@ -11,6 +11,7 @@
 //! - [`render`]: tables and texts for people.
 //! - [`models`]: `aitherctl models` (resolve, pull with progress, remove).
 //! - [`logs`]: a unit's output from the journal or its file.
+//! - [`workflows`]: workflows, their runs and transcripts, the approval queue.
 //! - [`local`]: what runs without agentd: tailored SELinux policies, the gateway key.
 //!
 //! Exit status: 0 done, 1 refused or failed (the message says why), 4 not allowed (only root
@@ -26,6 +27,7 @@ pub mod local;
 pub mod logs;
 pub mod models;
 pub mod render;
+pub mod workflows;
 
 use std::path::PathBuf;
 
@@ -106,6 +108,12 @@ pub enum Command {
     /// The plan's model files: list, pull, remove.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Workflows: list, show, run, runs, status, logs, cancel.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCommand),
+    /// The approval queue of workflow proposals: list, show, approve, deny.
+    #[command(subcommand)]
+    Approvals(workflows::ApprovalsCommand),
     /// Tailored SELinux policies for agents.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -336,7 +344,123 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                 }
             }
         }
+        Command::Workflows(w) => workflow_command(&agentd, w, as_json, session).await?,
+        Command::Approvals(a) => approvals_command(&agentd, a, as_json, session).await?,
         Command::Policy(_) => unreachable!("handled locally"),
+    }
+    Ok(())
+}
+
+async fn workflow_command(
+    agentd: &AgentdProxy<'_>,
+    command: workflows::WorkflowsCommand,
+    as_json: bool,
+    session: bool,
+) -> Result<(), CallError> {
+    use aither_api::workflow::{RunList, RunReply, WorkflowList};
+    use workflows::WorkflowsCommand as W;
+    let err = |e: zbus::Error| classify(e, session);
+    match command {
+        W::List | W::Show { .. } => {
+            let doc: WorkflowList = parse(agentd.workflows().await.map_err(err)?)?;
+            match command {
+                W::Show { name } if as_json => {
+                    let w = doc.workflows.iter().find(|w| w.name == name);
+                    print_json(&w.ok_or_else(|| CallError::Failed(format!("no workflow {name:?}")))?);
+                }
+                W::Show { name } => print!("{}", workflows::show(&doc, &name).map_err(CallError::Failed)?),
+                _ if as_json => print_json(&doc),
+                _ => print!("{}", workflows::list(&doc)),
+            }
+        }
+        W::Run { name, inputs } => {
+            let inputs = workflows::inputs(&inputs).map_err(CallError::Failed)?;
+            let reply: RunReply = parse(agentd.run_workflow(&name, inputs).await.map_err(err)?)?;
+            if as_json {
+                print_json(&reply);
+            } else {
+                println!("run {} started: `aitherctl workflows status {}` follows it", reply.run.id, reply.run.id);
+            }
+        }
+        W::Runs => {
+            let doc: RunList = parse(agentd.runs().await.map_err(err)?)?;
+            if as_json {
+                print_json(&doc);
+            } else {
+                print!("{}", workflows::runs(&doc));
+            }
+        }
+        W::Status { run } => {
+            let reply: RunReply = parse(agentd.get_run(&run).await.map_err(err)?)?;
+            if as_json {
+                print_json(&reply);
+            } else {
+                print!("{}", workflows::status(&reply));
+            }
+        }
+        W::Logs { run, step } => {
+            let reply: RunReply = parse(agentd.get_run(&run).await.map_err(err)?)?;
+            let steps: Vec<String> = match step {
+                Some(s) => vec![s],
+                None => reply.run.steps.iter().filter(|s| s.started.is_some()).map(|s| s.name.clone()).collect(),
+            };
+            for s in steps {
+                let text = agentd.run_log(&run, &s).await.map_err(err)?;
+                if as_json {
+                    print!("{text}");
+                } else {
+                    print!("{}", workflows::transcript(&s, &text));
+                }
+            }
+        }
+        W::Cancel { run } => {
+            let done: api::Done = parse(agentd.cancel_run(&run).await.map_err(err)?)?;
+            if as_json {
+                print_json(&done);
+            } else {
+                println!("{}", done.message);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn approvals_command(
+    agentd: &AgentdProxy<'_>,
+    command: workflows::ApprovalsCommand,
+    as_json: bool,
+    session: bool,
+) -> Result<(), CallError> {
+    use aither_api::workflow::ApprovalList;
+    use workflows::ApprovalsCommand as A;
+    let err = |e: zbus::Error| classify(e, session);
+    let say = |done: api::Done| {
+        if as_json {
+            print_json(&done);
+        } else {
+            println!("{}", done.message);
+        }
+    };
+    match command {
+        A::List => {
+            let doc: ApprovalList = parse(agentd.approvals().await.map_err(err)?)?;
+            if as_json {
+                print_json(&doc);
+            } else {
+                print!("{}", workflows::approvals(&doc.approvals));
+            }
+        }
+        A::Show { id } => {
+            let doc: ApprovalList = parse(agentd.approvals().await.map_err(err)?)?;
+            if as_json {
+                let a = doc.approvals.iter().find(|a| a.id == id);
+                print_json(&a.ok_or_else(|| CallError::Failed(format!("no proposal {id:?}")))?);
+            } else {
+                print!("{}", workflows::approval(&doc, &id).map_err(CallError::Failed)?);
+            }
+        }
+        A::Approve { id } => say(parse(agentd.approve(&id).await.map_err(err)?)?),
+        A::Deny { id } => say(parse(agentd.deny(&id).await.map_err(err)?)?),
     }
     Ok(())
 }

@@ -48,6 +48,11 @@
 //! binary = "/usr/libexec/aither/aither-infer"
 //! model_dir = "/var/lib/aither/models"
 //!
+//! [workflows]
+//! runner = "/usr/libexec/aither/aither-agent"
+//! approval_hours = 24           # a proposal nobody decides expires
+//! outbox = "/var/lib/aither/outbox"   # where approved publish proposals put their file
+//!
 //! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
 //! endpoint = "https://api.openai.com/v1"
 //! model = "gpt-4o-mini"         # optional: the client's model name is passed through
@@ -73,6 +78,7 @@ struct Fragment {
     agents: Option<AgentsFragment>,
     infer: Option<InferFragment>,
     cloud: Option<CloudFragment>,
+    workflows: Option<WorkflowsFragment>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -114,6 +120,15 @@ struct AgentsFragment {
 struct InferFragment {
     binary: Option<PathBuf>,
     model_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowsFragment {
+    runner: Option<PathBuf>,
+    gateway_socket: Option<PathBuf>,
+    approval_hours: Option<u64>,
+    outbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -177,6 +192,14 @@ pub struct Settings {
     pub infer_binary: PathBuf,
     pub model_dir: PathBuf,
     pub cloud: Option<Cloud>,
+    /// The agent runner workflow steps run (`aither-agent`).
+    pub workflow_runner: PathBuf,
+    /// The socket step agents reach the model through; `None`: the gateway's Unix socket.
+    pub workflow_gateway_socket: Option<PathBuf>,
+    /// How long a proposal waits for a decision before it expires.
+    pub approval_hours: u64,
+    /// Where approved `publish` proposals put their file.
+    pub outbox: PathBuf,
     /// The files read, in the order applied.
     pub sources: Vec<String>,
 }
@@ -275,6 +298,10 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut cloud_endpoint = None;
     let mut cloud_model = None;
     let mut cloud_key = None;
+    let mut runner = None;
+    let mut step_socket = None;
+    let mut approval_hours = None;
+    let mut outbox = None;
     for (file, text) in sources {
         let f: Fragment =
             toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: one_line(&e) })?;
@@ -307,6 +334,11 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut cloud_endpoint, c.endpoint, file);
         set(&mut cloud_model, c.model, file);
         set(&mut cloud_key, c.api_key_file, file);
+        let w = f.workflows.unwrap_or_default();
+        set(&mut runner, w.runner, file);
+        set(&mut step_socket, w.gateway_socket, file);
+        set(&mut approval_hours, w.approval_hours, file);
+        set(&mut outbox, w.outbox, file);
     }
     let missing = |key: &str| ConfigError::Invalid {
         file: "(merged configuration)".into(),
@@ -495,7 +527,29 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
             })
         }
     };
+    let approval_hours = approval_hours.ok_or_else(|| missing("workflows.approval_hours"))?;
+    if !(1..=24 * 30).contains(&approval_hours.value) {
+        return Err(invalid(
+            &approval_hours.file,
+            "workflows.approval_hours",
+            format!("{} is not 1..720 (hours)", approval_hours.value),
+        ));
+    }
+    let workflow_gateway_socket = match step_socket {
+        Some(s) if !s.value.is_absolute() => {
+            return Err(invalid(
+                &s.file,
+                "workflows.gateway_socket",
+                format!("{} is not an absolute path", s.value.display()),
+            ))
+        }
+        other => other.map(|s| s.value),
+    };
     Ok(Settings {
+        workflow_runner: absolute(runner, "workflows.runner")?,
+        workflow_gateway_socket,
+        approval_hours: approval_hours.value,
+        outbox: absolute(outbox, "workflows.outbox")?,
         state_dir: absolute(state_dir, "daemon.state_dir")?,
         runtime_dir: absolute(runtime_dir, "daemon.runtime_dir")?,
         log,
@@ -625,6 +679,8 @@ pub fn describe(s: &Settings) -> BTreeMap<&'static str, String> {
         ("agents.memory_max", s.agent_memory_max.to_string()),
         ("agents.pids_max", s.agent_pids_max.to_string()),
         ("infer.model_dir", s.model_dir.display().to_string()),
+        ("workflows.approval_hours", s.approval_hours.to_string()),
+        ("workflows.outbox", s.outbox.display().to_string()),
     ])
 }
 

@@ -37,6 +37,9 @@ pub struct Loaded {
     pub mcs: CategoryMap,
     pub host: Host,
     pub agent_limit: usize,
+    /// The workflow definitions, and the files refused (each naming file and key).
+    pub workflows: std::collections::BTreeMap<String, crate::workflows::Workflow>,
+    pub workflow_errors: Vec<String>,
 }
 
 /// When the configuration is loaded: at start, development mode makes the gateway key it
@@ -91,7 +94,13 @@ pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
         0 => plan.agents.max_concurrent,
         n => n,
     };
+    let (workflows, errors) = crate::workflows::load(&opts.root);
+    for e in &errors {
+        tracing::warn!("workflow refused: {e}");
+    }
     Ok(Loaded {
+        workflows,
+        workflow_errors: errors.iter().map(ToString::to_string).collect(),
         settings,
         profile,
         presets,
@@ -119,6 +128,14 @@ fn relocate_for_dev(s: &mut Settings, root: &Path, dir: &Path) {
         under_root(k);
     }
     under_root(&mut s.model_dir);
+    under_root(&mut s.outbox);
+    // The runner built beside this agentd, when the installed one is not there.
+    if !s.workflow_runner.exists() {
+        let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("aither-agent")));
+        if let Some(b) = beside.filter(|b| b.exists()) {
+            s.workflow_runner = b;
+        }
+    }
     s.runtime_dir = dir.to_path_buf();
     s.state_dir = dir.join("state");
     for l in &mut s.gateway_listen {

@@ -13,9 +13,12 @@
 mod host;
 mod load;
 mod report;
+mod runs;
+mod workflow;
 
 pub use load::{appliance_file, load, Loaded, Options, Stage};
 pub use report::{api_state, invalid_model, reason_text};
+pub use workflow::{pattern_matches, Trigger, TICK as WORKFLOW_TICK};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,6 +46,7 @@ struct State {
     by_name: BTreeMap<String, Planned>,
     admission: AdmissionQueue,
     gateway: Arc<crate::gateway::View>,
+    engine: workflow::Engine,
 }
 
 /// The running daemon.
@@ -54,6 +58,18 @@ pub struct Daemon {
     pub cgroups: String,
     /// Unit names as their state changes, for the gateway.
     changes: tokio::sync::broadcast::Sender<String>,
+    /// Runs and proposals as they change, for the D-Bus signals.
+    pub workflow_events: tokio::sync::broadcast::Sender<WorkflowEvent>,
+    /// The engine's events from its first (a unit failing at boot, an adopted step ending
+    /// before the event loop runs): taken once by the event loop.
+    first_events: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<aither_init::Event>>>,
+}
+
+/// A run or a proposal changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowEvent {
+    Run { id: String, state: String },
+    Approval { id: String, state: String, action: String },
 }
 
 /// What [`Daemon::start`] and friends did, in words.
@@ -117,19 +133,35 @@ impl Daemon {
             cgroups,
             host: aither_init::HostPaths::default(),
         };
-        let specs = loaded.units.iter().map(|u| u.spec.clone()).collect();
+        // Workflow runs, and the step agents still running from before a restart (adopted).
+        let mut loaded = loaded;
+        let runs = runs::load_all(&runs::runs_dir(&loaded.settings.state_dir));
+        let mut mcs = loaded.mcs.clone();
+        let steps = workflow::units_to_adopt(&loaded, &runs, &mut mcs);
+        loaded.mcs = mcs;
+        let specs = loaded.units.iter().chain(&steps).map(|u| u.spec.clone()).collect();
         let (sup, _engine) = Supervisor::spawn(config, specs)?;
-        let by_name = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        let first_events = std::sync::Mutex::new(Some(sup.subscribe()));
+        let mut by_name: BTreeMap<String, Planned> = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        by_name.extend(steps.iter().map(|u| (u.name.clone(), u.clone())));
         let admission = AdmissionQueue::new(loaded.agent_limit);
         let gateway = Arc::new(gateway_view(&loaded, &by_name));
+        let engine = workflow::Engine {
+            runs,
+            steps: steps.into_iter().map(|u| (u.name.clone(), u)).collect(),
+            next_fire: BTreeMap::new(),
+        };
         let daemon = Arc::new(Daemon {
             opts,
             sup,
-            state: Mutex::new(State { loaded, by_name, admission, gateway }),
+            state: Mutex::new(State { loaded, by_name, admission, gateway, engine }),
             cgroups: cgroups_text,
             changes: tokio::sync::broadcast::channel(1024).0,
+            workflow_events: tokio::sync::broadcast::channel(256).0,
+            first_events,
         });
         daemon.boot().await?;
+        daemon.resume_runs().await;
         Ok(daemon)
     }
 
@@ -166,6 +198,12 @@ impl Daemon {
         drop(st);
         self.sup.start_set(set).await?;
         Ok(())
+    }
+
+    /// The engine's events, from its start for the first caller (the event loop).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<aither_init::Event> {
+        let first = self.first_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        first.unwrap_or_else(|| self.sup.subscribe())
     }
 
     /// Whether every boot unit of the first group (`core`) has settled: what `READY=1` waits for.
@@ -338,7 +376,9 @@ impl Daemon {
         let loaded = load(&self.opts, &host, Stage::Reload).map_err(DaemonError::Refused)?;
         loaded.mcs.save(&mcs_file(&loaded.settings))?;
         let mut st = self.state.lock().await;
-        let new: BTreeMap<String, Planned> = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        let mut new: BTreeMap<String, Planned> = loaded.units.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        // Workflow steps are the engine's, not the configuration's: they stay.
+        new.extend(st.engine.steps.iter().map(|(n, u)| (n.clone(), u.clone())));
         let (mut added, mut removed, mut changed) = (vec![], vec![], vec![]);
         for (name, u) in &new {
             match st.by_name.get(name) {
@@ -401,6 +441,15 @@ impl Daemon {
     /// React to an engine event: an agent that is done frees its slot for the next in line.
     pub async fn on_event(&self, unit: &str, state: &UnitState) {
         let _ = self.changes.send(unit.to_string());
+        if let Some(reason) = workflow::ends_step(state) {
+            if self.state.lock().await.engine.steps.contains_key(unit) {
+                self.step_ended(unit, reason).await;
+                return;
+            }
+        }
+        if matches!(state, UnitState::Failed { .. } | UnitState::GaveUp { .. }) {
+            self.unit_failed(unit).await;
+        }
         let done = matches!(
             state,
             UnitState::Inactive
@@ -416,14 +465,25 @@ impl Daemon {
             return;
         }
         let next = st.admission.release(unit);
-        for name in &next {
-            if let Some(u) = st.by_name.get(name) {
-                if let Err(e) = prepare_workspace(&st.loaded, u) {
-                    tracing::warn!("{name}: {e:#}");
+        drop(st);
+        self.admit(next).await;
+    }
+
+    /// Start agents the admission queue let in (their workspaces made right first).
+    async fn admit(&self, next: Vec<String>) {
+        if next.is_empty() {
+            return;
+        }
+        {
+            let st = self.state.lock().await;
+            for name in &next {
+                if let Some(u) = st.by_name.get(name) {
+                    if let Err(e) = prepare_workspace(&st.loaded, u) {
+                        tracing::warn!("{name}: {e:#}");
+                    }
                 }
             }
         }
-        drop(st);
         for name in next {
             tracing::info!("{name}: admitted, an agent slot is free");
             if let Err(e) = self.sup.start(&name).await {

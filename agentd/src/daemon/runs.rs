@@ -1,0 +1,358 @@
+//! Workflow runs on disk, and the files handed to and taken back from a step's agent.
+//!
+//! ```text
+//! /var/lib/aither/workflows/runs/RUN/run.json          the run document (aither_api::workflow::Run)
+//! /var/lib/aither/workflows/runs/RUN/STEP/result.json  what the step's agent left, copied back
+//! /var/lib/aither/workflows/runs/RUN/STEP/transcript.jsonl
+//! /var/lib/aither/workflows/runs/RUN/STEP/outputs/…    its declared outputs: the next steps' inputs
+//! /var/lib/aither/workflows/audit.jsonl                every proposal's decision, one line each
+//! /var/lib/aither/agents/wf-RUN-STEP/                  the step's workspace while it runs
+//! ```
+//!
+//! agentd (root without CAP_DAC_OVERRIDE) builds a step's workspace as its own, labels every
+//! file with the step's MCS level and hands the tree to the agent user last; when the step
+//! ends it takes the tree back (`lchown`, never following a link the agent planted), copies
+//! what it needs (regular files only, bounded) and removes the workspace.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use aither_api::workflow::Run;
+use anyhow::{Context, Result};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+/// The most bytes of one file copied out of a workspace.
+pub const MAX_COPY: u64 = 16 * 1024 * 1024;
+/// The most entries a workspace may hold when it is taken back.
+const MAX_ENTRIES: usize = 100_000;
+/// Runs kept (the oldest finished ones are removed beyond this).
+pub const KEEP_RUNS: usize = 200;
+
+/// Where runs are kept.
+pub fn runs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("workflows").join("runs")
+}
+
+pub fn audit_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("workflows").join("audit.jsonl")
+}
+
+/// A step's unit name.
+pub fn step_unit(run_id: &str, step: &str) -> String {
+    format!("wf-{run_id}-{step}")
+}
+
+/// Every run document under `dir`, by id; unreadable ones are reported and skipped.
+pub fn load_all(dir: &Path) -> BTreeMap<String, Run> {
+    let mut runs = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return runs };
+    for e in entries.filter_map(Result::ok) {
+        let path = e.path().join("run.json");
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Run>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(run) => {
+                runs.insert(run.id.clone(), run);
+            }
+            Err(e) if path.exists() => tracing::warn!("{}: {e}: the run is not loaded", path.display()),
+            Err(_) => {}
+        }
+    }
+    runs
+}
+
+/// Write a run document atomically.
+pub fn save(dir: &Path, run: &Run) -> Result<()> {
+    let path = dir.join(&run.id).join("run.json");
+    std::fs::create_dir_all(path.parent().unwrap_or(dir))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = serde_json::to_vec_pretty(run).context("run document")?;
+    aither_sys::atomic::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The next id for `workflow`: `WORKFLOW-N`, one above the highest kept.
+pub fn next_id(runs: &BTreeMap<String, Run>, workflow: &str) -> String {
+    let n = runs
+        .values()
+        .filter(|r| r.workflow == workflow)
+        .filter_map(|r| r.id.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0);
+    format!("{workflow}-{}", n + 1)
+}
+
+/// Remove the oldest finished runs beyond [`KEEP_RUNS`]; their ids.
+pub fn prune(dir: &Path, runs: &mut BTreeMap<String, Run>) -> Vec<String> {
+    let mut finished: Vec<(u64, String)> =
+        runs.values().filter(|r| r.state.is_final()).map(|r| (r.created, r.id.clone())).collect();
+    finished.sort();
+    let excess = runs.len().saturating_sub(KEEP_RUNS);
+    let gone: Vec<String> = finished.into_iter().take(excess).map(|(_, id)| id).collect();
+    for id in &gone {
+        runs.remove(id);
+        if let Err(e) = std::fs::remove_dir_all(dir.join(id)) {
+            tracing::warn!("{}: {e}", dir.join(id).display());
+        }
+    }
+    gone
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// How a workspace is handed to its agent.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    /// The agent user's uid and gid (`None`: agentd's own, development mode).
+    pub owner: Option<(u32, u32)>,
+    /// The SELinux context every file gets (`None`: SELinux is off).
+    pub context: Option<String>,
+}
+
+/// A file for a step's workspace: its path there and its contents.
+pub type Staged = (String, Vec<u8>);
+
+/// Build a step's workspace at `ws` (removing what an earlier attempt left): `step.json`,
+/// `inputs/…`, an empty `outputs/`; labelled and handed to the agent.
+pub fn stage(ws: &Path, files: &[Staged], handover: &Handover) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if ws.symlink_metadata().is_ok() {
+        remove(ws)?;
+    }
+    let dir_mode = std::fs::Permissions::from_mode(0o700);
+    std::fs::create_dir_all(ws).with_context(|| format!("cannot create {}", ws.display()))?;
+    let mut made: Vec<PathBuf> = vec![ws.to_path_buf()];
+    for sub in ["inputs", "outputs"] {
+        std::fs::create_dir(ws.join(sub)).with_context(|| format!("cannot create {}", ws.join(sub).display()))?;
+        made.push(ws.join(sub));
+    }
+    for (rel, data) in files {
+        let path = ws.join(rel);
+        if let Some(parent) = path.parent() {
+            let mut p = parent.to_path_buf();
+            let mut missing = Vec::new();
+            while !p.exists() {
+                missing.push(p.clone());
+                if !p.pop() {
+                    break;
+                }
+            }
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            made.extend(missing.into_iter().rev());
+        }
+        std::fs::write(&path, data).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod {}", path.display()))?;
+        made.push(path);
+    }
+    for p in &made {
+        if p.is_dir() {
+            std::fs::set_permissions(p, dir_mode.clone()).with_context(|| format!("chmod {}", p.display()))?;
+        }
+        if let Some(context) = &handover.context {
+            rustix::fs::lsetxattr(p, "security.selinux", context.as_bytes(), rustix::fs::XattrFlags::empty())
+                .with_context(|| format!("cannot label {} {context}", p.display()))?;
+        }
+    }
+    // The workspace itself last: until then the agent user cannot reach anything in it.
+    if let Some((uid, gid)) = handover.owner {
+        for p in made.iter().rev() {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).with_context(|| format!("chown {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Take a workspace back from its agent: every entry owned by agentd again (`lchown`, links
+/// never followed), directories opened to it. Errors name the entry.
+pub fn reclaim(ws: &Path) -> Result<()> {
+    let me = (rustix::process::geteuid(), rustix::process::getegid());
+    let parent = ws.parent().context("a workspace has a parent")?;
+    let name = ws.file_name().context("a workspace has a name")?;
+    let pdir = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", parent.display()))?;
+    let mut count = 0;
+    reclaim_at(&pdir, Path::new(name), ws, me, &mut count)
+}
+
+fn reclaim_at(
+    dir: &OwnedFd,
+    name: &Path,
+    shown: &Path,
+    me: (rustix::process::Uid, rustix::process::Gid),
+    count: &mut usize,
+) -> Result<()> {
+    *count += 1;
+    if *count > MAX_ENTRIES {
+        anyhow::bail!("{}: more than {MAX_ENTRIES} entries", shown.display());
+    }
+    rustix::fs::chownat(dir, name, Some(me.0), Some(me.1), AtFlags::SYMLINK_NOFOLLOW)
+        .with_context(|| format!("chown {}", shown.display()))?;
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .with_context(|| format!("stat {}", shown.display()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Ok(());
+    }
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())
+        .with_context(|| format!("chmod {}", shown.display()))?;
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {}", shown.display()))?;
+    let names: Vec<std::ffi::OsString> = rustix::fs::Dir::read_from(&sub)
+        .with_context(|| format!("list {}", shown.display()))?
+        .filter_map(Result::ok)
+        .map(|e| std::ffi::OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for n in names {
+        reclaim_at(&sub, Path::new(&n), &shown.join(&n), me, count)?;
+    }
+    Ok(())
+}
+
+use std::os::unix::ffi::OsStrExt as _;
+
+/// Remove a workspace (taken back first).
+pub fn remove(ws: &Path) -> Result<()> {
+    reclaim(ws)?;
+    std::fs::remove_dir_all(ws).with_context(|| format!("cannot remove {}", ws.display()))
+}
+
+/// A regular file under `root` at `rel` (plain names, opened without following links), at
+/// most [`MAX_COPY`] bytes; `None` when it is missing, not a regular file, or `rel` is not a
+/// path of plain names.
+pub fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
+    let mut dir = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", root.display()))?;
+    let parts: Vec<&str> = rel.split('/').collect();
+    // The names come from what agents left (a result's outputs): plain names only.
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0')) {
+        return Ok(None);
+    }
+    let (last, dirs) = parts.split_last().context("an empty path")?;
+    for part in dirs {
+        match rustix::fs::openat(
+            &dir,
+            *part,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => dir = d,
+            Err(_) => return Ok(None),
+        }
+    }
+    let Ok(fd) = rustix::fs::openat(
+        &dir,
+        *last,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(None);
+    };
+    let st = rustix::fs::fstat(&fd).with_context(|| format!("stat {}/{rel}", root.display()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_COPY)
+        .read_to_end(&mut data)
+        .with_context(|| format!("read {}/{rel}", root.display()))?;
+    Ok(Some(data))
+}
+
+/// The regular files of a directory tree (links and special files skipped), as
+/// `(path relative to dir, contents)`: at most `max_files` files and `max_bytes` in all.
+pub fn collect_dir(dir: &Path, max_files: usize, max_bytes: u64) -> Result<Vec<Staged>> {
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let here = if rel.is_empty() { dir.to_path_buf() } else { dir.join(&rel) };
+        let mut entries: Vec<_> = std::fs::read_dir(&here)
+            .with_context(|| format!("list {}", here.display()))?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(child);
+            } else if kind.is_file() {
+                if out.len() >= max_files {
+                    anyhow::bail!("{}: more than {max_files} files", dir.display());
+                }
+                if let Some(data) = read_regular(dir, &child)? {
+                    total += data.len() as u64;
+                    if total > max_bytes {
+                        anyhow::bail!("{}: more than {max_bytes} bytes", dir.display());
+                    }
+                    out.push((child, data));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_is_staged_taken_back_and_removed_without_following_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("agents/wf-x-1-a");
+        let files = vec![("step.json".to_string(), b"{}".to_vec()), ("inputs/docs/a.txt".to_string(), b"A".to_vec())];
+        stage(&ws, &files, &Handover { owner: None, context: None }).expect("staged");
+        assert_eq!(std::fs::read(ws.join("inputs/docs/a.txt")).expect("input"), b"A");
+        assert!(ws.join("outputs").is_dir());
+        // What an agent might leave: a link out, a locked directory.
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "keep").expect("outside");
+        std::os::unix::fs::symlink(&outside, ws.join("outputs/link")).expect("link");
+        std::fs::create_dir(ws.join("outputs/locked")).expect("dir");
+        std::fs::write(ws.join("outputs/locked/x"), "x").expect("x");
+        std::fs::write(ws.join("outputs/report.md"), "# R").expect("report");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(ws.join("outputs/locked"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+        reclaim(&ws).expect("reclaimed");
+        assert_eq!(read_regular(&ws, "outputs/report.md").expect("read"), Some(b"# R".to_vec()));
+        assert_eq!(read_regular(&ws, "outputs/link").expect("read"), None, "a link is not read through");
+        assert_eq!(read_regular(&ws, "outputs/../step.json").expect("read"), None);
+        // Staging again replaces what was there.
+        stage(&ws, &files, &Handover { owner: None, context: None }).expect("again");
+        assert!(!ws.join("outputs/report.md").exists());
+        remove(&ws).expect("removed");
+        assert!(!ws.exists());
+        assert_eq!(std::fs::read_to_string(&outside).expect("outside"), "keep");
+    }
+
+    #[test]
+    fn run_ids_count_up_per_workflow() {
+        let mut runs = BTreeMap::new();
+        assert_eq!(next_id(&runs, "heal"), "heal-1");
+        for id in ["heal-1", "heal-7", "other-9"] {
+            let run: Run = serde_json::from_value(serde_json::json!({
+                "schema_version": 1, "id": id, "workflow": id.rsplit_once('-').expect("id").0, "trigger": "manual",
+                "trigger_unit": null, "inputs": {}, "state": "completed", "reason": null, "created": 1, "ended": 2,
+                "steps": [], "approvals": []
+            }))
+            .expect("run");
+            runs.insert(id.to_string(), run);
+        }
+        assert_eq!(next_id(&runs, "heal"), "heal-8");
+        assert_eq!(step_unit("heal-8", "diagnose"), "wf-heal-8-diagnose");
+    }
+}

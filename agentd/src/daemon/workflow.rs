@@ -1,0 +1,1241 @@
+//! The workflow engine: runs of the workflow definitions ([`crate::workflows`]), each step
+//! played by one confined agent (`aither-agent` as the unit `wf-RUN-STEP`), one step at a
+//! time, through the admission queue like any agent; the declared outputs handed to the next
+//! steps; proposals validated and queued for a human (or approved by the admin's policy for
+//! the workflow); every decision audited. Runs are documents on disk (`runs`): an agentd
+//! that restarts finds them, adopts a step still running, and starts again a step whose
+//! agent it lost, from its beginning (the step boundary).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aither_api::workflow::{
+    Approval, ApprovalList, ApprovalState, Proposal, Run, RunList, RunState, StepInfo, StepOutcome, StepRecord,
+    StepResult, StepSpec, StepState, WorkflowInfo, WorkflowList, SCHEMA_VERSION,
+};
+use aither_init::{ExitReason, UnitState};
+
+use super::runs::{self, Handover, Staged};
+use super::{Daemon, DaemonError, Outcome, State, WorkflowEvent};
+use crate::agents::{Admission, CategoryMap};
+use crate::units::{self, Kind, Planned, StepUnit};
+use crate::workflows::{Input, Schedule, Workflow};
+
+/// The most files and bytes a `directory` input gives a step.
+const DIRECTORY_FILES: usize = 1000;
+const DIRECTORY_BYTES: u64 = 64 * 1024 * 1024;
+/// The lines of a journal a `journal` input gives a step.
+const JOURNAL_LINES: usize = 300;
+
+/// What started a run.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub text: String,
+    pub unit: Option<String>,
+}
+
+/// The workflow engine's part of the daemon's state.
+#[derive(Debug, Default)]
+pub(super) struct Engine {
+    pub runs: BTreeMap<String, Run>,
+    /// Step units by name.
+    pub steps: BTreeMap<String, Planned>,
+    /// When each calendar workflow fires next (Unix seconds).
+    pub next_fire: BTreeMap<String, u64>,
+}
+
+fn refused(why: impl Into<String>) -> DaemonError {
+    DaemonError::Refused(anyhow::anyhow!(why.into()))
+}
+
+/// `*` matches any run of characters.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+impl Input {
+    /// The file (or directory) the input becomes under the step's `inputs/`.
+    pub fn file_name(&self, trigger_unit: Option<&str>) -> String {
+        match self {
+            Input::Output { file, .. } => file.clone(),
+            Input::Status => "status.json".into(),
+            Input::Journal { unit } => format!("journal-{}.txt", unit.as_deref().or(trigger_unit).unwrap_or("unit")),
+            Input::Directory { path } => {
+                path.file_name().map_or_else(|| "directory".into(), |n| n.to_string_lossy().into_owned())
+            }
+        }
+    }
+}
+
+fn info(w: &Workflow) -> WorkflowInfo {
+    WorkflowInfo {
+        name: w.name.clone(),
+        description: w.description.clone(),
+        file: w.file.display().to_string(),
+        manual: w.triggers.manual,
+        units: w.triggers.units.clone(),
+        calendar: w.triggers.calendar.map(Schedule::describe),
+        auto_approve: w.auto_approve.clone(),
+        steps: w
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                name: s.name.clone(),
+                model: s.model.name().to_string(),
+                tools: s.tools.clone(),
+                inputs: s.inputs.iter().map(|i| format!("inputs/{}", i.file_name(None))).collect(),
+                outputs: s.outputs.iter().map(|o| format!("outputs/{o}")).collect(),
+                budget: s.budget,
+            })
+            .collect(),
+    }
+}
+
+impl Daemon {
+    fn runs_dir(st: &State) -> PathBuf {
+        runs::runs_dir(&st.loaded.settings.state_dir)
+    }
+
+    /// The socket step agents reach the model through.
+    fn step_gateway(st: &State) -> PathBuf {
+        let s = &st.loaded.settings;
+        s.workflow_gateway_socket.clone().unwrap_or_else(|| {
+            s.gateway_listen
+                .iter()
+                .find_map(|l| match l {
+                    crate::config::Listen::Unix(p) => Some(p.clone()),
+                    crate::config::Listen::Tcp(_) => None,
+                })
+                .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
+        })
+    }
+
+    pub async fn workflow_list(&self) -> WorkflowList {
+        let st = self.state.lock().await;
+        WorkflowList {
+            schema_version: SCHEMA_VERSION,
+            workflows: st.loaded.workflows.values().map(info).collect(),
+            errors: st.loaded.workflow_errors.clone(),
+        }
+    }
+
+    pub async fn run_list(&self) -> RunList {
+        let st = self.state.lock().await;
+        let mut runs: Vec<Run> = st.engine.runs.values().cloned().collect();
+        runs.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+        RunList { schema_version: SCHEMA_VERSION, runs }
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Run, DaemonError> {
+        let st = self.state.lock().await;
+        st.engine.runs.get(id).cloned().ok_or_else(|| refused(format!("no run {id:?}")))
+    }
+
+    pub async fn approval_list(&self) -> ApprovalList {
+        let st = self.state.lock().await;
+        let mut approvals: Vec<Approval> = st.engine.runs.values().flat_map(|r| r.approvals.clone()).collect();
+        approvals.sort_by(|a, b| {
+            (a.state != ApprovalState::Pending)
+                .cmp(&(b.state != ApprovalState::Pending))
+                .then(b.created.cmp(&a.created))
+        });
+        ApprovalList { schema_version: SCHEMA_VERSION, approvals }
+    }
+
+    /// Start a run of `name`. `manual`: asked for by a person (the workflow must allow it).
+    pub async fn run_workflow(
+        &self,
+        name: &str,
+        inputs: BTreeMap<String, String>,
+        trigger: Trigger,
+        manual: bool,
+    ) -> Result<Run, DaemonError> {
+        let id = {
+            let mut st = self.state.lock().await;
+            let w = st.loaded.workflows.get(name).ok_or_else(|| {
+                let known: Vec<&str> = st.loaded.workflows.keys().map(String::as_str).collect();
+                refused(format!(
+                    "no workflow {name:?} (there are: {})",
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ))
+            })?;
+            if manual && !w.triggers.manual {
+                return Err(refused(format!("{name} is not run by hand (its [trigger] has manual = false)")));
+            }
+            for (k, v) in &inputs {
+                let key_ok = !k.is_empty()
+                    && k.len() <= 64
+                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !key_ok || v.len() > 4096 || v.chars().any(|c| c.is_control() && c != '\n') {
+                    return Err(refused(format!(
+                        "input {k:?}: a name of letters, digits, '-' or '_' and a value of at most 4096 characters"
+                    )));
+                }
+            }
+            let trigger_unit = trigger.unit.clone().or_else(|| inputs.get("unit").cloned());
+            if let Some(u) = &trigger_unit {
+                if !st.by_name.contains_key(u) {
+                    return Err(refused(format!("input unit: no unit named {u:?}")));
+                }
+            }
+            let id = runs::next_id(&st.engine.runs, name);
+            let run = Run {
+                schema_version: SCHEMA_VERSION,
+                id: id.clone(),
+                workflow: name.to_string(),
+                trigger: trigger.text.clone(),
+                trigger_unit,
+                inputs,
+                state: RunState::Running,
+                reason: None,
+                created: runs::now(),
+                ended: None,
+                steps: w
+                    .steps
+                    .iter()
+                    .map(|s| StepRecord {
+                        name: s.name.clone(),
+                        state: StepState::Pending,
+                        unit: None,
+                        started: None,
+                        ended: None,
+                        result: None,
+                        error: None,
+                        attempts: 0,
+                    })
+                    .collect(),
+                approvals: Vec::new(),
+            };
+            let dir = Self::runs_dir(&st);
+            runs::save(&dir, &run).map_err(DaemonError::Host)?;
+            tracing::info!("workflow run {id}: started ({})", trigger.text);
+            st.engine.runs.insert(id.clone(), run);
+            let mut runs_map = std::mem::take(&mut st.engine.runs);
+            runs::prune(&dir, &mut runs_map);
+            st.engine.runs = runs_map;
+            id
+        };
+        self.advance(&id).await;
+        self.get_run(&id).await
+    }
+
+    /// Start the run's next pending step, or finish the run.
+    async fn advance(&self, id: &str) {
+        let start = {
+            let mut st = self.state.lock().await;
+            let Some(run) = st.engine.runs.get(id).cloned() else { return };
+            if run.state != RunState::Running || run.steps.iter().any(|s| s.state == StepState::Running) {
+                return;
+            }
+            let Some(index) = run.steps.iter().position(|s| s.state == StepState::Pending) else {
+                let pending = run.approvals.iter().any(|a| a.state == ApprovalState::Pending);
+                let state = if pending { RunState::AwaitingApproval } else { RunState::Completed };
+                self.finish(&mut st, id, state, None);
+                return;
+            };
+            match self.prepare_step(&mut st, &run, index) {
+                Ok(unit) => Some(unit),
+                Err(why) => {
+                    let step = run.steps[index].name.clone();
+                    if let Some(r) = st.engine.runs.get_mut(id) {
+                        r.steps[index].state = StepState::Failed;
+                        r.steps[index].error = Some(why.clone());
+                        r.steps[index].ended = Some(runs::now());
+                    }
+                    self.finish(&mut st, id, RunState::Failed, Some(format!("step {step}: {why}")));
+                    None
+                }
+            }
+        };
+        if let Some(unit) = start {
+            self.start_step_unit(id, &unit).await;
+        }
+    }
+
+    /// Stage the workspace of step `index` and add its unit; the unit's name.
+    fn prepare_step(&self, st: &mut State, run: &Run, index: usize) -> Result<String, String> {
+        let w = st
+            .loaded
+            .workflows
+            .get(&run.workflow)
+            .cloned()
+            .ok_or_else(|| format!("the workflow {} is no longer defined", run.workflow))?;
+        let step = w.steps.get(index).ok_or_else(|| "the workflow changed: the step is gone".to_string())?;
+        let unit = runs::step_unit(&run.id, &step.name);
+        let pair = st.loaded.mcs.pair_for(&unit).ok_or_else(|| "every MCS category pair is taken".to_string())?;
+        crate::agents::CategoryMap::save(&st.loaded.mcs, &super::load::mcs_file(&st.loaded.settings))
+            .map_err(|e| e.to_string())?;
+        let workspace = units::workspace(&st.loaded.settings.state_dir, &unit);
+        let files = self.step_files(st, run, &w, index)?;
+        let handover = Handover {
+            owner: match st.loaded.host.agent_user {
+                units::RunAs::User { uid, gid } => Some((uid, gid)),
+                _ => None,
+            },
+            context: st
+                .loaded
+                .host
+                .selinux
+                .then(|| format!("system_u:object_r:aither_agent_workspace_t:{}", CategoryMap::level(pair))),
+        };
+        runs::stage(&workspace, &files, &handover).map_err(|e| format!("{e:#}"))?;
+        let gateway = Self::step_gateway(st);
+        let planned = units::step(
+            &st.loaded.settings,
+            &st.loaded.plan,
+            &st.loaded.host,
+            &StepUnit {
+                name: &unit,
+                description: format!("workflow {} run {}: step {}", w.name, run.id, step.name),
+                workspace,
+                pair,
+                gateway: &gateway,
+                outbound: step.network == crate::workflows::Network::Outbound,
+                source: runs::runs_dir(&st.loaded.settings.state_dir)
+                    .join(&run.id)
+                    .join("run.json")
+                    .display()
+                    .to_string(),
+            },
+        );
+        if let Some(why) = &planned.blocked {
+            return Err(why.clone());
+        }
+        st.by_name.insert(unit.clone(), planned.clone());
+        st.engine.steps.insert(unit.clone(), planned);
+        if let Some(r) = st.engine.runs.get_mut(&run.id) {
+            let s = &mut r.steps[index];
+            s.state = StepState::Running;
+            s.unit = Some(unit.clone());
+            s.started = Some(runs::now());
+            s.attempts += 1;
+            let r = r.clone();
+            self.save_run(st, &r);
+        }
+        Ok(unit)
+    }
+
+    /// Add a step's unit to the engine and start it through admission.
+    async fn start_step_unit(&self, id: &str, unit: &str) {
+        let spec = {
+            let st = self.state.lock().await;
+            st.engine.steps.get(unit).map(|p| p.spec.clone())
+        };
+        let Some(spec) = spec else { return };
+        if let Err(e) = self.sup.add(spec).await {
+            self.step_failed_to_start(id, unit, &e.to_string()).await;
+            return;
+        }
+        let queued = {
+            let mut st = self.state.lock().await;
+            matches!(st.admission.request(unit), Admission::Queued { .. })
+        };
+        if queued {
+            tracing::info!("{unit}: waiting for an agent slot");
+            return;
+        }
+        if let Err(e) = self.sup.start(unit).await {
+            self.step_failed_to_start(id, unit, &e.to_string()).await;
+        }
+    }
+
+    async fn step_failed_to_start(&self, id: &str, unit: &str, why: &str) {
+        tracing::warn!("{unit}: cannot start: {why}");
+        let mut st = self.state.lock().await;
+        if let Some(r) = st.engine.runs.get_mut(id) {
+            if let Some(s) = r.steps.iter_mut().find(|s| s.unit.as_deref() == Some(unit)) {
+                s.state = StepState::Failed;
+                s.error = Some(format!("its agent could not start: {why}"));
+                s.ended = Some(runs::now());
+            }
+        }
+        let step = unit.to_string();
+        self.finish(&mut st, id, RunState::Failed, Some(format!("{step}: its agent could not start: {why}")));
+        drop(st);
+        self.drop_step_unit(unit).await;
+    }
+
+    /// The files of a step's workspace: `step.json` and its inputs.
+    fn step_files(&self, st: &State, run: &Run, w: &Workflow, index: usize) -> Result<Vec<Staged>, String> {
+        let step = &w.steps[index];
+        let mut files: Vec<Staged> = Vec::new();
+        let mut names = Vec::new();
+        let run_dir = runs::runs_dir(&st.loaded.settings.state_dir).join(&run.id);
+        for input in &step.inputs {
+            let name = input.file_name(run.trigger_unit.as_deref());
+            match input {
+                Input::Output { step: from, file } => {
+                    let data = runs::read_regular(&run_dir.join(from).join("outputs"), file)
+                        .map_err(|e| format!("{e:#}"))?
+                        .ok_or_else(|| {
+                            format!("its input {file} from step {from} is missing: {from} did not write it")
+                        })?;
+                    files.push((format!("inputs/{name}"), data));
+                }
+                Input::Status => {
+                    let doc = self.status_snapshot(st);
+                    files.push((format!("inputs/{name}"), serde_json::to_vec_pretty(&doc).unwrap_or_default()));
+                }
+                Input::Journal { unit } => {
+                    let unit = unit.clone().or_else(|| run.trigger_unit.clone()).ok_or_else(|| {
+                        "its journal input names the triggering unit, and this run has none (give --input unit=NAME)".to_string()
+                    })?;
+                    files.push((format!("inputs/{name}"), journal(st, &unit).into_bytes()));
+                }
+                Input::Directory { path } => {
+                    for (rel, data) in
+                        runs::collect_dir(path, DIRECTORY_FILES, DIRECTORY_BYTES).map_err(|e| format!("{e:#}"))?
+                    {
+                        files.push((format!("inputs/{name}/{rel}"), data));
+                    }
+                }
+            }
+            names.push(name);
+        }
+        let mut instructions = step.instructions.clone();
+        if !run.inputs.is_empty() {
+            instructions.push_str("\n\nGiven for this run:");
+            for (k, v) in &run.inputs {
+                instructions.push_str(&format!("\n- {k}: {v}"));
+            }
+        }
+        let spec = StepSpec {
+            schema_version: SCHEMA_VERSION,
+            run_id: run.id.clone(),
+            workflow: w.name.clone(),
+            step: step.name.clone(),
+            model: step.model.name().to_string(),
+            system_prompt: step.system_prompt.clone(),
+            instructions,
+            tools: step.tools.clone(),
+            commands: step.commands.clone(),
+            inputs: names,
+            outputs: step.outputs.clone(),
+            budget: step.budget,
+        };
+        files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
+        Ok(files)
+    }
+
+    /// What the appliance looks like, for a `status` input: the units and their states.
+    fn status_snapshot(&self, st: &State) -> serde_json::Value {
+        let units: Vec<serde_json::Value> = st
+            .by_name
+            .values()
+            .filter(|u| !st.engine.steps.contains_key(&u.name))
+            .map(|u| serde_json::json!({"name": u.name, "kind": u.kind, "group": u.group, "blocked": u.blocked, "description": u.description}))
+            .collect();
+        serde_json::json!({
+            "preset": st.loaded.plan.preset,
+            "reason": st.loaded.plan.reason,
+            "agent_slots": st.admission.limit,
+            "agents_running": st.admission.running.len(),
+            "queued": st.admission.waiting,
+            "units": units,
+        })
+    }
+
+    /// A step's unit ended (its `Exited` event): take its workspace back, keep its result and
+    /// outputs, queue its proposals, and go on with the run.
+    pub(super) async fn step_ended(&self, unit: &str, reason: &ExitReason) {
+        let id = {
+            let mut st = self.state.lock().await;
+            let Some(id) = st
+                .engine
+                .runs
+                .values()
+                .find(|r| r.steps.iter().any(|s| s.unit.as_deref() == Some(unit) && s.state == StepState::Running))
+                .map(|r| r.id.clone())
+            else {
+                return;
+            };
+            self.collect_step(&mut st, &id, unit, Some(reason));
+            id
+        };
+        self.drop_step_unit(unit).await;
+        self.run_approved_by_policy(&id).await;
+        self.advance(&id).await;
+    }
+
+    /// Read what the step's agent left and record it in the run.
+    fn collect_step(&self, st: &mut State, id: &str, unit: &str, reason: Option<&ExitReason>) {
+        let settings = st.loaded.settings.clone();
+        let ws = units::workspace(&settings.state_dir, unit);
+        let Some(run) = st.engine.runs.get(id).cloned() else { return };
+        let Some(index) = run.steps.iter().position(|s| s.unit.as_deref() == Some(unit)) else { return };
+        let step_dir = runs::runs_dir(&settings.state_dir).join(id).join(&run.steps[index].name);
+        let declared: Vec<String> = st
+            .loaded
+            .workflows
+            .get(&run.workflow)
+            .and_then(|w| w.steps.get(index))
+            .map(|s| s.outputs.clone())
+            .unwrap_or_default();
+        let taken = runs::reclaim(&ws).and_then(|()| keep_step_files(&ws, &step_dir, &declared));
+        let result: Result<StepResult, String> = match taken {
+            Err(e) => Err(format!("its workspace could not be taken back: {e:#}")),
+            Ok(None) => Err(match reason {
+                Some(r) => format!("its agent left no result ({})", super::reason_text(r)),
+                None => "its agent left no result".into(),
+            }),
+            Ok(Some(bytes)) => serde_json::from_slice::<StepResult>(&bytes)
+                .map_err(|e| format!("its result.json is not a step result: {e}"))
+                .and_then(|r| {
+                    if r.run_id == id {
+                        Ok(r)
+                    } else {
+                        Err(format!("its result.json is for run {:?}", r.run_id))
+                    }
+                }),
+        };
+        let now = runs::now();
+        let cancelled = run.state == RunState::Cancelled;
+        let expires = now + settings.approval_hours * 3600;
+        let Some(r) = st.engine.runs.get_mut(id) else { return };
+        let s = &mut r.steps[index];
+        s.ended = Some(now);
+        let mut failure = None;
+        match result {
+            Ok(result) => {
+                s.state = if cancelled { StepState::Cancelled } else { StepState::Done };
+                match &result.outcome {
+                    StepOutcome::Completed => {}
+                    StepOutcome::BudgetExhausted { budget } => {
+                        failure = Some(format!("step {} ran out of its {budget} budget", s.name))
+                    }
+                    StepOutcome::Failed { reason } => failure = Some(format!("step {}: {reason}", s.name)),
+                }
+                let step = s.name.clone();
+                let proposals = if cancelled { Vec::new() } else { result.proposals.clone() };
+                s.result = Some(result);
+                for p in proposals {
+                    let n = r.approvals.len() + 1;
+                    r.approvals.push(Approval {
+                        id: format!("{id}.{n}"),
+                        run_id: id.to_string(),
+                        workflow: r.workflow.clone(),
+                        step: step.clone(),
+                        proposal: p,
+                        state: ApprovalState::Pending,
+                        created: now,
+                        expires,
+                        decided_by: None,
+                        decided: None,
+                        outcome: None,
+                    });
+                }
+            }
+            Err(why) => {
+                s.state = if cancelled { StepState::Cancelled } else { StepState::Failed };
+                failure = Some(format!("step {}: {why}", s.name));
+                s.error = Some(why);
+            }
+        }
+        tracing::info!("workflow run {id}: step {} is {}", r.steps[index].name, r.steps[index].state.name());
+        // Proposals agentd cannot carry out are refused now, not put before a human.
+        let pending: Vec<usize> = r
+            .approvals
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.state == ApprovalState::Pending && a.decided.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let run_copy = r.clone();
+        for i in pending {
+            if let Err(why) = validate(st, &run_copy, &run_copy.approvals[i].proposal) {
+                if let Some(a) = st.engine.runs.get_mut(id).map(|r| &mut r.approvals[i]) {
+                    a.state = ApprovalState::Failed;
+                    a.decided = Some(now);
+                    a.decided_by = Some("agentd".into());
+                    a.outcome = Some(format!("refused: {why}"));
+                    let a = a.clone();
+                    audit(&settings.state_dir, &a, "refused");
+                }
+            }
+        }
+        if let Some(why) = failure.filter(|_| !cancelled) {
+            self.finish(st, id, RunState::Failed, Some(why));
+        } else if let Some(r) = st.engine.runs.get(id).cloned() {
+            self.save_run(st, &r);
+        }
+    }
+
+    /// Carry out the pending proposals the workflow's admin policy approves.
+    async fn run_approved_by_policy(&self, id: &str) {
+        let todo: Vec<(String, String)> = {
+            let st = self.state.lock().await;
+            let Some(run) = st.engine.runs.get(id) else { return };
+            let Some(w) = st.loaded.workflows.get(&run.workflow) else { return };
+            run.approvals
+                .iter()
+                .filter(|a| a.state == ApprovalState::Pending && w.auto_approve.contains(&a.proposal.kind()))
+                .map(|a| (a.id.clone(), format!("policy ({})", w.file.display())))
+                .collect()
+        };
+        for (approval, who) in todo {
+            if let Err(e) = self.decide(&approval, true, &who).await {
+                tracing::warn!("{approval}: {e}");
+            }
+        }
+    }
+
+    /// Remove a step's unit from the engine and its workspace from disk.
+    async fn drop_step_unit(&self, unit: &str) {
+        let (ws, next) = {
+            let mut st = self.state.lock().await;
+            st.engine.steps.remove(unit);
+            st.by_name.remove(unit);
+            let next = st.admission.release(unit);
+            st.loaded.mcs.pairs.remove(unit);
+            let _ = st.loaded.mcs.save(&super::load::mcs_file(&st.loaded.settings));
+            (units::workspace(&st.loaded.settings.state_dir, unit), next)
+        };
+        self.admit(next).await;
+        if let Err(e) = self.sup.remove(unit).await {
+            tracing::debug!("{unit}: {e}");
+        }
+        if ws.symlink_metadata().is_ok() {
+            if let Err(e) = runs::remove(&ws) {
+                tracing::warn!("{unit}: the workspace stays: {e:#}");
+            }
+        }
+    }
+
+    /// Set a run's final (or awaiting) state and save it.
+    fn finish(&self, st: &mut State, id: &str, state: RunState, reason: Option<String>) {
+        let Some(r) = st.engine.runs.get_mut(id) else { return };
+        r.state = state;
+        if reason.is_some() {
+            r.reason = reason;
+        }
+        if state.is_final() {
+            r.ended = Some(runs::now());
+            for s in &mut r.steps {
+                if s.state == StepState::Pending {
+                    s.state = StepState::Cancelled;
+                }
+            }
+        }
+        let r = r.clone();
+        match &r.reason {
+            Some(why) => tracing::info!("workflow run {id}: {}: {why}", state.name()),
+            None => tracing::info!("workflow run {id}: {}", state.name()),
+        }
+        self.save_run(st, &r);
+    }
+
+    fn save_run(&self, st: &State, run: &Run) {
+        if let Err(e) = runs::save(&Self::runs_dir(st), run) {
+            tracing::error!("workflow run {}: not saved: {e:#}", run.id);
+        }
+        let _ = self.workflow_events.send(WorkflowEvent::Run { id: run.id.clone(), state: run.state.name().into() });
+        // New proposals, and the ones decided just now.
+        let now = runs::now();
+        for a in run.approvals.iter().filter(|a| a.decided.is_none_or(|d| d + 1 >= now)) {
+            let _ = self.workflow_events.send(WorkflowEvent::Approval {
+                id: a.id.clone(),
+                state: a.state.name().into(),
+                action: a.proposal.action(),
+            });
+        }
+    }
+
+    /// A step's transcript (`transcript.jsonl`, at most its last 4 MiB): the copy kept
+    /// with the run, or the live one of a step still running.
+    pub async fn run_log(&self, id: &str, step: &str) -> Result<String, DaemonError> {
+        let (kept, live) = {
+            let st = self.state.lock().await;
+            let run = st.engine.runs.get(id).ok_or_else(|| refused(format!("no run {id:?}")))?;
+            let s = run.steps.iter().find(|s| s.name == step).ok_or_else(|| {
+                let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+                refused(format!("run {id} has no step {step:?} (its steps: {})", names.join(", ")))
+            })?;
+            let kept = runs::runs_dir(&st.loaded.settings.state_dir).join(id).join(step);
+            let live = (s.state == StepState::Running)
+                .then(|| s.unit.as_ref().map(|u| units::workspace(&st.loaded.settings.state_dir, u)))
+                .flatten();
+            (kept, live)
+        };
+        // A running step's workspace is its agent's: agentd reads it through its label's
+        // permissions only where the owner lets it; the kept copy is agentd's own.
+        let data = match live.map(|ws| runs::read_regular(&ws, "transcript.jsonl")) {
+            Some(Ok(Some(d))) => d,
+            _ => runs::read_regular(&kept, "transcript.jsonl").map_err(DaemonError::Host)?.unwrap_or_default(),
+        };
+        let start = data.len().saturating_sub(4 * 1024 * 1024);
+        Ok(String::from_utf8_lossy(&data[start..]).into_owned())
+    }
+
+    /// Cancel a run: its running step is stopped, its pending proposals withdrawn.
+    pub async fn cancel_run(&self, id: &str) -> Outcome {
+        let unit = {
+            let mut st = self.state.lock().await;
+            let run = st.engine.runs.get(id).cloned().ok_or_else(|| refused(format!("no run {id:?}")))?;
+            if run.state.is_final() {
+                return Err(refused(format!("run {id} is already {}", run.state.name())));
+            }
+            let now = runs::now();
+            let state_dir = st.loaded.settings.state_dir.clone();
+            if let Some(r) = st.engine.runs.get_mut(id) {
+                for a in &mut r.approvals {
+                    if a.state == ApprovalState::Pending {
+                        a.state = ApprovalState::Withdrawn;
+                        a.decided = Some(now);
+                        a.decided_by = Some("cancelled".into());
+                        audit(&state_dir, a, "withdrawn");
+                    }
+                }
+            }
+            let unit = run.steps.iter().find(|s| s.state == StepState::Running).and_then(|s| s.unit.clone());
+            if let Some(u) = &unit {
+                st.admission.waiting.retain(|w| w != u);
+            }
+            self.finish(&mut st, id, RunState::Cancelled, Some("cancelled".into()));
+            unit
+        };
+        if let Some(u) = unit {
+            // Its end comes as an event: the step is recorded cancelled and cleaned up then.
+            let up = self
+                .sup
+                .status()
+                .await
+                .ok()
+                .and_then(|s| s.into_iter().find(|x| x.name == u))
+                .is_some_and(|x| x.state.pid().is_some());
+            if up {
+                self.sup.stop(&u).await?;
+            } else {
+                let mut st = self.state.lock().await;
+                self.collect_step(&mut st, id, &u, None);
+                drop(st);
+                self.drop_step_unit(&u).await;
+            }
+        }
+        Ok(format!("run {id} cancelled"))
+    }
+
+    /// Approve (and carry out) or deny a proposal. `who` is recorded in the audit.
+    pub async fn decide(&self, approval: &str, approve: bool, who: &str) -> Outcome {
+        let (run_id, proposal, state_dir) = {
+            let st = self.state.lock().await;
+            let run_id = approval.rsplit_once('.').map(|(r, _)| r.to_string()).unwrap_or_default();
+            let run = st.engine.runs.get(&run_id).ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
+            let a = run
+                .approvals
+                .iter()
+                .find(|a| a.id == approval)
+                .ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
+            if a.state != ApprovalState::Pending {
+                return Err(refused(format!("proposal {approval} is already {}", a.state.name())));
+            }
+            if a.expires <= runs::now() {
+                return Err(refused(format!("proposal {approval} has expired")));
+            }
+            (run_id, a.proposal.clone(), st.loaded.settings.state_dir.clone())
+        };
+        let (state, outcome) = if approve {
+            match self.carry_out(&run_id, &proposal).await {
+                Ok(done) => (ApprovalState::Done, done),
+                Err(e) => (ApprovalState::Failed, e.to_string()),
+            }
+        } else {
+            (ApprovalState::Denied, "not carried out".to_string())
+        };
+        let reply = {
+            let mut st = self.state.lock().await;
+            let Some(r) = st.engine.runs.get_mut(&run_id) else { return Err(refused("the run is gone")) };
+            let Some(a) = r.approvals.iter_mut().find(|a| a.id == approval) else {
+                return Err(refused("the proposal is gone"));
+            };
+            a.state = state;
+            a.decided = Some(runs::now());
+            a.decided_by = Some(who.to_string());
+            a.outcome = Some(outcome.clone());
+            let a = a.clone();
+            audit(&state_dir, &a, if approve { "approved" } else { "denied" });
+            let waiting =
+                r.state == RunState::AwaitingApproval && !r.approvals.iter().any(|a| a.state == ApprovalState::Pending);
+            if waiting {
+                self.finish(&mut st, &run_id, RunState::Completed, None);
+            } else if let Some(r) = st.engine.runs.get(&run_id).cloned() {
+                self.save_run(&st, &r);
+            }
+            format!("{approval} {}: {} ({outcome})", if approve { "approved" } else { "denied" }, proposal.action())
+        };
+        Ok(reply)
+    }
+
+    /// Do what an approved proposal asks.
+    async fn carry_out(&self, run_id: &str, p: &Proposal) -> Outcome {
+        {
+            let st = self.state.lock().await;
+            let run = st.engine.runs.get(run_id).cloned().ok_or_else(|| refused("the run is gone"))?;
+            validate(&st, &run, p).map_err(refused)?;
+        }
+        match p {
+            Proposal::Start { unit, .. } => self.start_unit(unit).await,
+            Proposal::Stop { unit, .. } => self.stop_unit(unit).await,
+            Proposal::Restart { unit, .. } => self.restart_unit(unit).await,
+            Proposal::Reload { .. } => self.reload().await,
+            Proposal::PullModel { model, .. } => self.pull_model(model).await,
+            Proposal::Publish { file, .. } => {
+                let (src, outbox) = {
+                    let st = self.state.lock().await;
+                    let run = st.engine.runs.get(run_id).cloned().ok_or_else(|| refused("the run is gone"))?;
+                    let step = publishing_step(&run, file)
+                        .ok_or_else(|| refused(format!("no step of run {run_id} wrote {file}")))?;
+                    (
+                        runs::runs_dir(&st.loaded.settings.state_dir).join(run_id).join(step).join("outputs"),
+                        st.loaded.settings.outbox.clone(),
+                    )
+                };
+                let data = runs::read_regular(&src, file)
+                    .map_err(DaemonError::Host)?
+                    .ok_or_else(|| refused(format!("{file} is gone")))?;
+                std::fs::create_dir_all(&outbox).map_err(|source| DaemonError::Io { path: outbox.clone(), source })?;
+                let dest = outbox.join(format!("{run_id}-{file}"));
+                aither_sys::atomic::write(&dest, &data)
+                    .map_err(|source| DaemonError::Io { path: dest.clone(), source })?;
+                Ok(format!("published to {}", dest.display()))
+            }
+        }
+    }
+
+    /// Download a catalog model into the model directory (on a blocking thread), then reload.
+    async fn pull_model(&self, model: &str) -> Outcome {
+        let (dir, catalog_dir) = {
+            let st = self.state.lock().await;
+            (st.loaded.settings.model_dir.clone(), self.opts.root.join("usr/share/aither"))
+        };
+        let name = model.to_string();
+        let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let data = catalog_dir.join("presets").is_dir().then_some(catalog_dir.as_path());
+            let (_, catalog) = aither_plan::data::load(data).map_err(|e| format!("{e:#}"))?;
+            let entry = catalog.get(&name).ok_or_else(|| format!("{name} is not a model of the catalog"))?;
+            let file =
+                aither_models::choose_file(entry, None).ok_or_else(|| format!("{name} has no file to download"))?;
+            let got = aither_models::fetch(
+                file,
+                &aither_models::Source::Catalog,
+                &dir,
+                &aither_models::FetchOptions::default(),
+                &mut |_, _| {},
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(format!("{name}: {} ({} bytes)", got.path.display(), got.bytes))
+        })
+        .await
+        .map_err(|e| refused(e.to_string()))?
+        .map_err(refused)?;
+        let reloaded = self.reload().await?;
+        Ok(format!("{fetched}; {reloaded}"))
+    }
+
+    /// A unit left `failed` or `gave-up`: start the workflows it triggers (one run at a time
+    /// per workflow and unit).
+    pub(super) async fn unit_failed(&self, unit: &str) {
+        let wanted: Vec<String> = {
+            let st = self.state.lock().await;
+            if st.engine.steps.contains_key(unit) || !st.by_name.contains_key(unit) {
+                return;
+            }
+            st.loaded
+                .workflows
+                .values()
+                .filter(|w| w.triggers.units.iter().any(|p| pattern_matches(p, unit)))
+                .filter(|w| {
+                    !st.engine
+                        .runs
+                        .values()
+                        .any(|r| r.workflow == w.name && r.trigger_unit.as_deref() == Some(unit) && !r.state.is_final())
+                })
+                .map(|w| w.name.clone())
+                .collect()
+        };
+        for name in wanted {
+            let trigger = Trigger { text: format!("unit {unit} failed"), unit: Some(unit.to_string()) };
+            if let Err(e) = self.run_workflow(&name, BTreeMap::new(), trigger, false).await {
+                tracing::warn!("workflow {name}: not started for {unit}: {e}");
+            }
+        }
+    }
+
+    /// Every 30 s: proposals past their time expire, calendar workflows whose time has come
+    /// start (one run at a time per workflow).
+    pub async fn workflow_tick(&self) {
+        let now = runs::now();
+        let due: Vec<String> = {
+            let mut st = self.state.lock().await;
+            let state_dir = st.loaded.settings.state_dir.clone();
+            let mut changed = Vec::new();
+            for r in st.engine.runs.values_mut() {
+                for a in expire(r, now) {
+                    audit(&state_dir, &a, "expired");
+                    changed.push(r.id.clone());
+                }
+            }
+            for id in changed {
+                let done = st.engine.runs.get(&id).is_some_and(|r| {
+                    r.state == RunState::AwaitingApproval
+                        && !r.approvals.iter().any(|a| a.state == ApprovalState::Pending)
+                });
+                if done {
+                    self.finish(&mut st, &id, RunState::Completed, None);
+                } else if let Some(r) = st.engine.runs.get(&id).cloned() {
+                    self.save_run(&st, &r);
+                }
+            }
+            let schedules: Vec<(String, Schedule)> =
+                st.loaded.workflows.values().filter_map(|w| w.triggers.calendar.map(|c| (w.name.clone(), c))).collect();
+            let mut due = Vec::new();
+            for (name, schedule) in schedules {
+                let next = *st.engine.next_fire.entry(name.clone()).or_insert_with(|| schedule.next_after(now));
+                if now >= next {
+                    st.engine.next_fire.insert(name.clone(), schedule.next_after(now));
+                    if !st.engine.runs.values().any(|r| r.workflow == name && !r.state.is_final()) {
+                        due.push(name);
+                    }
+                }
+            }
+            due
+        };
+        for name in due {
+            let trigger = Trigger { text: "calendar".into(), unit: None };
+            if let Err(e) = self.run_workflow(&name, BTreeMap::new(), trigger, false).await {
+                tracing::warn!("workflow {name}: the calendar run did not start: {e}");
+            }
+        }
+    }
+
+    /// After a start: the runs on disk, their running steps adopted or started again.
+    pub(super) async fn resume_runs(&self) {
+        let (lost, adopted): (Vec<(String, String)>, Vec<String>) = {
+            let st = self.state.lock().await;
+            let mut lost = Vec::new();
+            let mut adopted = Vec::new();
+            for r in st.engine.runs.values().filter(|r| r.state == RunState::Running) {
+                for s in r.steps.iter().filter(|s| s.state == StepState::Running) {
+                    if let Some(u) = &s.unit {
+                        if st.engine.steps.contains_key(u) {
+                            adopted.push(u.clone());
+                        }
+                        lost.push((r.id.clone(), u.clone()));
+                    }
+                }
+            }
+            (lost, adopted)
+        };
+        let status = self.sup.status().await.unwrap_or_default();
+        for (id, unit) in lost {
+            let up = status.iter().find(|s| s.name == unit).is_some_and(|s| s.state.pid().is_some());
+            if up && adopted.contains(&unit) {
+                tracing::info!("workflow run {id}: {unit} still runs: adopted");
+                self.state.lock().await.admission.running.insert(unit);
+                continue;
+            }
+            let ws = {
+                let st = self.state.lock().await;
+                units::workspace(&st.loaded.settings.state_dir, &unit)
+            };
+            let finished =
+                runs::reclaim(&ws).ok().and_then(|()| runs::read_regular(&ws, "result.json").ok().flatten()).is_some();
+            if finished {
+                tracing::info!("workflow run {id}: {unit} ended while agentd was away: taking its result");
+                let mut st = self.state.lock().await;
+                self.collect_step(&mut st, &id, &unit, None);
+                drop(st);
+                self.drop_step_unit(&unit).await;
+                self.run_approved_by_policy(&id).await;
+                self.advance(&id).await;
+            } else {
+                tracing::info!("workflow run {id}: {unit} was lost with agentd: the step starts again");
+                kill_leftover(&unit);
+                self.drop_step_unit(&unit).await;
+                {
+                    let mut st = self.state.lock().await;
+                    if let Some(r) = st.engine.runs.get_mut(&id) {
+                        if let Some(s) = r.steps.iter_mut().find(|s| s.unit.as_deref() == Some(unit.as_str())) {
+                            s.state = StepState::Pending;
+                        }
+                    }
+                }
+                self.advance(&id).await;
+            }
+        }
+        for r in self.run_list().await.runs.into_iter().filter(|r| r.state == RunState::Running) {
+            self.advance(&r.id).await;
+        }
+    }
+}
+
+/// A step's agent that outlived agentd without being recorded (agentd died within the state
+/// file's write delay of starting it): found by its session and `AITHER_UNIT`, and killed
+/// with its process group before the step starts again. Where agentd may not read the
+/// process's environment (another user, no CAP_SYS_PTRACE) it is not found; its cgroup and
+/// its budget's deadline still bound it, and its result is never taken.
+fn kill_leftover(unit: &str) {
+    let uid = rustix::process::geteuid();
+    let found = aither_init::recover::scan(Path::new("/proc"), &[unit], (!uid.is_root()).then(|| uid.as_raw()));
+    if let Some(f) = found.get(unit) {
+        if let Some(pid) = rustix::process::Pid::from_raw(f.pid) {
+            tracing::warn!("{unit}: its agent (pid {}) outlived agentd unrecorded: killed", f.pid);
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Step units of the runs still running, for the engine to adopt at start: the same unit
+/// definition they were started with.
+pub(super) fn units_to_adopt(
+    loaded: &super::Loaded,
+    runs: &BTreeMap<String, Run>,
+    mcs: &mut CategoryMap,
+) -> Vec<Planned> {
+    let gateway = {
+        let s = &loaded.settings;
+        s.workflow_gateway_socket.clone().unwrap_or_else(|| {
+            s.gateway_listen
+                .iter()
+                .find_map(|l| match l {
+                    crate::config::Listen::Unix(p) => Some(p.clone()),
+                    crate::config::Listen::Tcp(_) => None,
+                })
+                .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
+        })
+    };
+    let mut out = Vec::new();
+    for r in runs.values().filter(|r| r.state == RunState::Running) {
+        let Some(w) = loaded.workflows.get(&r.workflow) else { continue };
+        for (i, s) in r.steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Running) {
+            let (Some(unit), Some(step)) = (&s.unit, w.steps.get(i)) else { continue };
+            let Some(pair) = mcs.pair_for(unit) else { continue };
+            out.push(units::step(
+                &loaded.settings,
+                &loaded.plan,
+                &loaded.host,
+                &StepUnit {
+                    name: unit,
+                    description: format!("workflow {} run {}: step {}", w.name, r.id, step.name),
+                    workspace: units::workspace(&loaded.settings.state_dir, unit),
+                    pair,
+                    gateway: &gateway,
+                    outbound: step.network == crate::workflows::Network::Outbound,
+                    source: runs::runs_dir(&loaded.settings.state_dir)
+                        .join(&r.id)
+                        .join("run.json")
+                        .display()
+                        .to_string(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Copy what agentd keeps of a step out of its workspace: `result.json`, the transcript and
+/// the declared outputs. The result's bytes, when there is one.
+fn keep_step_files(ws: &Path, step_dir: &Path, declared: &[String]) -> anyhow::Result<Option<Vec<u8>>> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(step_dir.join("outputs"))
+        .with_context(|| format!("cannot create {}", step_dir.display()))?;
+    for name in ["transcript.jsonl", "result.json"] {
+        if let Some(data) = runs::read_regular(ws, name)? {
+            aither_sys::atomic::write(&step_dir.join(name), &data)
+                .with_context(|| format!("cannot write {}", step_dir.join(name).display()))?;
+        }
+    }
+    for out in declared {
+        if let Some(data) = runs::read_regular(&ws.join("outputs"), out)? {
+            let dest = step_dir.join("outputs").join(out);
+            aither_sys::atomic::write(&dest, &data).with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+    }
+    runs::read_regular(ws, "result.json")
+}
+
+/// The step of `run` that wrote output `file`.
+fn publishing_step<'r>(run: &'r Run, file: &str) -> Option<&'r str> {
+    run.steps
+        .iter()
+        .rev()
+        .find(|s| s.result.as_ref().is_some_and(|r| r.outputs.iter().any(|o| o == file)))
+        .map(|s| s.name.as_str())
+}
+
+/// Whether agentd can carry out `p` for `run`: the unit exists and is not a workflow step,
+/// the model is in the catalog's names, the file was written by a step of the run.
+fn validate(st: &State, run: &Run, p: &Proposal) -> Result<(), String> {
+    match p {
+        Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } => {
+            let u = st.by_name.get(unit).ok_or_else(|| format!("no unit named {unit:?}"))?;
+            if st.engine.steps.contains_key(unit) || u.kind == Kind::Agent && unit.starts_with("wf-") {
+                return Err(format!("{unit} is a workflow step: cancel its run instead"));
+            }
+            Ok(())
+        }
+        Proposal::Reload { .. } => Ok(()),
+        Proposal::PullModel { model, .. } => {
+            let ok = !model.is_empty()
+                && model.len() <= 128
+                && model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{model:?} is not a model name"))
+            }
+        }
+        Proposal::Publish { file, .. } => {
+            if file.contains('/') || file.starts_with('.') {
+                Err(format!("{file:?} is not a plain file name"))
+            } else if publishing_step(run, file).is_some() {
+                Ok(())
+            } else {
+                Err(format!("no step of run {} wrote outputs/{file}", run.id))
+            }
+        }
+    }
+}
+
+/// The last lines a unit logged: its log file in development mode, else the journal.
+fn journal(st: &State, unit: &str) -> String {
+    if st.loaded.host.dev {
+        let path = units::log_file(&st.loaded.settings.runtime_dir, unit);
+        return match std::fs::read(&path) {
+            Ok(b) => {
+                let text = String::from_utf8_lossy(&b);
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(JOURNAL_LINES)..].join("\n") + "\n"
+            }
+            Err(e) => format!("(no log: {}: {e})\n", path.display()),
+        };
+    }
+    let out = std::process::Command::new("journalctl")
+        .args(["--no-pager", "-o", "short-iso", "-t", unit, "-n", &JOURNAL_LINES.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => format!("(journalctl: {}: {})\n", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("(journalctl: {e})\n"),
+    }
+}
+
+/// The run's pending proposals whose time is up become `expired`; those, as they are now.
+fn expire(run: &mut Run, now: u64) -> Vec<Approval> {
+    let mut gone = Vec::new();
+    for a in &mut run.approvals {
+        if a.state == ApprovalState::Pending && a.expires <= now {
+            a.state = ApprovalState::Expired;
+            a.decided = Some(now);
+            a.decided_by = Some("expiry".into());
+            gone.push(a.clone());
+        }
+    }
+    gone
+}
+
+/// One line in the journal and one in the audit file for a decision.
+fn audit(state_dir: &Path, a: &Approval, decision: &str) {
+    use std::io::Write as _;
+    tracing::info!(
+        "approval {} (run {}, step {}): {} {}: {} by {}; {}",
+        a.id,
+        a.run_id,
+        a.step,
+        decision,
+        a.proposal.action(),
+        a.proposal.reason(),
+        a.decided_by.as_deref().unwrap_or("-"),
+        a.outcome.as_deref().unwrap_or("")
+    );
+    let line = serde_json::json!({
+        "time": runs::now(),
+        "approval": a.id,
+        "run": a.run_id,
+        "workflow": a.workflow,
+        "step": a.step,
+        "action": a.proposal.action(),
+        "proposal": a.proposal,
+        "decision": decision,
+        "decided_by": a.decided_by,
+        "outcome": a.outcome,
+    });
+    let path = runs::audit_file(state_dir);
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new().append(true).create(true).mode(0o640).open(&path)
+        })
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        tracing::error!("{}: the audit line was not written: {e}", path.display());
+    }
+}
+
+/// How often [`Daemon::workflow_tick`] runs.
+pub const TICK: Duration = Duration::from_secs(30);
+
+/// Whether an engine event ends a step's agent.
+pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
+    match state {
+        UnitState::Exited { reason } => Some(reason),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_proposals_expire_at_their_time_and_decided_ones_stay() {
+        let approval = |n: u32, state: ApprovalState, expires: u64| Approval {
+            id: format!("r-1.{n}"),
+            run_id: "r-1".into(),
+            workflow: "r".into(),
+            step: "s".into(),
+            proposal: Proposal::Reload { reason: "x".into() },
+            state,
+            created: 0,
+            expires,
+            decided_by: None,
+            decided: None,
+            outcome: None,
+        };
+        let mut run: Run = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "id": "r-1", "workflow": "r", "trigger": "manual", "trigger_unit": null,
+            "inputs": {}, "state": "awaiting_approval", "reason": null, "created": 0, "ended": null,
+            "steps": [], "approvals": []
+        }))
+        .expect("run");
+        run.approvals = vec![
+            approval(1, ApprovalState::Pending, 100),
+            approval(2, ApprovalState::Pending, 200),
+            approval(3, ApprovalState::Denied, 50),
+        ];
+        assert!(expire(&mut run, 99).is_empty());
+        let gone = expire(&mut run, 100);
+        assert_eq!(gone.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["r-1.1"]);
+        assert_eq!(run.approvals[0].decided_by.as_deref(), Some("expiry"));
+        let states: Vec<ApprovalState> = run.approvals.iter().map(|a| a.state).collect();
+        assert_eq!(states, [ApprovalState::Expired, ApprovalState::Pending, ApprovalState::Denied]);
+    }
+
+    #[test]
+    fn unit_patterns_match_with_stars() {
+        assert!(pattern_matches("infer-*", "infer-qwen"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("a*b*c", "a-x-b-y-c"));
+        assert!(!pattern_matches("infer-*", "vector-store"));
+        assert!(!pattern_matches("store", "store2"));
+    }
+}

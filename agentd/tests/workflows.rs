@@ -1,0 +1,283 @@
+//! Workflow runs end to end in development mode: agentd runs each step as an `aither-agent`
+//! unit talking to a scripted stand-in for the gateway. A failing unit triggers a run; the
+//! diagnosis is handed to the next step; its proposal waits for approval and, approved,
+//! restarts the unit; a denied proposal changes nothing; a cancelled run stops its step; a
+//! run goes on after agentd is killed in the middle of a step. Under SELinux enforcing the
+//! same engine is tested in the VM test bed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aither_test_support::scripted::{ScriptedModel, Turn};
+use common::Bed;
+use serde_json::{json, Value};
+
+/// Fails on its first start (saying why in its log), runs on the next.
+const FLAKY: &str = r#"
+name = "flaky"
+group = "core"
+restart = "never"
+command = ["/bin/sh", "-c", "echo flaky >> \"$MARK\"; if [ $(grep -c flaky \"$MARK\") -lt 2 ]; then echo 'flaky: database connection refused'; exit 3; fi; exec sleep 1000"]
+environment = { MARK = "@MARK@" }
+"#;
+
+const HEAL: &str = r#"
+[workflow]
+description = "Diagnose a failed unit and propose the fix"
+
+[trigger]
+manual = true
+units = ["flaky"]
+
+[[step]]
+name = "diagnose"
+model = "chat"
+system_prompt = "You are the diagnostician."
+instructions = "Read the unit's journal and write diagnosis.md."
+tools = ["read_file", "write_file"]
+inputs = [{ collect = "journal", unit = "trigger" }, { collect = "status" }]
+outputs = ["diagnosis.md"]
+budget = { steps = 6, tokens = 1000, seconds = 120 }
+
+[[step]]
+name = "propose"
+model = "chat"
+system_prompt = "You are the operator."
+instructions = "Read the diagnosis and propose one action."
+tools = ["read_file", "propose"]
+inputs = [{ from = "diagnose", file = "diagnosis.md" }]
+budget = { steps = 6, tokens = 1000, seconds = 120 }
+"#;
+
+/// One step that proposes stopping a unit, run by hand.
+const TIDY: &str = r#"
+[workflow]
+description = "Propose stopping a unit"
+
+[[step]]
+name = "decide"
+model = "chat"
+system_prompt = "You are the operator."
+instructions = "Propose stopping the unit you are given."
+tools = ["propose"]
+budget = { steps = 4, tokens = 1000, seconds = 120 }
+"#;
+
+fn configure(bed: &Bed, socket: &Path) {
+    bed.write(
+        "etc/aither/agentd.toml",
+        &format!(
+            "[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n[workflows]\nrunner = \"{}\"\ngateway_socket = \"{}\"\n",
+            aither_test_support::bin("aither-agent").display(),
+            socket.display()
+        ),
+    );
+    bed.write("etc/aither/units.d/flaky.toml", FLAKY);
+    bed.write("etc/aither/workflows.d/heal.toml", HEAL);
+    bed.write("etc/aither/workflows.d/tidy.toml", TIDY);
+}
+
+fn state_dir(bed: &Bed) -> PathBuf {
+    bed.dir().join("xdg/aither/state")
+}
+
+fn run_doc(bed: &Bed, id: &str) -> Value {
+    let v: Value = serde_json::from_str(&bed.ok(&["--json", "workflows", "status", id])).expect("json");
+    v["run"].clone()
+}
+
+fn wait_run(bed: &Bed, id: &str, state: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let out = bed.ctl(&["--json", "workflows", "status", id]);
+        if out.status.success() {
+            let r = run_doc(bed, id);
+            if r["state"] == state {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "run {id} is {} not {state}: {r:#}\n{}", r["state"], bed.log());
+        } else {
+            assert!(Instant::now() < deadline, "no run {id}\n{}", bed.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The answer the model got from its tool calls in `request`.
+fn tool_answers(request: &Value) -> Vec<String> {
+    request["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    configure(&bed, &socket);
+    let model = ScriptedModel::start(
+        &socket,
+        vec![
+            // diagnose
+            Turn::call("read_file", json!({"path": "inputs/journal-flaky.txt"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/diagnosis.md", "content": "flaky cannot reach its database."}),
+            ),
+            Turn::text("diagnosed"),
+            // propose
+            Turn::call("read_file", json!({"path": "inputs/diagnosis.md"})),
+            Turn::call("propose", json!({"kind": "restart", "unit": "flaky", "reason": "the database is back"})),
+            Turn::text("proposed a restart"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+
+    // flaky failed at boot: the run it triggered goes through both steps and waits.
+    let run = wait_run(&bed, "heal-1", "awaiting_approval", 60);
+    assert_eq!(run["trigger"], "unit flaky failed");
+    assert_eq!(run["steps"][0]["state"], "done");
+    assert_eq!(run["steps"][0]["result"]["outcome"], "completed");
+    assert_eq!(run["steps"][1]["result"]["proposals"][0]["kind"], "restart");
+    let requests = model.requests();
+    assert_eq!(requests.len(), 6);
+    assert!(
+        tool_answers(&requests[1])[0].contains("flaky: database connection refused"),
+        "{:?}",
+        tool_answers(&requests[1])
+    );
+    assert_eq!(tool_answers(&requests[4])[0], "flaky cannot reach its database.", "the diagnosis was handed over");
+    let state = state_dir(&bed);
+    assert_eq!(
+        std::fs::read_to_string(state.join("workflows/runs/heal-1/diagnose/outputs/diagnosis.md")).expect("kept"),
+        "flaky cannot reach its database."
+    );
+    assert!(!state.join("agents/wf-heal-1-diagnose").exists(), "the workspace is removed");
+    assert!(bed.units().iter().all(|u| !u["name"].as_str().unwrap_or("").starts_with("wf-")), "step units are gone");
+
+    // The queue, then the approval: flaky restarts and runs.
+    let queue: Value = serde_json::from_str(&bed.ok(&["--json", "approvals", "list"])).expect("json");
+    assert_eq!(queue["approvals"][0]["id"], "heal-1.1");
+    assert_eq!(queue["approvals"][0]["state"], "pending");
+    assert!(bed.ok(&["approvals", "list"]).contains("restart flaky"));
+    let done = bed.ok(&["approvals", "approve", "heal-1.1"]);
+    assert!(done.starts_with("heal-1.1 approved: restart flaky"), "{done}");
+    bed.wait_state("flaky", "running", 10);
+    let run = wait_run(&bed, "heal-1", "completed", 10);
+    assert_eq!(run["approvals"][0]["state"], "done");
+    assert!(run["approvals"][0]["decided_by"].as_str().unwrap_or("").starts_with("uid "), "{run:#}");
+    let again = bed.ctl(&["approvals", "approve", "heal-1.1"]);
+    assert_eq!(again.status.code(), Some(1), "decided once");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already done"));
+
+    let audit = std::fs::read_to_string(state.join("workflows/audit.jsonl")).expect("audit");
+    let line: Value = serde_json::from_str(audit.lines().last().expect("a line")).expect("json");
+    assert_eq!(
+        (line["approval"].as_str(), line["decision"].as_str(), line["action"].as_str()),
+        (Some("heal-1.1"), Some("approved"), Some("restart flaky"))
+    );
+    let logs = bed.ok(&["workflows", "logs", "heal-1"]);
+    assert!(
+        logs.contains("== diagnose") && logs.contains("assistant calls read_file") && logs.contains("== propose"),
+        "{logs}"
+    );
+    assert!(bed.ok(&["workflows", "runs"]).contains("heal-1"));
+    assert!(bed.ok(&["workflows", "list"]).contains("diagnose → propose"));
+}
+
+#[test]
+fn a_denied_proposal_changes_nothing_and_a_cancelled_run_stops_its_step() {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    configure(&bed, &socket);
+    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
+    let _model = ScriptedModel::start(
+        &socket,
+        vec![
+            Turn::call("propose", json!({"kind": "stop", "unit": "flaky", "reason": "it is not needed"})),
+            Turn::text("proposed"),
+            // The second run's step: the model never answers in time.
+            Turn::Stall(Duration::from_secs(30)),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.wait_state("flaky", "running", 10);
+
+    let started = bed.ok(&["workflows", "run", "tidy", "--input", "unit=flaky"]);
+    assert!(started.starts_with("run tidy-1 started"), "{started}");
+    wait_run(&bed, "tidy-1", "awaiting_approval", 30);
+    assert!(bed.ok(&["approvals", "deny", "tidy-1.1"]).starts_with("tidy-1.1 denied: stop flaky"));
+    let run = wait_run(&bed, "tidy-1", "completed", 10);
+    assert_eq!(run["approvals"][0]["state"], "denied");
+    assert_eq!(bed.unit("flaky")["state"], "running", "denied: not stopped");
+
+    bed.ok(&["workflows", "run", "tidy"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bed.units().iter().any(|u| u["name"] == "wf-tidy-2-decide" && u["state"] == "running") {
+        assert!(Instant::now() < deadline, "the step did not start\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bed.ok(&["workflows", "cancel", "tidy-2"]).contains("cancelled"));
+    let run = wait_run(&bed, "tidy-2", "cancelled", 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.units().iter().any(|u| u["name"] == "wf-tidy-2-decide") {
+        assert!(Instant::now() < deadline, "the step unit stays\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(run["reason"], "cancelled");
+    assert_eq!(run_doc(&bed, "tidy-2")["steps"][0]["state"], "cancelled");
+    assert!(!state_dir(&bed).join("agents/wf-tidy-2-decide").exists());
+
+    // Unknown workflows, bad inputs and a second cancel are refused with the reason.
+    let bad = bed.ctl(&["workflows", "run", "nothing"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no workflow \"nothing\" (there are: heal, tidy)"));
+    let bad = bed.ctl(&["workflows", "run", "tidy", "--input", "unit=ghost"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no unit named \"ghost\""));
+    assert_eq!(bed.ctl(&["workflows", "cancel", "tidy-2"]).status.code(), Some(1));
+}
+
+#[test]
+fn a_run_goes_on_after_agentd_is_killed_in_the_middle_of_a_step() {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    configure(&bed, &socket);
+    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
+    let _model = ScriptedModel::start(
+        &socket,
+        vec![
+            Turn::Stall(Duration::from_secs(4)),
+            Turn::call("propose", json!({"kind": "reload", "reason": "configuration changed"})),
+            Turn::text("done"),
+        ],
+    );
+    let mut agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "tidy"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bed.units().iter().any(|u| u["name"] == "wf-tidy-1-decide" && u["state"] == "running") {
+        assert!(Instant::now() < deadline, "the step did not start\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Once the engine has recorded it (its state file is written within 50 ms of a change),
+    // agentd dies; the step's agent goes on talking to the model.
+    let state_file = bed.dir().join("xdg/aither/units.json");
+    while !std::fs::read_to_string(&state_file).unwrap_or_default().contains("wf-tidy-1-decide") {
+        assert!(Instant::now() < deadline, "the step is not in the state file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agentd.0.kill().expect("kill -9");
+    let _ = agentd.0.wait();
+    let _again = bed.agentd();
+    bed.wait_up(20);
+    let run = wait_run(&bed, "tidy-1", "awaiting_approval", 30);
+    assert_eq!(run["steps"][0]["attempts"], 1, "adopted, not started again: {run:#}");
+    assert_eq!(run["approvals"][0]["proposal"]["kind"], "reload");
+}
