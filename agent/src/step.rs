@@ -72,6 +72,9 @@ pub fn run(root: &Path, gateway: &Path) -> Result<StepResult, StepError> {
         completion_tokens: 0,
         seconds: 0.0,
         summary: String::new(),
+        context: aither_sys::selinux::enabled(Path::new("/sys"))
+            .then(|| aither_sys::selinux::current_context(Path::new("/proc")).ok())
+            .flatten(),
         outputs: Vec::new(),
         proposals: Vec::new(),
         refused: Vec::new(),

@@ -196,7 +196,7 @@ impl<'a> Toolbox<'a> {
     }
 
     fn read(&self, a: &ReadArgs) -> Result<String, Denied> {
-        let (data, more) = self.workspace.read(&a.path).map_err(|e| Denied::Error(e.to_string()))?;
+        let (data, more) = self.workspace.read(&a.path).map_err(file_error)?;
         if data.contains(&0) {
             return Err(Denied::Error(format!("{} is a binary file ({} bytes)", a.path, data.len())));
         }
@@ -215,14 +215,14 @@ impl<'a> Toolbox<'a> {
         let Some(name) = a.path.strip_prefix(OUTPUTS).filter(|n| !n.is_empty()) else {
             return Err(Denied::Refused(format!("{:?}: write_file writes under outputs/ only", a.path)));
         };
-        self.workspace.write(&a.path, a.content.as_bytes()).map_err(|e| Denied::Error(e.to_string()))?;
+        self.workspace.write(&a.path, a.content.as_bytes()).map_err(file_error)?;
         self.written.insert(name.to_string());
         Ok(format!("wrote {} bytes to {}", a.content.len(), a.path))
     }
 
     fn list(&self, a: &PathArgs) -> Result<String, Denied> {
         let path = a.path.as_deref().unwrap_or(".");
-        let (entries, more) = self.workspace.list(path).map_err(|e| Denied::Error(e.to_string()))?;
+        let (entries, more) = self.workspace.list(path).map_err(file_error)?;
         let mut text = String::new();
         for e in &entries {
             match e.kind {
@@ -314,6 +314,15 @@ fn name_ok(s: &str, extra: &str) -> bool {
     (1..=128).contains(&s.len())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c) || extra.contains(c))
         && !s.starts_with(['.', '-'])
+}
+
+/// A path that leaves the workspace is outside the grant (refused and recorded); a missing
+/// file is an error the model may correct.
+fn file_error(e: crate::workspace::FileError) -> Denied {
+    match e {
+        crate::workspace::FileError::BadPath { .. } => Denied::Refused(e.to_string()),
+        other => Denied::Error(other.to_string()),
+    }
 }
 
 fn args<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Denied> {

@@ -202,6 +202,8 @@ pub struct StepResult {
     pub seconds: f64,
     /// The model's last answer (its summary of the step), at most 4 KiB.
     pub summary: String,
+    /// The SELinux context the agent ran in (`None` when SELinux is off).
+    pub context: Option<String>,
     /// The output files written, relative to `outputs/`.
     pub outputs: Vec<String>,
     pub proposals: Vec<Proposal>,
@@ -429,6 +431,7 @@ mod tests {
             completion_tokens: 120,
             seconds: 4.5,
             summary: String::new(),
+            context: None,
             outputs: vec![],
             proposals: vec![Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() }],
             refused: vec![RefusedCall { tool: "fetch_url".into(), reason: "not granted".into() }],

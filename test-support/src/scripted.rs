@@ -52,34 +52,15 @@ impl ScriptedModel {
             std::os::unix::net::UnixListener::bind(socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
-        std::thread::spawn(move || {
-            let mut turns = turns.into_iter();
-            let mut n = 0;
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let Some(body) = read_request(&mut conn) else { continue };
-                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(body.clone());
-                n += 1;
-                let mut turn = turns.next();
-                while let Some(Turn::Stall(d)) = turn {
-                    std::thread::sleep(d);
-                    turn = turns.next();
-                }
-                let (status, answer) = match turn {
-                    Some(Turn::Tools(calls)) => (200, completion(n, &body, None, &calls)),
-                    Some(Turn::Text(t)) => (200, completion(n, &body, Some(&t), &[])),
-                    Some(Turn::Error(s, m)) => (s, json!({"error": {"message": m, "type": "invalid_request_error"}})),
-                    Some(Turn::Stall(_)) | None => (500, json!({"error": {"message": "the script has no more turns"}})),
-                };
-                let text = answer.to_string();
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
-                );
-            }
-        });
+        std::thread::spawn(move || serve(listener.incoming(), turns, &seen, None));
         ScriptedModel { socket: socket.to_path_buf(), requests }
+    }
+
+    /// The same on TCP, in the foreground (the `aither-scripted-model` binary): each request
+    /// body is also appended to `log` as a JSON line.
+    pub fn serve_tcp(listener: &std::net::TcpListener, turns: Vec<Turn>, log: Option<&Path>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        serve(listener.incoming(), turns, &seen, log);
     }
 
     /// The request bodies received so far.
@@ -88,8 +69,84 @@ impl ScriptedModel {
     }
 }
 
-fn read_request(conn: &mut std::os::unix::net::UnixStream) -> Option<Value> {
-    let mut r = std::io::BufReader::new(conn.try_clone().ok()?);
+/// Answer each connection with the next turn.
+fn serve<S: std::io::Read + std::io::Write>(
+    incoming: impl Iterator<Item = std::io::Result<S>>,
+    turns: Vec<Turn>,
+    seen: &Mutex<Vec<Value>>,
+    log: Option<&Path>,
+) {
+    let mut turns = turns.into_iter();
+    let mut n = 0;
+    for conn in incoming {
+        let Ok(mut conn) = conn else { continue };
+        let Some(body) = read_request(&mut conn) else { continue };
+        if let Some(log) = log {
+            let line = format!("{body}\n");
+            let _ = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(log)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+        }
+        seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(body.clone());
+        n += 1;
+        let mut turn = turns.next();
+        while let Some(Turn::Stall(d)) = turn {
+            std::thread::sleep(d);
+            turn = turns.next();
+        }
+        let (status, answer) = match turn {
+            Some(Turn::Tools(calls)) => (200, completion(n, &body, None, &calls)),
+            Some(Turn::Text(t)) => (200, completion(n, &body, Some(&t), &[])),
+            Some(Turn::Error(s, m)) => (s, json!({"error": {"message": m, "type": "invalid_request_error"}})),
+            Some(Turn::Stall(_)) | None => (500, json!({"error": {"message": "the script has no more turns"}})),
+        };
+        let text = answer.to_string();
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+    }
+}
+
+/// A script as JSON: `[{"tools": [["read_file", {"path": "…"}]]}, {"text": "done"},
+/// {"error": [404, "…"]}, {"stall_ms": 3000}]`.
+pub fn parse_script(text: &str) -> Result<Vec<Turn>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let turns = doc.as_array().ok_or("a script is a JSON array of turns")?;
+    turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let bad = || format!("turn {i}: {t}");
+            if let Some(calls) = t.get("tools").and_then(Value::as_array) {
+                let calls = calls
+                    .iter()
+                    .map(|c| match c.as_array().map(Vec::as_slice) {
+                        Some([Value::String(name), args]) => Ok((name.clone(), args.clone())),
+                        _ => Err(bad()),
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok(Turn::Tools(calls))
+            } else if let Some(text) = t.get("text").and_then(Value::as_str) {
+                Ok(Turn::Text(text.to_string()))
+            } else if let Some(ms) = t.get("stall_ms").and_then(Value::as_u64) {
+                Ok(Turn::Stall(std::time::Duration::from_millis(ms)))
+            } else if let Some([Value::Number(s), Value::String(m)]) =
+                t.get("error").and_then(Value::as_array).map(Vec::as_slice)
+            {
+                Ok(Turn::Error(s.as_u64().and_then(|s| u16::try_from(s).ok()).ok_or_else(bad)?, m.clone()))
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
+fn read_request(conn: &mut impl std::io::Read) -> Option<Value> {
+    let mut r = std::io::BufReader::new(conn);
     let mut length = 0usize;
     loop {
         let mut line = String::new();
@@ -130,4 +187,22 @@ fn completion(n: usize, request: &Value, text: Option<&str>, calls: &[(String, V
         "choices": [{"index": 0, "message": message, "finish_reason": if calls.is_empty() { "stop" } else { "tool_calls" }}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": COMPLETION_TOKENS, "total_tokens": prompt + COMPLETION_TOKENS}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_reads_from_json_and_bad_turns_are_named() {
+        let turns = parse_script(
+            r#"[{"tools": [["read_file", {"path": "a"}]]}, {"stall_ms": 5}, {"text": "done"}, {"error": [404, "no"]}]"#,
+        )
+        .expect("script");
+        assert!(matches!(&turns[0], Turn::Tools(c) if c[0].0 == "read_file" && c[0].1["path"] == "a"));
+        assert!(matches!(turns[1], Turn::Stall(d) if d == std::time::Duration::from_millis(5)));
+        assert!(matches!(&turns[2], Turn::Text(t) if t == "done"));
+        assert!(matches!(&turns[3], Turn::Error(404, m) if m == "no"));
+        assert!(parse_script(r#"[{"speak": 1}]"#).expect_err("bad").starts_with("turn 0: "));
+    }
 }

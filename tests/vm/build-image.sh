@@ -51,6 +51,11 @@ for line in sys.stdin:
         print(m["executable"])')"
 [ -x "$cgtest" ] || { echo "vm: cannot build aither-init's cgroup tests" >&2; exit 1; }
 install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
+# The workflow scenario: a scripted stand-in for the model (behind the gateway's cloud
+# fallback), the script it answers with, the workflow and the unit that fails.
+install -m 0755 "$repo/target/debug/aither-scripted-model" "$vt/aither-scripted-model"
+install -m 0644 "$here/guest/workflow/heal-script.json" "$here/guest/workflow/vm-heal.toml" \
+  "$here/guest/workflow/vm-flaky.toml" "$here/guest/workflow/cloud.toml" "$vt/"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
 ln -sf /usr/lib/systemd/system/agentd.service "$root/etc/systemd/system/multi-user.target.wants/"
 ln -sf /usr/lib/systemd/system/aither-drivers.service "$root/etc/systemd/system/multi-user.target.wants/"

@@ -593,8 +593,8 @@ impl Daemon {
             st.engine.steps.remove(unit);
             st.by_name.remove(unit);
             let next = st.admission.release(unit);
-            st.loaded.mcs.pairs.remove(unit);
-            let _ = st.loaded.mcs.save(&super::load::mcs_file(&st.loaded.settings));
+            // The step's category pair stays reserved until its run is over: the steps of a
+            // run never share a pair ([`Daemon::finish`] frees them).
             (units::workspace(&st.loaded.settings.state_dir, unit), next)
         };
         self.admit(next).await;
@@ -624,6 +624,15 @@ impl Daemon {
             }
         }
         let r = r.clone();
+        if state.is_final() {
+            // Its steps' category pairs are free again (their workspaces are gone), but for a
+            // step still being stopped.
+            let running: Vec<&String> =
+                r.steps.iter().filter(|s| s.state == StepState::Running).filter_map(|s| s.unit.as_ref()).collect();
+            let prefix = format!("wf-{id}-");
+            st.loaded.mcs.pairs.retain(|name, _| !name.starts_with(&prefix) || running.contains(&name));
+            let _ = st.loaded.mcs.save(&super::load::mcs_file(&st.loaded.settings));
+        }
         match &r.reason {
             Some(why) => tracing::info!("workflow run {id}: {}: {why}", state.name()),
             None => tracing::info!("workflow run {id}: {}", state.name()),

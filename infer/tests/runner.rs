@@ -1,0 +1,75 @@
+//! A workflow step's runner (`aither-agent`) against the real aither-infer on the tiny model,
+//! through its Unix socket as through the gateway's: the granted tools reach the model's own
+//! chat template (Hermes form), the request with its tools, `tool_choice` and `max_tokens` is
+//! accepted, tokens are counted against the budget, and the step ends with a typed result
+//! whatever the random weights say. The shape of each conversation is tested against a
+//! scripted model in `agent/tests/step.rs`; this is the plumbing with a real model.
+
+mod common;
+
+use std::time::Duration;
+
+use aither_api::workflow::{StepBudget, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
+use common::chat_model;
+
+#[test]
+fn a_step_runs_to_a_typed_result_against_the_real_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("tiny.sock");
+    let template = format!("{}/tests/templates/hermes.jinja", env!("CARGO_MANIFEST_DIR"));
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(chat_model())
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--threads", "1", "--ctx", "4096", "--chat-template-file", &template])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aither-infer");
+    aither_test_support::until("the worker's socket", 60, || sock.exists());
+
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(ws.join("inputs")).expect("inputs");
+    std::fs::write(ws.join("inputs/journal.txt"), "infer-qwen: out of memory\n").expect("journal");
+    let budget = StepBudget { steps: 3, tokens: 120, seconds: 120 };
+    let spec = StepSpec {
+        schema_version: SCHEMA_VERSION,
+        run_id: "tiny-1".into(),
+        workflow: "tiny".into(),
+        step: "diagnose".into(),
+        model: "chat".into(),
+        system_prompt: "You are the diagnostician.".into(),
+        instructions: "Read the journal and propose one action.".into(),
+        tools: vec![Tool::ReadFile, Tool::ListFiles, Tool::Propose],
+        commands: vec![],
+        inputs: vec!["journal.txt".into()],
+        outputs: vec![],
+        budget,
+    };
+    std::fs::write(ws.join("step.json"), serde_json::to_vec(&spec).expect("spec")).expect("step.json");
+    let out = std::process::Command::new(aither_test_support::bin("aither-agent"))
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("--gateway")
+        .arg(&sock)
+        .output()
+        .expect("aither-agent");
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: StepResult =
+        serde_json::from_slice(&std::fs::read(ws.join("result.json")).expect("result.json")).expect("typed");
+    assert!(
+        !matches!(result.outcome, StepOutcome::Failed { .. }),
+        "the worker accepted every request: {:?}\n{}",
+        result.outcome,
+        std::fs::read_to_string(ws.join("transcript.jsonl")).unwrap_or_default()
+    );
+    assert!(result.turns >= 1 && result.turns <= budget.steps, "{result:?}");
+    assert!(result.prompt_tokens > 0 && result.completion_tokens > 0, "{result:?}");
+    // max_tokens is what the budget has left: the whole step never generates more.
+    assert!(result.completion_tokens <= u64::from(budget.tokens), "{result:?}");
+    assert!(result.seconds < Duration::from_secs(120).as_secs_f64());
+    let transcript = std::fs::read_to_string(ws.join("transcript.jsonl")).expect("transcript");
+    assert!(transcript.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{transcript}");
+}
