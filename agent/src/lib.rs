@@ -11,6 +11,11 @@
 //! leaves `result.json` and `transcript.jsonl` ([`step`]). It never talks to agentd: whatever
 //! it wants done goes out as proposals, for agentd to validate and a human to approve.
 //!
+//! A step that ends without writing a declared output is reminded once, and the next turn
+//! must write it: only `write_file` is offered, its path one of the missing outputs and its
+//! content bounded by what the budget can hold, and the call is required (the worker's
+//! grammar makes it valid).
+//!
 //! ## Limitations
 //!
 //! - `search_docs` (an embedding index of the step's documents) is not built yet: it is not

@@ -114,6 +114,9 @@ fn converse(
         transcript.record(&json!({"event": "message", "message": m}));
     }
     let mut reminded = false;
+    // After a reminder, the one turn that must write the missing outputs: only write_file,
+    // its path one of them, and the call required (a grammar makes the model's call valid).
+    let mut forced: Option<Vec<String>> = None;
     loop {
         let exhausted = |budget: &str| StepOutcome::BudgetExhausted { budget: budget.into() };
         if result.turns >= spec.budget.steps {
@@ -126,8 +129,16 @@ fn converse(
         let Some(time_left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             return exhausted("seconds");
         };
-        let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": tokens_left});
-        if !definitions.is_empty() {
+        // A turn gets its share of the budget; the turn that must write the missing outputs
+        // gets all that is left (a file cut in the middle is no output).
+        let max_tokens =
+            if forced.is_some() { tokens_left } else { tokens_left.min(u64::from(spec.budget.turn_tokens.max(1))) };
+        let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
+        if let Some(paths) = forced.take() {
+            // The call's own JSON (its name, the path, quotes) takes some tokens of its own.
+            request["tools"] = json!([crate::tools::write_only(&paths, tokens_left.saturating_sub(64).max(1))]);
+            request["tool_choice"] = json!({"type": "function", "function": {"name": "write_file"}});
+        } else if !definitions.is_empty() {
             request["tools"] = Value::Array(definitions.clone());
             request["tool_choice"] = json!("auto");
         }
@@ -144,7 +155,8 @@ fn converse(
         result.summary = summary(&reply.content);
         messages.push(reply.message.clone());
         if reply.tool_calls.is_empty() {
-            if reply.finish_reason == "length" {
+            // Cut by the step's budget (not just by the turn's share of it): the step is over.
+            if reply.finish_reason == "length" && max_tokens == tokens_left {
                 return exhausted("tokens");
             }
             let missing: Vec<&String> = spec.outputs.iter().filter(|o| tools.output_missing(o)).collect();
@@ -156,6 +168,7 @@ fn converse(
                 return StepOutcome::Failed { reason: format!("the step ended without writing {names}") };
             }
             reminded = true;
+            forced = Some(missing.iter().map(|m| format!("{OUTPUTS}{m}")).collect());
             let nudge = json!({"role": "user", "content": format!("You have not written {names} yet. Write it with write_file now.")});
             transcript.record(&json!({"event": "message", "message": nudge}));
             messages.push(nudge);

@@ -87,6 +87,29 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
     }))
 }
 
+/// `write_file` narrowed to `paths`, its content at most `max_chars` characters: what the
+/// runner offers, and requires, for the turn after it reminded the model of outputs it has
+/// not written. The bound is what the tokens left can surely hold (a token is at least one
+/// character), so the call always ends within the budget.
+pub fn write_only(paths: &[String], max_chars: u64) -> Value {
+    json!({
+        "type": "function",
+        "function": {
+            "name": Tool::WriteFile.name(),
+            "description": "Write a whole file under outputs/ in your workspace (created or replaced).",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "enum": paths},
+                    "content": {"type": "string", "description": "the whole file", "maxLength": max_chars},
+                },
+                "required": ["path", "content"],
+                "additionalProperties": false,
+            },
+        }
+    })
+}
+
 /// What a step's calls did, for its result.
 #[derive(Debug)]
 pub struct Toolbox<'a> {
@@ -361,7 +384,7 @@ mod tests {
             commands: vec![vec!["/bin/echo".into(), "ok".into()]],
             inputs: vec![],
             outputs: vec![],
-            budget: StepBudget { steps: 4, tokens: 100, seconds: 60 },
+            budget: StepBudget { steps: 4, tokens: 100, seconds: 60, turn_tokens: 100 },
         }
     }
 

@@ -26,7 +26,7 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
     }
 }
 
-const ROOMY: StepBudget = StepBudget { steps: 10, tokens: 1000, seconds: 60 };
+const ROOMY: StepBudget = StepBudget { steps: 10, tokens: 1000, seconds: 60, turn_tokens: 1000 };
 
 /// A workspace laid out as agentd lays it out, with the stand-in's socket beside it.
 fn workspace(spec: &StepSpec) -> tempfile::TempDir {
@@ -149,7 +149,7 @@ fn a_step_reads_writes_proposes_and_its_refused_calls_are_recorded() {
 #[test]
 fn each_budget_stops_the_step() {
     // Turns.
-    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 2, tokens: 1000, seconds: 60 });
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 2, tokens: 1000, seconds: 60, turn_tokens: 1000 });
     let dir = workspace(&s);
     let loop_turn = || Turn::call("list_files", json!({"path": "."}));
     let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![loop_turn(), loop_turn(), loop_turn()]);
@@ -158,7 +158,7 @@ fn each_budget_stops_the_step() {
     assert_eq!((r.outcome, r.turns), (StepOutcome::BudgetExhausted { budget: "steps".into() }, 2));
 
     // Generated tokens: the second request may ask only for what is left.
-    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 15, seconds: 60 });
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 15, seconds: 60, turn_tokens: 1000 });
     let dir = workspace(&s);
     let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![loop_turn(), loop_turn(), loop_turn()]);
     let (_, r) = run_agent(dir.path());
@@ -167,7 +167,7 @@ fn each_budget_stops_the_step() {
     assert_eq!(asked, [15, 5]);
 
     // Wall time: a model that does not answer in time.
-    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 1000, seconds: 1 });
+    let s = spec(vec![Tool::ListFiles], &[], StepBudget { steps: 10, tokens: 1000, seconds: 1, turn_tokens: 1000 });
     let dir = workspace(&s);
     let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::Stall(Duration::from_secs(3)), loop_turn()]);
     let started = std::time::Instant::now();
@@ -195,6 +195,13 @@ fn a_missing_output_is_asked_for_once_then_fails_the_step() {
     let requests = m.requests();
     let nudge = &requests[1]["messages"].as_array().expect("messages").last().expect("last")["content"];
     assert_eq!(nudge, "You have not written outputs/report.md yet. Write it with write_file now.");
+    // The turn after the reminder may only write the missing file, and must.
+    assert_eq!(requests[1]["tool_choice"], json!({"type": "function", "function": {"name": "write_file"}}));
+    assert_eq!(
+        requests[1]["tools"][0]["function"]["parameters"]["properties"]["path"]["enum"],
+        json!(["outputs/report.md"])
+    );
+    assert_eq!(requests[2]["tool_choice"], "auto", "then every granted tool again");
 
     let dir = workspace(&s);
     let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("done"), Turn::text("still done")]);

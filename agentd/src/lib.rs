@@ -13,7 +13,8 @@
 //!   workspaces, reloads (all-or-nothing), stops or steps aside for a restart.
 //! - [`workflows`]: workflow definitions (steps as roles, inputs, triggers, budgets), read
 //!   from `/usr/share/aither/workflows` and `/etc/aither/workflows.d` and validated; the
-//!   engine that runs them is still to come.
+//!   engine that runs them (steps as `aither-agent` units, hand-over, proposals, approvals,
+//!   audit, resume) is in `daemon` (`workflow.rs`, `runs.rs`).
 //! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
 //! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
 //! - `aitherctl`, the client, is a crate of its own (`ctl/`), on the documents of `aither-api`.

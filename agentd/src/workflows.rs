@@ -192,6 +192,7 @@ struct BudgetDoc {
     steps: Option<u32>,
     tokens: Option<u32>,
     seconds: Option<u32>,
+    turn_tokens: Option<u32>,
 }
 
 /// Read every workflow under `root`: the shipped ones, then the admin's (replacing a shipped
@@ -317,6 +318,8 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
             steps: bounded(s.budget.steps, 10, 200).map_err(|p| bad(key("budget.steps"), p))?,
             tokens: bounded(s.budget.tokens, 8_000, 1_000_000).map_err(|p| bad(key("budget.tokens"), p))?,
             seconds: bounded(s.budget.seconds, 600, 86_400).map_err(|p| bad(key("budget.seconds"), p))?,
+            turn_tokens: bounded(s.budget.turn_tokens, aither_api::workflow::TURN_TOKENS, 32_768)
+                .map_err(|p| bad(key("budget.turn_tokens"), p))?,
         };
         steps.push(Step {
             name: s.name,
@@ -571,7 +574,7 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
         assert_eq!(w.name, "heal");
         assert!(w.triggers.manual, "manual by default");
         assert_eq!(w.triggers.calendar, Some(Schedule::Weekly(210)));
-        assert_eq!(w.steps[0].budget, StepBudget { steps: 8, tokens: 4000, seconds: 600 });
+        assert_eq!(w.steps[0].budget, StepBudget { steps: 8, tokens: 4000, seconds: 600, turn_tokens: 2048 });
         assert_eq!(w.steps[0].inputs, vec![Input::Journal { unit: None }, Input::Status]);
         assert_eq!(w.steps[1].inputs, vec![Input::Output { step: "diagnose".into(), file: "diagnosis.md".into() }]);
         assert_eq!(w.steps[1].network, Network::Gateway);

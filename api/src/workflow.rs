@@ -144,7 +144,12 @@ pub struct StepBudget {
     /// Tokens generated over the whole step.
     pub tokens: u32,
     pub seconds: u32,
+    /// The most tokens one turn may generate (a long answer is cut there, not the step).
+    pub turn_tokens: u32,
 }
+
+/// [`StepBudget::turn_tokens`] when a workflow sets none.
+pub const TURN_TOKENS: u32 = 2048;
 
 /// What a step's agent is given (`step.json` in its workspace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

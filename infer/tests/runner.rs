@@ -1,8 +1,9 @@
 //! A workflow step's runner (`aither-agent`) against the real aither-infer on the tiny model,
 //! through its Unix socket as through the gateway's: the granted tools reach the model's own
 //! chat template (Hermes form), the request with its tools, `tool_choice` and `max_tokens` is
-//! accepted, tokens are counted against the budget, and the step ends with a typed result
-//! whatever the random weights say. The shape of each conversation is tested against a
+//! accepted, tokens are counted against the budget (each turn cut at its share), the declared
+//! output is written through a grammar-constrained call, and the step ends with a typed
+//! result whatever the random weights say. The shape of each conversation is tested against a
 //! scripted model in `agent/tests/step.rs`; this is the plumbing with a real model.
 
 mod common;
@@ -31,7 +32,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     let ws = dir.path().join("ws");
     std::fs::create_dir_all(ws.join("inputs")).expect("inputs");
     std::fs::write(ws.join("inputs/journal.txt"), "infer-qwen: out of memory\n").expect("journal");
-    let budget = StepBudget { steps: 3, tokens: 120, seconds: 120 };
+    let budget = StepBudget { steps: 6, tokens: 2000, seconds: 120, turn_tokens: 48 };
     let spec = StepSpec {
         schema_version: SCHEMA_VERSION,
         run_id: "tiny-1".into(),
@@ -40,10 +41,10 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
         model: "chat".into(),
         system_prompt: "You are the diagnostician.".into(),
         instructions: "Read the journal and propose one action.".into(),
-        tools: vec![Tool::ReadFile, Tool::ListFiles, Tool::Propose],
+        tools: vec![Tool::ReadFile, Tool::WriteFile, Tool::Propose],
         commands: vec![],
         inputs: vec!["journal.txt".into()],
-        outputs: vec![],
+        outputs: vec!["diagnosis.md".into()],
         budget,
     };
     std::fs::write(ws.join("step.json"), serde_json::to_vec(&spec).expect("spec")).expect("step.json");
@@ -57,6 +58,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     let _ = worker.kill();
     let _ = worker.wait();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
     let result: StepResult =
         serde_json::from_slice(&std::fs::read(ws.join("result.json")).expect("result.json")).expect("typed");
     assert!(
@@ -70,6 +72,10 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     // max_tokens is what the budget has left: the whole step never generates more.
     assert!(result.completion_tokens <= u64::from(budget.tokens), "{result:?}");
     assert!(result.seconds < Duration::from_secs(120).as_secs_f64());
+    // Whatever the weights say, the declared output is written: after one reminder the runner
+    // requires a write_file call narrowed to the missing file, and the grammar makes it valid.
+    assert_eq!(result.outputs, ["diagnosis.md"], "{result:?}");
+    assert!(ws.join("outputs/diagnosis.md").is_file());
     let transcript = std::fs::read_to_string(ws.join("transcript.jsonl")).expect("transcript");
     assert!(transcript.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{transcript}");
 }
