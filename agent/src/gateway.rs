@@ -69,13 +69,40 @@ impl Gateway {
         let doc: Value =
             serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
         if status != 200 {
-            let message = doc
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .map_or_else(|| String::from_utf8_lossy(&answer).chars().take(500).collect(), str::to_string);
-            return Err(GatewayError::Refused { status, message });
+            return Err(refusal(status, &doc, &answer));
         }
         parse_reply(&doc)
+    }
+
+    /// `POST /v1/embeddings` of `texts` with `model`; one vector per text, in order.
+    pub fn embed(&self, model: &str, texts: &[String], timeout: Duration) -> Result<Vec<Vec<f32>>, GatewayError> {
+        let body = serde_json::to_vec(&serde_json::json!({"model": model, "input": texts}))
+            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        let (status, answer) = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, self.post("/v1/embeddings", body)).await })
+            .map_err(|_| GatewayError::Timeout)??;
+        let doc: Value =
+            serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
+        if status != 200 {
+            return Err(refusal(status, &doc, &answer));
+        }
+        let data = doc.get("data").and_then(Value::as_array).ok_or_else(|| GatewayError::Protocol("no data".into()))?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for item in data {
+            let i = item.get("index").and_then(Value::as_u64).and_then(|i| usize::try_from(i).ok());
+            let v = item.get("embedding").and_then(Value::as_array);
+            let (Some(i), Some(v)) = (i, v) else {
+                return Err(GatewayError::Protocol(format!("an embedding without index or vector: {item}")));
+            };
+            #[allow(clippy::cast_possible_truncation)]
+            let v: Vec<f32> = v.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+            *out.get_mut(i).ok_or_else(|| GatewayError::Protocol(format!("embedding index {i} out of range")))? = v;
+        }
+        if out.iter().any(Vec::is_empty) {
+            return Err(GatewayError::Protocol("an input got no embedding".into()));
+        }
+        Ok(out)
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {
@@ -101,6 +128,15 @@ impl Gateway {
             .to_bytes();
         Ok((status, answer))
     }
+}
+
+/// A refusal in OpenAI's shape, or the start of whatever came.
+fn refusal(status: u16, doc: &Value, answer: &[u8]) -> GatewayError {
+    let message = doc
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .map_or_else(|| String::from_utf8_lossy(answer).chars().take(500).collect(), str::to_string);
+    GatewayError::Refused { status, message }
 }
 
 /// The first choice of a chat completion.

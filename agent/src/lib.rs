@@ -6,8 +6,8 @@
 //! with the local model through the gateway's Unix socket ([`gateway`]), offering only the
 //! tools the step was granted ([`tools`]) and carrying out each call itself, inside its own
 //! confinement: files of its workspace ([`workspace`]), one of the step's listed commands
-//! ([`command`]), a URL when the step has outbound network ([`fetch`]), a proposal from the
-//! closed set. It stops at the first budget it reaches (turns, generated tokens, seconds) and
+//! ([`command`]), a URL when the step has outbound network ([`fetch`]), a search of its
+//! documents through the embedding model ([`search`]), a proposal from the closed set. It stops at the first budget it reaches (turns, generated tokens, seconds) and
 //! leaves `result.json` and `transcript.jsonl` ([`step`]). It never talks to agentd: whatever
 //! it wants done goes out as proposals, for agentd to validate and a human to approve.
 //!
@@ -18,8 +18,8 @@
 //!
 //! ## Limitations
 //!
-//! - `search_docs` (an embedding index of the step's documents) is not built yet: it is not
-//!   offered to the model, and a call to it is refused and recorded.
+//! - `search_docs` keeps its index in the agent's memory for the step (bounded by the step's
+//!   share of the plan's L2 tier): a later step or run embeds its documents again.
 //! - Only the workspace is readable by the file tools; paths the manifest grants outside it
 //!   are to come with the workflow engine (agentd copies inputs in until then).
 //! - `fetch_url` checks the addresses it connects to (never this machine or the link-local
@@ -29,6 +29,7 @@
 pub mod command;
 pub mod fetch;
 pub mod gateway;
+pub mod search;
 pub mod step;
 pub mod tools;
 pub mod workspace;

@@ -61,7 +61,11 @@ pub fn run(root: &Path, gateway: &Path) -> Result<StepResult, StepError> {
     let deadline = started + Duration::from_secs(u64::from(spec.budget.seconds));
     let mut transcript = Transcript::open(root);
     let fetcher = spec.tools.contains(&Tool::FetchUrl).then(|| Fetcher::new(Duration::from_secs(30), false));
+    let gateway_client = Gateway::new(gateway);
     let mut tools = Toolbox::new(&spec, &workspace, root, fetcher);
+    if let Ok(gw) = &gateway_client {
+        tools = tools.with_gateway(gw);
+    }
     let mut result = StepResult {
         schema_version: SCHEMA_VERSION,
         run_id: spec.run_id.clone(),
@@ -79,8 +83,8 @@ pub fn run(root: &Path, gateway: &Path) -> Result<StepResult, StepError> {
         proposals: Vec::new(),
         refused: Vec::new(),
     };
-    result.outcome = match Gateway::new(gateway) {
-        Ok(gw) => converse(&spec, &gw, &mut tools, &mut transcript, deadline, &mut result),
+    result.outcome = match &gateway_client {
+        Ok(gw) => converse(&spec, gw, &mut tools, &mut transcript, deadline, &mut result),
         Err(e) => StepOutcome::Failed { reason: format!("cannot start the gateway client: {e}") },
     };
     result.seconds = started.elapsed().as_secs_f64();

@@ -73,9 +73,11 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
             }),
             vec!["kind", "reason"],
         ),
-        // Not offered until the embedding index exists (issue 20's remaining work); a step
-        // granted it gets a clear refusal if its model asks anyway.
-        Tool::SearchDocs => return None,
+        Tool::SearchDocs => (
+            "Search your input documents (inputs/) by meaning; returns the passages nearest the query, with their file and lines.",
+            json!({"query": string("what to look for, in a sentence")}),
+            vec!["query"],
+        ),
     };
     Some(json!({
         "type": "function",
@@ -117,6 +119,9 @@ pub struct Toolbox<'a> {
     workspace: &'a Workspace,
     root: &'a Path,
     fetcher: Option<Fetcher>,
+    /// The gateway, for `search_docs`'s embeddings, and the index once built.
+    gateway: Option<&'a crate::gateway::Gateway>,
+    index: Option<crate::search::Index>,
     pub proposals: Vec<Proposal>,
     pub refused: Vec<RefusedCall>,
     /// Files written, relative to `outputs/`.
@@ -159,6 +164,12 @@ struct UrlArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SearchArgs {
+    query: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProposeArgs {
     kind: ProposalKind,
     #[serde(default)]
@@ -182,7 +193,23 @@ impl<'a> Toolbox<'a> {
     /// `root` is the workspace's directory (commands run there); `fetcher` only for a step
     /// granted `fetch_url`.
     pub fn new(spec: &'a StepSpec, workspace: &'a Workspace, root: &'a Path, fetcher: Option<Fetcher>) -> Toolbox<'a> {
-        Toolbox { spec, workspace, root, fetcher, proposals: Vec::new(), refused: Vec::new(), written: BTreeSet::new() }
+        Toolbox {
+            spec,
+            workspace,
+            root,
+            fetcher,
+            gateway: None,
+            index: None,
+            proposals: Vec::new(),
+            refused: Vec::new(),
+            written: BTreeSet::new(),
+        }
+    }
+
+    /// The gateway `search_docs` embeds through.
+    pub fn with_gateway(mut self, gateway: &'a crate::gateway::Gateway) -> Toolbox<'a> {
+        self.gateway = Some(gateway);
+        self
     }
 
     /// Carry out `call` with at most `time` left; what the model is told.
@@ -195,9 +222,7 @@ impl<'a> Toolbox<'a> {
             "run_command" if granted(Tool::RunCommand) => args(&call.arguments).and_then(|a| self.run(&a, time)),
             "fetch_url" if granted(Tool::FetchUrl) => args(&call.arguments).and_then(|a| self.fetch(&a)),
             "propose" if granted(Tool::Propose) => args(&call.arguments).and_then(|a| self.propose(a)),
-            "search_docs" if granted(Tool::SearchDocs) => {
-                Err(Denied::Refused("search_docs is not available in this version of the agent".into()))
-            }
+            "search_docs" if granted(Tool::SearchDocs) => args(&call.arguments).and_then(|a| self.search(&a, time)),
             other => Err(Denied::Refused(format!("{other} is not a tool this step was granted"))),
         };
         match outcome {
@@ -285,6 +310,51 @@ impl<'a> Toolbox<'a> {
             Err(e @ crate::fetch::FetchError::Scheme { .. }) => Err(Denied::Refused(e.to_string())),
             Err(e) => Err(Denied::Error(e.to_string())),
         }
+    }
+
+    fn search(&mut self, a: &SearchArgs, time: Duration) -> Result<String, Denied> {
+        let gateway = self.gateway.ok_or_else(|| Denied::Error("no gateway to embed with".into()))?;
+        if a.query.trim().is_empty() {
+            return Err(Denied::Error("query: say what to look for".into()));
+        }
+        if self.spec.index_bytes == 0 {
+            return Err(Denied::Error("the plan leaves no memory for a vector index (its L2 tier is empty)".into()));
+        }
+        if self.index.is_none() {
+            let index = crate::search::Index::build(
+                self.workspace,
+                gateway,
+                &self.spec.embedding_model,
+                self.spec.index_bytes,
+                time,
+            )
+            .map_err(Denied::Error)?;
+            self.index = Some(index);
+        }
+        let index = self.index.as_ref().ok_or_else(|| Denied::Error("no index".into()))?;
+        if index.is_empty() {
+            return Ok("no documents to search: inputs/ holds no text".into());
+        }
+        let query = gateway
+            .embed(&self.spec.embedding_model, std::slice::from_ref(&a.query), time)
+            .map_err(|e| Denied::Error(format!("the embedding model: {e}")))?;
+        let hits = index.nearest(&query[0], crate::search::TOP);
+        let mut text = format!("{} of {} passages", hits.len(), index.len());
+        if index.left_out > 0 {
+            text.push_str(&format!(" ({} more left out: the index is full)", index.left_out));
+        }
+        text.push_str(":\n");
+        for (i, (score, p)) in hits.iter().enumerate() {
+            let excerpt: String = p.text.chars().take(CHUNK / crate::search::TOP / 2).collect();
+            text.push_str(&format!(
+                "[{}] {} lines {}-{} (score {score:.2})\n{excerpt}\n",
+                i + 1,
+                p.file,
+                p.first_line,
+                p.last_line
+            ));
+        }
+        Ok(cut(text))
     }
 
     fn propose(&mut self, a: ProposeArgs) -> Result<String, Denied> {
@@ -385,6 +455,8 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             budget: StepBudget { steps: 4, tokens: 100, seconds: 60, turn_tokens: 100 },
+            embedding_model: "embedding".into(),
+            index_bytes: 0,
         }
     }
 
@@ -396,7 +468,7 @@ mod tests {
     fn only_granted_tools_are_offered_and_carried_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ws = Workspace::open(dir.path()).expect("ws");
-        let s = spec(vec![Tool::ReadFile, Tool::WriteFile, Tool::RunCommand, Tool::SearchDocs]);
+        let s = spec(vec![Tool::ReadFile, Tool::WriteFile, Tool::RunCommand]);
         let names: Vec<String> =
             definitions(&s).iter().map(|d| d["function"]["name"].as_str().expect("name").to_string()).collect();
         assert_eq!(names, ["read_file", "write_file", "run_command"]);

@@ -23,6 +23,8 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
         inputs: vec!["journal.txt".into()],
         outputs: outputs.iter().map(ToString::to_string).collect(),
         budget,
+        embedding_model: "embedding".into(),
+        index_bytes: 1 << 20,
     }
 }
 
@@ -254,4 +256,47 @@ fn a_bad_step_document_is_an_error_naming_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn search_docs_finds_the_passage_by_meaning_within_the_index_bound() {
+    let mut s = spec(vec![Tool::SearchDocs], &[], ROOMY);
+    let dir = workspace(&s);
+    std::fs::create_dir_all(dir.path().join("ws/inputs/docs")).expect("docs");
+    std::fs::write(
+        dir.path().join("ws/inputs/docs/backup.md"),
+        "# Backups\nThe backup runs nightly and writes to the storage server.\n",
+    )
+    .expect("doc");
+    std::fs::write(
+        dir.path().join("ws/inputs/docs/gpu.md"),
+        "# Workers\nA worker killed for lack of VRAM restarts with fewer GPU layers.\n",
+    )
+    .expect("doc");
+    let search = || Turn::call("search_docs", json!({"query": "why was the worker killed: VRAM"}));
+    let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![search(), Turn::text("found")]);
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(r.expect("result").outcome, StepOutcome::Completed);
+    let answer = &tool_answers_of(&m.requests()[1])[0];
+    assert!(answer.starts_with("3 of 3 passages:\n[1] inputs/docs/gpu.md lines 1-2"), "{answer}");
+
+    // An index bound of one vector: the rest is left out, and the answer says so.
+    s.index_bytes = 64 * 4;
+    let dir2 = workspace(&s);
+    std::fs::create_dir_all(dir2.path().join("ws/inputs/docs")).expect("docs");
+    std::fs::write(dir2.path().join("ws/inputs/docs/gpu.md"), "VRAM\n").expect("doc");
+    let m = ScriptedModel::start(&dir2.path().join("gw.sock"), vec![search(), Turn::text("found")]);
+    run_agent(dir2.path());
+    let answer = &tool_answers_of(&m.requests()[1])[0];
+    assert!(answer.starts_with("1 of 1 passages (1 more left out: the index is full)"), "{answer}");
+}
+
+fn tool_answers_of(request: &Value) -> Vec<String> {
+    request["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
 }

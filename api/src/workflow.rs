@@ -171,6 +171,17 @@ pub struct StepSpec {
     /// The files the step is expected to leave in the workspace's `outputs/`.
     pub outputs: Vec<String>,
     pub budget: StepBudget,
+    /// The model `search_docs` embeds with (the plan's embedding model, or its role).
+    #[serde(default = "embedding_role")]
+    pub embedding_model: String,
+    /// The most bytes of vectors `search_docs` may keep: the step's share of the plan's L2
+    /// tier (the vector index's RAM).
+    #[serde(default)]
+    pub index_bytes: u64,
+}
+
+fn embedding_role() -> String {
+    "embedding".into()
 }
 
 /// How a step ended.

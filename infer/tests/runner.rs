@@ -46,6 +46,8 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
         inputs: vec!["journal.txt".into()],
         outputs: vec!["diagnosis.md".into()],
         budget,
+        embedding_model: "embedding".into(),
+        index_bytes: 0,
     };
     std::fs::write(ws.join("step.json"), serde_json::to_vec(&spec).expect("spec")).expect("step.json");
     let out = std::process::Command::new(aither_test_support::bin("aither-agent"))

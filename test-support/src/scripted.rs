@@ -1,7 +1,8 @@
 //! A scripted stand-in for the gateway: an OpenAI-compatible chat endpoint on a Unix socket
 //! that answers each request with the next turn of a script (tool calls, text, an error or a
 //! stall) and keeps every request it received, so tests of agents and workflows are
-//! deterministic without a model.
+//! deterministic without a model. Embedding requests get bag-of-words vectors ([`embedding`]),
+//! so a search finds the passages that share the query's words.
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -69,7 +70,36 @@ impl ScriptedModel {
     }
 }
 
-/// Answer each connection with the next turn.
+/// Dimensions of the stand-in's embeddings.
+pub const EMBEDDING_DIM: usize = 64;
+
+/// The stand-in's embedding of a text: its lowercase words hashed into
+/// [`EMBEDDING_DIM`] counts, so texts sharing words are near (enough for tests of search).
+pub fn embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; EMBEDDING_DIM];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+        let h = word.to_lowercase().bytes().fold(5381u64, |h, b| h.wrapping_mul(33) ^ u64::from(b));
+        v[usize::try_from(h % EMBEDDING_DIM as u64).unwrap_or(0)] += 1.0;
+    }
+    v
+}
+
+fn embeddings(request: &Value) -> Value {
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding(t)}))
+        .collect();
+    json!({"object": "list", "model": request["model"], "data": data, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+}
+
+/// Answer each connection with the next turn (an embeddings request is answered at once,
+/// without taking a turn).
 fn serve<S: std::io::Read + std::io::Write>(
     incoming: impl Iterator<Item = std::io::Result<S>>,
     turns: Vec<Turn>,
@@ -81,6 +111,15 @@ fn serve<S: std::io::Read + std::io::Write>(
     for conn in incoming {
         let Ok(mut conn) = conn else { continue };
         let Some(body) = read_request(&mut conn) else { continue };
+        if body.get("input").is_some() {
+            let text = embeddings(&body).to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            continue;
+        }
         if let Some(log) = log {
             let line = format!("{body}\n");
             let _ = std::fs::OpenOptions::new()

@@ -419,6 +419,11 @@ impl Daemon {
             inputs: names,
             outputs: step.outputs.clone(),
             budget: step.budget,
+            embedding_model: "embedding".into(),
+            // The step's share of the vector index's RAM (the L2 tier), among the agents that
+            // may run at once.
+            index_bytes: st.loaded.plan.memory_tiers.l2_vector_index_bytes
+                / u64::try_from(st.admission.limit.max(1)).unwrap_or(1),
         };
         files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
         Ok(files)
