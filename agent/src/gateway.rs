@@ -10,6 +10,9 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+/// How long to wait before asking again after a 503.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// The largest answer read from the gateway.
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
 
@@ -62,10 +65,7 @@ impl Gateway {
     /// `POST /v1/chat/completions` with `request`; the answer within `timeout`.
     pub fn chat(&self, request: &Value, timeout: Duration) -> Result<Reply, GatewayError> {
         let body = serde_json::to_vec(request).map_err(|e| GatewayError::Protocol(e.to_string()))?;
-        let (status, answer) = self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, self.post("/v1/chat/completions", body)).await })
-            .map_err(|_| GatewayError::Timeout)??;
+        let (status, answer) = self.post_patiently("/v1/chat/completions", &body, timeout)?;
         let doc: Value =
             serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
         if status != 200 {
@@ -78,10 +78,7 @@ impl Gateway {
     pub fn embed(&self, model: &str, texts: &[String], timeout: Duration) -> Result<Vec<Vec<f32>>, GatewayError> {
         let body = serde_json::to_vec(&serde_json::json!({"model": model, "input": texts}))
             .map_err(|e| GatewayError::Protocol(e.to_string()))?;
-        let (status, answer) = self
-            .runtime
-            .block_on(async { tokio::time::timeout(timeout, self.post("/v1/embeddings", body)).await })
-            .map_err(|_| GatewayError::Timeout)??;
+        let (status, answer) = self.post_patiently("/v1/embeddings", &body, timeout)?;
         let doc: Value =
             serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
         if status != 200 {
@@ -103,6 +100,24 @@ impl Gateway {
             return Err(GatewayError::Protocol("an input got no embedding".into()));
         }
         Ok(out)
+    }
+
+    /// POST within `timeout`, asking again (each second) while the answer is 503: a model
+    /// still loading, a listener at its connection cap.
+    fn post_patiently(&self, path: &str, body: &[u8], timeout: Duration) -> Result<(u16, Bytes), GatewayError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (status, answer) = self
+                .runtime
+                .block_on(async { tokio::time::timeout(left, self.post(path, body.to_vec())).await })
+                .map_err(|_| GatewayError::Timeout)??;
+            let again = status == 503 && deadline.saturating_duration_since(std::time::Instant::now()) > RETRY;
+            if !again {
+                return Ok((status, answer));
+            }
+            std::thread::sleep(RETRY);
+        }
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {

@@ -228,6 +228,16 @@ fn a_gateway_refusal_or_no_gateway_fails_the_step_with_the_reason() {
         StepOutcome::Failed { reason: "the gateway answered 404: model 'chat' is not in the plan".into() }
     );
 
+    // 503 (a model still loading) is asked again, within the step's time.
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![Turn::Error(503, "the model is still loading".into()), Turn::text("done")],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns), (StepOutcome::Completed, 1));
+
     let dir = workspace(&s);
     let (out, r) = run_agent(dir.path());
     assert!(out.status.success());

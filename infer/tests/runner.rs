@@ -13,21 +13,30 @@ use std::time::Duration;
 use aither_api::workflow::{StepBudget, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
 use common::chat_model;
 
+/// Wait until the worker on `sock` has loaded its model.
+fn ready(sock: &std::path::Path) {
+    aither_test_support::until("the worker's model", 120, || {
+        sock.exists() && common::unix_request(sock, "GET", "/health", "").0 == 200
+    });
+}
+
 #[test]
 fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("tiny.sock");
     let template = format!("{}/tests/templates/hermes.jinja", env!("CARGO_MANIFEST_DIR"));
-    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
         .arg("--model")
         .arg(chat_model())
         .arg("--listen")
         .arg(format!("unix:{}", sock.display()))
         .args(["--threads", "1", "--ctx", "4096", "--chat-template-file", &template])
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn aither-infer");
-    aither_test_support::until("the worker's socket", 60, || sock.exists());
+    let worker = aither_test_support::Guard(worker);
+    ready(&sock);
 
     let ws = dir.path().join("ws");
     std::fs::create_dir_all(ws.join("inputs")).expect("inputs");
@@ -57,8 +66,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
         .arg(&sock)
         .output()
         .expect("aither-agent");
-    let _ = worker.kill();
-    let _ = worker.wait();
+    drop(worker);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
     let result: StepResult =
@@ -80,4 +88,44 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     assert!(ws.join("outputs/diagnosis.md").is_file());
     let transcript = std::fs::read_to_string(ws.join("transcript.jsonl")).expect("transcript");
     assert!(transcript.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{transcript}");
+}
+
+/// `search_docs`'s index through the real embedding worker (all-MiniLM-L6-v2, real weights):
+/// the passage that answers the question comes first though it shares few of its words.
+#[test]
+fn search_docs_ranks_by_meaning_with_the_real_embedding_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("embed.sock");
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(common::embedding_model())
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--threads", "1", "--ctx", "512"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aither-infer");
+    let worker = aither_test_support::Guard(worker);
+    ready(&sock);
+    let ws_dir = dir.path().join("ws");
+    std::fs::create_dir_all(ws_dir.join("inputs/docs")).expect("docs");
+    for (name, text) in [
+        ("backup.md", "The nightly backup copies the database to the storage server at three in the morning."),
+        ("gpu.md", "When the graphics card runs out of memory, the inference process is terminated by the kernel."),
+        ("holidays.md", "The office is closed on public holidays and during the last week of December."),
+    ] {
+        std::fs::write(ws_dir.join("inputs/docs").join(name), text).expect("doc");
+    }
+    let ws = aither_agent::workspace::Workspace::open(&ws_dir).expect("workspace");
+    let gateway = aither_agent::gateway::Gateway::new(&sock).expect("client");
+    let index = aither_agent::search::Index::build(&ws, &gateway, "embedding", 1 << 20, Duration::from_secs(60))
+        .expect("index");
+    let query = gateway
+        .embed("embedding", &["why did the model worker crash on the GPU?".to_string()], Duration::from_secs(30))
+        .expect("query");
+    let best: Vec<&str> = index.nearest(&query[0], 3).iter().map(|(_, p)| p.file.as_str()).collect();
+    drop(worker);
+    assert_eq!(index.len(), 3);
+    assert_eq!(best[0], "inputs/docs/gpu.md", "{best:?}");
 }
