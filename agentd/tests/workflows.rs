@@ -178,11 +178,13 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already done"));
 
     let audit = std::fs::read_to_string(state.join("workflows/audit.jsonl")).expect("audit");
-    let line: Value = serde_json::from_str(audit.lines().last().expect("a line")).expect("json");
+    let line: aither_api::workflow::AuditEntry =
+        serde_json::from_str(audit.lines().last().expect("a line")).expect("a typed entry");
     assert_eq!(
-        (line["approval"].as_str(), line["decision"].as_str(), line["action"].as_str()),
-        (Some("heal-1.1"), Some("approved"), Some("restart flaky"))
+        (line.approval.as_str(), line.decision.as_str(), line.action.as_str()),
+        ("heal-1.1", "approved", "restart flaky")
     );
+    assert!(line.decided_by.as_deref().is_some_and(|by| by.starts_with("uid ")), "{line:?}");
     let logs = bed.ok(&["workflows", "logs", "heal-1"]);
     assert!(
         logs.contains("== diagnose") && logs.contains("assistant calls read_file") && logs.contains("== propose"),

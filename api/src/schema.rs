@@ -24,6 +24,7 @@ pub fn documents() -> Vec<(&'static str, Schema)> {
         ("workflow-runs", schema_for!(crate::workflow::RunList)),
         ("workflow-approvals", schema_for!(crate::workflow::ApprovalList)),
         ("workflows", schema_for!(crate::workflow::WorkflowList)),
+        ("workflow-audit-entry", schema_for!(crate::workflow::AuditEntry)),
     ]
 }
 

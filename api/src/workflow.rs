@@ -352,6 +352,29 @@ pub struct Approval {
     pub outcome: Option<String>,
 }
 
+/// One line of the audit file (`/var/lib/aither/workflows/audit.jsonl`): a proposal's
+/// decision, who made it and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuditEntry {
+    pub schema_version: u32,
+    /// Unix seconds.
+    pub time: u64,
+    /// The proposal's id (`RUN.N`).
+    pub approval: String,
+    pub run: String,
+    pub workflow: String,
+    pub step: String,
+    /// The action in words (`restart infer-qwen`).
+    pub action: String,
+    pub proposal: Proposal,
+    /// `approved`, `denied`, `expired`, `withdrawn` or `refused` (by agentd's validation).
+    pub decision: String,
+    /// `uid 1000 (alice)`, `policy (FILE)`, `expiry`, `agentd`.
+    pub decided_by: Option<String>,
+    /// What carrying it out did, or why it failed.
+    pub outcome: Option<String>,
+}
+
 /// A workflow run (`/var/lib/aither/workflows/runs/RUN/run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Run {

@@ -1169,18 +1169,20 @@ fn audit(state_dir: &Path, a: &Approval, decision: &str) {
         a.decided_by.as_deref().unwrap_or("-"),
         a.outcome.as_deref().unwrap_or("")
     );
-    let line = serde_json::json!({
-        "time": runs::now(),
-        "approval": a.id,
-        "run": a.run_id,
-        "workflow": a.workflow,
-        "step": a.step,
-        "action": a.proposal.action(),
-        "proposal": a.proposal,
-        "decision": decision,
-        "decided_by": a.decided_by,
-        "outcome": a.outcome,
-    });
+    let line = serde_json::to_string(&aither_api::workflow::AuditEntry {
+        schema_version: SCHEMA_VERSION,
+        time: runs::now(),
+        approval: a.id.clone(),
+        run: a.run_id.clone(),
+        workflow: a.workflow.clone(),
+        step: a.step.clone(),
+        action: a.proposal.action(),
+        proposal: a.proposal.clone(),
+        decision: decision.to_string(),
+        decided_by: a.decided_by.clone(),
+        outcome: a.outcome.clone(),
+    })
+    .unwrap_or_default();
     let path = runs::audit_file(state_dir);
     let written = path
         .parent()
