@@ -66,10 +66,15 @@ budget = { steps = 4, tokens = 1000, seconds = 120 }
 "#;
 
 fn configure(bed: &Bed, socket: &Path) {
+    configure_with(bed, socket, "");
+}
+
+/// With `extra` lines in the `[workflows]` table.
+fn configure_with(bed: &Bed, socket: &Path, extra: &str) {
     bed.write(
         "etc/aither/agentd.toml",
         &format!(
-            "[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n[workflows]\nrunner = \"{}\"\ngateway_socket = \"{}\"\n",
+            "[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n[workflows]\nrunner = \"{}\"\ngateway_socket = \"{}\"\n{extra}",
             aither_test_support::bin("aither-agent").display(),
             socket.display()
         ),
@@ -282,4 +287,61 @@ fn a_run_goes_on_after_agentd_is_killed_in_the_middle_of_a_step() {
     let run = wait_run(&bed, "tidy-1", "awaiting_approval", 30);
     assert_eq!(run["steps"][0]["attempts"], 1, "adopted, not started again: {run:#}");
     assert_eq!(run["approvals"][0]["proposal"]["kind"], "reload");
+}
+
+/// One step that writes a post and proposes publishing it.
+const POST: &str = r#"
+[workflow]
+description = "Write a post and publish it"
+
+[[step]]
+name = "write"
+model = "chat"
+system_prompt = "You are the writer."
+instructions = "Write post.md and propose publishing it."
+tools = ["write_file", "propose"]
+outputs = ["post.md"]
+budget = { steps = 4, tokens = 1000, seconds = 120 }
+"#;
+
+#[test]
+fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    let (port, hook) = aither_test_support::http::serve(vec![
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    ]);
+    bed.write("etc/aither/webhook.key", "hook-secret\n");
+    let key = bed.root().join("etc/aither/webhook.key");
+    configure_with(
+        &bed,
+        &socket,
+        &format!("webhook = \"http://127.0.0.1:{port}/hook\"\nwebhook_key_file = \"{}\"\n", key.display()),
+    );
+    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
+    bed.write("etc/aither/workflows.d/post.toml", POST);
+    let _model = ScriptedModel::start(
+        &socket,
+        vec![
+            Turn::call("write_file", json!({"path": "outputs/post.md", "content": "# Hello from the appliance"})),
+            Turn::call("propose", json!({"kind": "publish", "file": "outputs/post.md", "reason": "it is ready"})),
+            Turn::text("written and proposed"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "post"]);
+    wait_run(&bed, "post-1", "awaiting_approval", 30);
+    let done = bed.ok(&["approvals", "approve", "post-1.1"]);
+    assert!(done.contains(&format!("and http://127.0.0.1:{port}/hook (HTTP 204)")), "{done}");
+    let outbox = bed.root().join("var/lib/aither/outbox/post-1-post.md");
+    assert_eq!(std::fs::read_to_string(&outbox).expect("outbox"), "# Hello from the appliance");
+    let seen = hook.join().expect("webhook");
+    assert_eq!(seen[0].request_line, "POST /hook HTTP/1.1");
+    assert!(
+        seen[0].headers.iter().any(|h| h.eq_ignore_ascii_case("authorization: Bearer hook-secret")),
+        "{:?}",
+        seen[0].headers
+    );
+    wait_run(&bed, "post-1", "completed", 10);
 }

@@ -52,6 +52,8 @@
 //! runner = "/usr/libexec/aither/aither-agent"
 //! approval_hours = 24           # a proposal nobody decides expires
 //! outbox = "/var/lib/aither/outbox"   # where approved publish proposals put their file
+//! webhook = "https://hooks.example/aither"   # optional: approved publish proposals POST there too
+//! webhook_key_file = "/etc/aither/webhook.key"   # optional: sent as Authorization: Bearer
 //!
 //! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
 //! endpoint = "https://api.openai.com/v1"
@@ -129,6 +131,8 @@ struct WorkflowsFragment {
     gateway_socket: Option<PathBuf>,
     approval_hours: Option<u64>,
     outbox: Option<PathBuf>,
+    webhook: Option<String>,
+    webhook_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -200,6 +204,11 @@ pub struct Settings {
     pub approval_hours: u64,
     /// Where approved `publish` proposals put their file.
     pub outbox: PathBuf,
+    /// Where approved `publish` proposals also POST their file (https, or http on loopback).
+    pub webhook: Option<String>,
+    pub webhook_key_file: Option<PathBuf>,
+    /// The key from `webhook_key_file` (`Authorization: Bearer`), once [`read_keys`] read it.
+    pub webhook_key: Option<Secret>,
     /// The files read, in the order applied.
     pub sources: Vec<String>,
 }
@@ -302,6 +311,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut step_socket = None;
     let mut approval_hours = None;
     let mut outbox = None;
+    let mut webhook = None;
+    let mut webhook_key = None;
     for (file, text) in sources {
         let f: Fragment =
             toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: one_line(&e) })?;
@@ -339,6 +350,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut step_socket, w.gateway_socket, file);
         set(&mut approval_hours, w.approval_hours, file);
         set(&mut outbox, w.outbox, file);
+        set(&mut webhook, w.webhook, file);
+        set(&mut webhook_key, w.webhook_key_file, file);
     }
     let missing = |key: &str| ConfigError::Invalid {
         file: "(merged configuration)".into(),
@@ -545,7 +558,38 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         }
         other => other.map(|s| s.value),
     };
+    let webhook = match webhook {
+        None => {
+            if let Some(k) = &webhook_key {
+                return Err(invalid(&k.file, "workflows.webhook", "missing: webhook_key_file is for a webhook".into()));
+            }
+            None
+        }
+        Some(w) => {
+            let url = w.value.trim().to_string();
+            let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+                (Some(r), _) => (true, r),
+                (None, Some(r)) => (false, r),
+                (None, None) => (false, ""),
+            };
+            let authority = rest.split('/').next().unwrap_or("");
+            if authority.is_empty() || authority.contains('@') || url.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(invalid(&w.file, "workflows.webhook", format!("{:?} is not an https:// URL", w.value)));
+            }
+            if !https && !is_loopback_authority(authority) {
+                return Err(invalid(
+                    &w.file,
+                    "workflows.webhook",
+                    format!("{:?}: published files would cross the network in clear text; use https:// (http:// only for loopback)", w.value),
+                ));
+            }
+            Some(url)
+        }
+    };
     Ok(Settings {
+        webhook,
+        webhook_key_file: webhook_key.map(|k| k.value),
+        webhook_key: None,
         workflow_runner: absolute(runner, "workflows.runner")?,
         workflow_gateway_socket,
         approval_hours: approval_hours.value,
@@ -579,6 +623,10 @@ pub fn read_keys(s: &mut Settings) -> Result<(), ConfigError> {
     if let Some(path) = &s.gateway_api_key_file {
         s.gateway_api_key =
             Some(keys::read(path).map_err(|source| ConfigError::Key { key: "gateway.api_key_file", source })?);
+    }
+    if let Some(path) = &s.webhook_key_file {
+        s.webhook_key =
+            Some(keys::read(path).map_err(|source| ConfigError::Key { key: "workflows.webhook_key_file", source })?);
     }
     if let Some(c) = &mut s.cloud {
         if let Some(path) = &c.api_key_file {

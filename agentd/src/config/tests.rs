@@ -198,3 +198,25 @@ fn sizes_parse() {
     assert_eq!(parse_size("0"), None);
     assert_eq!(parse_size("12Q"), None);
 }
+
+#[test]
+fn a_webhook_is_https_or_loopback_and_its_key_file_must_be_readable() {
+    let s =
+        from_sources(&with(&[("w.toml", "[workflows]\nwebhook = \"https://hooks.example/aither\"\n")])).expect("https");
+    assert_eq!(s.webhook.as_deref(), Some("https://hooks.example/aither"));
+    from_sources(&with(&[("w.toml", "[workflows]\nwebhook = \"http://127.0.0.1:9000/hook\"\n")])).expect("loopback");
+    let err = from_sources(&with(&[("w.toml", "[workflows]\nwebhook = \"http://hooks.example/aither\"\n")]))
+        .expect_err("clear text");
+    assert!(err.to_string().starts_with("w.toml: workflows.webhook: "), "{err}");
+    let err = from_sources(&with(&[("w.toml", "[workflows]\nwebhook_key_file = \"/etc/aither/webhook.key\"\n")]))
+        .expect_err("a key without a webhook");
+    assert!(err.to_string().contains("workflows.webhook: missing"), "{err}");
+    let mut s = from_sources(&with(&[(
+        "w.toml",
+        "[workflows]\nwebhook = \"https://hooks.example/a\"\nwebhook_key_file = \"/nonexistent/webhook.key\"\n",
+    )]))
+    .expect("valid");
+    s.gateway_api_key_file = None;
+    let err = read_keys(&mut s).expect_err("an unreadable key stops agentd");
+    assert!(err.to_string().starts_with("workflows.webhook_key_file: "), "{err}");
+}

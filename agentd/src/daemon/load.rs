@@ -129,6 +129,9 @@ fn relocate_for_dev(s: &mut Settings, root: &Path, dir: &Path) {
     }
     under_root(&mut s.model_dir);
     under_root(&mut s.outbox);
+    if let Some(k) = &mut s.webhook_key_file {
+        under_root(k);
+    }
     // The runner built beside this agentd, when the installed one is not there.
     if !s.workflow_runner.exists() {
         let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("aither-agent")));

@@ -799,15 +799,20 @@ impl Daemon {
             Proposal::Restart { unit, .. } => self.restart_unit(unit).await,
             Proposal::Reload { .. } => self.reload().await,
             Proposal::PullModel { model, .. } => self.pull_model(model).await,
-            Proposal::Publish { file, .. } => {
-                let (src, outbox) = {
+            Proposal::Publish { file, reason } => {
+                let (src, outbox, webhook, key, doc) = {
                     let st = self.state.lock().await;
                     let run = st.engine.runs.get(run_id).cloned().ok_or_else(|| refused("the run is gone"))?;
                     let step = publishing_step(&run, file)
                         .ok_or_else(|| refused(format!("no step of run {run_id} wrote {file}")))?;
+                    let s = &st.loaded.settings;
+                    let doc = serde_json::json!({"run": run_id, "workflow": run.workflow, "step": step, "file": file, "reason": reason});
                     (
-                        runs::runs_dir(&st.loaded.settings.state_dir).join(run_id).join(step).join("outputs"),
-                        st.loaded.settings.outbox.clone(),
+                        runs::runs_dir(&s.state_dir).join(run_id).join(step).join("outputs"),
+                        s.outbox.clone(),
+                        s.webhook.clone(),
+                        s.webhook_key.clone(),
+                        doc,
                     )
                 };
                 let data = runs::read_regular(&src, file)
@@ -817,7 +822,14 @@ impl Daemon {
                 let dest = outbox.join(format!("{run_id}-{file}"));
                 aither_sys::atomic::write(&dest, &data)
                     .map_err(|source| DaemonError::Io { path: dest.clone(), source })?;
-                Ok(format!("published to {}", dest.display()))
+                let Some(url) = webhook else { return Ok(format!("published to {}", dest.display())) };
+                let mut doc = doc;
+                doc["content"] = serde_json::Value::String(String::from_utf8_lossy(&data).into_owned());
+                let posted = tokio::task::spawn_blocking(move || post_webhook(&url, key.as_ref(), &doc))
+                    .await
+                    .map_err(|e| refused(e.to_string()))?
+                    .map_err(|e| refused(format!("copied to {}, but the webhook: {e}", dest.display())))?;
+                Ok(format!("published to {} and {posted}", dest.display()))
             }
         }
     }
@@ -1072,6 +1084,28 @@ fn keep_step_files(ws: &Path, step_dir: &Path, declared: &[String]) -> anyhow::R
         }
     }
     runs::read_regular(ws, "result.json")
+}
+
+/// POST a published file to the webhook: where it went, or why it failed.
+fn post_webhook(url: &str, key: Option<&aither_http::keys::Secret>, doc: &serde_json::Value) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .max_redirects(0)
+        .user_agent(concat!("aitheros/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut req = agent.post(url).header("Content-Type", "application/json");
+    if let Some(k) = key {
+        req = req.header("Authorization", format!("Bearer {}", k.expose()));
+    }
+    let resp = req.send(doc.to_string()).map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        Ok(format!("{url} (HTTP {status})"))
+    } else {
+        Err(format!("{url} answered HTTP {status}"))
+    }
 }
 
 /// The step of `run` that wrote output `file`.
