@@ -31,7 +31,7 @@ INFER_FEATURES ?=
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check chaos run install \
+.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check chaos run install bench-workflow \
         rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
@@ -108,6 +108,12 @@ bench-init: deps
 bench-infer: deps
 	$(CARGO) build --release --locked -q -p aither-infer -p agentd
 	$(VENV)/bin/python infer/benches/vs_llama_server.py
+
+# What a run of the example workflow costs on the tiny test model (turns, tokens, seconds per
+# step; about a minute).
+bench-workflow: deps
+	$(CARGO) build --locked -q -p aither-infer -p aither-agent
+	bash agent/benches/heal-unit-cost.sh
 
 # Benchmark of `aither-hwprofile detect` on the 8xH100 fixture (whole process).
 bench-hwprofile:
