@@ -14,7 +14,10 @@ trap 'kill "${w:-0}" 2>/dev/null; rm -rf "$t"' EXIT
   --chat-template-file "$repo/infer/tests/templates/hermes.jinja" >/dev/null 2>"$t/worker.log" &
 w=$!
 for _ in $(seq 600); do
-  [ -S "$t/gw.sock" ] && curl -s --unix-socket "$t/gw.sock" http://localhost/health | grep -q '"ok"' && break
+  [ -S "$t/gw.sock" ] && python3 -c 'import socket,sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+sys.exit(0 if b" 200 " in s.recv(4096) else 1)' "$t/gw.sock" 2>/dev/null && break
   sleep 0.1
 done
 step() { # NAME TOOLS OUTPUTS STEPS TOKENS SECONDS INPUT SYSTEM INSTRUCTIONS
