@@ -10,6 +10,7 @@
 //! - `host`: what agentd prepares on the host (workspaces, the workers' directory) and the
 //!   gateway's routing view.
 
+mod approvals;
 mod host;
 mod load;
 mod report;

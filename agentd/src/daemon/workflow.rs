@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aither_api::workflow::{
-    Approval, ApprovalList, ApprovalState, Proposal, Run, RunList, RunState, StepInfo, StepOutcome, StepRecord,
-    StepResult, StepSpec, StepState, WorkflowInfo, WorkflowList, SCHEMA_VERSION,
+    Approval, ApprovalState, Run, RunList, RunState, StepInfo, StepOutcome, StepRecord, StepResult, StepSpec,
+    StepState, WorkflowInfo, WorkflowList, SCHEMA_VERSION,
 };
 use aither_init::{ExitReason, UnitState};
 
+use super::approvals::{audit, expire, validate};
 use super::runs::{self, Handover, Staged};
 use super::{Daemon, DaemonError, Outcome, State, WorkflowEvent};
 use crate::agents::{Admission, CategoryMap};
-use crate::units::{self, Kind, Planned, StepUnit};
+use crate::units::{self, Planned, StepUnit};
 use crate::workflows::{Input, Schedule, Workflow};
 
 /// The most files and bytes a `directory` input gives a step.
@@ -45,7 +46,7 @@ pub(super) struct Engine {
     pub next_fire: BTreeMap<String, u64>,
 }
 
-fn refused(why: impl Into<String>) -> DaemonError {
+pub(super) fn refused(why: impl Into<String>) -> DaemonError {
     DaemonError::Refused(anyhow::anyhow!(why.into()))
 }
 
@@ -103,20 +104,6 @@ impl Daemon {
         runs::runs_dir(&st.loaded.settings.state_dir)
     }
 
-    /// The socket step agents reach the model through.
-    fn step_gateway(st: &State) -> PathBuf {
-        let s = &st.loaded.settings;
-        s.workflow_gateway_socket.clone().unwrap_or_else(|| {
-            s.gateway_listen
-                .iter()
-                .find_map(|l| match l {
-                    crate::config::Listen::Unix(p) => Some(p.clone()),
-                    crate::config::Listen::Tcp(_) => None,
-                })
-                .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
-        })
-    }
-
     pub async fn workflow_list(&self) -> WorkflowList {
         let st = self.state.lock().await;
         WorkflowList {
@@ -136,17 +123,6 @@ impl Daemon {
     pub async fn get_run(&self, id: &str) -> Result<Run, DaemonError> {
         let st = self.state.lock().await;
         st.engine.runs.get(id).cloned().ok_or_else(|| refused(format!("no run {id:?}")))
-    }
-
-    pub async fn approval_list(&self) -> ApprovalList {
-        let st = self.state.lock().await;
-        let mut approvals: Vec<Approval> = st.engine.runs.values().flat_map(|r| r.approvals.clone()).collect();
-        approvals.sort_by(|a, b| {
-            (a.state != ApprovalState::Pending)
-                .cmp(&(b.state != ApprovalState::Pending))
-                .then(b.created.cmp(&a.created))
-        });
-        ApprovalList { schema_version: SCHEMA_VERSION, approvals }
     }
 
     /// Start a run of `name`. `manual`: asked for by a person (the workflow must allow it).
@@ -286,25 +262,7 @@ impl Daemon {
                 .then(|| format!("system_u:object_r:aither_agent_workspace_t:{}", CategoryMap::level(pair))),
         };
         runs::stage(&workspace, &files, &handover).map_err(|e| format!("{e:#}"))?;
-        let gateway = Self::step_gateway(st);
-        let planned = units::step(
-            &st.loaded.settings,
-            &st.loaded.plan,
-            &st.loaded.host,
-            &StepUnit {
-                name: &unit,
-                description: format!("workflow {} run {}: step {}", w.name, run.id, step.name),
-                workspace,
-                pair,
-                gateway: &gateway,
-                outbound: step.network == crate::workflows::Network::Outbound,
-                source: runs::runs_dir(&st.loaded.settings.state_dir)
-                    .join(&run.id)
-                    .join("run.json")
-                    .display()
-                    .to_string(),
-            },
-        );
+        let planned = step_unit(&st.loaded, run, &w, index, &unit, pair);
         if let Some(why) = &planned.blocked {
             return Err(why.clone());
         }
@@ -544,12 +502,14 @@ impl Daemon {
             }
         }
         tracing::info!("workflow run {id}: step {} is {}", r.steps[index].name, r.steps[index].state.name());
-        // Proposals agentd cannot carry out are refused now, not put before a human.
+        // This step's proposals that agentd cannot carry out are refused now, not put before
+        // a human.
+        let step_name = r.steps[index].name.clone();
         let pending: Vec<usize> = r
             .approvals
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.state == ApprovalState::Pending && a.decided.is_none())
+            .filter(|(_, a)| a.state == ApprovalState::Pending && a.step == step_name)
             .map(|(i, _)| i)
             .collect();
         let run_copy = r.clone();
@@ -569,25 +529,6 @@ impl Daemon {
             self.finish(st, id, RunState::Failed, Some(why));
         } else if let Some(r) = st.engine.runs.get(id).cloned() {
             self.save_run(st, &r);
-        }
-    }
-
-    /// Carry out the pending proposals the workflow's admin policy approves.
-    async fn run_approved_by_policy(&self, id: &str) {
-        let todo: Vec<(String, String)> = {
-            let st = self.state.lock().await;
-            let Some(run) = st.engine.runs.get(id) else { return };
-            let Some(w) = st.loaded.workflows.get(&run.workflow) else { return };
-            run.approvals
-                .iter()
-                .filter(|a| a.state == ApprovalState::Pending && w.auto_approve.contains(&a.proposal.kind()))
-                .map(|a| (a.id.clone(), format!("policy ({})", w.file.display())))
-                .collect()
-        };
-        for (approval, who) in todo {
-            if let Err(e) = self.decide(&approval, true, &who).await {
-                tracing::warn!("{approval}: {e}");
-            }
         }
     }
 
@@ -614,7 +555,7 @@ impl Daemon {
     }
 
     /// Set a run's final (or awaiting) state and save it.
-    fn finish(&self, st: &mut State, id: &str, state: RunState, reason: Option<String>) {
+    pub(super) fn finish(&self, st: &mut State, id: &str, state: RunState, reason: Option<String>) {
         let Some(r) = st.engine.runs.get_mut(id) else { return };
         r.state = state;
         if reason.is_some() {
@@ -645,7 +586,7 @@ impl Daemon {
         self.save_run(st, &r);
     }
 
-    fn save_run(&self, st: &State, run: &Run) {
+    pub(super) fn save_run(&self, st: &State, run: &Run) {
         if let Err(e) = runs::save(&Self::runs_dir(st), run) {
             tracing::error!("workflow run {}: not saved: {e:#}", run.id);
         }
@@ -733,135 +674,6 @@ impl Daemon {
             }
         }
         Ok(format!("run {id} cancelled"))
-    }
-
-    /// Approve (and carry out) or deny a proposal. `who` is recorded in the audit.
-    pub async fn decide(&self, approval: &str, approve: bool, who: &str) -> Outcome {
-        let (run_id, proposal, state_dir) = {
-            let st = self.state.lock().await;
-            let run_id = approval.rsplit_once('.').map(|(r, _)| r.to_string()).unwrap_or_default();
-            let run = st.engine.runs.get(&run_id).ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
-            let a = run
-                .approvals
-                .iter()
-                .find(|a| a.id == approval)
-                .ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
-            if a.state != ApprovalState::Pending {
-                return Err(refused(format!("proposal {approval} is already {}", a.state.name())));
-            }
-            if a.expires <= runs::now() {
-                return Err(refused(format!("proposal {approval} has expired")));
-            }
-            (run_id, a.proposal.clone(), st.loaded.settings.state_dir.clone())
-        };
-        let (state, outcome) = if approve {
-            match self.carry_out(&run_id, &proposal).await {
-                Ok(done) => (ApprovalState::Done, done),
-                Err(e) => (ApprovalState::Failed, e.to_string()),
-            }
-        } else {
-            (ApprovalState::Denied, "not carried out".to_string())
-        };
-        let reply = {
-            let mut st = self.state.lock().await;
-            let Some(r) = st.engine.runs.get_mut(&run_id) else { return Err(refused("the run is gone")) };
-            let Some(a) = r.approvals.iter_mut().find(|a| a.id == approval) else {
-                return Err(refused("the proposal is gone"));
-            };
-            a.state = state;
-            a.decided = Some(runs::now());
-            a.decided_by = Some(who.to_string());
-            a.outcome = Some(outcome.clone());
-            let a = a.clone();
-            audit(&state_dir, &a, if approve { "approved" } else { "denied" });
-            let waiting =
-                r.state == RunState::AwaitingApproval && !r.approvals.iter().any(|a| a.state == ApprovalState::Pending);
-            if waiting {
-                self.finish(&mut st, &run_id, RunState::Completed, None);
-            } else if let Some(r) = st.engine.runs.get(&run_id).cloned() {
-                self.save_run(&st, &r);
-            }
-            format!("{approval} {}: {} ({outcome})", if approve { "approved" } else { "denied" }, proposal.action())
-        };
-        Ok(reply)
-    }
-
-    /// Do what an approved proposal asks.
-    async fn carry_out(&self, run_id: &str, p: &Proposal) -> Outcome {
-        {
-            let st = self.state.lock().await;
-            let run = st.engine.runs.get(run_id).cloned().ok_or_else(|| refused("the run is gone"))?;
-            validate(&st, &run, p).map_err(refused)?;
-        }
-        match p {
-            Proposal::Start { unit, .. } => self.start_unit(unit).await,
-            Proposal::Stop { unit, .. } => self.stop_unit(unit).await,
-            Proposal::Restart { unit, .. } => self.restart_unit(unit).await,
-            Proposal::Reload { .. } => self.reload().await,
-            Proposal::PullModel { model, .. } => self.pull_model(model).await,
-            Proposal::Publish { file, reason } => {
-                let (src, outbox, webhook, key, doc) = {
-                    let st = self.state.lock().await;
-                    let run = st.engine.runs.get(run_id).cloned().ok_or_else(|| refused("the run is gone"))?;
-                    let step = publishing_step(&run, file)
-                        .ok_or_else(|| refused(format!("no step of run {run_id} wrote {file}")))?;
-                    let s = &st.loaded.settings;
-                    let doc = serde_json::json!({"run": run_id, "workflow": run.workflow, "step": step, "file": file, "reason": reason});
-                    (
-                        runs::runs_dir(&s.state_dir).join(run_id).join(step).join("outputs"),
-                        s.outbox.clone(),
-                        s.webhook.clone(),
-                        s.webhook_key.clone(),
-                        doc,
-                    )
-                };
-                let data = runs::read_regular(&src, file)
-                    .map_err(DaemonError::Host)?
-                    .ok_or_else(|| refused(format!("{file} is gone")))?;
-                std::fs::create_dir_all(&outbox).map_err(|source| DaemonError::Io { path: outbox.clone(), source })?;
-                let dest = outbox.join(format!("{run_id}-{file}"));
-                aither_sys::atomic::write(&dest, &data)
-                    .map_err(|source| DaemonError::Io { path: dest.clone(), source })?;
-                let Some(url) = webhook else { return Ok(format!("published to {}", dest.display())) };
-                let mut doc = doc;
-                doc["content"] = serde_json::Value::String(String::from_utf8_lossy(&data).into_owned());
-                let posted = tokio::task::spawn_blocking(move || post_webhook(&url, key.as_ref(), &doc))
-                    .await
-                    .map_err(|e| refused(e.to_string()))?
-                    .map_err(|e| refused(format!("copied to {}, but the webhook: {e}", dest.display())))?;
-                Ok(format!("published to {} and {posted}", dest.display()))
-            }
-        }
-    }
-
-    /// Download a catalog model into the model directory (on a blocking thread), then reload.
-    async fn pull_model(&self, model: &str) -> Outcome {
-        let (dir, catalog_dir) = {
-            let st = self.state.lock().await;
-            (st.loaded.settings.model_dir.clone(), self.opts.root.join("usr/share/aither"))
-        };
-        let name = model.to_string();
-        let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let data = catalog_dir.join("presets").is_dir().then_some(catalog_dir.as_path());
-            let (_, catalog) = aither_plan::data::load(data).map_err(|e| format!("{e:#}"))?;
-            let entry = catalog.get(&name).ok_or_else(|| format!("{name} is not a model of the catalog"))?;
-            let file =
-                aither_models::choose_file(entry, None).ok_or_else(|| format!("{name} has no file to download"))?;
-            let got = aither_models::fetch(
-                file,
-                &aither_models::Source::Catalog,
-                &dir,
-                &aither_models::FetchOptions::default(),
-                &mut |_, _| {},
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(format!("{name}: {} ({} bytes)", got.path.display(), got.bytes))
-        })
-        .await
-        .map_err(|e| refused(e.to_string()))?
-        .map_err(refused)?;
-        let reloaded = self.reload().await?;
-        Ok(format!("{fetched}; {reloaded}"))
     }
 
     /// A unit left `failed` or `gave-up`: start the workflows it triggers (one run at a time
@@ -1024,45 +836,51 @@ pub(super) fn units_to_adopt(
     runs: &BTreeMap<String, Run>,
     mcs: &mut CategoryMap,
 ) -> Vec<Planned> {
-    let gateway = {
-        let s = &loaded.settings;
-        s.workflow_gateway_socket.clone().unwrap_or_else(|| {
-            s.gateway_listen
-                .iter()
-                .find_map(|l| match l {
-                    crate::config::Listen::Unix(p) => Some(p.clone()),
-                    crate::config::Listen::Tcp(_) => None,
-                })
-                .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
-        })
-    };
     let mut out = Vec::new();
     for r in runs.values().filter(|r| r.state == RunState::Running) {
         let Some(w) = loaded.workflows.get(&r.workflow) else { continue };
         for (i, s) in r.steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Running) {
-            let (Some(unit), Some(step)) = (&s.unit, w.steps.get(i)) else { continue };
-            let Some(pair) = mcs.pair_for(unit) else { continue };
-            out.push(units::step(
-                &loaded.settings,
-                &loaded.plan,
-                &loaded.host,
-                &StepUnit {
-                    name: unit,
-                    description: format!("workflow {} run {}: step {}", w.name, r.id, step.name),
-                    workspace: units::workspace(&loaded.settings.state_dir, unit),
-                    pair,
-                    gateway: &gateway,
-                    outbound: step.network == crate::workflows::Network::Outbound,
-                    source: runs::runs_dir(&loaded.settings.state_dir)
-                        .join(&r.id)
-                        .join("run.json")
-                        .display()
-                        .to_string(),
-                },
-            ));
+            let Some(unit) = &s.unit else { continue };
+            let Some(pair) = mcs.pair_for(unit).filter(|_| i < w.steps.len()) else { continue };
+            out.push(step_unit(loaded, r, w, i, unit, pair));
         }
     }
     out
+}
+
+/// The socket step agents reach the model through: `workflows.gateway_socket`, else the
+/// gateway's own Unix socket.
+fn step_gateway(s: &crate::config::Settings) -> PathBuf {
+    s.workflow_gateway_socket.clone().unwrap_or_else(|| {
+        s.gateway_listen
+            .iter()
+            .find_map(|l| match l {
+                crate::config::Listen::Unix(p) => Some(p.clone()),
+                crate::config::Listen::Tcp(_) => None,
+            })
+            .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
+    })
+}
+
+/// Step `index` of `run` as its unit `unit` at category pair `pair`: the same definition
+/// when it is started and when a later agentd adopts it.
+fn step_unit(loaded: &super::Loaded, run: &Run, w: &Workflow, index: usize, unit: &str, pair: (u16, u16)) -> Planned {
+    let step = &w.steps[index];
+    let s = &loaded.settings;
+    units::step(
+        s,
+        &loaded.plan,
+        &loaded.host,
+        &StepUnit {
+            name: unit,
+            description: format!("workflow {} run {}: step {}", w.name, run.id, step.name),
+            workspace: units::workspace(&s.state_dir, unit),
+            pair,
+            gateway: &step_gateway(s),
+            outbound: step.network == crate::workflows::Network::Outbound,
+            source: runs::runs_dir(&s.state_dir).join(&run.id).join("run.json").display().to_string(),
+        },
+    )
 }
 
 /// Copy what agentd keeps of a step out of its workspace: `result.json`, the transcript and
@@ -1084,71 +902,6 @@ fn keep_step_files(ws: &Path, step_dir: &Path, declared: &[String]) -> anyhow::R
         }
     }
     runs::read_regular(ws, "result.json")
-}
-
-/// POST a published file to the webhook: where it went, or why it failed.
-fn post_webhook(url: &str, key: Option<&aither_http::keys::Secret>, doc: &serde_json::Value) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .max_redirects(0)
-        .user_agent(concat!("aitheros/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let mut req = agent.post(url).header("Content-Type", "application/json");
-    if let Some(k) = key {
-        req = req.header("Authorization", format!("Bearer {}", k.expose()));
-    }
-    let resp = req.send(doc.to_string()).map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        Ok(format!("{url} (HTTP {status})"))
-    } else {
-        Err(format!("{url} answered HTTP {status}"))
-    }
-}
-
-/// The step of `run` that wrote output `file`.
-fn publishing_step<'r>(run: &'r Run, file: &str) -> Option<&'r str> {
-    run.steps
-        .iter()
-        .rev()
-        .find(|s| s.result.as_ref().is_some_and(|r| r.outputs.iter().any(|o| o == file)))
-        .map(|s| s.name.as_str())
-}
-
-/// Whether agentd can carry out `p` for `run`: the unit exists and is not a workflow step,
-/// the model is in the catalog's names, the file was written by a step of the run.
-fn validate(st: &State, run: &Run, p: &Proposal) -> Result<(), String> {
-    match p {
-        Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } => {
-            let u = st.by_name.get(unit).ok_or_else(|| format!("no unit named {unit:?}"))?;
-            if st.engine.steps.contains_key(unit) || u.kind == Kind::Agent && unit.starts_with("wf-") {
-                return Err(format!("{unit} is a workflow step: cancel its run instead"));
-            }
-            Ok(())
-        }
-        Proposal::Reload { .. } => Ok(()),
-        Proposal::PullModel { model, .. } => {
-            let ok = !model.is_empty()
-                && model.len() <= 128
-                && model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("{model:?} is not a model name"))
-            }
-        }
-        Proposal::Publish { file, .. } => {
-            if file.contains('/') || file.starts_with('.') {
-                Err(format!("{file:?} is not a plain file name"))
-            } else if publishing_step(run, file).is_some() {
-                Ok(())
-            } else {
-                Err(format!("no step of run {} wrote outputs/{file}", run.id))
-            }
-        }
-    }
 }
 
 /// The last lines a unit logged: its log file in development mode, else the journal.
@@ -1175,62 +928,6 @@ fn journal(st: &State, unit: &str) -> String {
     }
 }
 
-/// The run's pending proposals whose time is up become `expired`; those, as they are now.
-fn expire(run: &mut Run, now: u64) -> Vec<Approval> {
-    let mut gone = Vec::new();
-    for a in &mut run.approvals {
-        if a.state == ApprovalState::Pending && a.expires <= now {
-            a.state = ApprovalState::Expired;
-            a.decided = Some(now);
-            a.decided_by = Some("expiry".into());
-            gone.push(a.clone());
-        }
-    }
-    gone
-}
-
-/// One line in the journal and one in the audit file for a decision.
-fn audit(state_dir: &Path, a: &Approval, decision: &str) {
-    use std::io::Write as _;
-    tracing::info!(
-        "approval {} (run {}, step {}): {} {}: {} by {}; {}",
-        a.id,
-        a.run_id,
-        a.step,
-        decision,
-        a.proposal.action(),
-        a.proposal.reason(),
-        a.decided_by.as_deref().unwrap_or("-"),
-        a.outcome.as_deref().unwrap_or("")
-    );
-    let line = serde_json::to_string(&aither_api::workflow::AuditEntry {
-        schema_version: SCHEMA_VERSION,
-        time: runs::now(),
-        approval: a.id.clone(),
-        run: a.run_id.clone(),
-        workflow: a.workflow.clone(),
-        step: a.step.clone(),
-        action: a.proposal.action(),
-        proposal: a.proposal.clone(),
-        decision: decision.to_string(),
-        decided_by: a.decided_by.clone(),
-        outcome: a.outcome.clone(),
-    })
-    .unwrap_or_default();
-    let path = runs::audit_file(state_dir);
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::OpenOptions::new().append(true).create(true).mode(0o640).open(&path)
-        })
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = written {
-        tracing::error!("{}: the audit line was not written: {e}", path.display());
-    }
-}
-
 /// How often [`Daemon::workflow_tick`] runs.
 pub const TICK: Duration = Duration::from_secs(30);
 
@@ -1245,40 +942,6 @@ pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pending_proposals_expire_at_their_time_and_decided_ones_stay() {
-        let approval = |n: u32, state: ApprovalState, expires: u64| Approval {
-            id: format!("r-1.{n}"),
-            run_id: "r-1".into(),
-            workflow: "r".into(),
-            step: "s".into(),
-            proposal: Proposal::Reload { reason: "x".into() },
-            state,
-            created: 0,
-            expires,
-            decided_by: None,
-            decided: None,
-            outcome: None,
-        };
-        let mut run: Run = serde_json::from_value(serde_json::json!({
-            "schema_version": 1, "id": "r-1", "workflow": "r", "trigger": "manual", "trigger_unit": null,
-            "inputs": {}, "state": "awaiting_approval", "reason": null, "created": 0, "ended": null,
-            "steps": [], "approvals": []
-        }))
-        .expect("run");
-        run.approvals = vec![
-            approval(1, ApprovalState::Pending, 100),
-            approval(2, ApprovalState::Pending, 200),
-            approval(3, ApprovalState::Denied, 50),
-        ];
-        assert!(expire(&mut run, 99).is_empty());
-        let gone = expire(&mut run, 100);
-        assert_eq!(gone.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["r-1.1"]);
-        assert_eq!(run.approvals[0].decided_by.as_deref(), Some("expiry"));
-        let states: Vec<ApprovalState> = run.approvals.iter().map(|a| a.state).collect();
-        assert_eq!(states, [ApprovalState::Expired, ApprovalState::Pending, ApprovalState::Denied]);
-    }
 
     #[test]
     fn unit_patterns_match_with_stars() {
