@@ -60,21 +60,11 @@ pub fn inputs(pairs: &[String]) -> Result<std::collections::HashMap<String, Stri
         .collect()
 }
 
+/// `2026-12-02 12:40Z`.
 fn when(t: Option<u64>) -> String {
     let Some(t) = t else { return "-".into() };
-    let secs = t % 86_400;
-    let days = t / 86_400;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm), UTC.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}Z", secs / 3600, secs % 3600 / 60)
+    let full = aither_sys::time::utc_timestamp(t);
+    format!("{} {}Z", &full[..10], &full[11..16])
 }
 
 pub fn list(doc: &WorkflowList) -> String {

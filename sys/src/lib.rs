@@ -8,6 +8,7 @@
 //!   nothing left behind when it fails.
 //! - [`command`]: running a program, with its whole argv in every error.
 //! - [`notify`]: the sd_notify sender (`READY=1`, `STATUS=`, `WATCHDOG=1`).
+//! - [`time`]: UTC calendar dates from Unix time.
 //! - [`selinux`]: whether SELinux is on, this process's context, and creating sockets in a
 //!   given context.
 //!
@@ -23,3 +24,4 @@ pub mod command;
 pub mod notify;
 pub mod paths;
 pub mod selinux;
+pub mod time;
