@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use aither_api::workflow::{Proposal, StepBudget, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
-use aither_test_support::scripted::{ScriptedModel, Turn, COMPLETION_TOKENS};
+use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn, COMPLETION_TOKENS};
 use serde_json::{json, Value};
 
 fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
@@ -116,15 +116,7 @@ fn a_step_reads_writes_proposes_and_its_refused_calls_are_recorded() {
     assert_eq!(requests[0]["model"], "chat");
     let briefing = requests[0]["messages"][1]["content"].as_str().expect("briefing");
     assert!(briefing.contains("inputs/journal.txt") && briefing.contains("outputs/diagnosis.md"), "{briefing}");
-    let tool_answers = |i: usize| -> Vec<String> {
-        requests[i]["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
+    let tool_answers = |i: usize| tool_answers(&requests[i]);
     assert_eq!(tool_answers(1), ["journal.txt (34 bytes)\n"]);
     assert_eq!(tool_answers(2)[1], "infer-qwen: out of memory, killed\n");
     assert!(
@@ -287,7 +279,7 @@ fn search_docs_finds_the_passage_by_meaning_within_the_index_bound() {
     let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![search(), Turn::text("found")]);
     let (_, r) = run_agent(dir.path());
     assert_eq!(r.expect("result").outcome, StepOutcome::Completed);
-    let answer = &tool_answers_of(&m.requests()[1])[0];
+    let answer = &tool_answers(&m.requests()[1])[0];
     assert!(answer.starts_with("3 of 3 passages:\n[1] inputs/docs/gpu.md lines 1-2"), "{answer}");
 
     // An index bound of one vector: the rest is left out, and the answer says so.
@@ -297,16 +289,6 @@ fn search_docs_finds_the_passage_by_meaning_within_the_index_bound() {
     std::fs::write(dir2.path().join("ws/inputs/docs/gpu.md"), "VRAM\n").expect("doc");
     let m = ScriptedModel::start(&dir2.path().join("gw.sock"), vec![search(), Turn::text("found")]);
     run_agent(dir2.path());
-    let answer = &tool_answers_of(&m.requests()[1])[0];
+    let answer = &tool_answers(&m.requests()[1])[0];
     assert!(answer.starts_with("1 of 1 passages (1 more left out: the index is full)"), "{answer}");
-}
-
-fn tool_answers_of(request: &Value) -> Vec<String> {
-    request["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
 }

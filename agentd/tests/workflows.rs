@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aither_test_support::scripted::{ScriptedModel, Turn};
+use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
 use common::Bed;
 use serde_json::{json, Value};
 
@@ -110,15 +110,9 @@ fn wait_run(bed: &Bed, id: &str, state: &str, secs: u64) -> Value {
     }
 }
 
-/// The answer the model got from its tool calls in `request`.
-fn tool_answers(request: &Value) -> Vec<String> {
-    request["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
+/// Whether agentd has a unit `name` (in `state`, when given).
+fn has_unit(bed: &Bed, name: &str, state: Option<&str>) -> bool {
+    bed.units().iter().any(|u| u["name"] == name && state.is_none_or(|s| u["state"] == s))
 }
 
 #[test]
@@ -227,18 +221,10 @@ fn a_denied_proposal_changes_nothing_and_a_cancelled_run_stops_its_step() {
     assert_eq!(bed.unit("flaky")["state"], "running", "denied: not stopped");
 
     bed.ok(&["workflows", "run", "tidy"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !bed.units().iter().any(|u| u["name"] == "wf-tidy-2-decide" && u["state"] == "running") {
-        assert!(Instant::now() < deadline, "the step did not start\n{}", bed.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    aither_test_support::until("the step to run", 20, || has_unit(&bed, "wf-tidy-2-decide", Some("running")));
     assert!(bed.ok(&["workflows", "cancel", "tidy-2"]).contains("cancelled"));
     let run = wait_run(&bed, "tidy-2", "cancelled", 10);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bed.units().iter().any(|u| u["name"] == "wf-tidy-2-decide") {
-        assert!(Instant::now() < deadline, "the step unit stays\n{}", bed.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    aither_test_support::until("the step unit to go", 20, || !has_unit(&bed, "wf-tidy-2-decide", None));
     assert_eq!(run["reason"], "cancelled");
     assert_eq!(run_doc(&bed, "tidy-2")["steps"][0]["state"], "cancelled");
     assert!(!state_dir(&bed).join("agents/wf-tidy-2-decide").exists());
@@ -268,18 +254,13 @@ fn a_run_goes_on_after_agentd_is_killed_in_the_middle_of_a_step() {
     let mut agentd = bed.agentd();
     bed.wait_up(20);
     bed.ok(&["workflows", "run", "tidy"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !bed.units().iter().any(|u| u["name"] == "wf-tidy-1-decide" && u["state"] == "running") {
-        assert!(Instant::now() < deadline, "the step did not start\n{}", bed.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    aither_test_support::until("the step to run", 20, || has_unit(&bed, "wf-tidy-1-decide", Some("running")));
     // Once the engine has recorded it (its state file is written within 50 ms of a change),
     // agentd dies; the step's agent goes on talking to the model.
     let state_file = bed.dir().join("xdg/aither/units.json");
-    while !std::fs::read_to_string(&state_file).unwrap_or_default().contains("wf-tidy-1-decide") {
-        assert!(Instant::now() < deadline, "the step is not in the state file");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    aither_test_support::until("the step in the state file", 20, || {
+        std::fs::read_to_string(&state_file).unwrap_or_default().contains("wf-tidy-1-decide")
+    });
     agentd.0.kill().expect("kill -9");
     let _ = agentd.0.wait();
     let _again = bed.agentd();

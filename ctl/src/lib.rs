@@ -220,17 +220,25 @@ fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// What was done: the document with `--json`, its words otherwise.
+fn say(done: &api::Done, as_json: bool) {
+    show(done, as_json, |d| format!("{}\n", d.message));
+}
+
+/// A document as JSON with `--json`, else as `text` gives it.
+fn show<T: Serialize>(doc: &T, as_json: bool, text: impl FnOnce(&T) -> String) {
+    if as_json {
+        print_json(doc);
+    } else {
+        print!("{}", text(doc));
+    }
+}
+
 async fn call(command: Command, session: bool, as_json: bool) -> Result<(), CallError> {
     let (conn, session) = client::connect(session).await?;
     let err = |e: zbus::Error| classify(e, session);
     let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
-    let say = |done: api::Done| {
-        if as_json {
-            print_json(&done);
-        } else {
-            println!("{}", done.message);
-        }
-    };
+    let say = |done: api::Done| say(&done, as_json);
     match command {
         Command::Status => {
             let s: api::Status = parse(agentd.status().await.map_err(err)?)?;
@@ -382,21 +390,9 @@ async fn workflow_command(
                 println!("run {} started: `aitherctl workflows status {}` follows it", reply.run.id, reply.run.id);
             }
         }
-        W::Runs => {
-            let doc: RunList = parse(agentd.runs().await.map_err(err)?)?;
-            if as_json {
-                print_json(&doc);
-            } else {
-                print!("{}", workflows::runs(&doc));
-            }
-        }
+        W::Runs => show(&parse::<RunList>(agentd.runs().await.map_err(err)?)?, as_json, workflows::runs),
         W::Status { run } => {
-            let reply: RunReply = parse(agentd.get_run(&run).await.map_err(err)?)?;
-            if as_json {
-                print_json(&reply);
-            } else {
-                print!("{}", workflows::status(&reply));
-            }
+            show(&parse::<RunReply>(agentd.get_run(&run).await.map_err(err)?)?, as_json, workflows::status)
         }
         W::Logs { run, step } => {
             let reply: RunReply = parse(agentd.get_run(&run).await.map_err(err)?)?;
@@ -413,14 +409,7 @@ async fn workflow_command(
                 }
             }
         }
-        W::Cancel { run } => {
-            let done: api::Done = parse(agentd.cancel_run(&run).await.map_err(err)?)?;
-            if as_json {
-                print_json(&done);
-            } else {
-                println!("{}", done.message);
-            }
-        }
+        W::Cancel { run } => say(&parse(agentd.cancel_run(&run).await.map_err(err)?)?, as_json),
     }
     Ok(())
 }
@@ -434,22 +423,10 @@ async fn approvals_command(
     use aither_api::workflow::ApprovalList;
     use workflows::ApprovalsCommand as A;
     let err = |e: zbus::Error| classify(e, session);
-    let say = |done: api::Done| {
-        if as_json {
-            print_json(&done);
-        } else {
-            println!("{}", done.message);
-        }
-    };
     match command {
-        A::List => {
-            let doc: ApprovalList = parse(agentd.approvals().await.map_err(err)?)?;
-            if as_json {
-                print_json(&doc);
-            } else {
-                print!("{}", workflows::approvals(&doc.approvals));
-            }
-        }
+        A::List => show(&parse::<ApprovalList>(agentd.approvals().await.map_err(err)?)?, as_json, |d| {
+            workflows::approvals(&d.approvals)
+        }),
         A::Show { id } => {
             let doc: ApprovalList = parse(agentd.approvals().await.map_err(err)?)?;
             if as_json {
@@ -459,8 +436,8 @@ async fn approvals_command(
                 print!("{}", workflows::approval(&doc, &id).map_err(CallError::Failed)?);
             }
         }
-        A::Approve { id } => say(parse(agentd.approve(&id).await.map_err(err)?)?),
-        A::Deny { id } => say(parse(agentd.deny(&id).await.map_err(err)?)?),
+        A::Approve { id } => say(&parse(agentd.approve(&id).await.map_err(err)?)?, as_json),
+        A::Deny { id } => say(&parse(agentd.deny(&id).await.map_err(err)?)?, as_json),
     }
     Ok(())
 }

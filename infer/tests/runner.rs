@@ -13,11 +13,25 @@ use std::time::Duration;
 use aither_api::workflow::{StepBudget, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
 use common::chat_model;
 
-/// Wait until the worker on `sock` has loaded its model.
-fn ready(sock: &std::path::Path) {
+/// aither-infer on `model`, one thread, serving on `sock`, once it has loaded the model;
+/// stopped when the guard goes.
+fn serve(model: &std::path::Path, sock: &std::path::Path, extra: &[&str]) -> aither_test_support::Guard {
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(model)
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .args(["--threads", "1"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aither-infer");
+    let worker = aither_test_support::Guard(worker);
     aither_test_support::until("the worker's model", 120, || {
         sock.exists() && common::unix_request(sock, "GET", "/health", "").0 == 200
     });
+    worker
 }
 
 #[test]
@@ -25,18 +39,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("tiny.sock");
     let template = format!("{}/tests/templates/hermes.jinja", env!("CARGO_MANIFEST_DIR"));
-    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
-        .arg("--model")
-        .arg(chat_model())
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .args(["--threads", "1", "--ctx", "4096", "--chat-template-file", &template])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn aither-infer");
-    let worker = aither_test_support::Guard(worker);
-    ready(&sock);
+    let worker = serve(&chat_model(), &sock, &["--ctx", "4096", "--chat-template-file", &template]);
 
     let ws = dir.path().join("ws");
     std::fs::create_dir_all(ws.join("inputs")).expect("inputs");
@@ -96,18 +99,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
 fn search_docs_ranks_by_meaning_with_the_real_embedding_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("embed.sock");
-    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
-        .arg("--model")
-        .arg(common::embedding_model())
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .args(["--threads", "1", "--ctx", "512"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn aither-infer");
-    let worker = aither_test_support::Guard(worker);
-    ready(&sock);
+    let worker = serve(&common::embedding_model(), &sock, &["--ctx", "512"]);
     let ws_dir = dir.path().join("ws");
     std::fs::create_dir_all(ws_dir.join("inputs/docs")).expect("docs");
     for (name, text) in [

@@ -70,6 +70,19 @@ impl ScriptedModel {
     }
 }
 
+/// What the tool calls answered, in order, as the model saw them in `request`.
+pub fn tool_answers(request: &Value) -> Vec<String> {
+    request["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Dimensions of the stand-in's embeddings.
 pub const EMBEDDING_DIM: usize = 64;
 
