@@ -15,6 +15,7 @@ mod host;
 mod load;
 mod report;
 mod runs;
+mod step_files;
 mod workflow;
 
 pub use load::{appliance_file, load, Loaded, Options, Stage};
