@@ -24,6 +24,7 @@
 //! | `LogTarget(s name) → s` | method | `LogTargetReply` |
 //! | `Workflows() → s` | method | `WorkflowList`: the definitions and the files refused |
 //! | `RunWorkflow(s name, a{ss} inputs) → s` | method | `RunReply`: the run started |
+//! | `EnableWorkflow(s name, b on) → s` | method | `Done`: turned on or off (admins) |
 //! | `Runs() → s`, `GetRun(s id) → s` | methods | `RunList`, `RunReply` |
 //! | `CancelRun(s id) → s` | method | `Done` |
 //! | `RunLog(s id, s step) → s` | method | the step's transcript (JSON lines; admins only) |
@@ -227,6 +228,18 @@ impl Api {
         let trigger = crate::daemon::Trigger { text: format!("manual ({})", who(uid)), unit: None };
         let run = self.daemon.run_workflow(&name, inputs.into_iter().collect(), trigger, true).await.map_err(failed)?;
         json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
+    }
+
+    async fn enable_workflow(
+        &self,
+        name: String,
+        on: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let what = format!("{} the workflow {name}", if on { "enable" } else { "disable" });
+        authorize(conn, &hdr, &what).await?;
+        outcome(self.daemon.enable_workflow(&name, on).await)
     }
 
     async fn runs(&self) -> zbus::fdo::Result<String> {

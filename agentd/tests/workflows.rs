@@ -56,6 +56,10 @@ const TIDY: &str = r#"
 [workflow]
 description = "Propose stopping a unit"
 
+[inputs.unit]
+kind = "name"
+description = "the unit to stop"
+
 [[step]]
 name = "decide"
 model = "chat"
@@ -231,7 +235,8 @@ fn a_denied_proposal_changes_nothing_and_a_cancelled_run_stops_its_step() {
 
     // Unknown workflows, bad inputs and a second cancel are refused with the reason.
     let bad = bed.ctl(&["workflows", "run", "nothing"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("no workflow \"nothing\" (there are: heal, tidy)"));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("no workflow \"nothing\" (there are: code-review, content-pipeline, devops, heal,"));
     let bad = bed.ctl(&["workflows", "run", "tidy", "--input", "unit=ghost"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no unit named \"ghost\""));
     assert_eq!(bed.ctl(&["workflows", "cancel", "tidy-2"]).status.code(), Some(1));

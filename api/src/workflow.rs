@@ -419,12 +419,88 @@ pub struct ApprovalList {
     pub approvals: Vec<Approval>,
 }
 
+/// What a run input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Words for the steps' instructions (at most 4096 characters).
+    Text,
+    /// An absolute path of a directory whose files the steps get (under `workflows.input_dirs`).
+    Directory,
+    /// A token a command may carry (`{NAME}`): letters, digits and `._/@^~+-`, not starting
+    /// with `-`, at most 128 characters (a git ref, a unit name).
+    Name,
+}
+
+impl InputKind {
+    /// Whether `value` is a value of this kind; why not.
+    pub fn check(self, value: &str) -> Result<(), String> {
+        match self {
+            InputKind::Text => {
+                if value.chars().count() > 4096 || value.chars().any(|c| c.is_control() && c != '\n') {
+                    return Err("text of at most 4096 characters, without control characters".into());
+                }
+            }
+            InputKind::Directory => {
+                if !value.starts_with('/') || value.len() > 1024 || value.chars().any(char::is_control) {
+                    return Err(format!("{value:?} is not an absolute path"));
+                }
+            }
+            InputKind::Name => {
+                let ok = !value.is_empty()
+                    && value.len() <= 128
+                    && !value.starts_with('-')
+                    && !value.contains("..")
+                    && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/@^~+-".contains(&b));
+                if !ok {
+                    return Err(format!(
+                        "{value:?} is not a name (letters, digits and ._/@^~+-, not starting with '-', no '..', at most 128)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InputKind::Text => "text",
+            InputKind::Directory => "directory",
+            InputKind::Name => "name",
+        }
+    }
+}
+
+/// `/etc/aither/workflows-enabled.toml`: the shipped workflows turned on (they are off
+/// until then) and the admin's turned off (they are on until then).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSwitches {
+    #[serde(default)]
+    pub enabled: std::collections::BTreeSet<String>,
+    #[serde(default)]
+    pub disabled: std::collections::BTreeSet<String>,
+}
+
+/// A run input a workflow declares (`[inputs.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RunInput {
+    pub name: String,
+    pub kind: InputKind,
+    pub description: String,
+    pub required: bool,
+    pub default: Option<String>,
+}
+
 /// A step of a workflow definition, as `Workflows()` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepInfo {
     pub name: String,
     /// The plan's model role (`chat`, `code`).
     pub model: String,
+    /// What answers for that role on this machine: a local model, or the gateway's cloud
+    /// fallback where the preset has none, or nothing.
+    pub served_by: String,
     pub tools: Vec<Tool>,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
@@ -437,6 +513,12 @@ pub struct WorkflowInfo {
     pub name: String,
     pub description: String,
     pub file: String,
+    /// Whether its triggers fire and it may be run (`aitherctl workflows enable|disable`).
+    pub enabled: bool,
+    /// `built-in`, `shipped` (both off until enabled) or `admin` (on until disabled).
+    pub origin: String,
+    /// What a run is given (`--input NAME=VALUE`).
+    pub inputs: Vec<RunInput>,
     pub manual: bool,
     /// Unit-name patterns whose failure starts a run.
     pub units: Vec<String>,

@@ -37,6 +37,7 @@ pub trait Agentd {
     fn log_target(&self, name: &str) -> zbus::Result<String>;
     fn workflows(&self) -> zbus::Result<String>;
     fn run_workflow(&self, name: &str, inputs: std::collections::HashMap<String, String>) -> zbus::Result<String>;
+    fn enable_workflow(&self, name: &str, on: bool) -> zbus::Result<String>;
     fn runs(&self) -> zbus::Result<String>;
     fn get_run(&self, id: &str) -> zbus::Result<String>;
     fn cancel_run(&self, id: &str) -> zbus::Result<String>;

@@ -108,7 +108,7 @@ pub enum Command {
     /// The plan's model files: list, pull, remove.
     #[command(subcommand)]
     Models(ModelsCommand),
-    /// Workflows: list, show, run, runs, status, logs, cancel.
+    /// Workflows: list, show, enable, disable, run, runs, status, logs, cancel.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCommand),
     /// The approval queue of workflow proposals: list, show, approve, deny.
@@ -390,6 +390,8 @@ async fn workflow_command(
                 println!("run {} started: `aitherctl workflows status {}` follows it", reply.run.id, reply.run.id);
             }
         }
+        W::Enable { name } => say(&parse(agentd.enable_workflow(&name, true).await.map_err(err)?)?, as_json),
+        W::Disable { name } => say(&parse(agentd.enable_workflow(&name, false).await.map_err(err)?)?, as_json),
         W::Runs => show(&parse::<RunList>(agentd.runs().await.map_err(err)?)?, as_json, workflows::runs),
         W::Status { run } => {
             show(&parse::<RunReply>(agentd.get_run(&run).await.map_err(err)?)?, as_json, workflows::status)

@@ -13,10 +13,15 @@ pub enum WorkflowsCommand {
     List,
     /// One workflow in full: its steps, tools, inputs, outputs and budgets.
     Show { name: String },
+    /// Turn a workflow on: its triggers fire and it may be run (root or aither-admin).
+    Enable { name: String },
+    /// Turn a workflow off: listed, but neither triggered nor run (root or aither-admin).
+    Disable { name: String },
     /// Start a run by hand.
     Run {
         name: String,
-        /// A value for the run (`unit=infer-qwen`; `unit` names the unit a journal input reads).
+        /// A value for one of the workflow's inputs (`workflows show NAME` lists them:
+        /// `question="…"`, `docs=/srv/notes`, `unit=infer-qwen`).
         #[arg(long = "input", value_name = "KEY=VALUE")]
         inputs: Vec<String>,
     },
@@ -83,10 +88,16 @@ pub fn list(doc: &WorkflowList) -> String {
                 triggers.push(c.clone());
             }
             let steps: Vec<&str> = w.steps.iter().map(|s| s.name.as_str()).collect();
-            vec![w.name.clone(), triggers.join("; "), steps.join(" → "), w.description.clone()]
+            vec![
+                w.name.clone(),
+                if w.enabled { "on" } else { "off" }.to_string(),
+                triggers.join("; "),
+                steps.join(" → "),
+                w.description.clone(),
+            ]
         })
         .collect();
-    let mut out = table(&["NAME", "TRIGGERS", "STEPS", "DESCRIPTION"], rows);
+    let mut out = table(&["NAME", "ENABLED", "TRIGGERS", "STEPS", "DESCRIPTION"], rows);
     for e in &doc.errors {
         out.push_str(&format!("refused: {e}\n"));
     }
@@ -95,7 +106,29 @@ pub fn list(doc: &WorkflowList) -> String {
 
 pub fn show(doc: &WorkflowList, name: &str) -> Result<String, String> {
     let w = doc.workflows.iter().find(|w| w.name == name).ok_or_else(|| format!("no workflow {name:?}"))?;
-    let mut out = format!("{}: {}\nfile:     {}\n", w.name, w.description, w.file);
+    let mut out = format!(
+        "{}: {}\nfile:     {} ({})\nenabled:  {}\n",
+        w.name,
+        w.description,
+        w.file,
+        w.origin,
+        if w.enabled { "yes".to_string() } else { format!("no (aitherctl workflows enable {})", w.name) }
+    );
+    for i in &w.inputs {
+        let mut flags = vec![i.kind.name().to_string()];
+        if i.required {
+            flags.push("required".into());
+        }
+        if let Some(d) = &i.default {
+            flags.push(format!("default {d}"));
+        }
+        out.push_str(&format!("input:    {} ({}): {}\n", i.name, flags.join(", "), i.description));
+    }
+    let mut served: Vec<String> = w.steps.iter().map(|s| format!("{}: {}", s.model, s.served_by)).collect();
+    served.dedup();
+    for s in served {
+        out.push_str(&format!("model:    {s}\n"));
+    }
     if !w.auto_approve.is_empty() {
         let kinds: Vec<&str> = w.auto_approve.iter().map(|k| k.name()).collect();
         out.push_str(&format!("approved without asking: {}\n", kinds.join(", ")));

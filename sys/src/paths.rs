@@ -15,6 +15,8 @@ pub const LIBEXEC_DIR: &str = "/usr/libexec/aither";
 pub const MODEL_DIR: &str = "/var/lib/aither/models";
 /// The appliance's own configuration (the pinned preset), written at first boot.
 pub const APPLIANCE_FILE: &str = "/etc/aither/appliance.toml";
+/// Which workflows are on (first boot's choice, then `aitherctl workflows enable|disable`).
+pub const WORKFLOWS_ENABLED: &str = "/etc/aither/workflows-enabled.toml";
 /// The key TCP clients of the gateway send.
 pub const GATEWAY_KEY: &str = "/etc/aither/gateway.key";
 /// The gateway's Unix socket (agents reach the model through it, without a key).

@@ -54,6 +54,7 @@
 //! outbox = "/var/lib/aither/outbox"   # where approved publish proposals put their file
 //! webhook = "https://hooks.example/aither"   # optional: approved publish proposals POST there too
 //! webhook_key_file = "/etc/aither/webhook.key"   # optional: sent as Authorization: Bearer
+//! input_dirs = ["/var/lib/aither/documents", "/srv"]   # where a run's directory inputs may be
 //!
 //! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
 //! endpoint = "https://api.openai.com/v1"
@@ -133,6 +134,7 @@ struct WorkflowsFragment {
     outbox: Option<PathBuf>,
     webhook: Option<String>,
     webhook_key_file: Option<PathBuf>,
+    input_dirs: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,6 +211,8 @@ pub struct Settings {
     pub webhook_key_file: Option<PathBuf>,
     /// The key from `webhook_key_file` (`Authorization: Bearer`), once [`read_keys`] read it.
     pub webhook_key: Option<Secret>,
+    /// The directories (and what is under them) a run's `directory` inputs may name.
+    pub input_dirs: Vec<PathBuf>,
     /// The files read, in the order applied.
     pub sources: Vec<String>,
 }
@@ -313,6 +317,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut outbox = None;
     let mut webhook = None;
     let mut webhook_key = None;
+    let mut input_dirs = None;
     for (file, text) in sources {
         let f: Fragment =
             toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: one_line(&e) })?;
@@ -352,6 +357,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut outbox, w.outbox, file);
         set(&mut webhook, w.webhook, file);
         set(&mut webhook_key, w.webhook_key_file, file);
+        set(&mut input_dirs, w.input_dirs, file);
     }
     let missing = |key: &str| ConfigError::Invalid {
         file: "(merged configuration)".into(),
@@ -586,7 +592,19 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
             Some(url)
         }
     };
+    let input_dirs = match input_dirs {
+        None => Vec::new(),
+        Some(d) => {
+            for (i, p) in d.value.iter().enumerate() {
+                aither_policy::SafePath::new("path", p).map_err(|e| {
+                    invalid(&d.file, &format!("workflows.input_dirs[{i}]"), format!("{e} (an absolute, plain path)"))
+                })?;
+            }
+            d.value
+        }
+    };
     Ok(Settings {
+        input_dirs,
         webhook,
         webhook_key_file: webhook_key.map(|k| k.value),
         webhook_key: None,

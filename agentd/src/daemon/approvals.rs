@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aither_api::workflow::{
-    Approval, ApprovalList, ApprovalState, AuditEntry, Proposal, Run, RunState, SCHEMA_VERSION,
-};
+use aither_api::workflow::{Approval, ApprovalList, ApprovalState, AuditEntry, Proposal, Run, SCHEMA_VERSION};
 
 use super::runs;
 use super::workflow::refused;
@@ -84,15 +82,21 @@ impl Daemon {
             a.outcome = Some(outcome.clone());
             let a = a.clone();
             audit(&state_dir, &a, if approve { "approved" } else { "denied" });
-            let waiting =
-                r.state == RunState::AwaitingApproval && !r.approvals.iter().any(|a| a.state == ApprovalState::Pending);
-            if waiting {
-                self.finish(&mut st, &run_id, RunState::Completed, None);
-            } else if let Some(r) = st.engine.runs.get(&run_id).cloned() {
+            let settled = self.approvals_settled(&mut st, &run_id);
+            if let Some(r) = st.engine.runs.get(&run_id).cloned() {
                 self.save_run(&st, &r);
             }
-            format!("{approval} {}: {} ({outcome})", if approve { "approved" } else { "denied" }, proposal.action())
+            let reply = format!(
+                "{approval} {}: {} ({outcome})",
+                if approve { "approved" } else { "denied" },
+                proposal.action()
+            );
+            (reply, settled)
         };
+        let (reply, settled) = reply;
+        if settled {
+            self.advance(&run_id).await;
+        }
         Ok(reply)
     }
 

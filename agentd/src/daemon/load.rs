@@ -40,6 +40,8 @@ pub struct Loaded {
     /// The workflow definitions, and the files refused (each naming file and key).
     pub workflows: std::collections::BTreeMap<String, crate::workflows::Workflow>,
     pub workflow_errors: Vec<String>,
+    /// Which workflows are on.
+    pub switches: crate::workflows::Enabled,
 }
 
 /// When the configuration is loaded: at start, development mode makes the gateway key it
@@ -94,13 +96,21 @@ pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
         0 => plan.agents.max_concurrent,
         n => n,
     };
-    let (workflows, errors) = crate::workflows::load(&opts.root);
+    let (workflows, mut errors) = crate::workflows::load(&opts.root);
+    let switches = crate::workflows::Enabled::read(&opts.root).unwrap_or_else(|e| {
+        errors.push(e);
+        crate::workflows::Enabled {
+            file: opts.root.join(crate::workflows::ENABLED_FILE),
+            switches: aither_api::workflow::WorkflowSwitches::default(),
+        }
+    });
     for e in &errors {
         tracing::warn!("workflow refused: {e}");
     }
     Ok(Loaded {
         workflows,
         workflow_errors: errors.iter().map(ToString::to_string).collect(),
+        switches,
         settings,
         profile,
         presets,

@@ -11,6 +11,7 @@
 //!   gateway's routing view.
 
 mod approvals;
+mod definitions;
 mod host;
 mod load;
 mod report;

@@ -133,6 +133,12 @@ pub fn stage(ws: &Path, files: &[Staged], handover: &Handover) -> Result<()> {
     }
     for (rel, data) in files {
         let path = ws.join(rel);
+        // `NAME/`: an empty directory.
+        if rel.ends_with('/') {
+            std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            made.push(path);
+            continue;
+        }
         if let Some(parent) = path.parent() {
             let mut p = parent.to_path_buf();
             let mut missing = Vec::new();

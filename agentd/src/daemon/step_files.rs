@@ -5,11 +5,12 @@
 use std::path::Path;
 
 use aither_api::workflow::{Run, StepSpec, SCHEMA_VERSION};
+use aither_init::UnitStatus;
 
 use super::runs::{self, Staged};
 use super::State;
 use crate::units;
-use crate::workflows::{Input, Workflow};
+use crate::workflows::{fill_command, DirectoryOf, Input, Workflow};
 
 /// The most files and bytes a `directory` input gives a step.
 const DIRECTORY_FILES: usize = 1000;
@@ -17,8 +18,15 @@ const DIRECTORY_BYTES: u64 = 64 * 1024 * 1024;
 /// The lines of a journal a `journal` input gives a step.
 const JOURNAL_LINES: usize = 300;
 
-/// The files of a step's workspace: `step.json` and its inputs.
-pub(super) fn step_files(st: &State, run: &Run, w: &Workflow, index: usize) -> Result<Vec<Staged>, String> {
+/// The files of a step's workspace: `step.json` and its inputs. `units`: the engine's units
+/// now, for a `status` input.
+pub(super) fn step_files(
+    st: &State,
+    run: &Run,
+    w: &Workflow,
+    index: usize,
+    units: &[UnitStatus],
+) -> Result<Vec<Staged>, String> {
     let step = &w.steps[index];
     let mut files: Vec<Staged> = Vec::new();
     let mut names = Vec::new();
@@ -33,7 +41,7 @@ pub(super) fn step_files(st: &State, run: &Run, w: &Workflow, index: usize) -> R
                 files.push((format!("inputs/{name}"), data));
             }
             Input::Status => {
-                let doc = status_snapshot(st);
+                let doc = status_snapshot(st, units);
                 files.push((format!("inputs/{name}"), serde_json::to_vec_pretty(&doc).unwrap_or_default()));
             }
             Input::Journal { unit } => {
@@ -44,11 +52,33 @@ pub(super) fn step_files(st: &State, run: &Run, w: &Workflow, index: usize) -> R
                 files.push((format!("inputs/{name}"), journal(st, &unit).into_bytes()));
             }
             Input::Directory { path } => {
-                for (rel, data) in
-                    runs::collect_dir(path, DIRECTORY_FILES, DIRECTORY_BYTES).map_err(|e| format!("{e:#}"))?
-                {
+                let dir = match path {
+                    DirectoryOf::Path(p) => Some(p.clone()),
+                    // An optional input not given: the step finds the directory empty.
+                    DirectoryOf::RunInput(input) => run.inputs.get(input).map(std::path::PathBuf::from),
+                };
+                let found = match dir {
+                    Some(d) => runs::collect_dir(&d, DIRECTORY_FILES, DIRECTORY_BYTES).map_err(|e| format!("{e:#}"))?,
+                    None => Vec::new(),
+                };
+                if found.is_empty() {
+                    files.push((format!("inputs/{name}/"), Vec::new()));
+                }
+                for (rel, data) in found {
                     files.push((format!("inputs/{name}/{rel}"), data));
                 }
+            }
+            Input::Approvals => {
+                let decided: Vec<serde_json::Value> = run
+                    .approvals
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({"id": a.id, "step": a.step, "proposal": a.proposal, "action": a.proposal.action(),
+                            "state": a.state.name(), "decided_by": a.decided_by, "outcome": a.outcome})
+                    })
+                    .collect();
+                let doc = serde_json::json!({ "run": run.id, "proposals": decided });
+                files.push((format!("inputs/{name}"), serde_json::to_vec_pretty(&doc).unwrap_or_default()));
             }
         }
         names.push(name);
@@ -69,7 +99,7 @@ pub(super) fn step_files(st: &State, run: &Run, w: &Workflow, index: usize) -> R
         system_prompt: step.system_prompt.clone(),
         instructions,
         tools: step.tools.clone(),
-        commands: step.commands.clone(),
+        commands: step.commands.iter().map(|c| fill_command(c, &run.inputs)).collect::<Result<_, _>>()?,
         inputs: names,
         outputs: step.outputs.clone(),
         budget: step.budget,
@@ -83,13 +113,14 @@ pub(super) fn step_files(st: &State, run: &Run, w: &Workflow, index: usize) -> R
     Ok(files)
 }
 
-/// What the appliance looks like, for a `status` input: the units and their states.
-fn status_snapshot(st: &State) -> serde_json::Value {
-    let units: Vec<serde_json::Value> = st
-        .by_name
-        .values()
-        .filter(|u| !st.engine.steps.contains_key(&u.name))
-        .map(|u| serde_json::json!({"name": u.name, "kind": u.kind, "group": u.group, "blocked": u.blocked, "description": u.description}))
+/// What the appliance looks like, for a `status` input: the units as `aitherctl status` shows
+/// them (state, restarts, detail), the workflow steps left out.
+fn status_snapshot(st: &State, engine: &[UnitStatus]) -> serde_json::Value {
+    let units: Vec<serde_json::Value> = engine
+        .iter()
+        .filter(|s| !st.engine.steps.contains_key(&s.name))
+        .filter_map(|s| st.by_name.get(&s.name).map(|p| super::report::report(p, s, &st.admission)))
+        .filter_map(|u| serde_json::to_value(u).ok())
         .collect();
     serde_json::json!({
         "preset": st.loaded.plan.preset,

@@ -11,18 +11,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aither_api::workflow::{
-    Approval, ApprovalState, Run, RunList, RunState, StepInfo, StepOutcome, StepRecord, StepResult, StepState,
-    WorkflowInfo, WorkflowList, SCHEMA_VERSION,
+    Approval, ApprovalState, Run, RunList, RunState, StepOutcome, StepRecord, StepResult, StepState, WorkflowList,
+    SCHEMA_VERSION,
 };
 use aither_init::{ExitReason, UnitState};
 
 use super::approvals::{audit, expire, validate};
+use super::definitions::{check_run_inputs, info};
 use super::runs::{self, Handover};
 use super::step_files::{keep_step_files, step_files};
 use super::{Daemon, DaemonError, Outcome, State, WorkflowEvent};
 use crate::agents::{Admission, CategoryMap};
 use crate::units::{self, Planned, StepUnit};
-use crate::workflows::{Input, Schedule, Workflow};
+use crate::workflows::{Schedule, Workflow};
 
 /// What started a run.
 #[derive(Debug, Clone)]
@@ -56,44 +57,6 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-impl Input {
-    /// The file (or directory) the input becomes under the step's `inputs/`.
-    pub fn file_name(&self, trigger_unit: Option<&str>) -> String {
-        match self {
-            Input::Output { file, .. } => file.clone(),
-            Input::Status => "status.json".into(),
-            Input::Journal { unit } => format!("journal-{}.txt", unit.as_deref().or(trigger_unit).unwrap_or("unit")),
-            Input::Directory { path } => {
-                path.file_name().map_or_else(|| "directory".into(), |n| n.to_string_lossy().into_owned())
-            }
-        }
-    }
-}
-
-fn info(w: &Workflow) -> WorkflowInfo {
-    WorkflowInfo {
-        name: w.name.clone(),
-        description: w.description.clone(),
-        file: w.file.display().to_string(),
-        manual: w.triggers.manual,
-        units: w.triggers.units.clone(),
-        calendar: w.triggers.calendar.map(Schedule::describe),
-        auto_approve: w.auto_approve.clone(),
-        steps: w
-            .steps
-            .iter()
-            .map(|s| StepInfo {
-                name: s.name.clone(),
-                model: s.model.name().to_string(),
-                tools: s.tools.clone(),
-                inputs: s.inputs.iter().map(|i| format!("inputs/{}", i.file_name(None))).collect(),
-                outputs: s.outputs.iter().map(|o| format!("outputs/{o}")).collect(),
-                budget: s.budget,
-            })
-            .collect(),
-    }
-}
-
 impl Daemon {
     fn runs_dir(st: &State) -> PathBuf {
         runs::runs_dir(&st.loaded.settings.state_dir)
@@ -103,7 +66,7 @@ impl Daemon {
         let st = self.state.lock().await;
         WorkflowList {
             schema_version: SCHEMA_VERSION,
-            workflows: st.loaded.workflows.values().map(info).collect(),
+            workflows: st.loaded.workflows.values().map(|w| info(&st.loaded, &st.loaded.switches, w)).collect(),
             errors: st.loaded.workflow_errors.clone(),
         }
     }
@@ -140,16 +103,11 @@ impl Daemon {
             if manual && !w.triggers.manual {
                 return Err(refused(format!("{name} is not run by hand (its [trigger] has manual = false)")));
             }
-            for (k, v) in &inputs {
-                let key_ok = !k.is_empty()
-                    && k.len() <= 64
-                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if !key_ok || v.len() > 4096 || v.chars().any(|c| c.is_control() && c != '\n') {
-                    return Err(refused(format!(
-                        "input {k:?}: a name of letters, digits, '-' or '_' and a value of at most 4096 characters"
-                    )));
-                }
+            if !st.loaded.switches.is_on(w) {
+                return Err(refused(format!("{name} is disabled: `aitherctl workflows enable {name}` turns it on")));
             }
+            let inputs = check_run_inputs(w, inputs, &st.loaded.settings.input_dirs, st.loaded.host.dev)
+                .map_err(|p| refused(format!("{name}: {p}")))?;
             let trigger_unit = trigger.unit.clone().or_else(|| inputs.get("unit").cloned());
             if let Some(u) = &trigger_unit {
                 if !st.by_name.contains_key(u) {
@@ -198,20 +156,30 @@ impl Daemon {
     }
 
     /// Start the run's next pending step, or finish the run.
-    async fn advance(&self, id: &str) {
+    pub(super) async fn advance(&self, id: &str) {
+        // The units' states, for a `status` input (asked before the state lock is taken).
+        let units = self.sup.status().await.unwrap_or_default();
         let start = {
             let mut st = self.state.lock().await;
             let Some(run) = st.engine.runs.get(id).cloned() else { return };
             if run.state != RunState::Running || run.steps.iter().any(|s| s.state == StepState::Running) {
                 return;
             }
+            let pending = run.approvals.iter().any(|a| a.state == ApprovalState::Pending);
             let Some(index) = run.steps.iter().position(|s| s.state == StepState::Pending) else {
-                let pending = run.approvals.iter().any(|a| a.state == ApprovalState::Pending);
                 let state = if pending { RunState::AwaitingApproval } else { RunState::Completed };
                 self.finish(&mut st, id, state, None);
                 return;
             };
-            match self.prepare_step(&mut st, &run, index) {
+            // A step that reads the decisions waits for them ([`Daemon::approvals_settled`]
+            // goes on).
+            let waits = st.loaded.workflows.get(&run.workflow).is_some_and(|w| w.waits_for_approvals(index));
+            if pending && waits {
+                tracing::info!("workflow run {id}: step {} waits for the proposals' decisions", run.steps[index].name);
+                self.finish(&mut st, id, RunState::AwaitingApproval, None);
+                return;
+            }
+            match self.prepare_step(&mut st, &run, index, &units) {
                 Ok(unit) => Some(unit),
                 Err(why) => {
                     let step = run.steps[index].name.clone();
@@ -231,7 +199,13 @@ impl Daemon {
     }
 
     /// Stage the workspace of step `index` and add its unit; the unit's name.
-    fn prepare_step(&self, st: &mut State, run: &Run, index: usize) -> Result<String, String> {
+    fn prepare_step(
+        &self,
+        st: &mut State,
+        run: &Run,
+        index: usize,
+        units: &[aither_init::UnitStatus],
+    ) -> Result<String, String> {
         let w = st
             .loaded
             .workflows
@@ -244,7 +218,7 @@ impl Daemon {
         crate::agents::CategoryMap::save(&st.loaded.mcs, &super::load::mcs_file(&st.loaded.settings))
             .map_err(|e| e.to_string())?;
         let workspace = units::workspace(&st.loaded.settings.state_dir, &unit);
-        let files = step_files(st, run, &w, index)?;
+        let files = step_files(st, run, &w, index, units)?;
         let handover = Handover {
             owner: match st.loaded.host.agent_user {
                 units::RunAs::User { uid, gid } => Some((uid, gid)),
@@ -496,6 +470,17 @@ impl Daemon {
         self.save_run(st, &r);
     }
 
+    /// A run waiting on its proposals whose last one was just decided goes on: it is marked
+    /// running again, and the caller advances it (its next step, or its end). Whether it did.
+    pub(super) fn approvals_settled(&self, st: &mut State, id: &str) -> bool {
+        let Some(r) = st.engine.runs.get_mut(id) else { return false };
+        if r.state != RunState::AwaitingApproval || r.approvals.iter().any(|a| a.state == ApprovalState::Pending) {
+            return false;
+        }
+        r.state = RunState::Running;
+        true
+    }
+
     pub(super) fn save_run(&self, st: &State, run: &Run) {
         if let Err(e) = runs::save(&Self::runs_dir(st), run) {
             tracing::error!("workflow run {}: not saved: {e:#}", run.id);
@@ -597,7 +582,7 @@ impl Daemon {
             st.loaded
                 .workflows
                 .values()
-                .filter(|w| w.triggers.units.iter().any(|p| pattern_matches(p, unit)))
+                .filter(|w| st.loaded.switches.is_on(w) && w.triggers.units.iter().any(|p| pattern_matches(p, unit)))
                 .filter(|w| {
                     !st.engine
                         .runs
@@ -619,6 +604,7 @@ impl Daemon {
     /// start (one run at a time per workflow).
     pub async fn workflow_tick(&self) {
         let now = runs::now();
+        let mut settled = Vec::new();
         let due: Vec<String> = {
             let mut st = self.state.lock().await;
             let state_dir = st.loaded.settings.state_dir.clone();
@@ -630,18 +616,21 @@ impl Daemon {
                 }
             }
             for id in changed {
-                let done = st.engine.runs.get(&id).is_some_and(|r| {
-                    r.state == RunState::AwaitingApproval
-                        && !r.approvals.iter().any(|a| a.state == ApprovalState::Pending)
-                });
-                if done {
-                    self.finish(&mut st, &id, RunState::Completed, None);
-                } else if let Some(r) = st.engine.runs.get(&id).cloned() {
-                    self.save_run(&st, &r);
+                if !self.approvals_settled(&mut st, &id) {
+                    if let Some(r) = st.engine.runs.get(&id).cloned() {
+                        self.save_run(&st, &r);
+                    }
+                } else {
+                    settled.push(id);
                 }
             }
-            let schedules: Vec<(String, Schedule)> =
-                st.loaded.workflows.values().filter_map(|w| w.triggers.calendar.map(|c| (w.name.clone(), c))).collect();
+            let schedules: Vec<(String, Schedule)> = st
+                .loaded
+                .workflows
+                .values()
+                .filter(|w| st.loaded.switches.is_on(w))
+                .filter_map(|w| w.triggers.calendar.map(|c| (w.name.clone(), c)))
+                .collect();
             let mut due = Vec::new();
             for (name, schedule) in schedules {
                 let next = *st.engine.next_fire.entry(name.clone()).or_insert_with(|| schedule.next_after(now));
@@ -654,6 +643,9 @@ impl Daemon {
             }
             due
         };
+        for id in settled {
+            self.advance(&id).await;
+        }
         for name in due {
             let trigger = Trigger { text: "calendar".into(), unit: None };
             if let Err(e) = self.run_workflow(&name, BTreeMap::new(), trigger, false).await {

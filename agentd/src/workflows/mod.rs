@@ -28,11 +28,17 @@
 //! budget = { steps = 8, tokens = 4000, seconds = 300 }
 //! ```
 
+mod enabled;
+mod packs;
+mod schedule;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aither_api::plan::Role;
-pub use aither_api::workflow::{ProposalKind, StepBudget, Tool};
+pub use aither_api::workflow::{InputKind, ProposalKind, RunInput, StepBudget, Tool};
+pub use enabled::{Enabled, ENABLED_FILE};
+pub use schedule::Schedule;
 use serde::Deserialize;
 
 /// Where the shipped workflows are, under the root.
@@ -61,17 +67,6 @@ pub struct Triggers {
     pub calendar: Option<Schedule>,
 }
 
-/// A calendar schedule, in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Schedule {
-    /// Every so many seconds from the epoch (`every 15m`, `every 6h`, `hourly`).
-    Every(u64),
-    /// At this minute of each day (`daily 03:30`).
-    Daily(u32),
-    /// At this minute of the week, Monday 00:00 being 0 (`weekly mon 03:30`).
-    Weekly(u32),
-}
-
 /// Where a step input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -81,8 +76,30 @@ pub enum Input {
     Status,
     /// The journal of a unit (`None`: the unit whose failure triggered the run).
     Journal { unit: Option<String> },
-    /// The files of a directory.
-    Directory { path: PathBuf },
+    /// The files of a directory: a fixed one, or the one a run input names.
+    Directory { path: DirectoryOf },
+    /// The run's proposals so far and what became of them; the step waits until each is
+    /// decided.
+    Approvals,
+}
+
+/// Which directory a `directory` input copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryOf {
+    Path(PathBuf),
+    /// The run input of this name (of kind `directory`).
+    RunInput(String),
+}
+
+/// Where a workflow was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// One of the packs agentd carries (a system without `/usr/share/aither/workflows`).
+    BuiltIn,
+    /// `/usr/share/aither/workflows`: off until enabled.
+    Shipped,
+    /// `/etc/aither/workflows.d`: on until disabled.
+    Admin,
 }
 
 /// One step: a role an agent plays.
@@ -109,10 +126,20 @@ pub struct Workflow {
     pub description: String,
     /// The file it was read from.
     pub file: PathBuf,
+    pub origin: Origin,
     pub triggers: Triggers,
+    /// What a run is given (`--input NAME=VALUE`).
+    pub inputs: Vec<RunInput>,
     pub steps: Vec<Step>,
     /// Kinds of proposal approved without asking (admin files only).
     pub auto_approve: Vec<ProposalKind>,
+}
+
+impl Workflow {
+    /// A step waits for the decisions on the run's proposals before it starts.
+    pub fn waits_for_approvals(&self, step: usize) -> bool {
+        self.steps.get(step).is_some_and(|s| s.inputs.contains(&Input::Approvals))
+    }
 }
 
 /// A workflow file that cannot be used.
@@ -130,7 +157,19 @@ struct FileDoc {
     workflow: HeaderDoc,
     #[serde(default)]
     trigger: Option<TriggerDoc>,
+    #[serde(default)]
+    inputs: BTreeMap<String, RunInputDoc>,
     step: Vec<StepDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunInputDoc {
+    kind: InputKind,
+    description: String,
+    #[serde(default)]
+    required: bool,
+    default: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +223,7 @@ struct InputDoc {
     collect: Option<String>,
     unit: Option<String>,
     path: Option<PathBuf>,
+    input: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,29 +235,37 @@ struct BudgetDoc {
     turn_tokens: Option<u32>,
 }
 
-/// Read every workflow under `root`: the shipped ones, then the admin's (replacing a shipped
-/// one of the same name). Bad files are returned as errors; the others load.
+/// Read every workflow under `root`: the shipped ones (the packs agentd carries where the
+/// system has no shipped directory: dev mode, a test root), then the admin's (replacing a
+/// shipped one of the same name). Bad files are returned as errors; the others load.
 pub fn load(root: &Path) -> (BTreeMap<String, Workflow>, Vec<WorkflowError>) {
     let mut found = BTreeMap::new();
     let mut errors = Vec::new();
-    for (dir, admin) in [(SHIPPED_DIR, false), (ADMIN_DIR, true)] {
-        for file in crate::config::toml_files(&root.join(dir)) {
-            let parsed = std::fs::read_to_string(&file)
+    let mut add = |parsed: Result<Workflow, WorkflowError>| match parsed {
+        Ok(w) => {
+            found.insert(w.name.clone(), w);
+        }
+        Err(e) => errors.push(e),
+    };
+    let shipped = root.join(SHIPPED_DIR);
+    if !shipped.is_dir() {
+        for (name, text) in packs::BUILT_IN {
+            add(parse(&Path::new(packs::BUILT_IN_DIR).join(name), text, Origin::BuiltIn));
+        }
+    }
+    for (dir, origin) in [(shipped, Origin::Shipped), (root.join(ADMIN_DIR), Origin::Admin)] {
+        for file in crate::config::toml_files(&dir) {
+            add(std::fs::read_to_string(&file)
                 .map_err(|e| WorkflowError { file: file.display().to_string(), problem: e.to_string() })
-                .and_then(|text| parse(&file, &text, admin));
-            match parsed {
-                Ok(w) => {
-                    found.insert(w.name.clone(), w);
-                }
-                Err(e) => errors.push(e),
-            }
+                .and_then(|text| parse(&file, &text, origin)));
         }
     }
     (found, errors)
 }
 
-/// Parse and validate one workflow file; `admin`: it is one of the admin's files.
-pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowError> {
+/// Parse and validate one workflow file read from `origin`.
+pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, WorkflowError> {
+    let admin = origin == Origin::Admin;
     let fail = |problem: String| WorkflowError { file: file.display().to_string(), problem };
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if !is_name(stem) {
@@ -256,6 +304,8 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
             "nothing starts this workflow (manual = false, no units, no calendar)".into(),
         ));
     }
+
+    let inputs = run_inputs(doc.inputs, !trigger.units.is_empty()).map_err(|(k, p)| bad(k, p))?;
 
     if doc.step.is_empty() {
         return Err(bad("step".into(), "a workflow needs at least one [[step]]".into()));
@@ -302,17 +352,17 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
             _ => {}
         }
         for (c, command) in s.commands.iter().enumerate() {
-            check_command(command).map_err(|p| bad(format!("{}[{c}]", key("commands")), p))?;
+            check_command(command, &inputs).map_err(|p| bad(format!("{}[{c}]", key("commands")), p))?;
         }
         for (o, out) in s.outputs.iter().enumerate() {
             if !is_file_name(out) {
                 return Err(bad(format!("{}[{o}]", key("outputs")), format!("{out:?} is not a plain file name")));
             }
         }
-        let mut inputs = Vec::with_capacity(s.inputs.len());
+        let mut step_inputs = Vec::with_capacity(s.inputs.len());
         for (n, input) in s.inputs.iter().enumerate() {
             let k = format!("{}[{n}]", key("inputs"));
-            inputs.push(input_of(input, &steps, !trigger.units.is_empty()).map_err(|p| bad(k, p))?);
+            step_inputs.push(input_of(input, &steps, &inputs).map_err(|p| bad(k, p))?);
         }
         let budget = StepBudget {
             steps: bounded(s.budget.steps, 10, 200).map_err(|p| bad(key("budget.steps"), p))?,
@@ -329,7 +379,7 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
             tools: s.tools,
             commands: s.commands,
             network: s.network,
-            inputs,
+            inputs: step_inputs,
             outputs: s.outputs,
             budget,
         });
@@ -338,18 +388,68 @@ pub fn parse(file: &Path, text: &str, admin: bool) -> Result<Workflow, WorkflowE
         name: stem.to_string(),
         description: doc.workflow.description,
         file: file.to_path_buf(),
+        origin,
         triggers: Triggers { manual: trigger.manual, units: trigger.units, calendar },
+        inputs,
         steps,
         auto_approve: doc.workflow.auto_approve,
     })
 }
 
-fn input_of(doc: &InputDoc, earlier: &[Step], unit_triggers: bool) -> Result<Input, String> {
+/// The run inputs a workflow declares; `unit` is implied by unit triggers (the unit that
+/// failed, or the one named by hand).
+fn run_inputs(docs: BTreeMap<String, RunInputDoc>, unit_triggers: bool) -> Result<Vec<RunInput>, (String, String)> {
+    let mut out = Vec::new();
+    for (name, d) in docs {
+        let key = format!("inputs.{name}");
+        if !is_input_name(&name) {
+            return Err((key, "an input name is a lowercase letter, then up to 31 letters, digits or '_'".into()));
+        }
+        if name == "unit" && unit_triggers {
+            return Err((key, "`unit` is the triggering unit's name: a unit trigger declares it".into()));
+        }
+        if d.description.trim().is_empty() {
+            return Err((format!("{key}.description"), "must not be empty".into()));
+        }
+        if let Some(v) = &d.default {
+            if d.required {
+                return Err((format!("{key}.default"), "a required input has no default".into()));
+            }
+            d.kind.check(v).map_err(|p| (format!("{key}.default"), p))?;
+        }
+        out.push(RunInput { name, kind: d.kind, description: d.description, required: d.required, default: d.default });
+    }
+    if unit_triggers {
+        out.push(RunInput {
+            name: "unit".into(),
+            kind: InputKind::Name,
+            description: "the unit to look at (given by the trigger when a unit fails)".into(),
+            required: false,
+            default: None,
+        });
+    }
+    Ok(out)
+}
+
+fn input_of(doc: &InputDoc, earlier: &[Step], run_inputs: &[RunInput]) -> Result<Input, String> {
+    let only = |allowed: &[&str]| -> Result<(), String> {
+        let given = [
+            ("file", doc.file.is_some()),
+            ("unit", doc.unit.is_some()),
+            ("path", doc.path.is_some()),
+            ("input", doc.input.is_some()),
+        ];
+        match given.iter().find(|(k, set)| *set && !allowed.contains(k)) {
+            Some((k, _)) => Err(match &doc.collect {
+                Some(kind) => format!("collect = {kind:?} takes no `{k}`"),
+                None => format!("`from` takes `file` only, not `{k}`"),
+            }),
+            None => Ok(()),
+        }
+    };
     match (&doc.from, &doc.collect) {
         (Some(step), None) => {
-            if doc.unit.is_some() || doc.path.is_some() {
-                return Err("`from` takes `file` only".into());
-            }
+            only(&["file"])?;
             let Some(prev) = earlier.iter().find(|s| &s.name == step) else {
                 return Err(format!("{step:?} is not an earlier step"));
             };
@@ -359,63 +459,105 @@ fn input_of(doc: &InputDoc, earlier: &[Step], unit_triggers: bool) -> Result<Inp
             }
             Ok(Input::Output { step: step.clone(), file: file.clone() })
         }
-        (None, Some(kind)) => {
-            if doc.file.is_some() {
-                return Err("`file` goes with `from`".into());
+        (None, Some(kind)) => match kind.as_str() {
+            "status" => only(&[]).map(|()| Input::Status),
+            "approvals" => only(&[]).map(|()| Input::Approvals),
+            "journal" => {
+                only(&["unit"])?;
+                let unit_triggered = run_inputs.iter().any(|i| i.name == "unit");
+                match doc.unit.as_deref() {
+                    None => Err("collect = \"journal\" needs `unit` (a unit name, or \"trigger\")".into()),
+                    Some("trigger") if !unit_triggered => {
+                        Err("unit = \"trigger\" needs a unit trigger (trigger.units)".into())
+                    }
+                    Some("trigger") => Ok(Input::Journal { unit: None }),
+                    Some(u) if u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) => {
+                        Ok(Input::Journal { unit: Some(u.to_string()) })
+                    }
+                    Some(u) => Err(format!("{u:?} is not a unit name")),
+                }
             }
-            let extra = |what: &str| format!("collect = {kind:?} takes no `{what}`");
-            match kind.as_str() {
-                "status" => {
-                    if doc.unit.is_some() {
-                        return Err(extra("unit"));
+            "directory" => {
+                only(&["path", "input"])?;
+                match (&doc.path, &doc.input) {
+                    (Some(path), None) => {
+                        aither_policy::SafePath::new("path", path).map_err(|e| e.to_string())?;
+                        Ok(Input::Directory { path: DirectoryOf::Path(path.clone()) })
                     }
-                    if doc.path.is_some() {
-                        return Err(extra("path"));
-                    }
-                    Ok(Input::Status)
-                }
-                "journal" => {
-                    if doc.path.is_some() {
-                        return Err(extra("path"));
-                    }
-                    match doc.unit.as_deref() {
-                        None => Err("collect = \"journal\" needs `unit` (a unit name, or \"trigger\")".into()),
-                        Some("trigger") if !unit_triggers => {
-                            Err("unit = \"trigger\" needs a unit trigger (trigger.units)".into())
+                    (None, Some(name)) => match run_inputs.iter().find(|i| &i.name == name) {
+                        Some(i) if i.kind == InputKind::Directory => {
+                            Ok(Input::Directory { path: DirectoryOf::RunInput(name.clone()) })
                         }
-                        Some("trigger") => Ok(Input::Journal { unit: None }),
-                        Some(u) if u.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) => {
-                            Ok(Input::Journal { unit: Some(u.to_string()) })
-                        }
-                        Some(u) => Err(format!("{u:?} is not a unit name")),
-                    }
+                        Some(_) => Err(format!("the run input {name:?} is not of kind \"directory\"")),
+                        None => Err(format!("no run input {name:?} is declared ([inputs.{name}])")),
+                    },
+                    _ => Err("collect = \"directory\" needs `path` or `input` (a run input), one of them".into()),
                 }
-                "directory" => {
-                    if doc.unit.is_some() {
-                        return Err(extra("unit"));
-                    }
-                    let Some(path) = &doc.path else { return Err("collect = \"directory\" needs `path`".into()) };
-                    aither_policy::SafePath::new("path", path).map_err(|e| e.to_string())?;
-                    Ok(Input::Directory { path: path.clone() })
-                }
-                other => Err(format!("collect = {other:?}: one of status, journal, directory")),
             }
-        }
+            other => Err(format!("collect = {other:?}: one of status, journal, directory, approvals")),
+        },
         (Some(_), Some(_)) => Err("either `from` (an earlier step) or `collect`, not both".into()),
-        (None, None) => Err("`from` (an earlier step's output) or `collect` (status, journal, directory)".into()),
+        (None, None) => {
+            Err("`from` (an earlier step's output) or `collect` (status, journal, directory, approvals)".into())
+        }
     }
 }
 
-/// An absolute program (validated as a safe path) and plain arguments.
-fn check_command(command: &[String]) -> Result<(), String> {
+/// An absolute program (validated as a safe path) and plain arguments; `{NAME}` in an
+/// argument is the run input NAME, which must be of kind `name` (a token that cannot
+/// become an option or a second argument).
+fn check_command(command: &[String], run_inputs: &[RunInput]) -> Result<(), String> {
     let Some(program) = command.first() else { return Err("an empty command".into()) };
     aither_policy::SafePath::new("program", Path::new(program)).map_err(|e| e.to_string())?;
     for arg in &command[1..] {
         if arg.is_empty() || arg.len() > 256 || arg.chars().any(char::is_control) {
             return Err(format!("argument {arg:?}: empty, over 256 bytes or with control characters"));
         }
+        for name in placeholders(arg) {
+            match run_inputs.iter().find(|i| i.name == name) {
+                Some(i) if i.kind == InputKind::Name => {}
+                Some(_) => return Err(format!("argument {arg:?}: the run input {name:?} is not of kind \"name\"")),
+                None => return Err(format!("argument {arg:?}: no run input {name:?} is declared")),
+            }
+        }
     }
     Ok(())
+}
+
+/// The `{NAME}`s in a command argument.
+pub fn placeholders(arg: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else { break };
+        out.push(&rest[start + 1..start + len]);
+        rest = &rest[start + len + 1..];
+    }
+    out
+}
+
+/// A command with its `{NAME}`s replaced by the run's values (each validated as a `name`).
+pub fn fill_command(command: &[String], values: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+    command
+        .iter()
+        .map(|arg| {
+            let mut out = arg.clone();
+            for name in placeholders(arg) {
+                let v = values.get(name).ok_or_else(|| format!("the command {arg:?} needs the run input {name}"))?;
+                InputKind::Name.check(v).map_err(|p| format!("input {name}: {p}"))?;
+                out = out.replace(&format!("{{{name}}}"), v);
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+fn is_input_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 fn bounded(v: Option<u32>, default: u32, max: u32) -> Result<u32, String> {
@@ -446,90 +588,6 @@ fn is_file_name(s: &str) -> bool {
 
 fn line_of(text: &str, byte: usize) -> usize {
     text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
-}
-
-impl Schedule {
-    /// `hourly`, `daily HH:MM`, `weekly DAY HH:MM` (mon … sun), `every N{m,h,d}` (at least 5m).
-    pub fn parse(s: &str) -> Result<Schedule, String> {
-        let words: Vec<&str> = s.split_whitespace().collect();
-        let minute_of_day = |hm: &str| -> Result<u32, String> {
-            let (h, m) = hm.split_once(':').ok_or_else(|| format!("{hm:?}: expected HH:MM"))?;
-            match (h.parse::<u32>(), m.parse::<u32>()) {
-                (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 && h.to_string().len() <= 2 => {
-                    Ok(h * 60 + m)
-                }
-                _ => Err(format!("{hm:?}: expected HH:MM (00:00 to 23:59)")),
-            }
-        };
-        match words.as_slice() {
-            ["hourly"] => Ok(Schedule::Every(3600)),
-            ["daily", hm] => Ok(Schedule::Daily(minute_of_day(hm)?)),
-            ["weekly", day, hm] => {
-                let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-                let d = days
-                    .iter()
-                    .position(|x| x.eq_ignore_ascii_case(day))
-                    .ok_or_else(|| format!("{day:?}: a day is mon, tue, wed, thu, fri, sat or sun"))?;
-                Ok(Schedule::Weekly(u32::try_from(d).unwrap_or(0) * 1440 + minute_of_day(hm)?))
-            }
-            ["every", n] => {
-                let (num, unit) = n.split_at(n.find(|c: char| !c.is_ascii_digit()).unwrap_or(n.len()));
-                let scale = match unit {
-                    "m" => 60,
-                    "h" => 3600,
-                    "d" => 86_400,
-                    _ => return Err(format!("{n:?}: expected a number and m, h or d (every 15m)")),
-                };
-                let secs = num.parse::<u64>().map_err(|_| format!("{n:?}: expected a number and m, h or d"))?;
-                match secs.checked_mul(scale) {
-                    Some(t) if (300..=366 * 86_400).contains(&t) => Ok(Schedule::Every(t)),
-                    _ => Err(format!("{n:?}: from 5m to 366d")),
-                }
-            }
-            _ => Err(format!("{s:?}: hourly, daily HH:MM, weekly DAY HH:MM or every N(m|h|d), in UTC")),
-        }
-    }
-
-    /// The schedule as it is written (`daily 03:30`).
-    pub fn describe(self) -> String {
-        let hm = |m: u32| format!("{:02}:{:02}", m / 60 % 24, m % 60);
-        match self {
-            Schedule::Every(3600) => "hourly".into(),
-            Schedule::Every(s) if s % 86_400 == 0 => format!("every {}d", s / 86_400),
-            Schedule::Every(s) if s % 3600 == 0 => format!("every {}h", s / 3600),
-            Schedule::Every(s) => format!("every {}m", s / 60),
-            Schedule::Daily(m) => format!("daily {}", hm(m)),
-            Schedule::Weekly(m) => {
-                let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-                format!("weekly {} {}", days[usize::try_from(m / 1440).unwrap_or(0) % 7], hm(m % 1440))
-            }
-        }
-    }
-
-    /// The first time after `now` (seconds since the epoch, UTC) this schedule fires.
-    pub fn next_after(self, now: u64) -> u64 {
-        let next_on = |period: u64, offset: u64| {
-            let base = now - now % period;
-            let t = base + offset;
-            if t > now {
-                t
-            } else {
-                t + period
-            }
-        };
-        match self {
-            Schedule::Every(p) => next_on(p, 0),
-            Schedule::Daily(m) => next_on(86_400, u64::from(m) * 60),
-            // The epoch was a Thursday: weeks counted from Monday start 3 days before it.
-            Schedule::Weekly(m) => {
-                let shifted = now + 3 * 86_400;
-                let period = 7 * 86_400;
-                let base = shifted - shifted % period;
-                let t = base + u64::from(m) * 60;
-                (if t > shifted { t } else { t + period }) - 3 * 86_400
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -565,7 +623,7 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
 "#;
 
     fn parse_str(text: &str) -> Result<Workflow, WorkflowError> {
-        parse(Path::new("/usr/share/aither/workflows/heal.toml"), text, false)
+        parse(Path::new("/usr/share/aither/workflows/heal.toml"), text, Origin::Shipped)
     }
 
     #[test]
@@ -655,34 +713,38 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
     }
 
     #[test]
+    fn the_five_packs_are_valid_and_carried_whole() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("workflows/")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<String> = packs::BUILT_IN.iter().map(|(n, _)| (*n).to_string()).collect();
+        built_in.sort();
+        assert_eq!(on_disk, built_in, "every pack in workflows/ is carried by agentd");
+        for (name, text) in packs::BUILT_IN {
+            let w = parse(&dir.join(name), text, Origin::BuiltIn).unwrap_or_else(|e| panic!("{e}"));
+            assert!(w.auto_approve.is_empty(), "{name}: a pack approves nothing by itself");
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let (found, errors) = load(root.path());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(found.len(), 5);
+        assert!(found["devops"].triggers.units == ["*"] && found["devops"].origin == Origin::BuiltIn);
+        assert!(found["devops"].waits_for_approvals(2), "the report waits for the decision");
+    }
+
+    #[test]
     fn the_documented_examples_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/workflows");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("docs/examples/workflows") {
             let path = entry.expect("entry").path();
             let text = std::fs::read_to_string(&path).expect("read");
-            parse(&path, &text, false).unwrap_or_else(|e| panic!("{e}"));
+            parse(&path, &text, Origin::Shipped).unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }
         assert!(n >= 1, "no example in {}", dir.display());
-    }
-
-    #[test]
-    fn schedules_parse_and_fire_at_their_next_time() {
-        assert_eq!(Schedule::parse("hourly"), Ok(Schedule::Every(3600)));
-        assert_eq!(Schedule::parse("every 15m"), Ok(Schedule::Every(900)));
-        assert_eq!(Schedule::parse("daily 03:30"), Ok(Schedule::Daily(210)));
-        for bad in ["every 1m", "daily 24:00", "daily 3", "weekly mon", "sometimes", "every 5x", "daily 03:300"] {
-            assert!(Schedule::parse(bad).is_err(), "{bad}");
-        }
-        // 2026-12-02 (a Wednesday) 10:00:00 UTC.
-        let now = 1_796_205_600;
-        assert_eq!(Schedule::Daily(210).next_after(now), now - 10 * 3600 + 86_400 + 210 * 60);
-        assert_eq!(Schedule::Daily(11 * 60).next_after(now), now + 3600);
-        assert_eq!(Schedule::Every(3600).next_after(now), now + 3600);
-        // Next Monday 03:30 is 2026-12-07 03:30: 4 days 17.5 hours later.
-        assert_eq!(Schedule::Weekly(210).next_after(now), now + 4 * 86_400 + 17 * 3600 + 1800);
-        // Wednesday 10:30 is later today.
-        assert_eq!(Schedule::Weekly(2 * 1440 + 630).next_after(now), now + 1800);
     }
 }
