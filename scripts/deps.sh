@@ -19,13 +19,13 @@ apt_pkgs=(
   cmake clang libclang-dev pkg-config
   libselinux1-dev selinux-policy-dev selinux-policy-default checkpolicy semodule-utils setools
   systemd dbus qemu-system-x86 qemu-user qemu-utils debootstrap e2fsprogs rpm
-  python3-venv python3-rpm tmux s6 supervisor pci.ids cpio file binutils
+  python3-venv python3-rpm tmux s6 supervisor pci.ids cpio file binutils git make
 )
 dnf_pkgs=(
   cmake clang clang-devel pkgconf-pkg-config
   libselinux-devel selinux-policy-devel selinux-policy-targeted checkpolicy policycoreutils setools-console
   systemd dbus-daemon qemu-kvm qemu-img debootstrap e2fsprogs rpm-build
-  python3 python3-rpm tmux supervisor hwdata cpio file binutils
+  python3 python3-rpm tmux supervisor hwdata cpio file binutils git make
 )
 
 as_root() {

@@ -68,7 +68,7 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
                 "kind": {"type": "string", "enum": ["start", "stop", "restart", "reload", "pull_model", "publish"]},
                 "unit": string("the unit, for start, stop and restart"),
                 "model": string("the catalog model, for pull_model"),
-                "file": string("outputs/NAME, for publish"),
+                "file": string("for publish: outputs/NAME, or inputs/NAME handed over from an earlier step"),
                 "reason": string("why, in a sentence or two"),
             }),
             vec!["kind", "reason"],
@@ -387,10 +387,21 @@ impl<'a> Toolbox<'a> {
             }
             ProposalKind::Publish => {
                 let f = a.file.unwrap_or_default();
-                let name = f.strip_prefix(OUTPUTS).unwrap_or(&f).to_string();
-                self.workspace
-                    .read(&format!("{OUTPUTS}{name}"))
-                    .map_err(|e| Denied::Error(format!("file: only a file of outputs/ can be published: {e}")))?;
+                // This step's output, or an earlier step's handed over (agentd checks that a
+                // step of the run wrote it).
+                let name = f.strip_prefix("inputs/").or_else(|| f.strip_prefix(OUTPUTS)).unwrap_or(&f).to_string();
+                let own = format!("{OUTPUTS}{name}");
+                let handed_over = self.spec.inputs.contains(&name) && !f.starts_with(OUTPUTS);
+                let path = if handed_over && (f.starts_with("inputs/") || self.workspace.read(&own).is_err()) {
+                    format!("inputs/{name}")
+                } else {
+                    own
+                };
+                self.workspace.read(&path).map_err(|e| {
+                    Denied::Error(format!(
+                        "file: only a file of outputs/, or one an earlier step handed over in inputs/, can be published: {e}"
+                    ))
+                })?;
                 Proposal::Publish { file: name, reason }
             }
         };
@@ -529,7 +540,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ws = Workspace::open(dir.path()).expect("ws");
         ws.write("outputs/post.md", b"# Post").expect("write");
-        let s = spec(vec![Tool::Propose]);
+        std::fs::create_dir_all(dir.path().join("inputs")).expect("inputs");
+        std::fs::write(dir.path().join("inputs/article.md"), "# Handed over").expect("input");
+        std::fs::write(dir.path().join("inputs/notes.md"), "# Not an input of the step").expect("input");
+        let mut s = spec(vec![Tool::Propose]);
+        s.inputs = vec!["article.md".into()];
         let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
         let t = Duration::from_secs(1);
         let ok =
@@ -538,7 +553,10 @@ mod tests {
         assert!(tb
             .call(&call("propose", r#"{"kind":"publish","file":"outputs/post.md","reason":"ready"}"#), t)
             .starts_with("proposed"));
+        let handed = tb.call(&call("propose", r#"{"kind":"publish","file":"inputs/article.md","reason":"edited"}"#), t);
+        assert!(handed.starts_with("proposed: publish outputs/article.md"), "an earlier step's output: {handed}");
         for bad in [
+            r#"{"kind":"publish","file":"inputs/notes.md","reason":"r"}"#,
             r#"{"kind":"restart","unit":"x; reboot","reason":"r"}"#,
             r#"{"kind":"restart","reason":"r"}"#,
             r#"{"kind":"publish","file":"../step.json","reason":"r"}"#,
@@ -554,6 +572,7 @@ mod tests {
             vec![
                 Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() },
                 Proposal::Publish { file: "post.md".into(), reason: "ready".into() },
+                Proposal::Publish { file: "article.md".into(), reason: "edited".into() },
             ]
         );
     }

@@ -7,8 +7,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
 use common::Bed;
@@ -75,48 +75,10 @@ fn configure(bed: &Bed, socket: &Path) {
 
 /// With `extra` lines in the `[workflows]` table.
 fn configure_with(bed: &Bed, socket: &Path, extra: &str) {
-    bed.write(
-        "etc/aither/agentd.toml",
-        &format!(
-            "[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n[workflows]\nrunner = \"{}\"\ngateway_socket = \"{}\"\n{extra}",
-            aither_test_support::bin("aither-agent").display(),
-            socket.display()
-        ),
-    );
+    bed.configure_workflows(socket, extra);
     bed.write("etc/aither/units.d/flaky.toml", FLAKY);
     bed.write("etc/aither/workflows.d/heal.toml", HEAL);
     bed.write("etc/aither/workflows.d/tidy.toml", TIDY);
-}
-
-fn state_dir(bed: &Bed) -> PathBuf {
-    bed.dir().join("xdg/aither/state")
-}
-
-fn run_doc(bed: &Bed, id: &str) -> Value {
-    let v: Value = serde_json::from_str(&bed.ok(&["--json", "workflows", "status", id])).expect("json");
-    v["run"].clone()
-}
-
-fn wait_run(bed: &Bed, id: &str, state: &str, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let out = bed.ctl(&["--json", "workflows", "status", id]);
-        if out.status.success() {
-            let r = run_doc(bed, id);
-            if r["state"] == state {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "run {id} is {} not {state}: {r:#}\n{}", r["state"], bed.log());
-        } else {
-            assert!(Instant::now() < deadline, "no run {id}\n{}", bed.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Whether agentd has a unit `name` (in `state`, when given).
-fn has_unit(bed: &Bed, name: &str, state: Option<&str>) -> bool {
-    bed.units().iter().any(|u| u["name"] == name && state.is_none_or(|s| u["state"] == s))
 }
 
 #[test]
@@ -144,7 +106,7 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     bed.wait_up(20);
 
     // flaky failed at boot: the run it triggered goes through both steps and waits.
-    let run = wait_run(&bed, "heal-1", "awaiting_approval", 60);
+    let run = bed.wait_run("heal-1", "awaiting_approval", 60);
     assert_eq!(run["trigger"], "unit flaky failed");
     assert_eq!(run["steps"][0]["state"], "done");
     assert_eq!(run["steps"][0]["result"]["outcome"], "completed");
@@ -157,7 +119,7 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
         tool_answers(&requests[1])
     );
     assert_eq!(tool_answers(&requests[4])[0], "flaky cannot reach its database.", "the diagnosis was handed over");
-    let state = state_dir(&bed);
+    let state = bed.state_dir();
     assert_eq!(
         std::fs::read_to_string(state.join("workflows/runs/heal-1/diagnose/outputs/diagnosis.md")).expect("kept"),
         "flaky cannot reach its database."
@@ -173,7 +135,7 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     let done = bed.ok(&["approvals", "approve", "heal-1.1"]);
     assert!(done.starts_with("heal-1.1 approved: restart flaky"), "{done}");
     bed.wait_state("flaky", "running", 10);
-    let run = wait_run(&bed, "heal-1", "completed", 10);
+    let run = bed.wait_run("heal-1", "completed", 10);
     assert_eq!(run["approvals"][0]["state"], "done");
     assert!(run["approvals"][0]["decided_by"].as_str().unwrap_or("").starts_with("uid "), "{run:#}");
     let again = bed.ctl(&["approvals", "approve", "heal-1.1"]);
@@ -218,20 +180,20 @@ fn a_denied_proposal_changes_nothing_and_a_cancelled_run_stops_its_step() {
 
     let started = bed.ok(&["workflows", "run", "tidy", "--input", "unit=flaky"]);
     assert!(started.starts_with("run tidy-1 started"), "{started}");
-    wait_run(&bed, "tidy-1", "awaiting_approval", 30);
+    bed.wait_run("tidy-1", "awaiting_approval", 30);
     assert!(bed.ok(&["approvals", "deny", "tidy-1.1"]).starts_with("tidy-1.1 denied: stop flaky"));
-    let run = wait_run(&bed, "tidy-1", "completed", 10);
+    let run = bed.wait_run("tidy-1", "completed", 10);
     assert_eq!(run["approvals"][0]["state"], "denied");
     assert_eq!(bed.unit("flaky")["state"], "running", "denied: not stopped");
 
     bed.ok(&["workflows", "run", "tidy"]);
-    aither_test_support::until("the step to run", 20, || has_unit(&bed, "wf-tidy-2-decide", Some("running")));
+    aither_test_support::until("the step to run", 20, || bed.has_unit("wf-tidy-2-decide", Some("running")));
     assert!(bed.ok(&["workflows", "cancel", "tidy-2"]).contains("cancelled"));
-    let run = wait_run(&bed, "tidy-2", "cancelled", 10);
-    aither_test_support::until("the step unit to go", 20, || !has_unit(&bed, "wf-tidy-2-decide", None));
+    let run = bed.wait_run("tidy-2", "cancelled", 10);
+    aither_test_support::until("the step unit to go", 20, || !bed.has_unit("wf-tidy-2-decide", None));
     assert_eq!(run["reason"], "cancelled");
-    assert_eq!(run_doc(&bed, "tidy-2")["steps"][0]["state"], "cancelled");
-    assert!(!state_dir(&bed).join("agents/wf-tidy-2-decide").exists());
+    assert_eq!(bed.run_doc("tidy-2")["steps"][0]["state"], "cancelled");
+    assert!(!bed.state_dir().join("agents/wf-tidy-2-decide").exists());
 
     // Unknown workflows, bad inputs and a second cancel are refused with the reason.
     let bad = bed.ctl(&["workflows", "run", "nothing"]);
@@ -259,7 +221,7 @@ fn a_run_goes_on_after_agentd_is_killed_in_the_middle_of_a_step() {
     let mut agentd = bed.agentd();
     bed.wait_up(20);
     bed.ok(&["workflows", "run", "tidy"]);
-    aither_test_support::until("the step to run", 20, || has_unit(&bed, "wf-tidy-1-decide", Some("running")));
+    aither_test_support::until("the step to run", 20, || bed.has_unit("wf-tidy-1-decide", Some("running")));
     // Once the engine has recorded it (its state file is written within 50 ms of a change),
     // agentd dies; the step's agent goes on talking to the model.
     let state_file = bed.dir().join("xdg/aither/units.json");
@@ -270,7 +232,7 @@ fn a_run_goes_on_after_agentd_is_killed_in_the_middle_of_a_step() {
     let _ = agentd.0.wait();
     let _again = bed.agentd();
     bed.wait_up(20);
-    let run = wait_run(&bed, "tidy-1", "awaiting_approval", 30);
+    let run = bed.wait_run("tidy-1", "awaiting_approval", 30);
     assert_eq!(run["steps"][0]["attempts"], 1, "adopted, not started again: {run:#}");
     assert_eq!(run["approvals"][0]["proposal"]["kind"], "reload");
 }
@@ -317,7 +279,7 @@ fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
     let _agentd = bed.agentd();
     bed.wait_up(20);
     bed.ok(&["workflows", "run", "post"]);
-    wait_run(&bed, "post-1", "awaiting_approval", 30);
+    bed.wait_run("post-1", "awaiting_approval", 30);
     let done = bed.ok(&["approvals", "approve", "post-1.1"]);
     assert!(done.contains(&format!("and http://127.0.0.1:{port}/hook (HTTP 204)")), "{done}");
     let outbox = bed.root().join("var/lib/aither/outbox/post-1-post.md");
@@ -329,5 +291,5 @@ fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
         "{:?}",
         seen[0].headers
     );
-    wait_run(&bed, "post-1", "completed", 10);
+    bed.wait_run("post-1", "completed", 10);
 }

@@ -199,7 +199,8 @@ inputs = [{ collect = "directory", input = "repo" }]
         std::os::unix::fs::symlink("/etc", allowed.join("etc-link")).expect("link");
         let given = |pairs: &[(&str, String)]| pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
         let repo = allowed.join("repo").display().to_string();
-        let ok = check_run_inputs(&w, given(&[("repo", repo.clone())]), &[allowed.clone()], false).expect("valid");
+        let ok = check_run_inputs(&w, given(&[("repo", repo.clone())]), std::slice::from_ref(&allowed), false)
+            .expect("valid");
         assert_eq!(ok["base"], "HEAD~1", "the default is filled in");
         let refusals = [
             (
@@ -216,7 +217,7 @@ inputs = [{ collect = "directory", input = "repo" }]
             (given(&[("repo", "relative".into())]), "is not an absolute path"),
         ];
         for (inputs, expected) in refusals {
-            let e = check_run_inputs(&w, inputs, &[allowed.clone()], false).expect_err("refused");
+            let e = check_run_inputs(&w, inputs, std::slice::from_ref(&allowed), false).expect_err("refused");
             assert!(e.contains(expected), "expected {expected:?} in {e:?}");
         }
         assert!(check_run_inputs(&w, given(&[("repo", "/etc".into())]), &[], true).is_ok(), "dev: the user's rights");

@@ -125,6 +125,58 @@ impl Bed {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agentd.log")).unwrap_or_default()
     }
+
+    /// agentd's state directory in development mode.
+    #[allow(dead_code)] // Not every test file runs workflows.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("xdg/aither/state")
+    }
+
+    /// `agentd.toml` for workflow runs: steps run the workspace's `aither-agent` and reach the
+    /// model at `socket`; `extra`: more lines of the `[workflows]` table.
+    #[allow(dead_code)]
+    pub fn configure_workflows(&self, socket: &Path, extra: &str) {
+        self.write(
+            "etc/aither/agentd.toml",
+            &format!(
+                "[gateway]\nlisten = [\"unix:/run/aither/gateway.sock\"]\n[workflows]\nrunner = \"{}\"\ngateway_socket = \"{}\"\n{extra}",
+                aither_test_support::bin("aither-agent").display(),
+                socket.display()
+            ),
+        );
+    }
+
+    /// A workflow run's document.
+    #[allow(dead_code)]
+    pub fn run_doc(&self, id: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["--json", "workflows", "status", id])).expect("json");
+        v["run"].clone()
+    }
+
+    /// Wait until run `id` is in `state`; its document.
+    #[allow(dead_code)]
+    pub fn wait_run(&self, id: &str, state: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.ctl(&["--json", "workflows", "status", id]);
+            if out.status.success() {
+                let r = self.run_doc(id);
+                if r["state"] == state {
+                    return r;
+                }
+                assert!(Instant::now() < deadline, "run {id} is {} not {state}: {r:#}\n{}", r["state"], self.log());
+            } else {
+                assert!(Instant::now() < deadline, "no run {id}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether agentd has a unit `name` (in `state`, when given).
+    #[allow(dead_code)]
+    pub fn has_unit(&self, name: &str, state: Option<&str>) -> bool {
+        self.units().iter().any(|u| u["name"] == name && state.is_none_or(|s| u["state"] == s))
+    }
 }
 
 /// aitherctl, a binary of the workspace.

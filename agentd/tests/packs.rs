@@ -1,0 +1,347 @@
+//! The five workflow packs agentd ships, each end to end in development mode against a
+//! scripted stand-in for the model: the steps run as `aither-agent` units, their artifacts are
+//! handed on and kept, their proposals wait for a human, and what comes after a decision sees
+//! it. The same packs run on the real aither-infer (tiny model) in `infer/tests/packs.rs` and,
+//! under SELinux enforcing, in the VM test bed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
+use common::Bed;
+use serde_json::{json, Value};
+
+/// Fails on its first start (saying why in its log), runs on the next.
+const FLAKY: &str = r#"
+name = "flaky"
+group = "core"
+restart = "never"
+command = ["/bin/sh", "-c", "echo flaky >> \"$MARK\"; if [ $(grep -c flaky \"$MARK\") -lt 2 ]; then echo 'flaky: database connection refused'; exit 3; fi; exec sleep 1000"]
+environment = { MARK = "@MARK@" }
+"#;
+
+/// A bed whose steps talk to a scripted model at its `gw.sock`, with `packs` enabled the way
+/// first boot enables them.
+fn bed_with(packs: &[&str]) -> (Bed, std::path::PathBuf) {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    bed.configure_workflows(&socket, "");
+    let list: Vec<String> = packs.iter().map(|p| format!("{p:?}")).collect();
+    bed.write("etc/aither/workflows-enabled.toml", &format!("enabled = [{}]\n", list.join(", ")));
+    (bed, socket)
+}
+
+fn kept(bed: &Bed, run: &str, step: &str, file: &str) -> String {
+    let path = bed.state_dir().join(format!("workflows/runs/{run}/{step}/outputs/{file}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn devops_diagnoses_a_failed_unit_restarts_it_after_approval_and_reports() {
+    let (bed, socket) = bed_with(&["devops"]);
+    bed.write("etc/aither/units.d/flaky.toml", FLAKY);
+    let diagnosis = json!({"unit": "flaky", "state": "failed", "cause": "its database refused the connection",
+        "evidence": ["flaky: database connection refused"], "fix": "restart", "why": "the database is back"});
+    let model = ScriptedModel::start(
+        &socket,
+        vec![
+            // detect
+            Turn::call("read_file", json!({"path": "inputs/journal-flaky.txt"})),
+            Turn::call("read_file", json!({"path": "inputs/status.json"})),
+            Turn::call("write_file", json!({"path": "outputs/diagnosis.json", "content": diagnosis.to_string()})),
+            Turn::text("diagnosed"),
+            // fix
+            Turn::call("propose", json!({"kind": "restart", "unit": "flaky", "reason": "the database is back"})),
+            Turn::text("proposed"),
+            // report, once the proposal is decided
+            Turn::call("read_file", json!({"path": "inputs/approvals.json"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/report.md", "content": "# flaky\nRestarted after approval; running."}),
+            ),
+            Turn::text("reported"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+
+    // flaky failed at boot: the pack's run goes through detect and fix, and the report
+    // waits for the decision.
+    let run = bed.wait_run("devops-1", "awaiting_approval", 60);
+    assert_eq!(run["trigger"], "unit flaky failed");
+    assert_eq!(run["steps"][1]["result"]["proposals"][0]["kind"], "restart");
+    assert_eq!(run["steps"][2]["state"], "pending", "{run:#}");
+    let requests = model.requests();
+    assert_eq!(requests.len(), 6, "detect and fix only, so far");
+    assert!(tool_answers(&requests[1])[0].contains("flaky: database connection refused"));
+    let status: Value = serde_json::from_str(&tool_answers(&requests[2])[1]).expect("status.json");
+    let flaky = status["units"].as_array().expect("units").iter().find(|u| u["name"] == "flaky").cloned();
+    assert_eq!(flaky.expect("flaky in the status")["state"], "failed");
+    let kept_diagnosis: Value =
+        serde_json::from_str(&kept(&bed, "devops-1", "detect", "diagnosis.json")).expect("json");
+    assert_eq!(kept_diagnosis["fix"], "restart");
+
+    assert!(bed.ok(&["approvals", "approve", "devops-1.1"]).starts_with("devops-1.1 approved: restart flaky"));
+    bed.wait_state("flaky", "running", 10);
+    let run = bed.wait_run("devops-1", "completed", 30);
+    assert_eq!(run["steps"][2]["result"]["outcome"], "completed");
+    let requests = model.requests();
+    let decisions: Value = serde_json::from_str(&tool_answers(&requests[7])[0]).expect("approvals.json");
+    assert_eq!(decisions["proposals"][0]["action"], "restart flaky");
+    assert_eq!(decisions["proposals"][0]["state"], "done");
+    assert!(kept(&bed, "devops-1", "report", "report.md").contains("Restarted after approval"));
+}
+
+#[test]
+fn research_answers_from_a_folder_with_citations_once_enabled() {
+    let (bed, socket) = bed_with(&[]);
+    let docs = bed.dir().join("docs");
+    std::fs::create_dir_all(&docs).expect("docs");
+    std::fs::write(
+        docs.join("gpu-incident.txt"),
+        "The model worker crashed on the GPU: the context grew to 32k tokens and the GPU ran out of memory.\n",
+    )
+    .expect("doc");
+    std::fs::write(docs.join("kitchen.txt"), "Bread rises overnight in a cool kitchen; bake it at 230 degrees.\n")
+        .expect("doc");
+    std::fs::write(docs.join("garden.txt"), "Tomatoes want sun, water at the root and a stake by June.\n")
+        .expect("doc");
+    let model = ScriptedModel::start(
+        &socket,
+        vec![
+            // gather
+            Turn::call("search_docs", json!({"query": "why did the model worker crash on the GPU?"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/sources.md", "content": "## gpu-incident.txt\n> the GPU ran out of memory"}),
+            ),
+            Turn::text("gathered"),
+            // synthesize
+            Turn::call("read_file", json!({"path": "inputs/sources.md"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/answer.md", "content": "It ran out of GPU memory at 32k tokens [gpu-incident.txt]."}),
+            ),
+            Turn::text("answered"),
+            // report
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/report.md", "content": "# Why the worker crashed\nOut of GPU memory [gpu-incident.txt].\n\n## Sources\n- gpu-incident.txt"}),
+            ),
+            Turn::text("reported"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    let docs_input = format!("docs={}", docs.display());
+    let question = "question=Why did the model worker crash?";
+
+    let off = bed.ctl(&["workflows", "run", "research", "--input", question, "--input", &docs_input]);
+    assert!(stderr(&off).contains("research is disabled: `aitherctl workflows enable research`"), "{}", stderr(&off));
+    assert!(bed.ok(&["workflows", "list"]).lines().any(|l| l.starts_with("research") && l.contains(" off ")));
+    assert_eq!(bed.ok(&["workflows", "enable", "research"]).trim(), "research enabled");
+    let show = bed.ok(&["workflows", "show", "research"]);
+    assert!(show.contains("enabled:  yes") && show.contains("input:    docs (directory, required)"), "{show}");
+    assert!(show.contains("model:    chat: the local model"), "{show}");
+
+    let missing = bed.ctl(&["workflows", "run", "research", "--input", question]);
+    assert!(stderr(&missing).contains("research: input docs: required"), "{}", stderr(&missing));
+    let unknown = bed.ctl(&[
+        "workflows",
+        "run",
+        "research",
+        "--input",
+        question,
+        "--input",
+        &docs_input,
+        "--input",
+        "colour=red",
+    ]);
+    assert!(stderr(&unknown).contains("input \"colour\": research takes no such input (it takes: docs, question)"));
+
+    bed.ok(&["workflows", "run", "research", "--input", question, "--input", &docs_input]);
+    let run = bed.wait_run("research-1", "completed", 60);
+    assert_eq!(run["inputs"]["question"], "Why did the model worker crash?");
+    let requests = model.requests();
+    let found = &tool_answers(&requests[1])[0];
+    assert!(found.contains("[1] inputs/docs/gpu-incident.txt"), "the incident ranks first: {found}");
+    assert!(
+        requests[0]["messages"].to_string().contains("question: Why did the model worker crash?"),
+        "the question reaches the step"
+    );
+    assert!(kept(&bed, "research-1", "report", "report.md").contains("[gpu-incident.txt]"));
+    assert_eq!(bed.ok(&["workflows", "disable", "research"]).trim(), "research disabled");
+    let saved = std::fs::read_to_string(bed.root().join("etc/aither/workflows-enabled.toml")).expect("switches");
+    assert!(!saved.contains("research"), "{saved}");
+}
+
+#[test]
+fn the_content_pipeline_publishes_its_edited_article_after_approval() {
+    let (bed, socket) = bed_with(&["content-pipeline"]);
+    let article = "# Local models\nThey keep your data at home.";
+    let _model = ScriptedModel::start(
+        &socket,
+        vec![
+            // research: no sources given, the folder is empty
+            Turn::call("list_files", json!({"path": "inputs/sources"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/brief.md", "content": "Angle: privacy. Check: latency figures."}),
+            ),
+            Turn::text("briefed"),
+            // write
+            Turn::call("read_file", json!({"path": "inputs/brief.md"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/draft.md", "content": "# Local models\nThey keep your data at home, really."}),
+            ),
+            Turn::text("drafted"),
+            // edit
+            Turn::call("write_file", json!({"path": "outputs/article.md", "content": article})),
+            Turn::call("write_file", json!({"path": "outputs/edits.md", "content": "Cut 'really'."})),
+            Turn::text("edited"),
+            // publish
+            Turn::call(
+                "propose",
+                json!({"kind": "publish", "file": "inputs/article.md", "reason": "edited and supported"}),
+            ),
+            Turn::text("proposed"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "content-pipeline", "--input", "topic=Why run models locally, for small offices"]);
+    let run = bed.wait_run("content-pipeline-1", "awaiting_approval", 60);
+    let steps: Vec<&str> = run["steps"].as_array().expect("steps").iter().filter_map(|s| s["state"].as_str()).collect();
+    assert_eq!(steps, ["done", "done", "done", "done"]);
+    let done = bed.ok(&["approvals", "approve", "content-pipeline-1.1"]);
+    assert!(done.starts_with("content-pipeline-1.1 approved: publish outputs/article.md"), "{done}");
+    let outbox = bed.root().join("var/lib/aither/outbox/content-pipeline-1-article.md");
+    assert_eq!(std::fs::read_to_string(outbox).expect("published"), article);
+    bed.wait_run("content-pipeline-1", "completed", 10);
+    assert_eq!(kept(&bed, "content-pipeline-1", "edit", "edits.md"), "Cut 'really'.");
+}
+
+#[test]
+fn the_social_media_manager_posts_its_schedule_after_approval_and_analyses_it() {
+    let (bed, socket) = bed_with(&["social-media"]);
+    let schedule = json!([{"publish_at": "2026-12-03T09:00:00Z", "text": "Your models, your machine."}]).to_string();
+    let model = ScriptedModel::start(
+        &socket,
+        vec![
+            Turn::call("write_file", json!({"path": "outputs/posts.md", "content": "1. Your models, your machine."})),
+            Turn::text("generated"),
+            Turn::call("read_file", json!({"path": "inputs/posts.md"})),
+            Turn::call("write_file", json!({"path": "outputs/schedule.json", "content": schedule})),
+            Turn::text("scheduled"),
+            Turn::call("propose", json!({"kind": "publish", "file": "schedule.json", "reason": "one post, in order"})),
+            Turn::text("proposed"),
+            // analyse, after the decision
+            Turn::call("read_file", json!({"path": "inputs/approvals.json"})),
+            Turn::call("write_file", json!({"path": "outputs/analysis.md", "content": "One post went out at 09:00."})),
+            Turn::text("analysed"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "social-media", "--input", "topic=local AI, plain voice"]);
+    let run = bed.wait_run("social-media-1", "awaiting_approval", 60);
+    assert_eq!(run["steps"][3]["state"], "pending", "analyse waits for the decision");
+    bed.ok(&["approvals", "approve", "social-media-1.1"]);
+    bed.wait_run("social-media-1", "completed", 30);
+    let outbox = bed.root().join("var/lib/aither/outbox/social-media-1-schedule.json");
+    assert_eq!(std::fs::read_to_string(outbox).expect("posted"), schedule);
+    let decisions: Value = serde_json::from_str(&tool_answers(&model.requests()[8])[0]).expect("approvals.json");
+    assert_eq!(decisions["proposals"][0]["state"], "done");
+    assert!(decisions["proposals"][0]["outcome"].as_str().unwrap_or("").contains("outbox"), "{decisions:#}");
+    assert_eq!(kept(&bed, "social-media-1", "analyse", "analysis.md"), "One post went out at 09:00.");
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("/usr/bin/git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A repository whose last commit breaks its test.
+pub fn broken_repo(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("repo");
+    git(dir, &["init", "-q"]);
+    std::fs::write(dir.join("add.sh"), "echo $(($1 + $2))\n").expect("write");
+    std::fs::write(
+        dir.join("test.sh"),
+        "got=$(sh add.sh 2 2)\n[ \"$got\" = 4 ] || { echo \"FAIL: add 2 2 gave $got\"; exit 1; }\necho ok\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("Makefile"), "test:\n\tsh test.sh\n").expect("write");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "Add numbers"]);
+    std::fs::write(dir.join("add.sh"), "echo $(($1 - $2))\n").expect("write");
+    git(dir, &["commit", "-q", "-am", "Simplify add"]);
+}
+
+#[test]
+fn code_review_runs_the_tests_of_a_change_and_recommends_against_a_broken_one() {
+    let (bed, socket) = bed_with(&["code-review"]);
+    let repo = bed.dir().join("repo");
+    broken_repo(&repo);
+    let model = ScriptedModel::start(
+        &socket,
+        vec![
+            // review
+            Turn::call("run_command", json!({"command": "/usr/bin/git -C inputs/repo diff --stat HEAD~1 HEAD"})),
+            Turn::call(
+                "run_command",
+                json!({"command": "/usr/bin/git -C inputs/repo diff --no-ext-diff --no-textconv HEAD~1 HEAD"}),
+            ),
+            Turn::call("write_file", json!({"path": "outputs/review.md", "content": "add.sh:1 blocker: + became -."})),
+            Turn::text("reviewed"),
+            // test
+            Turn::call("run_command", json!({"command": "/usr/bin/make -C inputs/repo test"})),
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/tests.md", "content": "make test: exit 2; FAIL: add 2 2 gave 0"}),
+            ),
+            Turn::text("tested"),
+            // recommend
+            Turn::call(
+                "write_file",
+                json!({"path": "outputs/recommendation.md", "content": "Recommendation: do not merge\nThe test fails: add 2 2 gave 0."}),
+            ),
+            Turn::text("recommended"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    let repo_input = format!("repo={}", repo.display());
+    let injected =
+        bed.ctl(&["workflows", "run", "code-review", "--input", &repo_input, "--input", "base=--output=/tmp/x"]);
+    assert!(stderr(&injected).contains("input base: \"--output=/tmp/x\" is not a name"), "{}", stderr(&injected));
+
+    bed.ok(&["workflows", "run", "code-review", "--input", &repo_input]);
+    let run = bed.wait_run("code-review-1", "completed", 90);
+    assert_eq!(run["inputs"]["base"], "HEAD~1", "the declared default");
+    let requests = model.requests();
+    let stat = &tool_answers(&requests[1])[0];
+    assert!(stat.starts_with("exit status 0") && stat.contains("add.sh | 2 +-"), "{stat}");
+    let diff = &tool_answers(&requests[2])[1];
+    assert!(diff.contains("-echo $(($1 + $2))"), "{diff}");
+    let tests = &tool_answers(&requests[5])[0];
+    assert!(tests.starts_with("exit status 2") && tests.contains("FAIL: add 2 2 gave 0"), "{tests}");
+    assert!(kept(&bed, "code-review-1", "recommend", "recommendation.md").starts_with("Recommendation: do not merge"));
+    // The repository itself was only read.
+    let status =
+        Command::new("/usr/bin/git").arg("-C").arg(&repo).args(["status", "--porcelain"]).output().expect("git");
+    assert!(status.stdout.is_empty(), "{}", String::from_utf8_lossy(&status.stdout));
+}
