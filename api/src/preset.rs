@@ -19,6 +19,9 @@ pub struct Preset {
     pub agents: AgentPolicy,
     pub scheduling: BTreeMap<String, SchedClass>,
     pub inference: InferencePolicy,
+    /// The workflow packs first boot proposes to enable (`aither_api::workflow::PACKS`).
+    #[serde(default)]
+    pub workflows: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

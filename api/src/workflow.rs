@@ -471,6 +471,9 @@ impl InputKind {
     }
 }
 
+/// The workflow packs AitherOS ships (`/usr/share/aither/workflows/NAME.toml`).
+pub const PACKS: [&str; 5] = ["devops", "research", "content-pipeline", "social-media", "code-review"];
+
 /// `/etc/aither/workflows-enabled.toml`: the shipped workflows turned on (they are off
 /// until then) and the admin's turned off (they are on until then).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

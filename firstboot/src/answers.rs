@@ -28,6 +28,9 @@
 //! source = "catalog"               # catalog (the URLs in the model catalog) or a directory
 //! names = ["qwen2.5-7b-instruct"]  # default: every model of the plan
 //!
+//! [workflows]                      # the workflow packs to turn on (aitherctl workflows enable|disable later)
+//! enable = ["devops", "research"]  # default: the preset's (devops on every preset); [] for none
+//!
 //! [cloud]                          # the OpenAI-compatible fallback of the gateway
 //! endpoint = "https://api.openai.com/v1"
 //! model = "gpt-4o-mini"
@@ -62,7 +65,14 @@ pub struct Answers {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network: Vec<Interface>,
     pub models: Option<Models>,
+    pub workflows: Option<Workflows>,
     pub cloud: Option<Cloud>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflows {
+    pub enable: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,6 +187,8 @@ pub struct Settings {
     pub admin: Option<AdminSettings>,
     pub network: Vec<InterfaceSettings>,
     pub models: ModelSettings,
+    /// The packs to turn on; `None`: the preset's.
+    pub workflows: Option<Vec<String>>,
     pub cloud: Option<CloudSettings>,
 }
 
@@ -261,8 +273,22 @@ pub fn validate(a: &Answers, target: &Target<'_>) -> Result<Settings, Vec<Proble
     let network = network(&a.network, &mut p);
     let models = models(a.models.as_ref(), target.catalog, &mut p);
     let cloud = a.cloud.as_ref().and_then(|c| cloud(c, &mut p));
+    let workflows = a.workflows.as_ref().map(|w| {
+        for (i, name) in w.enable.iter().enumerate() {
+            if !aither_api::workflow::PACKS.contains(&name.as_str()) {
+                p.add(
+                    format!("workflows.enable[{i}]"),
+                    format!("{name:?} is not a workflow pack ({})", aither_api::workflow::PACKS.join(", ")),
+                );
+            }
+        }
+        let mut names = w.enable.clone();
+        names.sort();
+        names.dedup();
+        names
+    });
     if p.0.is_empty() {
-        Ok(Settings { preset, hostname, timezone, admin, network, models, cloud })
+        Ok(Settings { preset, hostname, timezone, admin, network, models, workflows, cloud })
     } else {
         Err(p.0)
     }
@@ -642,6 +668,8 @@ method = "bootp"
 [models]
 fetch = "soon"
 names = ["no-such-model"]
+[workflows]
+enable = ["devops", "crypto-miner"]
 [cloud]
 endpoint = "ftp://example.com"
 "#,
@@ -661,7 +689,8 @@ endpoint = "ftp://example.com"
                 "network[1].method",
                 "models.fetch",
                 "models.names[0]",
-                "cloud.endpoint"
+                "cloud.endpoint",
+                "workflows.enable[1]"
             ]
         );
     }

@@ -157,6 +157,25 @@ pub fn apply(
         Some(p) => format!("preset {p} (pinned)"),
         None => "preset chosen from the hardware at every boot".into(),
     });
+    let enabled = tx.target(aither_sys::paths::WORKFLOWS_ENABLED);
+    if s.workflows.is_some() || !enabled.exists() {
+        let packs = s.workflows.clone().unwrap_or_else(|| preset_workflows(env, s.preset.as_deref()));
+        let switches = aither_api::workflow::WorkflowSwitches {
+            enabled: packs.iter().cloned().collect(),
+            disabled: std::collections::BTreeSet::new(),
+        };
+        let text = format!(
+            "# Written by aither-firstboot: the workflow packs turned on.\n\
+             # aitherctl workflows enable|disable NAME changes it.\n{}",
+            toml::to_string(&switches).unwrap_or_default()
+        );
+        tx.file(aither_sys::paths::WORKFLOWS_ENABLED, text.as_bytes(), Perms::KeepOr(0o644))?;
+        lines.push(if packs.is_empty() {
+            "no workflow pack turned on".to_string()
+        } else {
+            format!("workflow packs on: {}", packs.join(", "))
+        });
+    }
     if let Some(c) = &s.cloud {
         let mut cfg = format!(
             "# Written by aither-firstboot: the gateway's cloud fallback.\n[cloud]\nendpoint = {:?}\n",
@@ -353,6 +372,19 @@ pub struct Wanted {
 
 /// The models to fetch: `names` when given (the plan's file for each when it is in the
 /// plan, the catalog's first otherwise), else every model of the plan.
+/// The packs the preset proposes: the pinned one, or the one the hardware selects (devops
+/// alone when the hardware is not known).
+pub fn preset_workflows(env: &Env<'_>, preset: Option<&str>) -> Vec<String> {
+    let chosen = preset.map(str::to_string).or_else(|| {
+        env.profile
+            .and_then(|p| plan::plan(p, env.presets, env.catalog, &PlanOptions::default()).ok())
+            .map(|p| p.preset)
+    });
+    chosen
+        .and_then(|name| env.presets.get(&name).ok().map(|p| p.workflows.clone()))
+        .unwrap_or_else(|| vec!["devops".to_string()])
+}
+
 pub fn models_to_fetch(env: &Env<'_>, preset: Option<&str>, names: Option<&[String]>) -> Vec<Wanted> {
     let planned = env
         .profile

@@ -289,6 +289,11 @@ pub fn describe(s: &answers::Settings) -> Vec<String> {
             (true, Some(d)) => format!("copied now from {}", d.display()),
         }
     ));
+    out.push(match &s.workflows {
+        Some(w) if w.is_empty() => "workflow packs: none".to_string(),
+        Some(w) => format!("workflow packs: {}", w.join(", ")),
+        None => "workflow packs: the preset's".to_string(),
+    });
     if let Some(c) = &s.cloud {
         out.push(format!(
             "cloud fallback: {}{}{}",

@@ -79,6 +79,11 @@ fn an_answers_file_configures_the_machine_once() {
     // The cloud fallback is a file agentd accepts.
     let cfg = agentd_accepts(root);
     assert!(cfg.contains("gpt-4o-mini"), "{cfg}");
+    // The server preset's packs, written as agentd reads them.
+    let packs = read(root, "etc/aither/workflows-enabled.toml");
+    let switches: aither_api::workflow::WorkflowSwitches =
+        toml::from_str(&packs).unwrap_or_else(|e| panic!("{e}: {packs}"));
+    assert_eq!(switches.enabled.iter().collect::<Vec<_>>(), ["code-review", "devops"]);
     // The given answers file is the admin's: it stays. The record has no secrets.
     assert!(file.exists());
     let record = read(root, "var/lib/aither/firstboot/answers.toml");
@@ -166,6 +171,9 @@ fn headless_without_answers_applies_the_defaults_and_without_a_console_refuses()
     assert!(o.status.success(), "{}", text(&o));
     assert!(root.join("var/lib/aither/configured").exists());
     assert_eq!(aither_plan::data::pinned_preset(&root.join("etc/aither/appliance.toml")).expect("reads"), None);
+    // The packs of the preset the hardware selects (standard: devops and research).
+    let packs = read(root, "etc/aither/workflows-enabled.toml");
+    assert!(packs.contains("enabled = [\"devops\", \"research\"]"), "{packs}");
 }
 
 #[test]

@@ -99,7 +99,7 @@ fn a_full_run_configures_the_machine() {
     let target = common::target();
     let root = target.path();
     let p = Pane::start(root);
-    let s = p.wait_for("Step 1 of 8: This machine");
+    let s = p.wait_for("Step 1 of 9: This machine");
     assert!(s.contains("NVIDIA GeForce RTX 4090, 24.0 GiB"), "{s}");
     assert!(s.contains("Preset standard:"), "{s}");
     assert!(s.lines().count() <= 25 && s.lines().all(|l| l.chars().count() <= 80));
@@ -107,7 +107,7 @@ fn a_full_run_configures_the_machine() {
     p.keys(&["Enter"]);
     p.wait_for("◀ auto (standard) ▶");
     p.keys(&["Enter"]);
-    p.wait_for("Step 3 of 8: Administrator");
+    p.wait_for("Step 3 of 9: Administrator");
     p.keys(&["Tab"]);
     p.type_text("correct horse battery");
     p.keys(&["Tab"]);
@@ -116,7 +116,7 @@ fn a_full_run_configures_the_machine() {
     p.type_text(KEY);
     p.keys(&["Enter"]);
 
-    p.wait_for("Step 4 of 8: Network");
+    p.wait_for("Step 4 of 9: Network");
     p.keys(&["Right", "Right"]);
     p.wait_for("Address/prefix");
     p.keys(&["Tab"]);
@@ -127,23 +127,28 @@ fn a_full_run_configures_the_machine() {
     p.type_text("192.0.2.53");
     p.keys(&["Enter"]);
 
-    p.wait_for("Step 5 of 8: Host name and time zone");
+    p.wait_for("Step 5 of 9: Host name and time zone");
     p.keys(&["C-u"]);
     p.type_text("lab-01");
     p.keys(&["Tab", "C-u"]);
     p.type_text("Europe/Berlin");
     p.keys(&["Enter"]);
 
-    let s = p.wait_for("Step 6 of 8: Models");
+    let s = p.wait_for("Step 6 of 9: Models");
     assert!(s.contains("[x] "), "the plan's models are offered, ticked: {s}");
     p.keys(&["Enter"]);
-    p.wait_for("Step 7 of 8: Cloud fallback");
+    let s = p.wait_for("Step 7 of 9: Workflow packs");
+    assert!(s.contains("[x] devops") && s.contains("[x] research") && s.contains("[ ] code-review"), "{s}");
+    p.keys(&["Tab", "Tab", "Tab", "Tab", "Space"]);
+    p.wait_for("[x] code-review");
+    p.keys(&["Enter"]);
+    p.wait_for("Step 8 of 9: Cloud fallback");
     p.type_text("https://llm.example.com/v1");
     p.keys(&["Tab", "Tab"]);
     p.type_text("sk-test-key");
     p.keys(&["Enter"]);
 
-    let s = p.wait_for("Step 8 of 8: Review");
+    let s = p.wait_for("Step 9 of 9: Review");
     for line in [
         "preset: chosen from the hardware at every boot",
         "host name: lab-01",
@@ -151,6 +156,7 @@ fn a_full_run_configures_the_machine() {
         "admin: admin (password, 1 SSH key(s))",
         "network enp1s0: 192.0.2.10/24 via 192.0.2.1, DNS 192.0.2.53",
         "cloud fallback: https://llm.example.com/v1, with an API key",
+        "workflow packs: code-review, devops, research",
     ] {
         assert!(s.contains(line), "review lacks {line:?}:\n{s}");
     }
@@ -174,6 +180,8 @@ fn a_full_run_configures_the_machine() {
     assert!(!root.join("etc/NetworkManager/system-connections/aither-enp2s0.nmconnection").exists());
     assert!(read(root, "etc/aither/agentd.d/50-cloud.toml").contains("endpoint = \"https://llm.example.com/v1\""));
     assert_eq!(read(root, "etc/aither/cloud.key"), "sk-test-key\n");
+    let packs = read(root, "etc/aither/workflows-enabled.toml");
+    assert!(packs.contains("enabled = [\"code-review\", \"devops\", \"research\"]"), "{packs}");
     let record = read(root, "var/lib/aither/firstboot/answers.toml");
     assert!(!record.contains("correct horse") && !record.contains("sk-test-key"), "{record}");
 }
@@ -184,28 +192,28 @@ fn invalid_input_is_shown_on_its_page_and_quitting_changes_nothing() {
     let root = target.path();
     let before = common::snapshot(root);
     let p = Pane::start(root);
-    p.wait_for("Step 1 of 8");
+    p.wait_for("Step 1 of 9");
     p.keys(&["Enter"]);
     p.wait_for("◀ auto (standard) ▶");
     // cpu-only asks for the cloud fallback right after the preset.
     p.keys(&["Right"]);
     p.wait_for("◀ cpu-only ▶");
     p.keys(&["Enter"]);
-    let s = p.wait_for("Step 3 of 8: Cloud fallback");
+    let s = p.wait_for("Step 3 of 9: Cloud fallback");
     assert!(s.contains("no usable GPU"), "{s}");
     p.type_text("ftp://llm.example.com");
     p.keys(&["Enter"]);
     let s = p.wait_for("cloud.endpoint:");
-    assert!(s.contains("Step 3 of 8"), "an invalid answer keeps the page: {s}");
+    assert!(s.contains("Step 3 of 9"), "an invalid answer keeps the page: {s}");
     p.keys(&["C-u", "Enter"]);
-    p.wait_for("Step 4 of 8: Administrator");
+    p.wait_for("Step 4 of 9: Administrator");
     p.keys(&["C-u"]);
     p.type_text("Root");
     p.keys(&["Enter"]);
     let s = p.wait_for("admin.user:");
     assert!(s.contains("is not a user name"), "{s}");
     p.keys(&["Escape"]);
-    p.wait_for("Step 3 of 8: Cloud fallback");
+    p.wait_for("Step 3 of 9: Cloud fallback");
     p.keys(&["C-c"]);
     p.wait_for("Quit without configuring?");
     p.keys(&["y"]);

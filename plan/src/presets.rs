@@ -129,6 +129,14 @@ fn validate(p: &Preset) -> Result<(), (String, String)> {
             bad(field, format!("{v} is not between 0 and 1"))
         }
     };
+    for (i, w) in p.workflows.iter().enumerate() {
+        if !aither_api::workflow::PACKS.contains(&w.as_str()) {
+            return bad(
+                &format!("workflows[{i}]"),
+                format!("{w:?} is not a workflow pack ({})", aither_api::workflow::PACKS.join(", ")),
+            );
+        }
+    }
     fraction("models.vram_budget_fraction", p.models.vram_budget_fraction)?;
     fraction("models.host_ram_fraction", p.models.host_ram_fraction)?;
     fraction("memory_tiers.l1_hot_cache_ram", p.memory_tiers.l1_hot_cache_ram)?;

@@ -723,6 +723,9 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
         let mut built_in: Vec<String> = packs::BUILT_IN.iter().map(|(n, _)| (*n).to_string()).collect();
         built_in.sort();
         assert_eq!(on_disk, built_in, "every pack in workflows/ is carried by agentd");
+        let mut named: Vec<String> = aither_api::workflow::PACKS.iter().map(|p| format!("{p}.toml")).collect();
+        named.sort();
+        assert_eq!(named, built_in, "the packs first boot offers are the ones carried");
         for (name, text) in packs::BUILT_IN {
             let w = parse(&dir.join(name), text, Origin::BuiltIn).unwrap_or_else(|e| panic!("{e}"));
             assert!(w.auto_approve.is_empty(), "{name}: a pack approves nothing by itself");

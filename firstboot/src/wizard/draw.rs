@@ -158,6 +158,12 @@ impl Wizard<'_> {
                 " The models of the plan for this preset. From: catalog (download) or a".into(),
                 " directory holding the .gguf files, like a mounted USB stick.".into(),
             ],
+            Page::Workflows => vec![
+                " Agent workflows to turn on; the preset's are ticked. Each acts only after".into(),
+                " a human approves (aitherctl approvals); aitherctl workflows enable|disable".into(),
+                " changes this later. devops: heal failing units; research: answer from".into(),
+                " documents; content-pipeline, social-media: write and publish; code-review.".into(),
+            ],
             Page::Cloud => {
                 let mut l = vec![" An OpenAI-compatible endpoint for requests no local model can serve.".into()];
                 if self.effective_preset().as_deref() == Some("cpu-only") {

@@ -1,7 +1,8 @@
 //! The console wizard (ratatui, keyboard only, laid out for an 80×25 console).
 //!
 //! Pages, in order: the hardware and the preset it selects; the preset (keep it or choose
-//! another); the administrator; the network; host name and time zone; the models; the cloud
+//! another); the administrator; the network; host name and time zone; the models; the
+//! workflow packs to turn on (the preset's ticked); the cloud
 //! fallback (asked right after the preset on `cpu-only`, where it matters most); a review;
 //! then apply with progress, and a summary.
 //!
@@ -42,6 +43,7 @@ enum Page {
     Network,
     System,
     Models,
+    Workflows,
     Cloud,
     Review,
 }
@@ -55,6 +57,7 @@ impl Page {
             Page::Network => "Network",
             Page::System => "Host name and time zone",
             Page::Models => "Models",
+            Page::Workflows => "Workflow packs",
             Page::Cloud => "Cloud fallback",
             Page::Review => "Review",
         }
@@ -69,6 +72,7 @@ impl Page {
             Page::Network => &["network"],
             Page::System => &["system"],
             Page::Models => &["models"],
+            Page::Workflows => &["workflows"],
             Page::Cloud => &["cloud"],
         }
     }
@@ -296,6 +300,15 @@ impl<'a> Wizard<'a> {
             (Page::Models, Field::text("models.source", "From", models.source.as_deref().unwrap_or("catalog"))),
         ]);
 
+        let proposed = self.preset_workflows();
+        for pack in aither_api::workflow::PACKS {
+            let on = match &d.workflows {
+                Some(w) => w.enable.iter().any(|e| e == pack),
+                None => proposed.iter().any(|e| e == pack),
+            };
+            self.fields.push((Page::Workflows, Field::check(&format!("workflow:{pack}"), pack, on)));
+        }
+
         let cloud = d.cloud.clone().unwrap_or_default();
         let mut key = Field::secret("cloud.api_key", "API key");
         key.text = cloud.api_key.clone().unwrap_or_default();
@@ -325,6 +338,11 @@ impl<'a> Wizard<'a> {
             .collect()
     }
 
+    /// The packs the preset now chosen proposes.
+    fn preset_workflows(&self) -> Vec<String> {
+        apply::preset_workflows(&self.ctx.env(), self.preset_answer().filter(|p| p != "auto").as_deref())
+    }
+
     /// cpu-only asks for the cloud fallback right after the preset.
     fn order_pages(&mut self) {
         let cpu_only = self.effective_preset().as_deref() == Some("cpu-only");
@@ -332,7 +350,7 @@ impl<'a> Wizard<'a> {
         if cpu_only {
             pages.push(Page::Cloud);
         }
-        pages.extend([Page::Admin, Page::Network, Page::System, Page::Models]);
+        pages.extend([Page::Admin, Page::Network, Page::System, Page::Models, Page::Workflows]);
         if !cpu_only {
             pages.push(Page::Cloud);
         }
@@ -395,8 +413,14 @@ impl<'a> Wizard<'a> {
             .iter()
             .filter_map(|(_, f)| f.id.strip_prefix("model:").filter(|_| f.choice == 1).map(str::to_string))
             .collect();
+        let packs: Vec<String> = self
+            .fields
+            .iter()
+            .filter_map(|(_, f)| f.id.strip_prefix("workflow:").filter(|_| f.choice == 1).map(str::to_string))
+            .collect();
         let endpoint = self.value("cloud.endpoint");
         Answers {
+            workflows: Some(answers::Workflows { enable: packs }),
             schema_version: Some(answers::SCHEMA_VERSION),
             preset: self.preset_answer(),
             system: answers::System {
@@ -575,6 +599,12 @@ impl<'a> Wizard<'a> {
             .collect();
         let at = at.min(self.fields.len());
         self.fields.splice(at..at, models);
+        // The new preset proposes its packs.
+        let proposed = self.preset_workflows();
+        for (_, f) in self.fields.iter_mut().filter(|(p, _)| *p == Page::Workflows) {
+            let pack = f.id.trim_start_matches("workflow:");
+            f.choice = usize::from(proposed.iter().any(|p| p == pack));
+        }
         self.order_pages();
     }
 
