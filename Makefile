@@ -143,6 +143,9 @@ install: build
 	install -m 0644 plan/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
 	install -m 0644 plan/catalog/*.toml plan/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
 	install -m 0644 drivers/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
+	# The workflow packs (off until first boot or aitherctl workflows enable turns them on).
+	install -d $(DESTDIR)$(DATADIR)/workflows
+	install -m 0644 workflows/*.toml $(DESTDIR)$(DATADIR)/workflows/
 	# OS integration in install shape: systemd/usr/* goes under PREFIX, systemd/etc/* under SYSCONFDIR.
 	if [ -d systemd/usr ]; then cp -R --no-preserve=ownership systemd/usr/. $(DESTDIR)$(PREFIX)/; fi
 	if [ -d systemd/etc ]; then install -d $(DESTDIR)$(SYSCONFDIR) && cp -R --no-preserve=ownership systemd/etc/. $(DESTDIR)$(SYSCONFDIR)/; fi

@@ -14,7 +14,7 @@ out="${1:?usage: build-image.sh OUTDIR}"
 cache="${AITHER_VM_CACHE:-$repo/.cache/vm}"
 mirror="${AITHER_VM_MIRROR:-http://deb.debian.org/debian}"
 profile="${AITHER_VM_PROFILE:-dev}"
-packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools,libgomp1"
+packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools,libgomp1,git,make"
 key="$(echo "bookworm $packages 1" | sha256sum | cut -c1-12)"
 base="$cache/base-$key.tar"
 mkdir -p "$cache" "$out"
@@ -54,7 +54,7 @@ install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
 # The workflow scenario: a scripted stand-in for the model (behind the gateway's cloud
 # fallback), the script it answers with, the workflow and the unit that fails.
 install -m 0755 "$repo/target/debug/aither-scripted-model" "$vt/aither-scripted-model"
-install -m 0644 "$here/guest/workflow/heal-script.json" "$here/guest/workflow/vm-heal.toml" \
+install -m 0644 "$here/guest/workflow/packs-script.json" "$here/guest/workflow/packs-checks" \
   "$here/guest/workflow/vm-flaky.toml" "$here/guest/workflow/cloud.toml" "$vt/"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
 ln -sf /usr/lib/systemd/system/agentd.service "$root/etc/systemd/system/multi-user.target.wants/"
@@ -103,6 +103,8 @@ timezone = "Europe/Berlin"
 user = "vmadmin"
 password = "correct horse battery"
 ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGQ3cjPzZ9xWVH2Hj3vX1n+Pw0d6ulOVmmEGNbAMlKPC vm@test"]
+[workflows]
+enable = ["devops", "code-review"]
 ANSWERS
 chmod 0600 "$root/etc/aither/answers.toml"
 

@@ -28,21 +28,33 @@ impl Input {
     }
 }
 
-/// What answers model role `role` on this machine.
+/// What answers model role `role` on this machine: the plan's model for it (the chat model for
+/// `code` when the preset plans none), behind the cloud fallback where the preset puts it
+/// first, or the cloud fallback alone.
 pub(super) fn served_by(loaded: &Loaded, role: Role) -> String {
-    if let Some(m) = loaded.plan.models.iter().find(|m| m.role == role) {
-        return format!("the local model {}", m.name);
-    }
-    match &loaded.settings.cloud {
-        Some(c) => format!(
-            "the cloud fallback ({}): the {} preset plans no local {} model",
-            c.endpoint,
-            loaded.plan.preset,
-            role.name()
-        ),
-        None => format!(
+    let plan = &loaded.plan;
+    let local =
+        plan.models.iter().find(|m| m.role == role).map(|m| format!("the local model {}", m.name)).or_else(|| {
+            (role == Role::Code)
+                .then(|| plan.models.iter().find(|m| m.role == Role::Chat))
+                .flatten()
+                .map(|m| format!("the local chat model {} (the {} preset plans no code model)", m.name, plan.preset))
+        });
+    let cloud = loaded.settings.cloud.as_ref().map(|c| c.endpoint.as_str());
+    match (local, cloud) {
+        (Some(l), Some(c)) if plan.inference.cloud_fallback == "first" => {
+            format!("the cloud fallback ({c}) first on the {} preset, then {l}", plan.preset)
+        }
+        (Some(l), Some(c)) if plan.inference.cloud_fallback == "on-overflow" => {
+            format!("{l}, and the cloud fallback ({c}) when it is busy")
+        }
+        (Some(l), _) => l,
+        (None, Some(c)) => {
+            format!("the cloud fallback ({c}): the {} preset plans no local {} model", plan.preset, role.name())
+        }
+        (None, None) => format!(
             "nothing: the {} preset plans no local {} model and no [cloud] fallback is configured",
-            loaded.plan.preset,
+            plan.preset,
             role.name()
         ),
     }

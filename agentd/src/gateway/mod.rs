@@ -495,9 +495,13 @@ fn resolve<'a>(view: &'a View, model: Option<&str>, embeddings: bool) -> Option<
             let role = if embeddings { "embedding" } else { "chat" };
             view.models.iter().find(|m| m.role == role)
         }
-        Some(name) => {
-            view.models.iter().find(|m| m.name == name).or_else(|| view.models.iter().find(|m| m.role == name))
-        }
+        Some(name) => view
+            .models
+            .iter()
+            .find(|m| m.name == name)
+            .or_else(|| view.models.iter().find(|m| m.role == name))
+            // A preset without a code model answers the code role with its chat model.
+            .or_else(|| (name == "code").then(|| view.models.iter().find(|m| m.role == "chat")).flatten()),
     }
 }
 
@@ -673,6 +677,26 @@ mod tests {
             },
             blocked: blocked.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_role_resolves_to_its_model_and_code_falls_back_to_chat() {
+        let mut embed = route("minilm", 1, None);
+        embed.role = "embedding".into();
+        let view = View {
+            preset: "minimal".into(),
+            models: vec![route("qwen", 4, None), embed],
+            budgets: BTreeMap::new(),
+            cloud: None,
+            api_key: None,
+            keep_alive: Duration::from_secs(300),
+            start_timeout: Duration::from_millis(300),
+        };
+        let name = |m: Option<&str>, e: bool| resolve(&view, m, e).map(|r| r.name.clone());
+        assert_eq!(name(None, false).as_deref(), Some("qwen"));
+        assert_eq!(name(None, true).as_deref(), Some("minilm"));
+        assert_eq!(name(Some("code"), false).as_deref(), Some("qwen"), "no code model: the chat model");
+        assert_eq!(name(Some("gpt-4o"), false), None, "another name goes to the cloud fallback");
     }
 
     fn gateway(models: Vec<ModelRoute>, workers: &[(&str, Worker)], on_start: Worker) -> Arc<Gateway<Fake>> {
