@@ -133,14 +133,18 @@ fn converse(
         let Some(time_left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             return exhausted("seconds");
         };
-        // A turn gets its share of the budget; the turn that must write the missing outputs
-        // gets all that is left (a file cut in the middle is no output).
-        let max_tokens =
-            if forced.is_some() { tokens_left } else { tokens_left.min(u64::from(spec.budget.turn_tokens.max(1))) };
+        // A turn gets its share of the budget; a turn that must write a missing output gets
+        // its share of what is left among the files still missing (a file cut in the middle
+        // is no output).
+        let forced_turn = forced.as_ref().map(Vec::len);
+        let max_tokens = match forced_turn {
+            Some(files) => tokens_left / u64::try_from(files.max(1)).unwrap_or(1),
+            None => tokens_left.min(u64::from(spec.budget.turn_tokens.max(1))),
+        };
         let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
         if let Some(paths) = forced.take() {
             // The call's own JSON (its name, the path, quotes) takes some tokens of its own.
-            request["tools"] = json!([crate::tools::write_only(&paths, tokens_left.saturating_sub(64).max(1))]);
+            request["tools"] = json!([crate::tools::write_only(&paths, max_tokens.saturating_sub(64).max(1))]);
             request["tool_choice"] = json!({"type": "function", "function": {"name": "write_file"}});
         } else if !definitions.is_empty() {
             request["tools"] = Value::Array(definitions.clone());
@@ -156,7 +160,9 @@ fn converse(
         result.completion_tokens += reply.completion_tokens;
         transcript.record(&json!({"event": "message", "turn": result.turns, "message": reply.message,
             "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}}));
-        result.summary = summary(&reply.content);
+        if !reply.content.trim().is_empty() {
+            result.summary = summary(&reply.content);
+        }
         messages.push(reply.message.clone());
         if reply.tool_calls.is_empty() {
             // Cut by the step's budget (not just by the turn's share of it): the step is over.
@@ -184,6 +190,21 @@ fn converse(
             transcript.record(&json!({"event": "tool", "turn": result.turns, "name": call.name,
                 "arguments": call.arguments, "answer": answer}));
             messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": answer}));
+        }
+        // The turns that must write the missing outputs end the step: each writes one (and the
+        // next is forced for those still missing), or the step failed to.
+        if let Some(before) = forced_turn {
+            let missing: Vec<String> =
+                spec.outputs.iter().filter(|o| tools.output_missing(o)).map(|m| format!("{OUTPUTS}{m}")).collect();
+            if missing.is_empty() {
+                return StepOutcome::Completed;
+            }
+            if missing.len() == before {
+                return StepOutcome::Failed {
+                    reason: format!("the step ended without writing {}", missing.join(", ")),
+                };
+            }
+            forced = Some(missing);
         }
     }
 }

@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use aither_api::workflow::{Run, StepSpec, SCHEMA_VERSION};
+use aither_api::workflow::Run;
 use aither_init::UnitStatus;
 
 use super::runs::{self, Staged};
 use super::State;
 use crate::units;
-use crate::workflows::{fill_command, DirectoryOf, Input, Workflow};
+use crate::workflows::{DirectoryOf, Input, Workflow};
 
 /// The most files and bytes a `directory` input gives a step.
 const DIRECTORY_FILES: usize = 1000;
@@ -83,32 +83,11 @@ pub(super) fn step_files(
         }
         names.push(name);
     }
-    let mut instructions = step.instructions.clone();
-    if !run.inputs.is_empty() {
-        instructions.push_str("\n\nGiven for this run:");
-        for (k, v) in &run.inputs {
-            instructions.push_str(&format!("\n- {k}: {v}"));
-        }
-    }
-    let spec = StepSpec {
-        schema_version: SCHEMA_VERSION,
-        run_id: run.id.clone(),
-        workflow: w.name.clone(),
-        step: step.name.clone(),
-        model: step.model.name().to_string(),
-        system_prompt: step.system_prompt.clone(),
-        instructions,
-        tools: step.tools.clone(),
-        commands: step.commands.iter().map(|c| fill_command(c, &run.inputs)).collect::<Result<_, _>>()?,
-        inputs: names,
-        outputs: step.outputs.clone(),
-        budget: step.budget,
-        embedding_model: "embedding".into(),
-        // The step's share of the vector index's RAM (the L2 tier), among the agents that
-        // may run at once.
-        index_bytes: st.loaded.plan.memory_tiers.l2_vector_index_bytes
-            / u64::try_from(st.admission.limit.max(1)).unwrap_or(1),
-    };
+    // The step's share of the vector index's RAM (the L2 tier), among the agents that may run
+    // at once.
+    let index_bytes =
+        st.loaded.plan.memory_tiers.l2_vector_index_bytes / u64::try_from(st.admission.limit.max(1)).unwrap_or(1);
+    let spec = w.step_spec(index, &run.id, &run.inputs, names, index_bytes)?;
     files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
     Ok(files)
 }

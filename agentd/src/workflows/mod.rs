@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use aither_api::plan::Role;
 pub use aither_api::workflow::{InputKind, ProposalKind, RunInput, StepBudget, Tool};
 pub use enabled::{Enabled, ENABLED_FILE};
+pub use packs::BUILT_IN as BUILT_IN_PACKS;
 pub use schedule::Schedule;
 use serde::Deserialize;
 
@@ -139,6 +140,44 @@ impl Workflow {
     /// A step waits for the decisions on the run's proposals before it starts.
     pub fn waits_for_approvals(&self, step: usize) -> bool {
         self.steps.get(step).is_some_and(|s| s.inputs.contains(&Input::Approvals))
+    }
+
+    /// What step `index` of run `run_id` is given in its `step.json`: its role, the run's
+    /// inputs in its instructions, its commands with their `{NAME}`s filled in, `inputs` (the
+    /// names of the files and directories staged under `inputs/`) and its share of the vector
+    /// index's memory.
+    pub fn step_spec(
+        &self,
+        index: usize,
+        run_id: &str,
+        run_inputs: &BTreeMap<String, String>,
+        inputs: Vec<String>,
+        index_bytes: u64,
+    ) -> Result<aither_api::workflow::StepSpec, String> {
+        let step = self.steps.get(index).ok_or_else(|| format!("{} has no step {index}", self.name))?;
+        let mut instructions = step.instructions.clone();
+        if !run_inputs.is_empty() {
+            instructions.push_str("\n\nGiven for this run:");
+            for (k, v) in run_inputs {
+                instructions.push_str(&format!("\n- {k}: {v}"));
+            }
+        }
+        Ok(aither_api::workflow::StepSpec {
+            schema_version: aither_api::workflow::SCHEMA_VERSION,
+            run_id: run_id.to_string(),
+            workflow: self.name.clone(),
+            step: step.name.clone(),
+            model: step.model.name().to_string(),
+            system_prompt: step.system_prompt.clone(),
+            instructions,
+            tools: step.tools.clone(),
+            commands: step.commands.iter().map(|c| fill_command(c, run_inputs)).collect::<Result<_, _>>()?,
+            inputs,
+            outputs: step.outputs.clone(),
+            budget: step.budget,
+            embedding_model: "embedding".into(),
+            index_bytes,
+        })
     }
 }
 
