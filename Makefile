@@ -88,7 +88,7 @@ chaos:
 # (profiles this machine, plans, runs the agents in ./dev/agents.d if any). It uses the session
 # bus, or a private one when there is none. Talk to it with `aitherctl --session status`.
 run:
-	$(CARGO) build --locked -q -p aither-hwprofile -p agentd -p aitherctl
+	$(CARGO) build --locked -q -p aither-hwprofile -p agentd -p aitherctl -p aither-agent -p aither-infer
 	$(TARGET_DIR)/debug/aither-hwprofile detect --format table
 	@echo
 	bash scripts/run-dev.sh

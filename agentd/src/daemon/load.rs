@@ -142,11 +142,14 @@ fn relocate_for_dev(s: &mut Settings, root: &Path, dir: &Path) {
     if let Some(k) = &mut s.webhook_key_file {
         under_root(k);
     }
-    // The runner built beside this agentd, when the installed one is not there.
-    if !s.workflow_runner.exists() {
-        let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("aither-agent")));
-        if let Some(b) = beside.filter(|b| b.exists()) {
-            s.workflow_runner = b;
+    // The runner and the worker built beside this agentd, when the installed ones are not
+    // there.
+    for (path, name) in [(&mut s.workflow_runner, "aither-agent"), (&mut s.infer_binary, "aither-infer")] {
+        if !path.exists() {
+            let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(name)));
+            if let Some(b) = beside.filter(|b| b.exists()) {
+                *path = b;
+            }
         }
     }
     s.runtime_dir = dir.to_path_buf();
