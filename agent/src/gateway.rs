@@ -24,6 +24,10 @@ pub enum GatewayError {
     Timeout,
     #[error("the gateway answered {status}: {message}")]
     Refused { status: u16, message: String },
+    /// The prompt and the tokens asked for do not fit the model's context (400,
+    /// `context_length_exceeded`, as OpenAI, vLLM and aither-infer say it).
+    #[error("the gateway answered 400: {message}")]
+    ContextFull { message: String },
     #[error("the gateway's answer is not a chat completion: {0}")]
     Protocol(String),
 }
@@ -151,6 +155,9 @@ fn refusal(status: u16, doc: &Value, answer: &[u8]) -> GatewayError {
         .pointer("/error/message")
         .and_then(Value::as_str)
         .map_or_else(|| String::from_utf8_lossy(answer).chars().take(500).collect(), str::to_string);
+    if status == 400 && doc.pointer("/error/code").and_then(Value::as_str) == Some("context_length_exceeded") {
+        return GatewayError::ContextFull { message };
+    }
     GatewayError::Refused { status, message }
 }
 

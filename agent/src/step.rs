@@ -137,23 +137,40 @@ fn converse(
         // its share of what is left among the files still missing (a file cut in the middle
         // is no output).
         let forced_turn = forced.as_ref().map(Vec::len);
-        let max_tokens = match forced_turn {
+        let mut max_tokens = match forced_turn {
             Some(files) => tokens_left / u64::try_from(files.max(1)).unwrap_or(1),
             None => tokens_left.min(u64::from(spec.budget.turn_tokens.max(1))),
         };
-        let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
-        if let Some(paths) = forced.take() {
-            // The call's own JSON (its name, the path, quotes) takes some tokens of its own.
-            request["tools"] = json!([crate::tools::write_only(&paths, max_tokens.saturating_sub(64).max(1))]);
-            request["tool_choice"] = json!({"type": "function", "function": {"name": "write_file"}});
-        } else if !definitions.is_empty() {
-            request["tools"] = Value::Array(definitions.clone());
-            request["tool_choice"] = json!("auto");
-        }
-        let reply = match gateway.chat(&request, time_left) {
-            Ok(r) => r,
-            Err(GatewayError::Timeout) => return exhausted("seconds"),
-            Err(e) => return StepOutcome::Failed { reason: e.to_string() },
+        let paths = forced.take();
+        // A conversation grown past the model's context: the turn asks for fewer tokens, down
+        // to a floor below which nothing useful fits.
+        let reply = loop {
+            let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
+            if let Some(paths) = &paths {
+                // The call's own JSON (its name, the path, quotes, the whitespace a grammar
+                // allows) takes tokens of its own, and a character of content may take more than
+                // one (an escape): the content is bounded to what surely ends in time.
+                let chars = (max_tokens.saturating_sub(FORCED_CALL_TOKENS) / 2).max(1);
+                request["tools"] = json!([crate::tools::write_only(paths, chars)]);
+                request["tool_choice"] = json!({"type": "function", "function": {"name": "write_file"}});
+            } else if !definitions.is_empty() {
+                request["tools"] = Value::Array(definitions.clone());
+                request["tool_choice"] = json!("auto");
+            }
+            match gateway.chat(&request, time_left) {
+                Err(GatewayError::ContextFull { message }) if max_tokens / 2 >= MIN_TURN_TOKENS => {
+                    max_tokens /= 2;
+                    transcript.record(&json!({"event": "context_full", "message": message, "max_tokens": max_tokens}));
+                }
+                Ok(r) => break r,
+                Err(GatewayError::Timeout) => return exhausted("seconds"),
+                Err(GatewayError::ContextFull { message }) => {
+                    return StepOutcome::Failed {
+                        reason: format!("the conversation no longer fits the model's context: {message}"),
+                    }
+                }
+                Err(e) => return StepOutcome::Failed { reason: e.to_string() },
+            }
         };
         result.turns += 1;
         result.prompt_tokens += reply.prompt_tokens;
@@ -208,6 +225,12 @@ fn converse(
         }
     }
 }
+
+/// The fewest tokens a turn asks for when the conversation nears the model's context.
+const MIN_TURN_TOKENS: u64 = 32;
+
+/// The tokens a forced `write_file` call's own JSON may take around its content.
+const FORCED_CALL_TOKENS: u64 = 128;
 
 /// The first user message: the step's instructions and what it has to work with.
 fn briefing(spec: &StepSpec) -> String {

@@ -91,9 +91,12 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
 
 /// `write_file` narrowed to `paths`, its content at most `max_chars` characters: what the
 /// runner offers, and requires, for the turn after it reminded the model of outputs it has
-/// not written. The bound is what the tokens left can surely hold (a token is at least one
-/// character), so the call always ends within the budget.
+/// not written. The runner bounds it by what the turn's tokens can surely hold, so the call
+/// ends within the budget.
 pub fn write_only(paths: &[String], max_chars: u64) -> Value {
+    // A grammar repeats a character at most this often (llama.cpp's schema converter expands
+    // a bound into that many optional characters; aither-infer refuses more).
+    let max_chars = max_chars.min(FORCED_MAX_CHARS);
     json!({
         "type": "function",
         "function": {
@@ -111,6 +114,10 @@ pub fn write_only(paths: &[String], max_chars: u64) -> Value {
         }
     })
 }
+
+/// The most characters a forced `write_file` may write (a model that writes its outputs by
+/// itself has the tool's whole limit).
+pub const FORCED_MAX_CHARS: u64 = 4000;
 
 /// What a step's calls did, for its result.
 #[derive(Debug)]
@@ -533,6 +540,14 @@ mod tests {
             tb.call(&call("list_files", r#"{"path":"inputs"}"#), t),
             format!("bin (6 bytes)\nlog ({} bytes)\n", CHUNK + 10)
         );
+    }
+
+    #[test]
+    fn a_forced_write_is_bounded_by_the_tokens_left_and_the_grammar_limit() {
+        let paths = vec!["outputs/a.md".to_string()];
+        let bound =
+            |n: u64| write_only(&paths, n)["function"]["parameters"]["properties"]["content"]["maxLength"].clone();
+        assert_eq!((bound(900), bound(20_000)), (json!(900), json!(FORCED_MAX_CHARS)));
     }
 
     #[test]

@@ -222,6 +222,31 @@ fn a_missing_output_is_asked_for_once_then_fails_the_step() {
 }
 
 #[test]
+fn a_conversation_past_the_context_asks_for_fewer_tokens_then_gives_up() {
+    let s = spec(vec![Tool::ListFiles], &[], ROOMY);
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![Turn::ContextFull, Turn::ContextFull, Turn::text("done")],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns), (StepOutcome::Completed, 1), "the refused asks are not turns");
+    let asked: Vec<u64> = m.requests().iter().filter_map(|q| q["max_tokens"].as_u64()).collect();
+    assert_eq!(asked, [1000, 500, 250]);
+
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::ContextFull; 8]);
+    let (_, r) = run_agent(dir.path());
+    match r.expect("result").outcome {
+        StepOutcome::Failed { reason } => {
+            assert!(reason.starts_with("the conversation no longer fits the model's context"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_gateway_refusal_or_no_gateway_fails_the_step_with_the_reason() {
     let s = spec(vec![], &[], ROOMY);
     let dir = workspace(&s);

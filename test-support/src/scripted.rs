@@ -20,6 +20,8 @@ pub enum Turn {
     Text(String),
     /// Answer with this HTTP status and an OpenAI error message.
     Error(u16, String),
+    /// Answer 400 `context_length_exceeded`: the prompt and `max_tokens` do not fit.
+    ContextFull,
     /// Say nothing for this long, then answer the next turn.
     Stall(Duration),
 }
@@ -152,6 +154,11 @@ fn serve<S: std::io::Read + std::io::Write>(
             Some(Turn::Tools(calls)) => (200, completion(n, &body, None, &calls)),
             Some(Turn::Text(t)) => (200, completion(n, &body, Some(&t), &[])),
             Some(Turn::Error(s, m)) => (s, json!({"error": {"message": m, "type": "invalid_request_error"}})),
+            Some(Turn::ContextFull) => (
+                400,
+                json!({"error": {"message": format!("this model's maximum context length is 4096 tokens per request; the request asks {}", body["max_tokens"]),
+                    "type": "invalid_request_error", "code": "context_length_exceeded"}}),
+            ),
             Some(Turn::Stall(_)) | None => (500, json!({"error": {"message": "the script has no more turns"}})),
         };
         let text = answer.to_string();
