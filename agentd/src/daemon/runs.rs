@@ -256,65 +256,129 @@ pub fn read_regular(root: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
             Err(_) => return Ok(None),
         }
     }
-    let Ok(fd) = rustix::fs::openat(
-        &dir,
-        *last,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        return Ok(None);
-    };
-    let st = rustix::fs::fstat(&fd).with_context(|| format!("stat {}/{rel}", root.display()))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Ok(None);
-    }
-    let mut data = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_COPY)
-        .read_to_end(&mut data)
-        .with_context(|| format!("read {}/{rel}", root.display()))?;
-    Ok(Some(data))
+    read_regular_at(&dir, last, &format!("{}/{rel}", root.display()))
 }
 
 /// The regular files of a directory tree (links and special files skipped), as
-/// `(path relative to dir, contents)`: at most `max_files` files and `max_bytes` in all.
+/// `(path relative to dir, contents)`: at most `max_files` files and `max_bytes` in all. The
+/// tree is walked by descriptors, no link followed — not in `dir`'s own path either — so a
+/// directory swapped for a link after it was checked copies nothing from elsewhere.
 pub fn collect_dir(dir: &Path, max_files: usize, max_bytes: u64) -> Result<Vec<Staged>> {
     let mut out = Vec::new();
     let mut total = 0u64;
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let here = if rel.is_empty() { dir.to_path_buf() } else { dir.join(&rel) };
-        let mut entries: Vec<_> = std::fs::read_dir(&here)
-            .with_context(|| format!("list {}", here.display()))?
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(std::fs::DirEntry::file_name);
-        for e in entries {
-            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+    let mut stack = vec![(String::new(), open_dir_nofollow(dir)?)];
+    while let Some((rel, fd)) = stack.pop() {
+        let mut names: Vec<(String, FileType)> = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd).with_context(|| format!("list {}/{rel}", dir.display()))? {
+            let entry = entry.with_context(|| format!("list {}/{rel}", dir.display()))?;
+            let Ok(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => rustix::fs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode)),
+                k => k,
+            };
+            names.push((name, kind));
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, kind) in names {
             let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-            let Ok(kind) = e.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(child);
-            } else if kind.is_file() {
-                if out.len() >= max_files {
-                    anyhow::bail!("{}: more than {max_files} files", dir.display());
-                }
-                if let Some(data) = read_regular(dir, &child)? {
-                    total += data.len() as u64;
-                    if total > max_bytes {
-                        anyhow::bail!("{}: more than {max_bytes} bytes", dir.display());
+            match kind {
+                FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        &fd,
+                        name.as_str(),
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    );
+                    if let Ok(sub) = sub {
+                        stack.push((child, sub));
                     }
-                    out.push((child, data));
                 }
+                FileType::RegularFile => {
+                    if out.len() >= max_files {
+                        anyhow::bail!("{}: more than {max_files} files", dir.display());
+                    }
+                    if let Some(data) = read_regular_at(&fd, &name, &format!("{}/{child}", dir.display()))? {
+                        total += data.len() as u64;
+                        if total > max_bytes {
+                            anyhow::bail!("{}: more than {max_bytes} bytes", dir.display());
+                        }
+                        out.push((child, data));
+                    }
+                }
+                _ => {}
             }
         }
     }
     Ok(out)
 }
 
+/// A directory opened from `/` one name at a time, following no link on the way.
+fn open_dir_nofollow(path: &Path) -> Result<OwnedFd> {
+    use std::path::Component;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open("/", flags, Mode::empty()).context("open /")?;
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(name) => {
+                fd = rustix::fs::openat(&fd, name, flags, Mode::empty())
+                    .with_context(|| format!("open {} (a directory, without links on its path)", path.display()))?;
+            }
+            _ => anyhow::bail!("{}: not an absolute path of plain names", path.display()),
+        }
+    }
+    Ok(fd)
+}
+
+/// The regular file `name` in the directory `dir` (not followed if a link), at most
+/// [`MAX_COPY`] bytes; `None` when it is not a regular file. `shown`: its path, for errors.
+fn read_regular_at(dir: &OwnedFd, name: &str, shown: &str) -> Result<Option<Vec<u8>>> {
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(None);
+    };
+    let st = rustix::fs::fstat(&fd).with_context(|| format!("stat {shown}"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    std::fs::File::from(fd).take(MAX_COPY).read_to_end(&mut data).with_context(|| format!("read {shown}"))?;
+    Ok(Some(data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_is_collected_by_descriptors_without_following_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let docs = dir.path().join("docs");
+        std::fs::create_dir_all(docs.join("sub")).expect("dirs");
+        std::fs::write(docs.join("a.txt"), "A").expect("a");
+        std::fs::write(docs.join("sub/b.txt"), "B").expect("b");
+        let secret = dir.path().join("secret");
+        std::fs::create_dir(&secret).expect("secret");
+        std::fs::write(secret.join("shadow"), "root:x").expect("shadow");
+        std::os::unix::fs::symlink(&secret, docs.join("link-dir")).expect("link");
+        std::os::unix::fs::symlink(secret.join("shadow"), docs.join("link-file")).expect("link");
+        let got: Vec<(String, Vec<u8>)> = collect_dir(&docs, 10, 1024).expect("collected");
+        assert_eq!(got, vec![("a.txt".to_string(), b"A".to_vec()), ("sub/b.txt".to_string(), b"B".to_vec())]);
+        // The directory swapped for a link after it was checked: nothing is copied.
+        let swapped = dir.path().join("swapped");
+        std::os::unix::fs::symlink(&secret, &swapped).expect("link");
+        let err = collect_dir(&swapped, 10, 1024).expect_err("a link on the path");
+        assert!(format!("{err:#}").contains("without links on its path"), "{err:#}");
+        assert!(collect_dir(&docs, 1, 1024).is_err(), "the file bound");
+    }
 
     #[test]
     fn a_workspace_is_staged_taken_back_and_removed_without_following_links() {
