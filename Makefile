@@ -31,7 +31,7 @@ INFER_FEATURES ?=
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test lint fmt-check clippy cargo-test unit-check policy-check chaos run install bench-workflow \
+.PHONY: all build deps test lint fmt-check clippy cargo-test cockpit-test unit-check policy-check chaos run install bench-workflow \
         rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
@@ -74,7 +74,11 @@ unit-check:
 policy-check:
 	bash selinux/tests/check.sh
 
-test: deps lint cargo-test chaos unit-check policy-check image-check rpm-check vm-test
+# The Cockpit page's own logic (cockpit/view.js) under Node's test runner: no npm packages.
+cockpit-test:
+	node --test cockpit/test/
+
+test: deps lint cargo-test cockpit-test chaos unit-check policy-check image-check rpm-check vm-test
 	@echo "make test: all checks passed"
 
 # Fault and abuse figures on this machine (about a minute): a connection flood with agents
@@ -143,6 +147,10 @@ install: build
 	install -m 0644 plan/presets/*.toml $(DESTDIR)$(DATADIR)/presets/
 	install -m 0644 plan/catalog/*.toml plan/catalog/README.md $(DESTDIR)$(DATADIR)/catalog/
 	install -m 0644 drivers/drivers.toml $(DESTDIR)$(DATADIR)/drivers.toml
+	# The Cockpit page (plain ES modules and HTML: no build step).
+	install -d $(DESTDIR)$(PREFIX)/share/cockpit/aitheros
+	install -m 0644 cockpit/manifest.json cockpit/index.html cockpit/aitheros.css cockpit/aitheros.js cockpit/view.js \
+	  $(DESTDIR)$(PREFIX)/share/cockpit/aitheros/
 	# The workflow packs (off until first boot or aitherctl workflows enable turns them on).
 	install -d $(DESTDIR)$(DATADIR)/workflows
 	install -m 0644 workflows/*.toml $(DESTDIR)$(DATADIR)/workflows/

@@ -1,0 +1,89 @@
+// The page's logic on agentd's documents (node --test; no browser, no Cockpit).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+
+import { diskTiers, explain, gib, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
+
+const GiB = 2 ** 30;
+
+test("sizes and shares read as people read them", () => {
+    assert.equal(gib(3.7 * GiB), "3.7 GiB");
+    assert.equal(gib(undefined), "-");
+    assert.equal(percent(1, 4), 25);
+    assert.equal(percent(5, 4), 100, "clamped");
+    assert.equal(percent(1, 0), 0, "no whole, no bar");
+});
+
+test("root and aither-admin may act; anyone else is told why not and what to do", () => {
+    assert.deepEqual(permission({ name: "root", id: 0, groups: [] }), { allowed: true, why: "" });
+    assert.equal(permission({ name: "ops", id: 1001, groups: ["ops", "aither-admin"] }).allowed, true);
+    const viewer = permission({ name: "viewer", id: 1002, groups: ["viewer"] });
+    assert.equal(viewer.allowed, false);
+    assert.match(viewer.why, /Only root and members of aither-admin/);
+    assert.match(viewer.why, /usermod -aG aither-admin viewer/);
+});
+
+test("the memory bars put each model on its GPU against the preset's share, and RAM with the tiers", () => {
+    const plan = {
+        models: [
+            { name: "qwen", gpus: ["0000:01:00.0"], bytes_per_gpu: [18 * GiB], host_bytes: 0 },
+            { name: "minilm", gpus: [], bytes_per_gpu: [], host_bytes: 1 * GiB },
+        ],
+        memory_tiers: { l0_kv_cache_bytes: 2 * GiB, l1_hot_cache_bytes: 2 * GiB, l2_vector_index_bytes: 3 * GiB, l3_store_bytes: 0, l4_archive_bytes: 0 },
+    };
+    const profile = { gpus: [{ name: "RTX 4090", pci_address: "0000:01:00.0", vram_bytes: 24 * GiB }], memory: { total_bytes: 32 * GiB } };
+    const preset = { models: { vram_budget_fraction: 0.92, host_ram_fraction: 0.5 } };
+    const [gpu, ram] = memoryBars(plan, profile, preset);
+    assert.equal(gpu.label, "RTX 4090 (0000:01:00.0)");
+    assert.deepEqual(gpu.parts.map(p => [p.label, p.width]), [["qwen", 75]]);
+    assert.equal(gpu.budgetAt, 92);
+    assert.equal(gpu.over, false);
+    assert.equal(gpu.summary, "18.0 GiB of 22.1 GiB planned (24.0 GiB VRAM)");
+    assert.deepEqual(ram.parts.map(p => p.label), ["minilm", "L1 hot cache", "L2 vector index"]);
+    assert.equal(ram.used, 6 * GiB);
+    assert.equal(ram.budget, 16 * GiB);
+    const tight = memoryBars({ ...plan, models: [{ ...plan.models[0], bytes_per_gpu: [23 * GiB] }] }, profile, preset)[0];
+    assert.equal(tight.over, true, "a plan past the budget shows it");
+    assert.deepEqual(diskTiers(plan).map(t => `${t.tier} ${t.size}`), ["L0 2.0 GiB", "L1 2.0 GiB", "L2 3.0 GiB", "L3 0.0 GiB", "L4 0.0 GiB"]);
+});
+
+test("a unit's row says where it waits and which actions apply to its state", () => {
+    const agent = { name: "vm-b", kind: "agent", group: "agents", priority: 30, state: "queued", restarts: 0, detail: null, status: null };
+    const row = unitRow(agent, ["vm-a", "vm-b"]);
+    assert.equal(row.detail, "queued, 2 of 2");
+    assert.deepEqual(row.actions, { start: true, stop: true, restart: false });
+    const running = unitRow({ ...agent, state: "running", restarts: 2, status: "serving" }, []);
+    assert.deepEqual([running.detail, running.restarts, running.group], ["serving", 2, "agents (30)"]);
+    assert.deepEqual(running.actions, { start: false, stop: true, restart: true });
+    assert.deepEqual(unitRow({ ...agent, state: "failed", detail: "exited with status 3" }, []).actions, { start: true, stop: false, restart: true });
+});
+
+test("models read as present, missing or verified; runs as steps done and proposals waiting", () => {
+    assert.equal(modelRow({ name: "m", role: "chat", quant: "Q4_K_M", present: false, path: "/x" }).file, "missing");
+    assert.equal(modelRow({ name: "m", present: true, verification: "verified", bytes: 4 * GiB }).file, "present, verified");
+    const run = runRow({ id: "devops-1", workflow: "devops", state: "awaiting_approval", trigger: "unit x failed",
+        steps: [{ ended: 1 }, { ended: 2 }, { ended: null }], approvals: [{ state: "pending" }, { state: "done" }] });
+    assert.deepEqual([run.steps, run.pending], ["2/3", 1]);
+});
+
+test("errors say what to do", () => {
+    assert.match(explain({ name: "org.freedesktop.DBus.Error.ServiceUnknown", message: "The name org.aitheros.Agentd1 was not provided by any .service files" }, "Status"),
+        /agentd is not running\. Start it with: systemctl start agentd/);
+    assert.match(explain({ name: "org.freedesktop.DBus.Error.AccessDenied", message: "restart vm-a: only root and members of aither-admin may" }, "Restart vm-a"),
+        /^Restart vm-a: refused: .*Only root and members of aither-admin may do this\./);
+    assert.match(explain({ problem: "disconnected" }), /connection to the machine was lost/);
+    assert.equal(explain({ name: "org.freedesktop.DBus.Error.Failed", message: "no unit \"x\"" }, "Start x"), "Start x: no unit \"x\"");
+});
+
+test("documents are parsed with their schema version checked", () => {
+    assert.deepEqual(parseDocument('{"schema_version":1,"units":[]}', "unit list"), { schema_version: 1, units: [] });
+    assert.throws(() => parseDocument("nope", "status"), /agentd's status is not JSON/);
+    assert.throws(() => parseDocument('{"schema_version":2}', "status"), /schema version 2; this page reads version 1/);
+});
+
+test("the manifest names the page and keeps Cockpit's content security policy", () => {
+    const manifest = JSON.parse(readFileSync(new URL("../manifest.json", import.meta.url)));
+    assert.equal(manifest.menu.index.label, "AitherOS");
+    assert.equal(manifest["content-security-policy"], undefined, "no loosening of Cockpit's default policy");
+});

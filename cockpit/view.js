@@ -1,0 +1,190 @@
+// The AitherOS page's own logic, without the browser or Cockpit: what agentd's typed documents
+// (aither_api, docs/schema/) become on the page — memory bars, unit rows, what the viewer may
+// do and why not, and errors in words a person can act on. Tested with `node --test`
+// (cockpit/test/); the page (aitheros.js) only renders what these functions return.
+
+/** The group whose members (and root) may change things, as agentd's D-Bus API decides. */
+export const ADMIN_GROUP = "aither-admin";
+
+/** Bytes in GiB with one decimal: `3.7 GiB`. */
+export function gib(bytes) {
+    if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < 0)
+        return "-";
+    return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+/** A share as a percentage for a bar's width, clamped to 0–100. */
+export function percent(part, whole) {
+    if (!(whole > 0) || !(part >= 0))
+        return 0;
+    return Math.min(100, Math.round((part / whole) * 1000) / 10);
+}
+
+/**
+ * What the viewer may do. agentd decides every call; this only says beforehand why a button
+ * is disabled. `user` is `cockpit.user()`'s answer: root and members of aither-admin may.
+ */
+export function permission(user) {
+    const groups = (user && user.groups) || [];
+    if (user && (user.id === 0 || user.name === "root"))
+        return { allowed: true, why: "" };
+    if (groups.includes(ADMIN_GROUP))
+        return { allowed: true, why: "" };
+    const name = (user && user.name) || "this user";
+    return {
+        allowed: false,
+        why: `Only root and members of ${ADMIN_GROUP} may change this; ${name} is not one (ask an admin: usermod -aG ${ADMIN_GROUP} ${name}).`,
+    };
+}
+
+/**
+ * The memory picture: one bar per GPU (each model's bytes on it against the preset's share of
+ * its VRAM) and one for RAM (models held on the host and the L1/L2 tiers against RAM).
+ * `plan`, `profile`: agentd's Plan and Profile; `preset`: the Preset reply's definition.
+ */
+export function memoryBars(plan, profile, preset) {
+    const fraction = (preset && preset.models && preset.models.vram_budget_fraction) || 1;
+    const hostFraction = (preset && preset.models && preset.models.host_ram_fraction) || 1;
+    const bars = [];
+    for (const gpu of (profile && profile.gpus) || []) {
+        const total = gpu.vram_bytes || 0;
+        const budget = Math.floor(total * fraction);
+        const parts = [];
+        for (const m of plan.models || []) {
+            const i = (m.gpus || []).indexOf(gpu.pci_address);
+            if (i >= 0)
+                parts.push({ label: m.name, bytes: (m.bytes_per_gpu || [])[i] || 0 });
+        }
+        bars.push(bar(`${gpu.name} (${gpu.pci_address})`, "VRAM", total, budget, parts));
+    }
+    const ram = (profile && profile.memory && profile.memory.total_bytes) || 0;
+    const parts = (plan.models || [])
+            .filter(m => (m.host_bytes || 0) > 0)
+            .map(m => ({ label: m.name, bytes: m.host_bytes }));
+    const tiers = plan.memory_tiers || {};
+    parts.push({ label: "L1 hot cache", bytes: tiers.l1_hot_cache_bytes || 0, tier: true });
+    parts.push({ label: "L2 vector index", bytes: tiers.l2_vector_index_bytes || 0, tier: true });
+    bars.push(bar("Memory", "RAM", ram, Math.floor(ram * hostFraction), parts));
+    return bars;
+}
+
+function bar(label, kind, total, budget, parts) {
+    const used = parts.reduce((sum, p) => sum + p.bytes, 0);
+    return {
+        label,
+        kind,
+        total,
+        budget,
+        used,
+        over: used > budget,
+        parts: parts.map(p => ({ ...p, width: percent(p.bytes, total), text: `${p.label}: ${gib(p.bytes)}` })),
+        budgetAt: percent(budget, total),
+        summary: `${gib(used)} of ${gib(budget)} planned (${gib(total)} ${kind})`,
+    };
+}
+
+/** The disk tiers (L3 store, L4 archive) as rows. */
+export function diskTiers(plan) {
+    const t = plan.memory_tiers || {};
+    return [
+        { tier: "L0", what: "KV cache on the GPUs", bytes: t.l0_kv_cache_bytes || 0 },
+        { tier: "L1", what: "hot cache in RAM", bytes: t.l1_hot_cache_bytes || 0 },
+        { tier: "L2", what: "vector index in RAM", bytes: t.l2_vector_index_bytes || 0 },
+        { tier: "L3", what: "store on disk", bytes: t.l3_store_bytes || 0 },
+        { tier: "L4", what: "archive on disk", bytes: t.l4_archive_bytes || 0 },
+    ].map(r => ({ ...r, size: gib(r.bytes) }));
+}
+
+/** States in which a unit can be started, stopped or restarted. */
+const UP = ["starting", "running", "backoff"];
+
+/** A unit's row: what it shows and which actions apply (before permission). */
+export function unitRow(unit, queued) {
+    const state = unit.state;
+    const position = (queued || []).indexOf(unit.name);
+    const detail = [unit.detail, unit.status].filter(Boolean).join(" · ");
+    return {
+        name: unit.name,
+        kind: unit.kind,
+        group: `${unit.group} (${unit.priority})`,
+        state,
+        restarts: unit.restarts,
+        detail: position >= 0 ? `queued, ${position + 1} of ${queued.length}` + (detail ? ` · ${detail}` : "") : detail,
+        actions: {
+            start: !UP.includes(state) && state !== "stopping",
+            stop: UP.includes(state) || state === "queued",
+            restart: UP.includes(state) || ["failed", "gave-up", "exited"].includes(state),
+        },
+    };
+}
+
+/** A model's row: present, missing or verified, and its worker's state. */
+export function modelRow(model) {
+    let file = "missing";
+    if (model.present)
+        file = model.verification ? `present, ${verificationText(model.verification)}` : "present";
+    return {
+        name: model.name,
+        role: model.role,
+        quant: model.quant,
+        file,
+        size: model.bytes ? gib(model.bytes) : "-",
+        worker: model.state || "-",
+        path: model.path,
+    };
+}
+
+function verificationText(v) {
+    if (typeof v === "string")
+        return v;
+    if (v && v.state)
+        return v.state;
+    return "checked";
+}
+
+/** A run's row for the workflows table. */
+export function runRow(run) {
+    const done = (run.steps || []).filter(s => s.ended).length;
+    const pending = (run.approvals || []).filter(a => a.state === "pending").length;
+    return {
+        id: run.id,
+        workflow: run.workflow,
+        state: run.state,
+        steps: `${done}/${(run.steps || []).length}`,
+        pending,
+        trigger: run.trigger,
+        reason: run.reason || "",
+    };
+}
+
+/**
+ * An error from a D-Bus call (cockpit.dbus rejects with `{name, message}`, or a problem
+ * string when the channel fails) in words a person can act on.
+ */
+export function explain(error, action) {
+    const name = (error && (error.name || error.problem)) || "";
+    const message = (error && error.message) || String(error || "");
+    const what = action ? `${action}: ` : "";
+    if (/ServiceUnknown|NameHasNoOwner|not-found/.test(name) || /was not provided by any \.service/.test(message))
+        return `${what}agentd is not running. Start it with: systemctl start agentd (its log: journalctl -u agentd).`;
+    if (/AccessDenied|access-denied|not-authorized/.test(name) || /not allowed|only root and/i.test(message))
+        return `${what}refused: ${message || "not allowed"}. Only root and members of ${ADMIN_GROUP} may do this.`;
+    if (/disconnected|terminated/.test(name))
+        return `${what}the connection to the machine was lost; reload the page.`;
+    if (message)
+        return `${what}${message}`;
+    return `${what}it failed (${name || "unknown error"}).`;
+}
+
+/** Parse a document agentd returned as a JSON string, checking its schema version. */
+export function parseDocument(text, what) {
+    let doc;
+    try {
+        doc = JSON.parse(text);
+    } catch (e) {
+        throw new Error(`agentd's ${what} is not JSON: ${e.message}`);
+    }
+    if (doc && doc.schema_version !== undefined && doc.schema_version !== 1)
+        throw new Error(`agentd's ${what} has schema version ${doc.schema_version}; this page reads version 1 (update aitheros-cockpit)`);
+    return doc;
+}
