@@ -126,6 +126,7 @@ pub struct Unit {
     pub detail: Option<String>,
     /// Its last `STATUS=` line.
     pub status: Option<String>,
+    /// Times it was started again: by its restart policy, or asked to (`Restart`).
     pub restarts: u32,
     pub description: Option<String>,
     /// The file or plan entry it came from.

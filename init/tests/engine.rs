@@ -393,6 +393,20 @@ async fn restart_policies_and_spawn_failures() {
     sup.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test]
+async fn a_restart_asked_for_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![sh("svc", "exec sleep 30")]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    until(&mut rx, "svc", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    sup.restart("svc").await.expect("restart");
+    until(&mut rx, "svc", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let status = sup.status().await.expect("status");
+    assert_eq!(status.iter().find(|s| s.name == "svc").map(|s| s.restarts), Some(1));
+    sup.shutdown().await.expect("shutdown");
+}
+
 const HTTP_SERVER: &str = r#"
 import http.server, sys, time
 time.sleep(0.3)

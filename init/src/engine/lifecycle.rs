@@ -154,6 +154,8 @@ impl Engine {
         let restart_now = u.restart_after_stop;
         if stopping || !u.wanted || self.shutdown.is_some() {
             if restart_now {
+                // Asked for (Restart): counted with the restarts of its policy.
+                u.restarts += 1;
                 u.wanted = true;
                 self.set_state(name, UnitState::Exited { reason });
                 self.launch(name, false);

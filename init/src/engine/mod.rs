@@ -99,6 +99,7 @@ pub struct UnitStatus {
     pub priority: u32,
     pub state: UnitState,
     pub status: Option<String>,
+    /// Times it was started again: by its restart policy, or asked to (`restart`).
     pub restarts: u32,
 }
 

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""The AitherOS page in Cockpit, driven in Debian's Chromium (headless, chromedriver from apt)
+against the VM test bed's Cockpit (forwarded to 127.0.0.1:PORT). Prints TAP; exits 1 when a
+check fails. Screenshots of each view go to OUT.
+
+As the admin (vmadmin, in aither-admin): log in, open the page, see the preset and the units,
+restart an agent and see its restart count change, approve the pending proposal. As a user
+outside aither-admin (viewer): see everything, the actions disabled with the reason, and a
+restart asked anyway refused by agentd with that reason on the page.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+ADMIN = ("vmadmin", "correct horse battery")
+VIEWER = ("viewer", "viewer horse battery")
+PAGE = "/cockpit/@localhost/aitheros/index.html"
+
+n = 0
+failed = 0
+
+
+def ok(what, cond, detail=""):
+    global n, failed
+    n += 1
+    if cond:
+        print(f"ok {n} - {what}", flush=True)
+    else:
+        failed += 1
+        print(f"not ok {n} - {what}", flush=True)
+        for line in str(detail).splitlines()[:40]:
+            print(f"# {line}", flush=True)
+
+
+def until(what, fn, timeout=60.0):
+    """fn() until it returns something true; None after the timeout."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except WebDriverException as e:
+            last = e
+        time.sleep(0.5)
+    print(f"# waited {timeout:.0f} s for {what}; last: {last!r}"[:400], flush=True)
+    return None
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--ignore-certificate-errors", "--window-size=1280,1000"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+
+
+def login(d, base, user):
+    d.delete_all_cookies()
+    d.get(base + "/")
+    field = until("the login form", lambda: d.find_element(By.ID, "login-user-input"), 120)
+    if not field:
+        return False
+    field.clear()
+    field.send_keys(user[0])
+    d.find_element(By.ID, "login-password-input").send_keys(user[1])
+    d.find_element(By.ID, "login-button").click()
+    # The shell loads once the session is up.
+    return until("the session", lambda: "login" not in d.title.lower() and d.get_cookie("cockpit"), 120)
+
+
+def open_page(d, base):
+    d.get(base + PAGE)
+    return until("the page to read agentd", lambda: "preset" in d.find_element(By.ID, "summary").text, 120)
+
+
+def view(d, name):
+    d.find_element(By.CSS_SELECTOR, f'nav button[data-view="{name}"]').click()
+
+
+def unit_row(d, unit):
+    return d.find_element(By.CSS_SELECTOR, f'#units tr[data-unit="{unit}"]')
+
+
+def shot(d, out, name):
+    out.mkdir(parents=True, exist_ok=True)
+    d.save_screenshot(str(out / f"{name}.png"))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    base = f"https://127.0.0.1:{a.port}"
+    d = browser()
+    try:
+        ok("the admin logs in to Cockpit", login(d, base, ADMIN))
+        ok("the AitherOS page reads agentd: the preset in its summary", open_page(d, base),
+           d.find_element(By.TAG_NAME, "body").text)
+        body = d.find_element(By.TAG_NAME, "body").text
+        ok("the machine view shows the preset and why, and the memory bars",
+           "cpu-only" in body and d.find_elements(By.CSS_SELECTOR, "#bars .bar .track"), body)
+        ok("the admin is told they may act", "you may start, stop and approve" in d.find_element(By.ID, "who").text)
+        shot(d, a.out, "machine")
+
+        view(d, "units")
+        row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
+        ok("the units view lists the agents with their state", row is not None and "running" in row.text,
+           row.text if row else "")
+        before = int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text)
+        shot(d, a.out, "units")
+        restart = unit_row(d, "vm-a").find_element(By.XPATH, './/button[text()="Restart"]')
+        ok("Restart is enabled for the admin", restart.is_enabled())
+        restart.click()
+        after = until("the restart count to change",
+                      lambda: int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text) > before, 90)
+        ok(f"restarting vm-a from the page raises its restart count (was {before})", after,
+           d.find_element(By.ID, "notice").text + d.find_element(By.ID, "problem").text)
+
+        view(d, "models")
+        ok("the models view shows the plan's models and their files",
+           until("the models", lambda: "phi-3.5-mini-instruct" in d.find_element(By.ID, "models").text),
+           d.find_element(By.ID, "models").text)
+        shot(d, a.out, "models")
+
+        view(d, "workflows")
+        pending = until("a pending proposal", lambda: [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
+                                                       if "pending" in r.text], 90)
+        ok("the workflows view shows the pending proposal", pending, d.find_element(By.ID, "approvals").text)
+        shot(d, a.out, "workflows")
+        if pending:
+            approval = pending[0].get_attribute("data-approval")
+            pending[0].find_element(By.XPATH, './/button[text()="Approve"]').click()
+            done = until("the proposal to be carried out", lambda: [
+                r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
+                if r.get_attribute("data-approval") == approval and "done by" in r.text], 90)
+            ok(f"approving {approval} from the page carries it out, recorded with who decided", done,
+               d.find_element(By.ID, "approvals").text + d.find_element(By.ID, "problem").text)
+            shot(d, a.out, "approved")
+
+        view(d, "logs")
+        ok("the logs view shows a unit's journal",
+           until("journal lines", lambda: len(d.find_element(By.ID, "log").text.splitlines()) > 0, 60),
+           d.find_element(By.ID, "problem").text)
+        shot(d, a.out, "logs")
+
+        # A user outside aither-admin: everything visible, nothing changeable, and agentd refuses
+        # a call made anyway.
+        ok("a user outside aither-admin logs in", login(d, base, VIEWER))
+        ok("and sees the page", open_page(d, base))
+        view(d, "units")
+        row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
+        buttons = row.find_elements(By.TAG_NAME, "button") if row else []
+        ok("the actions are disabled, with the reason", buttons and all(not b.is_enabled() for b in buttons)
+           and "aither-admin" in (buttons[0].get_attribute("title") or ""), [b.get_attribute("title") for b in buttons])
+        ok("the page says why", "Only root and members of aither-admin" in d.find_element(By.ID, "who").text)
+        reply = d.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            cockpit.dbus("org.aitheros.Agentd1", { bus: "system" })
+                .call("/org/aitheros/Agentd1", "org.aitheros.Agentd1", "Restart", ["vm-a"])
+                .then(r => done("allowed: " + r[0]), e => done("refused: " + e.name + ": " + e.message));
+        """)
+        ok("agentd refuses the viewer's restart with the reason", reply.startswith("refused:") and "aither-admin" in reply, reply)
+        shot(d, a.out, "viewer")
+    finally:
+        d.quit()
+    print(f"1..{n}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
