@@ -14,7 +14,7 @@ out="${1:?usage: build-image.sh OUTDIR}"
 cache="${AITHER_VM_CACHE:-$repo/.cache/vm}"
 mirror="${AITHER_VM_MIRROR:-http://deb.debian.org/debian}"
 profile="${AITHER_VM_PROFILE:-dev}"
-packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools,libgomp1,git,make"
+packages="systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,selinux-basics,selinux-policy-default,auditd,policycoreutils,selinux-utils,procps,iproute2,setools,libgomp1,git,make,cockpit-ws,cockpit-bridge,cockpit-system"
 key="$(echo "bookworm $packages 1" | sha256sum | cut -c1-12)"
 base="$cache/base-$key.tar"
 mkdir -p "$cache" "$out"
@@ -54,7 +54,7 @@ install -m 0755 "$cgtest" "$vt/init-cgroup-tests"
 # The workflow scenario: a scripted stand-in for the model (behind the gateway's cloud
 # fallback), the script it answers with, the workflow and the unit that fails.
 install -m 0755 "$repo/target/debug/aither-scripted-model" "$vt/aither-scripted-model"
-install -m 0644 "$here/guest/workflow/packs-script.json" "$here/guest/workflow/packs-checks" \
+install -m 0644 "$here/guest/workflow/packs-script.json" "$here/guest/workflow/packs-checks" "$here/guest/workflow/browser-script.json" \
   "$here/guest/workflow/vm-flaky.toml" "$here/guest/workflow/cloud.toml" "$vt/"
 ln -sf /usr/lib/systemd/system/aither-hwprofile.service "$root/etc/systemd/system/multi-user.target.wants/"
 ln -sf /usr/lib/systemd/system/agentd.service "$root/etc/systemd/system/multi-user.target.wants/"
@@ -108,8 +108,14 @@ enable = ["devops", "code-review"]
 ANSWERS
 chmod 0600 "$root/etc/aither/answers.toml"
 
-# The machine.
+# The machine. Its one network interface is QEMU's user network, restricted: nothing beyond
+# the host's forward of Cockpit's port (run.sh), for the browser checks.
 echo aither-vmtest > "$root/etc/hostname"
+install -d "$root/etc/systemd/network"
+printf '[Match]\nName=en* eth*\n\n[Network]\nAddress=10.0.2.15/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' > "$root/etc/systemd/network/10-vmtest.network"
+ln -sf /lib/systemd/system/systemd-networkd.service "$root/etc/systemd/system/multi-user.target.wants/"
+install -d "$root/etc/systemd/system/sockets.target.wants"
+ln -sf /lib/systemd/system/cockpit.socket "$root/etc/systemd/system/sockets.target.wants/"
 echo "/dev/vda / ext4 rw,relatime 0 1" > "$root/etc/fstab"
 printf 'SELINUX=enforcing\nSELINUXTYPE=default\n' > "$root/etc/selinux/config"
 

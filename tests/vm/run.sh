@@ -25,8 +25,13 @@ done
 started=$(date +%s)
 mkdir -p "$out"
 accel="${AITHER_VM_ACCEL:-tcg}"
-args=(-accel "$accel" -m "${AITHER_VM_MEMORY:-2048}" -smp 2 -display none -no-reboot -nic none -monitor none
-      -serial "file:$out/console.log" -serial "file:$out/results.tap")
+# The browser checks: Cockpit's 9090 forwarded to a free port on the host's loopback (the
+# guest's network is restricted to that), and a third serial port the host writes "done" to.
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+rm -f "$out/browser.in" "$out/browser.out" && mkfifo "$out/browser.in" "$out/browser.out"
+args=(-accel "$accel" -m "${AITHER_VM_MEMORY:-2048}" -smp 2 -display none -no-reboot -monitor none
+      -nic "user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:$port-:9090"
+      -serial "file:$out/console.log" -serial "file:$out/results.tap" -serial "pipe:$out/browser")
 # Rocky 9's floor, x86-64-v2 (SSE4.2, no AVX): the inference worker must run there too.
 args+=(-cpu "${AITHER_VM_CPU:-Nehalem}")
 if [ -z "$image" ]; then
@@ -40,15 +45,44 @@ fi
 built=$(date +%s)
 : > "$out/results.tap"
 echo "vm: booting ($accel), checks report on the second serial port"
+browser_dir="$repo/target/cockpit"
+rm -rf "$browser_dir" && mkdir -p "$browser_dir"
 set +e
-timeout "$timeout_s" qemu-system-x86_64 "${args[@]}"
+timeout "$timeout_s" qemu-system-x86_64 "${args[@]}" &
+qemu=$!
+# Drain what the guest writes on the pipe; when it says it is ready, drive the page.
+cat "$out/browser.out" > /dev/null &
+drain=$!
+(
+  until grep -q '^# browser: ready' "$out/results.tap" 2>/dev/null; do
+    kill -0 "$qemu" 2>/dev/null || exit 0
+    sleep 1
+  done
+  "${AITHER_VENV:-$repo/.venv}/bin/python" "$here/browser.py" --port "$port" --out "$browser_dir" \
+    > "$browser_dir/browser.tap" 2>"$browser_dir/browser.log"
+  echo "$?" > "$browser_dir/browser.rc"
+  echo done > "$out/browser.in"
+) &
+driver=$!
+wait "$qemu"
 rc=$?
+kill "$driver" "$drain" 2>/dev/null
+wait 2>/dev/null
 set -e
 finished=$(date +%s)
 # The serial line discipline turns \n into \r\n.
 tr -d '\r' < "$out/results.tap" > "$out/results.clean" && mv "$out/results.clean" "$out/results.tap"
 cat "$out/results.tap"
 verdict=0
+if [ -f "$browser_dir/browser.tap" ]; then
+  echo "vm: --- the Cockpit page in Chromium (screenshots in $browser_dir) ---"
+  cat "$browser_dir/browser.tap"
+  if [ "$(cat "$browser_dir/browser.rc" 2>/dev/null)" != 0 ]; then
+    echo "vm: the browser checks failed" >&2; tail -n 20 "$browser_dir/browser.log" >&2; verdict=1
+  fi
+elif grep -q '^# browser: ready' "$out/results.tap"; then
+  echo "vm: the browser checks did not run" >&2; verdict=1
+fi
 if [ "$rc" -eq 124 ]; then
   echo "vm: timed out after ${timeout_s}s" >&2; verdict=1
 elif ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$out/results.tap"; then
