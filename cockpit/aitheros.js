@@ -231,11 +231,14 @@ async function showLog() {
             $("log").textContent = `${unit} logs nowhere (${t.kind}).`;
             return;
         }
-        $("log").textContent = await cockpit.spawn(args, { err: "message" });
+        const text = await cockpit.spawn(args, { err: "message" });
+        $("log").textContent = text;
+        if (view.journalHidden(text))
+            problem(`Logs of ${unit}: ${view.JOURNAL_HINT}`);
     } catch (e) {
         $("log").textContent = "";
         problem(e.problem === "access-denied" || /permission|not seeing messages/i.test(e.message || "")
-            ? `Logs of ${unit}: your account may not read the system journal; join the systemd-journal group, or read them as an admin (aitherctl logs ${unit}).`
+            ? `Logs of ${unit}: ${view.JOURNAL_HINT}`
             : view.explain(e, `Logs of ${unit}`));
     }
 }

@@ -176,6 +176,15 @@ export function explain(error, action) {
     return `${what}it failed (${name || "unknown error"}).`;
 }
 
+/** What to do when this account may not read the system journal. */
+export const JOURNAL_HINT = "this account may not read the system journal: add it to the systemd-journal group " +
+    "(usermod -aG systemd-journal NAME; wheel and adm can read it on Rocky), or read them with aitherctl logs as root.";
+
+/** Whether journalctl's output says the account sees only its own messages. */
+export function journalHidden(text) {
+    return /not seeing messages from other users and the system|No journal files were opened due to insufficient permissions/.test(text || "");
+}
+
 /** Parse a document agentd returned as a JSON string, checking its schema version. */
 export function parseDocument(text, what) {
     let doc;

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { diskTiers, explain, gib, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
+import { diskTiers, explain, gib, journalHidden, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
 
 const GiB = 2 ** 30;
 
@@ -86,4 +86,9 @@ test("the manifest names the page and keeps Cockpit's content security policy", 
     const manifest = JSON.parse(readFileSync(new URL("../manifest.json", import.meta.url)));
     assert.equal(manifest.menu.index.label, "AitherOS");
     assert.equal(manifest["content-security-policy"], undefined, "no loosening of Cockpit's default policy");
+});
+
+test("a journal this account may not read is recognised", () => {
+    assert.equal(journalHidden("Hint: You are currently not seeing messages from other users and the system.\n"), true);
+    assert.equal(journalHidden("2026-12-02T10:00:00+0000 vm-a[1]: hello\n"), false);
 });

@@ -253,11 +253,18 @@ pub fn check_password(pw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// SHA-512 crypt with a random salt, what Rocky's `ENCRYPT_METHOD SHA512` writes.
+/// SHA-512 crypt with a random salt, what Rocky's `ENCRYPT_METHOD SHA512` writes. The salt is
+/// 16 characters (12 random bytes): crypt(3) uses no more, and a longer one written out makes a
+/// hash that crypt(3) computes to a different string, so pam_unix refuses the password.
 pub fn hash_password(pw: &str) -> Result<String, String> {
     use sha_crypt::PasswordHasher as _;
+    use std::io::Read as _;
+    let mut salt = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .map_err(|e| format!("no random salt: /dev/urandom: {e}"))?;
     sha_crypt::ShaCrypt::default()
-        .hash_password(pw.as_bytes())
+        .hash_password_with_salt(pw.as_bytes(), &salt)
         .map(|h| h.as_str().to_string())
         .map_err(|e| e.to_string())
 }
@@ -386,6 +393,9 @@ mod tests {
     fn hashes_verify_and_bad_ones_are_refused() {
         use sha_crypt::PasswordVerifier as _;
         let h = hash_password("correct horse").expect("hash");
+        // `$6$rounds=5000$SALT$HASH`, the salt as long as crypt(3) reads it.
+        let fields: Vec<&str> = h.split('$').collect();
+        assert_eq!((fields[1], fields[2], fields[3].len(), fields[4].len()), ("6", "rounds=5000", 16, 86), "{h}");
         let parsed = sha_crypt::PasswordHash::new(&h).expect("parses");
         assert!(sha_crypt::ShaCrypt::default().verify_password(b"correct horse", &parsed).is_ok());
         assert!(check_password_hash(&h).is_ok());

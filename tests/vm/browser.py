@@ -17,6 +17,7 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 ADMIN = ("vmadmin", "correct horse battery")
 VIEWER = ("viewer", "viewer horse battery")
@@ -66,15 +67,30 @@ def browser():
 def login(d, base, user):
     d.delete_all_cookies()
     d.get(base + "/")
-    field = until("the login form", lambda: d.find_element(By.ID, "login-user-input"), 120)
+    def ready():
+        f = d.find_element(By.ID, "login-user-input")
+        return f if f.is_displayed() and f.is_enabled() else None
+    field = until("the login form", ready, 120)
     if not field:
         return False
     field.clear()
     field.send_keys(user[0])
     d.find_element(By.ID, "login-password-input").send_keys(user[1])
     d.find_element(By.ID, "login-button").click()
-    # The shell loads once the session is up.
-    return until("the session", lambda: "login" not in d.title.lower() and d.get_cookie("cockpit"), 120)
+
+    # The shell loads once the session is up; the login page says why when it is refused.
+    def outcome():
+        error = d.find_elements(By.ID, "login-error-message")
+        if error and error[0].is_displayed() and error[0].text.strip():
+            return f"refused: {error[0].text.strip()}"
+        form = d.find_elements(By.ID, "login-user-input")
+        if not form or not form[0].is_displayed():
+            return "in"
+        return None
+    got = until("the session", outcome, 120)
+    if got != "in":
+        print(f"# login as {user[0]}: {got or 'no answer'}", flush=True)
+    return got == "in"
 
 
 def open_page(d, base):
@@ -103,78 +119,87 @@ def main():
     base = f"https://127.0.0.1:{a.port}"
     d = browser()
     try:
-        ok("the admin logs in to Cockpit", login(d, base, ADMIN))
-        ok("the AitherOS page reads agentd: the preset in its summary", open_page(d, base),
-           d.find_element(By.TAG_NAME, "body").text)
-        body = d.find_element(By.TAG_NAME, "body").text
-        ok("the machine view shows the preset and why, and the memory bars",
-           "cpu-only" in body and d.find_elements(By.CSS_SELECTOR, "#bars .bar .track"), body)
-        ok("the admin is told they may act", "you may start, stop and approve" in d.find_element(By.ID, "who").text)
-        shot(d, a.out, "machine")
-
-        view(d, "units")
-        row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
-        ok("the units view lists the agents with their state", row is not None and "running" in row.text,
-           row.text if row else "")
-        before = int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text)
-        shot(d, a.out, "units")
-        restart = unit_row(d, "vm-a").find_element(By.XPATH, './/button[text()="Restart"]')
-        ok("Restart is enabled for the admin", restart.is_enabled())
-        restart.click()
-        after = until("the restart count to change",
-                      lambda: int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text) > before, 90)
-        ok(f"restarting vm-a from the page raises its restart count (was {before})", after,
-           d.find_element(By.ID, "notice").text + d.find_element(By.ID, "problem").text)
-
-        view(d, "models")
-        ok("the models view shows the plan's models and their files",
-           until("the models", lambda: "phi-3.5-mini-instruct" in d.find_element(By.ID, "models").text),
-           d.find_element(By.ID, "models").text)
-        shot(d, a.out, "models")
-
-        view(d, "workflows")
-        pending = until("a pending proposal", lambda: [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
-                                                       if "pending" in r.text], 90)
-        ok("the workflows view shows the pending proposal", pending, d.find_element(By.ID, "approvals").text)
-        shot(d, a.out, "workflows")
-        if pending:
-            approval = pending[0].get_attribute("data-approval")
-            pending[0].find_element(By.XPATH, './/button[text()="Approve"]').click()
-            done = until("the proposal to be carried out", lambda: [
-                r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
-                if r.get_attribute("data-approval") == approval and "done by" in r.text], 90)
-            ok(f"approving {approval} from the page carries it out, recorded with who decided", done,
-               d.find_element(By.ID, "approvals").text + d.find_element(By.ID, "problem").text)
-            shot(d, a.out, "approved")
-
-        view(d, "logs")
-        ok("the logs view shows a unit's journal",
-           until("journal lines", lambda: len(d.find_element(By.ID, "log").text.splitlines()) > 0, 60),
-           d.find_element(By.ID, "problem").text)
-        shot(d, a.out, "logs")
-
-        # A user outside aither-admin: everything visible, nothing changeable, and agentd refuses
-        # a call made anyway.
-        ok("a user outside aither-admin logs in", login(d, base, VIEWER))
-        ok("and sees the page", open_page(d, base))
-        view(d, "units")
-        row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
-        buttons = row.find_elements(By.TAG_NAME, "button") if row else []
-        ok("the actions are disabled, with the reason", buttons and all(not b.is_enabled() for b in buttons)
-           and "aither-admin" in (buttons[0].get_attribute("title") or ""), [b.get_attribute("title") for b in buttons])
-        ok("the page says why", "Only root and members of aither-admin" in d.find_element(By.ID, "who").text)
-        reply = d.execute_async_script("""
-            const done = arguments[arguments.length - 1];
-            cockpit.dbus("org.aitheros.Agentd1", { bus: "system" })
-                .call("/org/aitheros/Agentd1", "org.aitheros.Agentd1", "Restart", ["vm-a"])
-                .then(r => done("allowed: " + r[0]), e => done("refused: " + e.name + ": " + e.message));
-        """)
-        ok("agentd refuses the viewer's restart with the reason", reply.startswith("refused:") and "aither-admin" in reply, reply)
-        shot(d, a.out, "viewer")
+        checks(d, base, a.out)
+    except Exception as e:  # a step that could not even run is a failed check, with its page
+        ok(f"the browser checks ran to their end ({type(e).__name__})", False, f"{e}\n{d.current_url}")
+        shot(d, a.out, "failure")
     finally:
         d.quit()
     print(f"1..{n}")
     return 1 if failed else 0
+
+
+def checks(d, base, out):
+    ok("the admin logs in to Cockpit", login(d, base, ADMIN))
+    ok("the AitherOS page reads agentd: the preset in its summary", open_page(d, base),
+       d.find_element(By.TAG_NAME, "body").text)
+    body = d.find_element(By.TAG_NAME, "body").text
+    ok("the machine view shows the preset and why, and the memory bars",
+       "cpu-only" in body and d.find_elements(By.CSS_SELECTOR, "#bars .bar .track"), body)
+    ok("the admin is told they may act", "you may start, stop and approve" in d.find_element(By.ID, "who").text)
+    shot(d, out, "machine")
+
+    view(d, "units")
+    row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
+    ok("the units view lists the agents with their state", row is not None and "running" in row.text,
+       row.text if row else "")
+    before = int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text)
+    shot(d, out, "units")
+    restart = unit_row(d, "vm-a").find_element(By.XPATH, './/button[text()="Restart"]')
+    ok("Restart is enabled for the admin", restart.is_enabled())
+    restart.click()
+    after = until("the restart count to change",
+                  lambda: int(unit_row(d, "vm-a").find_element(By.CSS_SELECTOR, "td.restarts").text) > before, 90)
+    ok(f"restarting vm-a from the page raises its restart count (was {before})", after,
+       d.find_element(By.ID, "notice").text + d.find_element(By.ID, "problem").text)
+
+    view(d, "models")
+    ok("the models view shows the plan's models and their files",
+       until("the models", lambda: "phi-3.5-mini-instruct" in d.find_element(By.ID, "models").text),
+       d.find_element(By.ID, "models").text)
+    shot(d, out, "models")
+
+    view(d, "workflows")
+    pending = until("a pending proposal", lambda: [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
+                                                   if "pending" in r.text], 90)
+    ok("the workflows view shows the pending proposal", pending, d.find_element(By.ID, "approvals").text)
+    shot(d, out, "workflows")
+    if pending:
+        approval = pending[0].get_attribute("data-approval")
+        pending[0].find_element(By.XPATH, './/button[text()="Approve"]').click()
+        done = until("the proposal to be carried out", lambda: [
+            r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
+            if r.get_attribute("data-approval") == approval and "done by" in r.text], 90)
+        ok(f"approving {approval} from the page carries it out, recorded with who decided", done,
+           d.find_element(By.ID, "approvals").text + d.find_element(By.ID, "problem").text)
+        shot(d, out, "approved")
+
+    view(d, "logs")
+    Select(d.find_element(By.ID, "log-unit")).select_by_value("vm-a")
+    ok("the logs view shows a unit's journal, or says how this account may read it",
+       until("journal lines", lambda: "hello from" in d.find_element(By.ID, "log").text
+             or "may not read the system journal" in d.find_element(By.ID, "problem").text, 60),
+       d.find_element(By.ID, "log").text + d.find_element(By.ID, "problem").text)
+    shot(d, out, "logs")
+
+    # A user outside aither-admin: everything visible, nothing changeable, and agentd refuses
+    # a call made anyway.
+    ok("a user outside aither-admin logs in", login(d, base, VIEWER))
+    ok("and sees the page", open_page(d, base))
+    view(d, "units")
+    row = until("vm-a in the units", lambda: unit_row(d, "vm-a"))
+    buttons = row.find_elements(By.TAG_NAME, "button") if row else []
+    ok("the actions are disabled, with the reason", buttons and all(not b.is_enabled() for b in buttons)
+       and "aither-admin" in (buttons[0].get_attribute("title") or ""), [b.get_attribute("title") for b in buttons])
+    ok("the page says why", "Only root and members of aither-admin" in d.find_element(By.ID, "who").text)
+    reply = d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        cockpit.dbus("org.aitheros.Agentd1", { bus: "system" })
+            .call("/org/aitheros/Agentd1", "org.aitheros.Agentd1", "Restart", ["vm-a"])
+            .then(r => done("allowed: " + r[0]), e => done("refused: " + e.name + ": " + e.message));
+    """)
+    ok("agentd refuses the viewer's restart with the reason", reply.startswith("refused:") and "aither-admin" in reply, reply)
+    shot(d, out, "viewer")
 
 
 if __name__ == "__main__":
