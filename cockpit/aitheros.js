@@ -231,7 +231,8 @@ async function showLog() {
             $("log").textContent = `${unit} logs nowhere (${t.kind}).`;
             return;
         }
-        const text = await cockpit.spawn(args, { err: "message" });
+        // journalctl says on stderr when this account sees only its own messages.
+        const text = await cockpit.spawn(args, { err: "out" });
         $("log").textContent = text;
         if (view.journalHidden(text))
             problem(`Logs of ${unit}: ${view.JOURNAL_HINT}`);

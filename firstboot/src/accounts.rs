@@ -12,8 +12,9 @@ use std::path::Path;
 use base64::Engine as _;
 
 /// The groups an admin joins, when the target has them: sudo rights (`wheel` on Rocky,
-/// `sudo` on Debian) and agentd's administrators.
-pub const ADMIN_GROUPS: &[&str] = &["wheel", "sudo", "aither-admin"];
+/// `sudo` on Debian), agentd's administrators, and the system journal's readers (the
+/// appliance's logs, in Cockpit too).
+pub const ADMIN_GROUPS: &[&str] = &["wheel", "sudo", "aither-admin", "systemd-journal"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
