@@ -20,7 +20,7 @@ apt_pkgs=(
   libselinux1-dev selinux-policy-dev selinux-policy-default checkpolicy semodule-utils setools
   systemd dbus qemu-system-x86 qemu-user qemu-utils debootstrap e2fsprogs rpm
   python3-venv python3-rpm tmux s6 supervisor pci.ids cpio file binutils git make
-  chromium chromium-driver
+  chromium chromium-driver  # the Cockpit page's browser checks (Rocky: from EPEL, not listed below)
 )
 dnf_pkgs=(
   cmake clang clang-devel pkgconf-pkg-config
