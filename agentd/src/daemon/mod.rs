@@ -21,7 +21,7 @@ mod workflow;
 
 pub use load::{appliance_file, load, Loaded, Options, Stage};
 pub use report::{api_state, invalid_model, reason_text};
-pub use workflow::{pattern_matches, Trigger, TICK as WORKFLOW_TICK};
+pub use workflow::{Trigger, TICK as WORKFLOW_TICK};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -46,17 +46,6 @@ pub(super) fn refused(why: impl Into<String>) -> DaemonError {
     DaemonError::Refused(anyhow::anyhow!(why.into()))
 }
 
-/// `*` matches any run of characters.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else { return false };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
-        }
-    }
-}
-
 impl Daemon {
     fn runs_dir(st: &State) -> PathBuf {
         runs::runs_dir(&st.loaded.settings.state_dir)
@@ -582,7 +571,7 @@ impl Daemon {
             st.loaded
                 .workflows
                 .values()
-                .filter(|w| st.loaded.switches.is_on(w) && w.triggers.units.iter().any(|p| pattern_matches(p, unit)))
+                .filter(|w| st.loaded.switches.is_on(w) && w.triggers.matches_unit(unit))
                 .filter(|w| {
                     !st.engine
                         .runs
@@ -793,19 +782,5 @@ pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
     match state {
         UnitState::Exited { reason } => Some(reason),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unit_patterns_match_with_stars() {
-        assert!(pattern_matches("infer-*", "infer-qwen"));
-        assert!(pattern_matches("*", "anything"));
-        assert!(pattern_matches("a*b*c", "a-x-b-y-c"));
-        assert!(!pattern_matches("infer-*", "vector-store"));
-        assert!(!pattern_matches("store", "store2"));
     }
 }

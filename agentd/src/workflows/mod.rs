@@ -31,6 +31,7 @@
 mod enabled;
 mod packs;
 mod schedule;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use enabled::{Enabled, ENABLED_FILE};
 pub use packs::BUILT_IN as BUILT_IN_PACKS;
 pub use schedule::Schedule;
 use serde::Deserialize;
+pub use triggers::Triggers;
 
 /// Where the shipped workflows are, under the root.
 pub const SHIPPED_DIR: &str = "usr/share/aither/workflows";
@@ -55,17 +57,6 @@ pub enum Network {
     #[default]
     Gateway,
     Outbound,
-}
-
-/// When a run starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Triggers {
-    /// `aitherctl workflows run NAME`.
-    pub manual: bool,
-    /// Unit-name patterns (`*` matches any run of characters): a matching unit entering
-    /// `failed` or `gave-up` starts a run.
-    pub units: Vec<String>,
-    pub calendar: Option<Schedule>,
 }
 
 /// Where a step input comes from.
