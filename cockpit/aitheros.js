@@ -160,19 +160,53 @@ function renderUnits() {
         logs.value = chosen;
 }
 
+/** Pulls in progress, by model: what their last PullChanged said. */
+const pulls = new Map();
+
 function renderModels() {
-    $("model-dir").textContent = `Model files in ${state.models.model_dir}; pull with: aitherctl models pull`;
+    $("model-dir").textContent = `Model files in ${state.models.model_dir}.`;
     const tbody = $("models").tBodies[0];
     tbody.replaceChildren();
     for (const m of state.models.models) {
         const r = view.modelRow(m);
         const row = tbody.insertRow();
+        row.dataset.model = m.name;
         cell(row, r.name);
         cell(row, r.role);
         cell(row, r.quant);
         cell(row, r.file, r.file === "missing" ? "state-failed" : "state-running");
         cell(row, r.size);
         cell(row, r.worker, `state-${r.worker}`);
+        const td = row.insertCell();
+        td.className = "pull";
+        const p = pulls.get(m.name);
+        if (p) {
+            const bar = document.createElement("progress");
+            bar.max = 100;
+            if (p.value !== null)
+                bar.value = p.value;
+            const text = document.createElement("span");
+            text.textContent = ` ${p.text}`;
+            td.append(bar, text);
+        } else if (!m.present) {
+            actionButton(td, "Pull", true, () => change(`Pull ${m.name}`, "PullModel", [m.name]));
+        }
+    }
+}
+
+function onPull(_path, _iface, _signal, [model, done, total, pullState, message]) {
+    const p = view.pullProgress(Number(done), Number(total), pullState, message);
+    if (p.finished) {
+        pulls.delete(model);
+        if (pullState === "failed")
+            problem(`Pull ${model}: ${message}`);
+        else
+            notice(`Pull ${model}: ${message}`);
+        refreshSoon();
+    } else {
+        pulls.set(model, p);
+        if (state.models)
+            renderModels();
     }
 }
 
@@ -303,5 +337,6 @@ cockpit.user().then(user => {
 });
 for (const member of ["UnitChanged", "RunChanged", "ApprovalChanged"])
     client.subscribe({ interface: IFACE, path: PATH, member }, refreshSoon);
+client.subscribe({ interface: IFACE, path: PATH, member: "PullChanged" }, onPull);
 client.addEventListener("close", (_event, options) => problem(view.explain(options || { problem: "disconnected" })));
 refresh();

@@ -142,6 +142,20 @@ function verificationText(v) {
     return "checked";
 }
 
+/**
+ * A pull's progress from its `PullChanged` signal: the text and the share for a progress bar
+ * (`null` when the size is not known).
+ */
+export function pullProgress(done, total, state, message) {
+    if (state === "done")
+        return { text: "pulled", value: null, finished: true };
+    if (state === "failed")
+        return { text: `pull failed: ${message}`, value: null, finished: true };
+    if (!(total > 0))
+        return { text: `pulling: ${gib(done)}`, value: null, finished: false };
+    return { text: `pulling: ${gib(done)} of ${gib(total)}`, value: percent(done, total), finished: false };
+}
+
 /** A run's row for the workflows table. */
 export function runRow(run) {
     const done = (run.steps || []).filter(s => s.ended).length;

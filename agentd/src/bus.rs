@@ -33,6 +33,8 @@
 //! | `UnitChanged(s name, s state, s detail)` | signal | every state change (`UnitState` names) |
 //! | `RunChanged(s id, s state)` | signal | a run changed (`RunState` names) |
 //! | `ApprovalChanged(s id, s state, s action)` | signal | a proposal was queued or decided |
+//! | `PullModel(s name) → s` | method | `Done`: the download started (admins); `PullChanged` follows it |
+//! | `PullChanged(s model, t done, t total, s state, s message)` | signal | a pull's bytes (total 0: unknown), `pulling`/`done`/`failed` |
 //! | `Summary` (s), `Version` (s) | properties | |
 
 use std::sync::Arc;
@@ -295,6 +297,26 @@ impl Api {
         let uid = authorize(conn, &hdr, &format!("deny {id}")).await?;
         outcome(self.daemon.decide(&id, false, &who(uid)).await)
     }
+
+    async fn pull_model(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("pull the model {name}")).await?;
+        outcome(self.daemon.start_pull(&name).await)
+    }
+
+    #[zbus(signal)]
+    pub async fn pull_changed(
+        emitter: &SignalEmitter<'_>,
+        model: &str,
+        done: u64,
+        total: u64,
+        state: &str,
+        message: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     pub async fn run_changed(emitter: &SignalEmitter<'_>, id: &str, state: &str) -> zbus::Result<()>;

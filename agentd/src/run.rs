@@ -323,7 +323,7 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
     }
 }
 
-/// Runs and proposals as D-Bus signals.
+/// Runs, proposals and model pulls as D-Bus signals.
 async fn forward_workflow_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
     let mut rx = daemon.workflow_events.subscribe();
     let Ok(emitter) = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH) else { return };
@@ -334,6 +334,9 @@ async fn forward_workflow_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
             }
             Ok(daemon::WorkflowEvent::Approval { id, state, action }) => {
                 let _ = Api::approval_changed(&emitter, &id, &state, &action).await;
+            }
+            Ok(daemon::WorkflowEvent::Pull { model, done, total, state, message }) => {
+                let _ = Api::pull_changed(&emitter, &model, done, total, &state, &message).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(_) => return,

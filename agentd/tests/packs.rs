@@ -426,8 +426,13 @@ fn every_pack_runs_through_the_real_worker_on_the_tiny_model() {
                 continue; // after a step whose budget ran out
             }
             assert_eq!(step["state"], "done", "{run}: every step that ran left a typed result: {doc:#}");
+            // Random weights may still fail to make a call that parses (the step then fails
+            // for its missing output); the worker must never refuse a request.
+            let reason = r["outcome"]["reason"].as_str().or(r["reason"].as_str()).unwrap_or("");
             assert!(
-                outcome == "completed" || outcome == "budget_exhausted",
+                outcome == "completed"
+                    || outcome == "budget_exhausted"
+                    || (outcome == "failed" && reason.starts_with("the step ended without writing")),
                 "{run}: the worker accepted every request: {doc:#}\n{}",
                 bed.log()
             );

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { diskTiers, explain, gib, journalHidden, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
+import { diskTiers, explain, gib, journalHidden, pullProgress, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
 
 const GiB = 2 ** 30;
 
@@ -91,4 +91,11 @@ test("the manifest names the page and keeps Cockpit's content security policy", 
 test("a journal this account may not read is recognised", () => {
     assert.equal(journalHidden("Hint: You are currently not seeing messages from other users and the system.\n"), true);
     assert.equal(journalHidden("2026-12-02T10:00:00+0000 vm-a[1]: hello\n"), false);
+});
+
+test("a pull's progress reads as bytes of the whole, then its end", () => {
+    assert.deepEqual(pullProgress(1 * GiB, 4 * GiB, "pulling", ""), { text: "pulling: 1.0 GiB of 4.0 GiB", value: 25, finished: false });
+    assert.equal(pullProgress(5, 0, "pulling", "").value, null, "size unknown");
+    assert.deepEqual(pullProgress(0, 0, "failed", "connection refused"), { text: "pull failed: connection refused", value: null, finished: true });
+    assert.equal(pullProgress(0, 0, "done", "").finished, true);
 });

@@ -150,32 +150,7 @@ impl Daemon {
 
     /// Download a catalog model into the model directory (on a blocking thread), then reload.
     async fn pull_model(&self, model: &str) -> Outcome {
-        let (dir, catalog_dir) = {
-            let st = self.state.lock().await;
-            (st.loaded.settings.model_dir.clone(), self.opts.root.join("usr/share/aither"))
-        };
-        let name = model.to_string();
-        let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let data = catalog_dir.join("presets").is_dir().then_some(catalog_dir.as_path());
-            let (_, catalog) = aither_plan::data::load(data).map_err(|e| format!("{e:#}"))?;
-            let entry = catalog.get(&name).ok_or_else(|| format!("{name} is not a model of the catalog"))?;
-            let file =
-                aither_models::choose_file(entry, None).ok_or_else(|| format!("{name} has no file to download"))?;
-            let got = aither_models::fetch(
-                file,
-                &aither_models::Source::Catalog,
-                &dir,
-                &aither_models::FetchOptions::default(),
-                &mut |_, _| {},
-            )
-            .map_err(|e| e.to_string())?;
-            Ok(format!("{name}: {} ({} bytes)", got.path.display(), got.bytes))
-        })
-        .await
-        .map_err(|e| refused(e.to_string()))?
-        .map_err(refused)?;
-        let reloaded = self.reload().await?;
-        Ok(format!("{fetched}; {reloaded}"))
+        self.pull_model_reporting(model, |_, _| {}).await
     }
 }
 

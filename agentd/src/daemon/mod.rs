@@ -14,6 +14,7 @@ mod approvals;
 mod definitions;
 mod host;
 mod load;
+mod pull;
 mod report;
 mod runs;
 mod step_files;
@@ -63,6 +64,8 @@ pub struct Daemon {
     changes: tokio::sync::broadcast::Sender<String>,
     /// Runs and proposals as they change, for the D-Bus signals.
     pub workflow_events: tokio::sync::broadcast::Sender<WorkflowEvent>,
+    /// The models being pulled (`PullModel`).
+    pulls: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The engine's events from its first (a unit failing at boot, an adopted step ending
     /// before the event loop runs): taken once by the event loop.
     first_events: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<aither_init::Event>>>,
@@ -71,8 +74,23 @@ pub struct Daemon {
 /// A run or a proposal changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkflowEvent {
-    Run { id: String, state: String },
-    Approval { id: String, state: String, action: String },
+    Run {
+        id: String,
+        state: String,
+    },
+    Approval {
+        id: String,
+        state: String,
+        action: String,
+    },
+    /// A model download: bytes so far and in all (0: unknown), `pulling`, `done` or `failed`.
+    Pull {
+        model: String,
+        done: u64,
+        total: u64,
+        state: String,
+        message: String,
+    },
 }
 
 /// What [`Daemon::start`] and friends did, in words.
@@ -161,6 +179,7 @@ impl Daemon {
             cgroups: cgroups_text,
             changes: tokio::sync::broadcast::channel(1024).0,
             workflow_events: tokio::sync::broadcast::channel(256).0,
+            pulls: std::sync::Mutex::default(),
             first_events,
         });
         daemon.boot().await?;

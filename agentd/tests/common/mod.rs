@@ -44,6 +44,12 @@ impl Bed {
     }
 
     /// The bed's own directory (the bus, logs, marks; the root is `root()`).
+    /// The private bus agentd is on.
+    #[allow(dead_code)]
+    pub fn bus_address(&self) -> &str {
+        &self.bus.address
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
