@@ -159,6 +159,28 @@ def checks(d, base, out):
        d.find_element(By.ID, "models").text)
     shot(d, out, "models")
 
+    # Pull the missing embedding model from the guest's model server: the progress moves.
+    row = until("the missing model's Pull", lambda: d.find_element(By.CSS_SELECTOR, '#models tr[data-model="nomic-embed-text-v1.5"]'))
+    pull = row.find_element(By.XPATH, './/button[text()="Pull"]') if row else None
+    ok("a missing model offers Pull to the admin", pull is not None and pull.is_enabled())
+    if pull is not None:
+        pull.click()
+        shown = []
+
+        def moving():
+            cells = d.find_elements(By.CSS_SELECTOR, '#models tr[data-model="nomic-embed-text-v1.5"] td.pull progress')
+            if cells:
+                value = cells[0].get_attribute("value")
+                if value and value not in shown:
+                    shown.append(value)
+            return len(shown) >= 2
+        until("the pull's progress to move", moving, 90)
+        shot(d, out, "pulling")
+        ok(f"the pull's progress moves on the page ({', '.join(shown)} %)", len(shown) >= 2, shown)
+        present = until("the model to be present", lambda: "present" in d.find_element(
+            By.CSS_SELECTOR, '#models tr[data-model="nomic-embed-text-v1.5"]').text, 120)
+        ok("then the model is present", present, d.find_element(By.ID, "models").text + d.find_element(By.ID, "problem").text)
+
     view(d, "workflows")
     pending = until("a pending proposal", lambda: [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
                                                    if "pending" in r.text], 90)
