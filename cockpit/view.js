@@ -122,7 +122,7 @@ export function unitRow(unit, queued) {
 export function modelRow(model) {
     let file = "missing";
     if (model.present)
-        file = model.verification ? `present, ${verificationText(model.verification)}` : "present";
+        file = model.verification ? `present, ${model.verification}` : "present";
     return {
         name: model.name,
         role: model.role,
@@ -132,14 +132,6 @@ export function modelRow(model) {
         worker: model.state || "-",
         path: model.path,
     };
-}
-
-function verificationText(v) {
-    if (typeof v === "string")
-        return v;
-    if (v && v.state)
-        return v.state;
-    return "checked";
 }
 
 /**

@@ -213,7 +213,7 @@ async fn serve(args: Args) -> Result<()> {
         daemon.cgroups
     );
     tokio::spawn(forward_events(daemon.clone(), conn.clone()));
-    tokio::spawn(forward_workflow_events(daemon.clone(), conn.clone()));
+    tokio::spawn(forward_api_events(daemon.clone(), conn.clone()));
     {
         let daemon = daemon.clone();
         tokio::spawn(async move {
@@ -324,18 +324,18 @@ async fn forward_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
 }
 
 /// Runs, proposals and model pulls as D-Bus signals.
-async fn forward_workflow_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
-    let mut rx = daemon.workflow_events.subscribe();
+async fn forward_api_events(daemon: Arc<Daemon>, conn: zbus::Connection) {
+    let mut rx = daemon.api_events.subscribe();
     let Ok(emitter) = zbus::object_server::SignalEmitter::new(&conn, bus::OBJECT_PATH) else { return };
     loop {
         match rx.recv().await {
-            Ok(daemon::WorkflowEvent::Run { id, state }) => {
+            Ok(daemon::ApiEvent::Run { id, state }) => {
                 let _ = Api::run_changed(&emitter, &id, &state).await;
             }
-            Ok(daemon::WorkflowEvent::Approval { id, state, action }) => {
+            Ok(daemon::ApiEvent::Approval { id, state, action }) => {
                 let _ = Api::approval_changed(&emitter, &id, &state, &action).await;
             }
-            Ok(daemon::WorkflowEvent::Pull { model, done, total, state, message }) => {
+            Ok(daemon::ApiEvent::Pull { model, done, total, state, message }) => {
                 let _ = Api::pull_changed(&emitter, &model, done, total, &state, &message).await;
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

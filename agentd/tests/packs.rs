@@ -10,17 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
-use common::Bed;
+use common::{Bed, FLAKY};
 use serde_json::{json, Value};
-
-/// Fails on its first start (saying why in its log), runs on the next.
-const FLAKY: &str = r#"
-name = "flaky"
-group = "core"
-restart = "never"
-command = ["/bin/sh", "-c", "echo flaky >> \"$MARK\"; if [ $(grep -c flaky \"$MARK\") -lt 2 ]; then echo 'flaky: database connection refused'; exit 3; fi; exec sleep 1000"]
-environment = { MARK = "@MARK@" }
-"#;
 
 /// A bed whose steps talk to a scripted model at its `gw.sock`, with `packs` enabled the way
 /// first boot enables them.

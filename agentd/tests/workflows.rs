@@ -11,17 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
-use common::Bed;
+use common::{Bed, FLAKY};
 use serde_json::{json, Value};
-
-/// Fails on its first start (saying why in its log), runs on the next.
-const FLAKY: &str = r#"
-name = "flaky"
-group = "core"
-restart = "never"
-command = ["/bin/sh", "-c", "echo flaky >> \"$MARK\"; if [ $(grep -c flaky \"$MARK\") -lt 2 ]; then echo 'flaky: database connection refused'; exit 3; fi; exec sleep 1000"]
-environment = { MARK = "@MARK@" }
-"#;
 
 const HEAL: &str = r#"
 [workflow]

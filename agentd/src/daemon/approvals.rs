@@ -70,7 +70,7 @@ impl Daemon {
         } else {
             (ApprovalState::Denied, "not carried out".to_string())
         };
-        let reply = {
+        let (reply, settled) = {
             let mut st = self.state.lock().await;
             let Some(r) = st.engine.runs.get_mut(&run_id) else { return Err(refused("the run is gone")) };
             let Some(a) = r.approvals.iter_mut().find(|a| a.id == approval) else {
@@ -93,7 +93,6 @@ impl Daemon {
             );
             (reply, settled)
         };
-        let (reply, settled) = reply;
         if settled {
             self.advance(&run_id).await;
         }

@@ -60,12 +60,12 @@ pub(super) fn served_by(loaded: &Loaded, role: Role) -> String {
     }
 }
 
-pub(super) fn info(loaded: &Loaded, switches: &Enabled, w: &Workflow) -> WorkflowInfo {
+pub(super) fn info(loaded: &Loaded, w: &Workflow) -> WorkflowInfo {
     WorkflowInfo {
         name: w.name.clone(),
         description: w.description.clone(),
         file: w.file.display().to_string(),
-        enabled: switches.is_on(w),
+        enabled: loaded.switches.is_on(w),
         origin: match w.origin {
             Origin::BuiltIn => "built-in",
             Origin::Shipped => "shipped",

@@ -62,8 +62,8 @@ pub struct Daemon {
     pub cgroups: String,
     /// Unit names as their state changes, for the gateway.
     changes: tokio::sync::broadcast::Sender<String>,
-    /// Runs and proposals as they change, for the D-Bus signals.
-    pub workflow_events: tokio::sync::broadcast::Sender<WorkflowEvent>,
+    /// Runs, proposals and pulls as they change, for the D-Bus signals.
+    pub api_events: tokio::sync::broadcast::Sender<ApiEvent>,
     /// The models being pulled (`PullModel`).
     pulls: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The engine's events from its first (a unit failing at boot, an adopted step ending
@@ -71,9 +71,9 @@ pub struct Daemon {
     first_events: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<aither_init::Event>>>,
 }
 
-/// A run or a proposal changed.
+/// A run, a proposal or a model pull changed: what the D-Bus signals say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkflowEvent {
+pub enum ApiEvent {
     Run {
         id: String,
         state: String,
@@ -178,7 +178,7 @@ impl Daemon {
             state: Mutex::new(State { loaded, by_name, admission, gateway, engine }),
             cgroups: cgroups_text,
             changes: tokio::sync::broadcast::channel(1024).0,
-            workflow_events: tokio::sync::broadcast::channel(256).0,
+            api_events: tokio::sync::broadcast::channel(256).0,
             pulls: std::sync::Mutex::default(),
             first_events,
         });

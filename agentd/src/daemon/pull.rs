@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::workflow::refused;
-use super::{Daemon, Outcome, WorkflowEvent};
+use super::{ApiEvent, Daemon, Outcome};
 
 /// How often a running pull reports its progress, at most.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -18,15 +18,22 @@ impl Daemon {
     pub(super) async fn pull_model_reporting(
         &self,
         model: &str,
+        progress: impl FnMut(u64, Option<u64>) + Send + 'static,
+    ) -> Outcome {
+        let file = catalog_file(&self.opts.root.join("usr/share/aither"), model).map_err(refused)?;
+        self.fetch_and_reload(model, file, progress).await
+    }
+
+    /// Download `file` (catalog model `model`'s) into the model directory, then reload.
+    async fn fetch_and_reload(
+        &self,
+        model: &str,
+        file: aither_plan::catalog::ModelFile,
         mut progress: impl FnMut(u64, Option<u64>) + Send + 'static,
     ) -> Outcome {
-        let (dir, catalog_dir) = {
-            let st = self.state.lock().await;
-            (st.loaded.settings.model_dir.clone(), self.opts.root.join("usr/share/aither"))
-        };
+        let dir = self.state.lock().await.loaded.settings.model_dir.clone();
         let name = model.to_string();
         let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let file = catalog_file(&catalog_dir, &name)?;
             let got = aither_models::fetch(
                 &file,
                 &aither_models::Source::Catalog,
@@ -47,7 +54,7 @@ impl Daemon {
     /// `PullModel`: start downloading `model` in the background; `PullChanged` follows it.
     pub async fn start_pull(self: &Arc<Self>, model: &str) -> Outcome {
         // A name that is not the catalog's is refused now, not reported later.
-        catalog_file(&self.opts.root.join("usr/share/aither"), model).map_err(refused)?;
+        let file = catalog_file(&self.opts.root.join("usr/share/aither"), model).map_err(refused)?;
         {
             let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !pulls.insert(model.to_string()) {
@@ -57,13 +64,13 @@ impl Daemon {
         let daemon = Arc::clone(self);
         let name = model.to_string();
         tokio::spawn(async move {
-            let events = daemon.workflow_events.clone();
+            let events = daemon.api_events.clone();
             let report = name.clone();
             let mut last: Option<Instant> = None;
             let progress = move |done: u64, total: Option<u64>| {
                 if last.is_none_or(|t| t.elapsed() >= REPORT_EVERY) || total == Some(done) {
                     last = Some(Instant::now());
-                    let _ = events.send(WorkflowEvent::Pull {
+                    let _ = events.send(ApiEvent::Pull {
                         model: report.clone(),
                         done,
                         total: total.unwrap_or(0),
@@ -72,20 +79,15 @@ impl Daemon {
                     });
                 }
             };
-            let outcome = daemon.pull_model_reporting(&name, progress).await;
+            let outcome = daemon.fetch_and_reload(&name, file, progress).await;
             let (state, message) = match &outcome {
                 Ok(m) => ("done", m.clone()),
                 Err(e) => ("failed", e.to_string()),
             };
             tracing::info!("pull of {name}: {state}: {message}");
             daemon.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&name);
-            let _ = daemon.workflow_events.send(WorkflowEvent::Pull {
-                model: name,
-                done: 0,
-                total: 0,
-                state: state.into(),
-                message,
-            });
+            let _ =
+                daemon.api_events.send(ApiEvent::Pull { model: name, done: 0, total: 0, state: state.into(), message });
         });
         Ok(format!("pulling {model}: PullChanged signals follow it (aitherctl models shows it when done)"))
     }

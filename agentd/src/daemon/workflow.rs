@@ -20,7 +20,7 @@ use super::approvals::{audit, expire, validate};
 use super::definitions::{check_run_inputs, info};
 use super::runs::{self, Handover};
 use super::step_files::{keep_step_files, step_files};
-use super::{Daemon, DaemonError, Outcome, State, WorkflowEvent};
+use super::{ApiEvent, Daemon, DaemonError, Outcome, State};
 use crate::agents::{Admission, CategoryMap};
 use crate::units::{self, Planned, StepUnit};
 use crate::workflows::{Schedule, Workflow};
@@ -55,7 +55,7 @@ impl Daemon {
         let st = self.state.lock().await;
         WorkflowList {
             schema_version: SCHEMA_VERSION,
-            workflows: st.loaded.workflows.values().map(|w| info(&st.loaded, &st.loaded.switches, w)).collect(),
+            workflows: st.loaded.workflows.values().map(|w| info(&st.loaded, w)).collect(),
             errors: st.loaded.workflow_errors.clone(),
         }
     }
@@ -474,11 +474,11 @@ impl Daemon {
         if let Err(e) = runs::save(&Self::runs_dir(st), run) {
             tracing::error!("workflow run {}: not saved: {e:#}", run.id);
         }
-        let _ = self.workflow_events.send(WorkflowEvent::Run { id: run.id.clone(), state: run.state.name().into() });
+        let _ = self.api_events.send(ApiEvent::Run { id: run.id.clone(), state: run.state.name().into() });
         // New proposals, and the ones decided just now.
         let now = runs::now();
         for a in run.approvals.iter().filter(|a| a.decided.is_none_or(|d| d + 1 >= now)) {
-            let _ = self.workflow_events.send(WorkflowEvent::Approval {
+            let _ = self.api_events.send(ApiEvent::Approval {
                 id: a.id.clone(),
                 state: a.state.name().into(),
                 action: a.proposal.action(),

@@ -185,6 +185,16 @@ impl Bed {
     }
 }
 
+/// A unit that fails on its first start (saying why in its log) and runs on the next.
+#[allow(dead_code)] // For the workflow tests.
+pub const FLAKY: &str = r#"
+name = "flaky"
+group = "core"
+restart = "never"
+command = ["/bin/sh", "-c", "echo flaky >> \"$MARK\"; if [ $(grep -c flaky \"$MARK\") -lt 2 ]; then echo 'flaky: database connection refused'; exit 3; fi; exec sleep 1000"]
+environment = { MARK = "@MARK@" }
+"#;
+
 /// aitherctl, a binary of the workspace.
 pub fn aitherctl() -> PathBuf {
     aither_test_support::bin("aitherctl")
