@@ -191,6 +191,130 @@ function renderModels() {
         } else if (!m.present) {
             actionButton(td, "Pull", true, () => change(`Pull ${m.name}`, "PullModel", [m.name]));
         }
+        if (view.removable(m, Boolean(p)))
+            actionButton(td, "Remove", true, () => {
+                if (window.confirm(`Remove ${m.name}? Its worker stops and ${m.path} is deleted; Pull brings it back.`))
+                    change(`Remove ${m.name}`, "RemoveModel", [m.name]);
+            });
+    }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** The inference view: each worker's charts over the window agentd keeps. */
+function renderInference(doc) {
+    const minutes = Math.round(doc.window_seconds / 60);
+    $("inference-about").textContent = `Sampled every ${doc.interval_seconds} s by agentd from each running worker's metrics; ` +
+        `the last ${minutes} minutes, now at the right. A break in a line: the worker was not running.`;
+    const box = $("inference");
+    box.replaceChildren();
+    if (!doc.workers.length) {
+        const p = document.createElement("p");
+        p.textContent = `No worker ran in the last ${minutes} minutes. A worker starts with the first request for its model ` +
+            "(or at boot when the preset pins it); its figures appear here within seconds.";
+        box.appendChild(p);
+        return;
+    }
+    for (const w of doc.workers) {
+        const h = document.createElement("h3");
+        h.textContent = `${w.model} (${w.unit})`;
+        const charts = document.createElement("div");
+        charts.className = "charts";
+        charts.dataset.unit = w.unit;
+        for (const c of view.inferenceCharts(w, doc)) {
+            const fig = document.createElement("figure");
+            fig.className = "chart";
+            fig.dataset.peak = String(c.peak);
+            const caption = document.createElement("figcaption");
+            const title = document.createElement("span");
+            title.textContent = c.title;
+            const latest = document.createElement("span");
+            latest.className = "latest";
+            latest.textContent = c.latest;
+            caption.append(title, latest);
+            const svg = document.createElementNS(SVG, "svg");
+            svg.setAttribute("viewBox", `0 0 ${view.CHART.width} ${view.CHART.height}`);
+            svg.setAttribute("preserveAspectRatio", "none");
+            svg.setAttribute("role", "img");
+            svg.setAttribute("aria-label", `${c.title} over the last ${minutes} minutes, up to ${c.top} ${c.unit}: ${c.latest}`);
+            for (const series of c.series) {
+                const path = document.createElementNS(SVG, "path");
+                path.setAttribute("class", series.name);
+                path.setAttribute("d", series.d);
+                svg.appendChild(path);
+            }
+            const axis = document.createElement("div");
+            axis.className = "axis";
+            for (const t of [`${minutes} min ago`, `top: ${c.top} ${c.unit}`, "now"]) {
+                const span = document.createElement("span");
+                span.textContent = t;
+                axis.appendChild(span);
+            }
+            const key = document.createElement("div");
+            key.className = "key";
+            for (const series of c.series) {
+                const span = document.createElement("span");
+                span.className = series.name;
+                span.textContent = series.name;
+                key.appendChild(span);
+            }
+            fig.append(caption, svg, axis, key);
+            charts.appendChild(fig);
+        }
+        box.append(h, charts);
+    }
+}
+
+async function refreshInference() {
+    try {
+        renderInference(await fetchDoc("Inference", [], "inference figures"));
+    } catch (e) {
+        problem(view.explain(e, "Reading the inference figures"));
+    }
+}
+
+/** The run whose steps are shown, if any. */
+let shownRun = null;
+
+function renderRun() {
+    const run = shownRun && state.runs.runs.find(r => r.id === shownRun);
+    $("run-detail").hidden = !run;
+    if (!run)
+        return;
+    $("run-detail-title").textContent = `Run ${run.id}: ${run.workflow}, ${run.state}`;
+    const tbody = $("steps").tBodies[0];
+    tbody.replaceChildren();
+    for (const r of view.stepRows(run)) {
+        const row = tbody.insertRow();
+        row.dataset.step = r.name;
+        cell(row, r.name);
+        cell(row, r.state, `state-${r.state}`);
+        cell(row, r.work);
+        cell(row, r.said);
+        const td = row.insertCell();
+        for (const name of r.outputs) {
+            const b = document.createElement("button");
+            b.type = "button";
+            b.className = "link";
+            b.textContent = name;
+            // Artifacts, like transcripts, are for those who may change things.
+            b.disabled = !may.allowed;
+            if (!may.allowed)
+                b.title = may.why;
+            b.addEventListener("click", () => showArtifact(run.id, r.name, name));
+            td.appendChild(b);
+        }
+    }
+}
+
+async function showArtifact(run, step, name) {
+    try {
+        const a = await fetchDoc("RunArtifact", [run, step, name], `output ${name}`);
+        $("artifact-title").hidden = $("artifact").hidden = false;
+        $("artifact-title").textContent = `${name} (step ${step}, ${a.bytes} bytes${a.truncated ? ", its beginning" : ""})`;
+        $("artifact").textContent = a.text;
+    } catch (e) {
+        problem(view.explain(e, `Reading ${name} of ${run}`));
     }
 }
 
@@ -231,13 +355,26 @@ function renderWorkflows() {
     for (const run of state.runs.runs) {
         const r = view.runRow(run);
         const row = runs.insertRow();
+        row.dataset.run = run.id;
         cell(row, r.id);
         cell(row, r.workflow);
         cell(row, r.state + (r.reason ? `: ${r.reason}` : ""), `state-${r.state}`);
         cell(row, r.steps);
         cell(row, r.pending);
         cell(row, r.trigger);
+        const td = row.insertCell();
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "link";
+        b.textContent = "Steps";
+        b.addEventListener("click", () => {
+            shownRun = run.id;
+            $("artifact-title").hidden = $("artifact").hidden = true;
+            renderRun();
+        });
+        td.appendChild(b);
     }
+    renderRun();
     const defs = $("workflows").tBodies[0];
     defs.replaceChildren();
     for (const w of state.workflows.workflows) {
@@ -323,7 +460,15 @@ function select(name) {
         s.hidden = s.id !== `view-${name}`;
     if (name === "logs")
         showLog();
+    if (name === "inference")
+        refreshInference();
 }
+
+// The charts follow agentd's samples while they are on screen.
+setInterval(() => {
+    if (!$("view-inference").hidden)
+        refreshInference();
+}, 5000);
 
 for (const b of document.querySelectorAll("nav button"))
     b.addEventListener("click", () => select(b.dataset.view));

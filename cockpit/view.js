@@ -203,3 +203,114 @@ export function parseDocument(text, what) {
         throw new Error(`agentd's ${what} has schema version ${doc.schema_version}; this page reads version 1 (update aitheros-cockpit)`);
     return doc;
 }
+
+/** The size of a chart's drawing (its SVG viewBox). */
+export const CHART = { width: 600, height: 120 };
+
+/** The smallest of 1, 2, 5 × 10ⁿ at or above `v`: a chart's top (at least 1). */
+export function niceMax(v) {
+    if (!(v > 1))
+        return 1;
+    const step = 10 ** Math.floor(Math.log10(v));
+    for (const m of [1, 2, 5, 10])
+        if (m * step >= v)
+            return m * step;
+    return 10 * step;
+}
+
+/**
+ * One series as SVG path data: `value(sample)` against time, the window's `seconds` ending at
+ * `now` across the chart, 0 to `top` up it. The line breaks where the worker was not sampled
+ * (a gap over 1.5 intervals) and where the value is unknown (a rate's first sample).
+ */
+export function seriesPath(samples, value, top, now, seconds, interval, size = CHART) {
+    const parts = [];
+    let prev = null;
+    for (const s of samples || []) {
+        const v = value(s);
+        const age = now - s.time;
+        if (v === null || v === undefined || !Number.isFinite(v) || age > seconds || age < 0) {
+            prev = null;
+            continue;
+        }
+        const x = (size.width * (1 - age / seconds)).toFixed(1);
+        const y = (size.height * (1 - Math.min(v, top) / top)).toFixed(1);
+        const joined = prev !== null && s.time - prev <= 1.5 * interval;
+        // A lone point is a zero-length line: round caps draw it as a dot.
+        parts.push(joined ? `L${x} ${y}` : `M${x} ${y} L${x} ${y}`);
+        prev = s.time;
+    }
+    return parts.join(" ");
+}
+
+function figure(v, digits = 1) {
+    return v === null || v === undefined ? "-" : Number(v).toFixed(digits);
+}
+
+/**
+ * A worker's three charts from its `Inference` samples (agentd's document: `now`, the window
+ * and the interval): tokens per second (generated and prompt), the queue and busy slots, and
+ * the KV cache in use — each with its top, its series' path data and the latest figures in
+ * words.
+ */
+export function inferenceCharts(worker, doc) {
+    const samples = worker.samples || [];
+    const last = samples[samples.length - 1] || {};
+    const peak = key => samples.reduce((m, s) => Math.max(m, s[key] || 0), 0);
+    const path = (value, top) => seriesPath(samples, value, top, doc.now, doc.window_seconds, doc.interval_seconds);
+    const kv = s => (s.kv_cells_total > 0 ? (100 * s.kv_cells_used) / s.kv_cells_total : null);
+    const tokensTop = niceMax(Math.max(peak("generated_per_second"), peak("prompt_per_second")));
+    const slotsTop = niceMax(Math.max(peak("queue"), peak("slots_busy"), peak("slots_total")));
+    return [
+        {
+            title: "Tokens per second",
+            top: tokensTop,
+            unit: "tokens/s",
+            peak: peak("generated_per_second"),
+            series: [
+                { name: "generated", d: path(s => s.generated_per_second, tokensTop) },
+                { name: "prompt", d: path(s => s.prompt_per_second, tokensTop) },
+            ],
+            latest: `${figure(last.generated_per_second)} generated, ${figure(last.prompt_per_second)} prompt tokens/s`,
+        },
+        {
+            title: "Queue and busy slots",
+            top: slotsTop,
+            unit: "requests",
+            peak: peak("queue"),
+            series: [
+                { name: "queue", d: path(s => s.queue, slotsTop) },
+                { name: "busy", d: path(s => s.slots_busy, slotsTop) },
+            ],
+            latest: `${last.queue ?? "-"} waiting, ${last.slots_busy ?? "-"} of ${last.slots_total ?? "-"} slots busy`,
+        },
+        {
+            title: "KV cache in use",
+            top: 100,
+            unit: "%",
+            peak: samples.reduce((m, s) => Math.max(m, kv(s) || 0), 0),
+            series: [{ name: "kv", d: path(kv, 100) }],
+            latest: `${last.kv_cells_used ?? "-"} of ${last.kv_cells_total ?? "-"} cells (${figure(kv(last), 0)} %)`,
+        },
+    ];
+}
+
+/** A run's steps as rows: state, work done, what it said, and the outputs it kept. */
+export function stepRows(run) {
+    return (run.steps || []).map(s => {
+        const r = s.result;
+        const tokens = r ? r.prompt_tokens + r.completion_tokens : null;
+        return {
+            name: s.name,
+            state: s.state,
+            work: r ? `${r.turns} turns, ${tokens} tokens, ${r.seconds.toFixed(1)} s` : "-",
+            said: (r && r.summary) || s.error || "",
+            outputs: (r && r.outputs) || [],
+        };
+    });
+}
+
+/** Whether `Remove` applies to a model: its file is there and it is not being pulled. */
+export function removable(model, pulling) {
+    return Boolean(model.present) && !pulling;
+}

@@ -35,6 +35,9 @@
 //! | `ApprovalChanged(s id, s state, s action)` | signal | a proposal was queued or decided |
 //! | `PullModel(s name) → s` | method | `Done`: the download started (admins); `PullChanged` follows it |
 //! | `PullChanged(s model, t done, t total, s state, s message)` | signal | a pull's bytes (total 0: unknown), `pulling`/`done`/`failed` |
+//! | `RemoveModel(s name) → s` | method | `Done`: its worker stopped, its file removed (admins) |
+//! | `Inference() → s` | method | `Inference`: each worker's tokens/s, queue and KV use over the last minutes |
+//! | `RunArtifact(s id, s step, s name) → s` | method | `Artifact`: a file a step wrote (admins only) |
 //! | `Summary` (s), `Version` (s) | properties | |
 
 use std::sync::Arc;
@@ -306,6 +309,33 @@ impl Api {
     ) -> zbus::fdo::Result<String> {
         authorize(conn, &hdr, &format!("pull the model {name}")).await?;
         outcome(self.daemon.start_pull(&name).await)
+    }
+
+    async fn remove_model(
+        &self,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("remove the model {name}")).await?;
+        outcome(self.daemon.remove_model(&name).await)
+    }
+
+    async fn inference(&self) -> zbus::fdo::Result<String> {
+        let history = self.daemon.inference.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        json(&history.document(aither_sys::time::unix_now()))
+    }
+
+    async fn run_artifact(
+        &self,
+        id: String,
+        step: String,
+        name: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, &format!("read {name} of {id}")).await?;
+        json(&self.daemon.run_artifact(&id, &step, &name).await.map_err(failed)?)
     }
 
     #[zbus(signal)]

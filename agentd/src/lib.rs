@@ -15,6 +15,9 @@
 //!   from `/usr/share/aither/workflows` and `/etc/aither/workflows.d` and validated; the
 //!   engine that runs them (steps as `aither-agent` units, hand-over, proposals, approvals,
 //!   audit, resume) is in `daemon` (`workflow.rs`, `runs.rs`).
+//! - [`gateway`]: the OpenAI-compatible front door, routing to the workers (started on
+//!   demand, unloaded when idle) or the cloud fallback.
+//! - [`inference`]: the workers' figures over the last minutes (tokens/s, queue, KV use).
 //! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
 //! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
 //! - `aitherctl`, the client, is a crate of its own (`ctl/`), on the documents of `aither-api`.
@@ -22,7 +25,6 @@
 //!
 //! ## Limitations
 //!
-//! - The OpenAI-compatible gateway and worker dormancy on demand come with `aither-infer`.
 //! - Tailored modules are installed by `aitherctl policy install`, not by agentd: an agent
 //!   whose module is missing is shown `blocked` with the command to run.
 //! - A unit whose definition changes on reload keeps running with the old one until its next
@@ -36,6 +38,7 @@ pub mod bus;
 pub mod config;
 pub mod daemon;
 pub mod gateway;
+pub mod inference;
 pub mod run;
 pub mod services;
 pub mod units;

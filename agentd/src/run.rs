@@ -214,6 +214,7 @@ async fn serve(args: Args) -> Result<()> {
     );
     tokio::spawn(forward_events(daemon.clone(), conn.clone()));
     tokio::spawn(forward_api_events(daemon.clone(), conn.clone()));
+    tokio::spawn(crate::inference::sample_forever(daemon.clone()));
     {
         let daemon = daemon.clone();
         tokio::spawn(async move {

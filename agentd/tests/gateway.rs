@@ -218,6 +218,44 @@ fn the_gateway_routes_starts_unloads_and_falls_back() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
     assert!(events.len() >= 3, "{events:?}");
 
+    // agentd samples the running workers' figures: the tokens just generated show as a rate.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let figures = loop {
+        let doc: Value = serde_json::from_str(&bed.ok(&["--json", "inference"])).expect("json");
+        let chat = doc["workers"]
+            .as_array()
+            .and_then(|w| w.iter().find(|w| w["unit"] == "infer-qwen2.5-14b-instruct"))
+            .cloned();
+        let generating = chat
+            .as_ref()
+            .and_then(|c| c["samples"].as_array())
+            .is_some_and(|s| s.iter().any(|s| s["generated_per_second"].as_f64().is_some_and(|r| r > 0.0)));
+        if generating || std::time::Instant::now() > deadline {
+            break chat;
+        }
+        // Something to count between two samples.
+        tcp.post("/v1/chat/completions", &ask);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let figures = figures.expect("the chat worker is sampled");
+    let last = figures["samples"].as_array().and_then(|s| s.last()).cloned().expect("a sample");
+    assert_eq!(
+        (figures["model"].as_str(), last["slots_total"].as_u64().is_some_and(|n| n >= 1)),
+        (Some("qwen2.5-14b-instruct"), true),
+        "{figures}"
+    );
+    assert!(last["kv_cells_total"].as_u64().is_some_and(|n| n > 0), "{figures}");
+    assert!(
+        figures["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .any(|s| s["generated_per_second"].as_f64().is_some_and(|r| r > 0.0)),
+        "{figures}"
+    );
+    let table = bed.ok(&["inference"]);
+    assert!(table.contains("qwen2.5-14b-instruct") && table.contains("TOKENS/S"), "{table}");
+
     // llama-server's own routes and the Responses API go to the chat model too.
     let chat_route = "local:qwen2.5-14b-instruct";
     let (status, route, body) = tcp.post("/completion", &json!({ "prompt": "ab", "n_predict": 2 }));
@@ -379,5 +417,10 @@ fn a_request_for_a_model_that_nobody_serves_lists_the_models() {
     let out = bed.ok(&["models", "remove", "nomic-embed-text-v1.5"]);
     assert!(out.contains("removed"), "{out}");
     assert!(!models.join("nomic-embed-text-v1.5.f16.gguf").exists());
+    let checksums = std::fs::read_to_string(models.join("checksums.json")).expect("checksums");
+    assert!(!checksums.contains("nomic-embed-text-v1.5.f16.gguf"), "its record went with it: {checksums}");
     assert_eq!(bed.unit("infer-nomic-embed-text-v1.5")["state"], "blocked");
+    let out = bed.ctl(&["models", "remove", "no-such-model"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no model \"no-such-model\" in the plan"), "{out:?}");
 }

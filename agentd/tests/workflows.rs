@@ -148,6 +148,26 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     );
     assert!(bed.ok(&["workflows", "runs"]).contains("heal-1"));
     assert!(bed.ok(&["workflows", "list"]).contains("diagnose → propose"));
+
+    // A step's output, as kept: by name, and only the outputs it wrote.
+    assert_eq!(
+        bed.ok(&["workflows", "artifact", "heal-1", "diagnose", "diagnosis.md"]),
+        "flaky cannot reach its database."
+    );
+    let doc: Value =
+        serde_json::from_str(&bed.ok(&["--json", "workflows", "artifact", "heal-1", "diagnose", "diagnosis.md"]))
+            .expect("json");
+    assert_eq!((doc["bytes"].as_u64(), doc["truncated"].as_bool()), (Some(32), Some(false)), "{doc}");
+    for (step, name, why) in [
+        ("diagnose", "../../../agentd.toml", "wrote no output"),
+        ("diagnose", "step.json", "wrote no output"),
+        ("propose", "diagnosis.md", "its outputs: none"),
+        ("nope", "diagnosis.md", "has no step \"nope\""),
+    ] {
+        let out = bed.ctl(&["workflows", "artifact", "heal-1", step, name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(1) && err.contains(why), "{step} {name}: {err}");
+    }
 }
 
 #[test]

@@ -234,6 +234,65 @@ pub struct PresetReply {
     pub preset: Option<Preset>,
 }
 
+/// `Inference`: what the inference workers did over the last minutes, sampled by agentd from
+/// each running worker's `/metrics` every `interval_seconds`, kept for `window_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Inference {
+    pub schema_version: u32,
+    /// Unix time of the answer, seconds: the right edge of the charts.
+    pub now: u64,
+    pub interval_seconds: u64,
+    pub window_seconds: u64,
+    /// The workers with samples in the window (a worker that did not run has none).
+    pub workers: Vec<WorkerSamples>,
+}
+
+/// One worker's samples, oldest first. A gap longer than the interval: it was not running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerSamples {
+    pub model: String,
+    /// Its unit (`infer-NAME`).
+    pub unit: String,
+    pub samples: Vec<InferenceSample>,
+}
+
+/// A worker's figures at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InferenceSample {
+    /// Unix time, seconds.
+    pub time: u64,
+    /// Tokens generated per second since the previous sample, all streams together (`None`
+    /// for a worker's first sample, and after it restarted).
+    pub generated_per_second: Option<f64>,
+    /// Prompt tokens decoded per second since the previous sample.
+    pub prompt_per_second: Option<f64>,
+    /// Requests waiting for a free slot.
+    pub queue: u64,
+    pub slots_busy: u64,
+    pub slots_total: u64,
+    /// KV cache cells (tokens) in use, cached prefixes included, and in all.
+    pub kv_cells_used: u64,
+    pub kv_cells_total: u64,
+}
+
+/// `RunArtifact`: a file a workflow step wrote (one of its declared outputs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Artifact {
+    pub schema_version: u32,
+    pub run: String,
+    pub step: String,
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its text (invalid UTF-8 replaced): its first [`ARTIFACT_TEXT_BYTES`] at most.
+    pub text: String,
+    /// The file is longer than the text.
+    pub truncated: bool,
+}
+
+/// The most of an artifact `RunArtifact` returns.
+pub const ARTIFACT_TEXT_BYTES: usize = 1024 * 1024;
+
 /// Where a unit's output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]

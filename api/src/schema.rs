@@ -17,6 +17,8 @@ pub fn documents() -> Vec<(&'static str, Schema)> {
         ("agentd-preset", schema_for!(agentd::PresetReply)),
         ("agentd-log-target", schema_for!(agentd::LogTargetReply)),
         ("agentd-done", schema_for!(agentd::Done)),
+        ("agentd-inference", schema_for!(agentd::Inference)),
+        ("workflow-artifact", schema_for!(agentd::Artifact)),
         ("checksums", schema_for!(crate::store::Checksums)),
         ("step", schema_for!(crate::workflow::StepSpec)),
         ("step-result", schema_for!(crate::workflow::StepResult)),

@@ -3,7 +3,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { diskTiers, explain, gib, journalHidden, pullProgress, memoryBars, modelRow, parseDocument, percent, permission, runRow, unitRow } from "../view.js";
+import {
+    CHART, diskTiers, explain, gib, inferenceCharts, journalHidden, memoryBars, modelRow, niceMax, parseDocument, percent,
+    permission, pullProgress, removable, runRow, seriesPath, stepRows, unitRow,
+} from "../view.js";
 
 const GiB = 2 ** 30;
 
@@ -98,4 +101,56 @@ test("a pull's progress reads as bytes of the whole, then its end", () => {
     assert.equal(pullProgress(5, 0, "pulling", "").value, null, "size unknown");
     assert.deepEqual(pullProgress(0, 0, "failed", "connection refused"), { text: "pull failed: connection refused", value: null, finished: true });
     assert.equal(pullProgress(0, 0, "done", "").finished, true);
+});
+
+test("a chart's top is a round number at or above its peak", () => {
+    assert.deepEqual([0, 0.4, 1, 1.2, 3, 7, 10, 11, 240, 999].map(niceMax), [1, 1, 1, 2, 5, 10, 10, 20, 500, 1000]);
+});
+
+test("a series runs across the window, breaking where the worker was not sampled or the value is unknown", () => {
+    const at = (time, v) => ({ time, v });
+    const samples = [at(0, 1), at(400, null), at(405, 5), at(410, 10), at(500, 2), at(600, 10)];
+    // A 600 s window ending at 600, 5 s apart: 0 is the left edge, 600 the right.
+    const d = seriesPath(samples, s => s.v, 10, 600, 600, 5);
+    assert.equal(d, "M0.0 108.0 L0.0 108.0 M405.0 60.0 L405.0 60.0 L410.0 0.0 M500.0 96.0 L500.0 96.0 M600.0 0.0 L600.0 0.0");
+    // Older than the window, or from the future: left out; above the top: at the top.
+    assert.equal(seriesPath([at(-1, 1), at(601, 1), at(300, 50)], s => s.v, 10, 600, 600, 5), "M300.0 0.0 L300.0 0.0");
+    assert.equal(CHART.width, 600);
+});
+
+test("a worker's charts: tokens per second, the queue and slots, the KV cache, with the latest figures in words", () => {
+    const sample = (time, generated, queue) => ({
+        time, generated_per_second: generated, prompt_per_second: generated === null ? null : generated * 2,
+        queue, slots_busy: 1, slots_total: 4, kv_cells_used: 1024, kv_cells_total: 4096,
+    });
+    const doc = { now: 100, interval_seconds: 5, window_seconds: 600 };
+    const [tokens, queue, kv] = inferenceCharts({ model: "qwen", unit: "infer-qwen", samples: [sample(90, null, 0), sample(95, 12.5, 3), sample(100, 3, 1)] }, doc);
+    assert.deepEqual([tokens.title, tokens.top, tokens.peak], ["Tokens per second", 50, 12.5], "prompt peaks at 25: the top is 50");
+    assert.equal(tokens.latest, "3.0 generated, 6.0 prompt tokens/s");
+    assert.deepEqual(tokens.series.map(s => s.name), ["generated", "prompt"]);
+    assert.match(tokens.series[0].d, /^M595\.0 90\.0 L595\.0 90\.0 L600\.0 112\.8$/);
+    assert.deepEqual([queue.top, queue.peak, queue.latest], [5, 3, "1 waiting, 1 of 4 slots busy"]);
+    assert.deepEqual([kv.top, kv.peak, kv.latest], [100, 25, "1024 of 4096 cells (25 %)"]);
+    const empty = inferenceCharts({ samples: [] }, doc);
+    assert.equal(empty[0].latest, "- generated, - prompt tokens/s");
+    assert.equal(empty[0].series[0].d, "");
+});
+
+test("a run's steps read as their work, what they said and the outputs they kept", () => {
+    const run = { steps: [
+        { name: "detect", state: "done", result: { turns: 3, prompt_tokens: 900, completion_tokens: 100, seconds: 4.31, summary: "vm-flaky failed", outputs: ["diagnosis.json"] } },
+        { name: "fix", state: "failed", result: null, error: "the model did not answer" },
+        { name: "report", state: "pending", result: null },
+    ] };
+    assert.deepEqual(stepRows(run), [
+        { name: "detect", state: "done", work: "3 turns, 1000 tokens, 4.3 s", said: "vm-flaky failed", outputs: ["diagnosis.json"] },
+        { name: "fix", state: "failed", work: "-", said: "the model did not answer", outputs: [] },
+        { name: "report", state: "pending", work: "-", said: "", outputs: [] },
+    ]);
+});
+
+test("only a file that is there, and not being pulled, can be removed", () => {
+    assert.equal(removable({ present: true }, false), true);
+    assert.equal(removable({ present: true }, true), false);
+    assert.equal(removable({ present: false }, false), false);
 });

@@ -45,6 +45,9 @@ pub trait Agentd {
     fn approvals(&self) -> zbus::Result<String>;
     fn approve(&self, id: &str) -> zbus::Result<String>;
     fn deny(&self, id: &str) -> zbus::Result<String>;
+    fn remove_model(&self, name: &str) -> zbus::Result<String>;
+    fn inference(&self) -> zbus::Result<String>;
+    fn run_artifact(&self, id: &str, step: &str, name: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn unit_changed(&self, name: String, state: String, detail: String) -> zbus::Result<()>;
     #[zbus(property)]

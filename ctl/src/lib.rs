@@ -108,6 +108,9 @@ pub enum Command {
     /// The plan's model files: list, pull, remove.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// What the inference workers did over the last minutes: tokens per second, queue,
+    /// slots and KV cache use, sampled by agentd from each worker's metrics.
+    Inference,
     /// Workflows: list, show, enable, disable, run, runs, status, logs, cancel.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCommand),
@@ -134,7 +137,7 @@ pub enum ModelsCommand {
         #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
     },
-    /// Stop a model's worker and delete its file.
+    /// Stop a model's worker and delete its file (agentd does it: root or aither-admin).
     Remove { name: String },
 }
 
@@ -339,18 +342,12 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
                     let paths: Vec<String> = fetched.iter().map(|f| f.path.display().to_string()).collect();
                     say(api::Done::new(format!("pulled {}; {}", paths.join(", "), reloaded.message)));
                 }
-                ModelsCommand::Remove { name } => {
-                    let m = models::planned(&doc, &name).map_err(CallError::Failed)?;
-                    let list: api::UnitList = parse(agentd.list_units().await.map_err(err)?)?;
-                    if list.units.iter().any(|u| u.name == m.unit && u.pid.is_some()) {
-                        agentd.stop(&m.unit).await.map_err(err)?;
-                    }
-                    std::fs::remove_file(&m.path)
-                        .map_err(|e| CallError::Failed(format!("{}: {e}", m.path.display())))?;
-                    let reloaded: api::Done = parse(agentd.reload().await.map_err(err)?)?;
-                    say(api::Done::new(format!("removed {}; {}", m.path.display(), reloaded.message)));
-                }
+                ModelsCommand::Remove { name } => say(parse(agentd.remove_model(&name).await.map_err(err)?)?),
             }
+        }
+        Command::Inference => {
+            let doc: api::Inference = parse(agentd.inference().await.map_err(err)?)?;
+            show(&doc, as_json, render::inference);
         }
         Command::Workflows(w) => workflow_command(&agentd, w, as_json, session).await?,
         Command::Approvals(a) => approvals_command(&agentd, a, as_json, session).await?,
@@ -410,6 +407,16 @@ async fn workflow_command(
                     print!("{}", workflows::transcript(&s, &text));
                 }
             }
+        }
+        W::Artifact { run, step, name } => {
+            let a: api::Artifact = parse(agentd.run_artifact(&run, &step, &name).await.map_err(err)?)?;
+            show(&a, as_json, |a| {
+                let mut text = a.text.clone();
+                if a.truncated {
+                    text.push_str(&format!("\n(the first {} of {} bytes)\n", a.text.len(), a.bytes));
+                }
+                text
+            });
         }
         W::Cancel { run } => say(&parse(agentd.cancel_run(&run).await.map_err(err)?)?, as_json),
     }

@@ -5,8 +5,9 @@
 //!
 //! agentd says which models the plan has and where they go (`Models()` on D-Bus, an
 //! `aither_api::agentd::Models`); the download runs in aitherctl, as the admin who asked,
-//! through the same code first boot uses (`aither_models`). After a pull or a
-//! removal agentd reloads, so a worker that was blocked on its file can start.
+//! through the same code first boot uses (`aither_models`), and agentd reloads after it, so
+//! a worker that was blocked on its file can start. A removal is agentd's (`RemoveModel`: its
+//! worker stops first).
 
 use std::path::Path;
 
@@ -109,11 +110,6 @@ pub fn pull(wanted: &[Wanted], dir: &Path, source: &Source, quiet: bool) -> Resu
     Ok(done)
 }
 
-/// A planned model, for `remove`.
-pub fn planned<'a>(doc: &'a api::Models, name: &str) -> Result<&'a api::Model, String> {
-    doc.models.iter().find(|m| m.name == name).ok_or_else(|| format!("no model {name:?} in the plan"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,13 +160,5 @@ mod tests {
         assert!(e.contains("the catalog has:") && e.contains(&any.name), "{e}");
         let e = resolve(&doc(), &catalog, std::slice::from_ref(&any.name), Some("Q1_X")).expect_err("no such quant");
         assert!(e.contains("has no Q1_X file"), "{e}");
-    }
-
-    #[test]
-    fn remove_finds_the_planned_file() {
-        let d = doc();
-        let m = planned(&d, "nomic-embed-text-v1.5").expect("planned");
-        assert_eq!((m.path.to_str(), m.unit.as_str()), (Some("/m/nomic.gguf"), "infer-nomic-embed-text-v1.5"));
-        assert!(planned(&d, "x").is_err());
     }
 }

@@ -108,6 +108,55 @@ pub fn models(doc: &api::Models) -> String {
     out
 }
 
+/// `aitherctl inference`: each worker's last minute (mean rates) and its latest gauges.
+pub fn inference(doc: &api::Inference) -> String {
+    let mut out = format!(
+        "sampled every {} s from each running worker, kept {} min\n",
+        doc.interval_seconds,
+        doc.window_seconds / 60
+    );
+    if doc.workers.is_empty() {
+        out.push_str("no worker ran in that time\n");
+        return out;
+    }
+    let rows = doc
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let last = w.samples.last()?;
+            let minute: Vec<&api::InferenceSample> = w.samples.iter().filter(|s| s.time + 60 >= last.time).collect();
+            let mean = |rate: fn(&api::InferenceSample) -> Option<f64>| {
+                let v: Vec<f64> = minute.iter().filter_map(|s| rate(s)).collect();
+                #[allow(clippy::cast_precision_loss)] // a handful of samples
+                let m = (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+                m.map_or("-".into(), |m| format!("{m:.1}"))
+            };
+            #[allow(clippy::cast_precision_loss)] // a share to a whole percent
+            let kv = if last.kv_cells_total == 0 {
+                "-".to_string()
+            } else {
+                format!(
+                    "{}/{} ({:.0} %)",
+                    last.kv_cells_used,
+                    last.kv_cells_total,
+                    last.kv_cells_used as f64 * 100.0 / last.kv_cells_total as f64
+                )
+            };
+            Some(vec![
+                w.model.clone(),
+                mean(|s| s.generated_per_second),
+                mean(|s| s.prompt_per_second),
+                last.queue.to_string(),
+                format!("{}/{}", last.slots_busy, last.slots_total),
+                kv,
+            ])
+        })
+        .collect();
+    out.push_str(&table(&["MODEL", "TOKENS/S", "PROMPT/S", "QUEUE", "SLOTS", "KV CELLS"], rows));
+    out.push_str("(tokens per second: the mean over the last minute; queue, slots and KV: the latest sample)\n");
+    out
+}
+
 /// `aitherctl gateway`: the listeners, the key and the commands that use them.
 pub fn gateway(g: &api::Gateway) -> String {
     let key = g.api_key_file.as_ref().map(|k| k.display().to_string());
@@ -143,6 +192,44 @@ pub fn gateway(g: &api::Gateway) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inference_shows_the_last_minutes_mean_and_the_latest_gauges() {
+        let sample = |time, generated: Option<f64>, queue| api::InferenceSample {
+            time,
+            generated_per_second: generated,
+            prompt_per_second: generated.map(|g| g * 4.0),
+            queue,
+            slots_busy: 1,
+            slots_total: 4,
+            kv_cells_used: 1024,
+            kv_cells_total: 4096,
+        };
+        let doc = api::Inference {
+            schema_version: 1,
+            now: 112,
+            interval_seconds: 5,
+            window_seconds: 600,
+            workers: vec![api::WorkerSamples {
+                model: "qwen".into(),
+                unit: "infer-qwen".into(),
+                // The first sample is older than a minute: left out of the mean.
+                samples: vec![
+                    sample(0, Some(100.0), 0),
+                    sample(100, None, 0),
+                    sample(105, Some(10.0), 0),
+                    sample(110, Some(20.0), 3),
+                ],
+            }],
+        };
+        let text = inference(&doc);
+        let row = text.lines().find(|l| l.starts_with("qwen")).expect("a row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[..5], ["qwen", "15.0", "60.0", "3", "1/4"], "{text}");
+        assert!(row.ends_with("1024/4096 (25 %)"), "{row}");
+        let empty = inference(&api::Inference { workers: vec![], ..doc });
+        assert!(empty.contains("no worker ran"), "{empty}");
+    }
+
     use super::*;
 
     #[test]

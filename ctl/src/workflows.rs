@@ -36,6 +36,9 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         step: Option<String>,
     },
+    /// A file a run's step wrote (one of its outputs: `status RUN` lists them; root or
+    /// aither-admin).
+    Artifact { run: String, step: String, name: String },
     /// Cancel a run: its running step is stopped, its pending proposals withdrawn.
     Cancel { run: String },
 }

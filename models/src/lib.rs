@@ -243,8 +243,13 @@ impl Dir {
 
     fn record(&self, name: &str, r: Recorded) -> Result<(), FetchError> {
         let mut all = self.checksums();
-        all.schema_version = aither_api::store::CHECKSUMS_SCHEMA_VERSION;
         all.files.insert(name.to_string(), r);
+        self.write_checksums(all)
+    }
+
+    /// Replace the checksums file (whole, through a temporary file).
+    fn write_checksums(&self, mut all: Checksums) -> Result<(), FetchError> {
+        all.schema_version = aither_api::store::CHECKSUMS_SCHEMA_VERSION;
         let tmp = format!(".{CHECKSUMS}.tmp");
         let mut f = self.create_new(&tmp)?;
         let text = serde_json::to_string_pretty(&all).unwrap_or_default();
@@ -276,6 +281,23 @@ pub fn verification(model_dir: &Path, file: &ModelFile) -> Verification {
         Some(_) => Verification::Unverified,
         None => Verification::Recorded,
     }
+}
+
+/// Remove `file` from `model_dir`: the file (a symbolic link the admin put there is removed,
+/// never what it points to), a part left by an unfinished download and its recorded checksum.
+/// Returns the bytes the file held, `None` when there was none.
+pub fn remove(file: &ModelFile, model_dir: &Path) -> Result<Option<u64>, FetchError> {
+    let name = checked_name(&file.url)?;
+    let dir = Dir::open_existing(model_dir)?;
+    let bytes = dir.regular_size(name).or_else(|| dir.is_symlink(name).then_some(0));
+    for n in [name.to_string(), format!("{name}.part"), format!("{name}.part.sha256")] {
+        dir.remove(&n)?;
+    }
+    let mut all = dir.checksums();
+    if all.files.remove(name).is_some() {
+        dir.write_checksums(all)?;
+    }
+    Ok(bytes)
 }
 
 /// Fetch `file` into `model_dir`, reporting `(done, total)` as it goes.
@@ -645,6 +667,37 @@ mod tests {
         server.join().expect("server");
         assert!(matches!(e, FetchError::Checksum { .. }));
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing kept, nothing recorded");
+    }
+
+    #[test]
+    fn remove_takes_the_file_its_part_and_its_record_and_never_a_links_target() {
+        let usb = tempfile::tempdir().expect("usb");
+        std::fs::create_dir(usb.path().join("models")).expect("models");
+        std::fs::write(usb.path().join("models/test.gguf"), BODY).expect("file");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = file("https://example.invalid/x/test.gguf", Some(sha(BODY)));
+        fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &OPTS, &mut |_, _| {}).expect("copied");
+        std::fs::write(dir.path().join("test.gguf.part"), b"half").expect("part");
+        let other = file("https://example.invalid/x/other.gguf", None);
+        std::fs::write(dir.path().join("other.gguf"), b"other").expect("other");
+        assert_eq!(remove(&f, dir.path()).expect("removed"), Some(BODY.len() as u64));
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(left, vec![CHECKSUMS.to_string(), "other.gguf".to_string()]);
+        assert_eq!(verification(dir.path(), &f), Verification::Unverified);
+        let text = std::fs::read_to_string(dir.path().join(CHECKSUMS)).expect("checksums");
+        assert!(!text.contains("test.gguf"), "{text}");
+        // Nothing there: nothing removed, no error.
+        assert_eq!(remove(&f, dir.path()).expect("again"), None);
+        // A link the admin put there goes; what it points to stays.
+        std::os::unix::fs::symlink(usb.path().join("models/test.gguf"), dir.path().join("test.gguf")).expect("link");
+        assert_eq!(remove(&f, dir.path()).expect("link removed"), Some(0));
+        assert!(usb.path().join("models/test.gguf").is_file());
+        assert_eq!(remove(&other, dir.path()).expect("other"), Some(5));
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Calendar dates in UTC from Unix time, without a time-zone database (the appliance's
-//! documents and messages are in UTC).
+//! Unix time, and calendar dates in UTC from it, without a time-zone database (the
+//! appliance's documents and messages are in UTC).
+
+/// Unix time now, in seconds (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// algorithm).

@@ -4,9 +4,11 @@ against the VM test bed's Cockpit (forwarded to 127.0.0.1:PORT). Prints TAP; exi
 check fails. Screenshots of each view go to OUT.
 
 As the admin (vmadmin, in aither-admin): log in, open the page, see the preset and the units,
-restart an agent and see its restart count change, approve the pending proposal. As a user
-outside aither-admin (viewer): see everything, the actions disabled with the reason, and a
-restart asked anyway refused by agentd with that reason on the page.
+restart an agent and see its restart count change, pull a missing model and see the progress
+move, remove it again, see the chat worker's tokens per second charted, approve the pending
+proposal and read the run's outputs. As a user outside aither-admin (viewer): see everything,
+the actions disabled with the reason, and a restart asked anyway refused by agentd with that
+reason on the page.
 """
 import argparse
 import sys
@@ -106,6 +108,11 @@ def unit_row(d, unit):
     return d.find_element(By.CSS_SELECTOR, f'#units tr[data-unit="{unit}"]')
 
 
+def press(what, find, timeout=30.0):
+    """Click what find() gives, again if the page re-rendered it under us (a stale element)."""
+    return until(what, lambda: find().click() or True, timeout)
+
+
 def shot(d, out, name):
     out.mkdir(parents=True, exist_ok=True)
     d.save_screenshot(str(out / f"{name}.png"))
@@ -177,11 +184,42 @@ def checks(d, base, out):
         until("the pull's progress to move", moving, 90)
         shot(d, out, "pulling")
         ok(f"the pull's progress moves on the page ({', '.join(shown)} %)", len(shown) >= 2, shown)
-        present = until("the model to be present", lambda: "present" in d.find_element(
-            By.CSS_SELECTOR, '#models tr[data-model="nomic-embed-text-v1.5"]').text, 120)
-        ok("then the model is present", present, d.find_element(By.ID, "models").text + d.find_element(By.ID, "problem").text)
+        embed_row = '#models tr[data-model="nomic-embed-text-v1.5"]'
+        present = until("the model to be present", lambda: "present" in d.find_element(By.CSS_SELECTOR, embed_row).text, 120)
+        ok("then the model is present, its worker no longer blocked",
+           present and "blocked" not in d.find_element(By.CSS_SELECTOR, embed_row).text,
+           d.find_element(By.ID, "models").text + d.find_element(By.ID, "problem").text)
+        # Remove it again: a confirmation, then agentd stops the worker and deletes the file.
+        remove = until("Remove on the present model", lambda: d.find_element(By.CSS_SELECTOR, embed_row).find_element(
+            By.XPATH, './/button[text()="Remove"]'))
+        ok("a present model offers Remove to the admin", remove is not None and remove.is_enabled())
+        if remove is not None:
+            press("Remove", lambda: d.find_element(By.CSS_SELECTOR, embed_row).find_element(By.XPATH, './/button[text()="Remove"]'))
+            alert = until("the confirmation", lambda: d.switch_to.alert, 10)
+            ok("Remove asks for a confirmation that names the file", alert is not None and "nomic-embed-text-v1.5.f16.gguf" in alert.text,
+               alert.text if alert else "")
+            if alert is not None:
+                alert.accept()
+            gone = until("the model to be missing again", lambda: [
+                b for b in d.find_element(By.CSS_SELECTOR, embed_row).find_elements(By.XPATH, './/button[text()="Pull"]')], 90)
+            ok("then it is missing again, with Pull offered", gone and "missing" in d.find_element(By.CSS_SELECTOR, embed_row).text,
+               d.find_element(By.ID, "models").text + d.find_element(By.ID, "notice").text + d.find_element(By.ID, "problem").text)
+
+    # The guest asked the chat worker for completions: agentd's samples of its metrics, charted.
+    view(d, "inference")
+    chat = "infer-phi-3.5-mini-instruct"
+
+    def charted():
+        figs = d.find_elements(By.CSS_SELECTOR, f'#inference .charts[data-unit="{chat}"] figure.chart')
+        return figs if figs and float(figs[0].get_attribute("data-peak") or 0) > 0 else None
+    figs = until("the chat worker's tokens per second", charted, 60)
+    ok("the inference view charts the chat worker's tokens per second, queue and KV cache",
+       figs and len(figs) == 3 and figs[0].find_element(By.CSS_SELECTOR, "path.generated").get_attribute("d"),
+       d.find_element(By.ID, "view-inference").text + d.find_element(By.ID, "problem").text)
+    shot(d, out, "inference")
 
     view(d, "workflows")
+    approved_run = "devops"
     pending = until("a pending proposal", lambda: [r for r in d.find_elements(By.CSS_SELECTOR, "#approvals tbody tr")
                                                    if "pending" in r.text], 90)
     ok("the workflows view shows the pending proposal", pending, d.find_element(By.ID, "approvals").text)
@@ -195,6 +233,23 @@ def checks(d, base, out):
         ok(f"approving {approval} from the page carries it out, recorded with who decided", done,
            d.find_element(By.ID, "approvals").text + d.find_element(By.ID, "problem").text)
         shot(d, out, "approved")
+        # The run goes on to its report; its steps and their outputs, read on the page.
+        run = approved_run = approval.rsplit(".", 1)[0]
+        run_row = f'#runs tr[data-run="{run}"]'
+        completed = until(f"{run} to complete", lambda: "completed" in d.find_element(By.CSS_SELECTOR, run_row).text, 120)
+        ok(f"{run} completes after the decision", completed, d.find_element(By.ID, "runs").text)
+        press(f"{run}'s Steps", lambda: d.find_element(By.CSS_SELECTOR, run_row).find_element(By.XPATH, './/button[text()="Steps"]'))
+        steps = until("the run's steps", lambda: [r.get_attribute("data-step") for r in d.find_elements(By.CSS_SELECTOR, "#steps tbody tr")])
+        ok(f"Steps shows {run}'s steps with their work", steps == ["detect", "fix", "report"] and "turns" in d.find_element(By.ID, "steps").text,
+           d.find_element(By.ID, "run-detail").text)
+        for step, name, text in [("detect", "diagnosis.json", "its database refused the connection"),
+                                 ("report", "report.md", "Restarted after an admin approved it in Cockpit.")]:
+            press(name, lambda: d.find_element(By.CSS_SELECTOR, f'#steps tr[data-step="{step}"]').find_element(
+                By.XPATH, f'.//button[text()="{name}"]'))
+            shown = until(f"{name} on the page", lambda: text in d.find_element(By.ID, "artifact").text, 30)
+            ok(f"the {step} step's {name} reads on the page", shown,
+               d.find_element(By.ID, "artifact").text + d.find_element(By.ID, "problem").text)
+        shot(d, out, "run")
 
     view(d, "logs")
     Select(d.find_element(By.ID, "log-unit")).select_by_value("vm-a")
@@ -220,6 +275,13 @@ def checks(d, base, out):
             .then(r => done("allowed: " + r[0]), e => done("refused: " + e.name + ": " + e.message));
     """)
     ok("agentd refuses the viewer's restart with the reason", reply.startswith("refused:") and "aither-admin" in reply, reply)
+    view(d, "workflows")
+    press("the approved run's Steps", lambda: d.find_element(
+        By.XPATH, f'//table[@id="runs"]//tr[starts-with(@data-run, "{approved_run}")]//button[text()="Steps"]'))
+    outputs = until("a step's outputs", lambda: d.find_elements(By.CSS_SELECTOR, "#steps button.link"), 30) or []
+    ok("the viewer sees a run's outputs listed, not readable, with the reason",
+       outputs and all(not b.is_enabled() for b in outputs) and "aither-admin" in (outputs[0].get_attribute("title") or ""),
+       d.find_element(By.ID, "run-detail").text)
     shot(d, out, "viewer")
 
 

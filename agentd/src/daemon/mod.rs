@@ -14,7 +14,7 @@ mod approvals;
 mod definitions;
 mod host;
 mod load;
-mod pull;
+mod models;
 mod report;
 mod runs;
 mod step_files;
@@ -66,6 +66,8 @@ pub struct Daemon {
     pub api_events: tokio::sync::broadcast::Sender<ApiEvent>,
     /// The models being pulled (`PullModel`).
     pulls: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The workers' figures over the last minutes (`Inference`).
+    pub inference: std::sync::Mutex<crate::inference::History>,
     /// The engine's events from its first (a unit failing at boot, an adopted step ending
     /// before the event loop runs): taken once by the event loop.
     first_events: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<aither_init::Event>>>,
@@ -180,6 +182,7 @@ impl Daemon {
             changes: tokio::sync::broadcast::channel(1024).0,
             api_events: tokio::sync::broadcast::channel(256).0,
             pulls: std::sync::Mutex::default(),
+            inference: std::sync::Mutex::default(),
             first_events,
         });
         daemon.boot().await?;
@@ -529,22 +532,30 @@ impl Daemon {
 
 /// Stop a unit that left the configuration and remove it once it is down.
 async fn retire(sup: Supervisor, name: String) {
-    let mut rx = sup.subscribe();
-    let up = sup.status().await.ok().and_then(|s| s.into_iter().find(|u| u.name == name));
-    if up.as_ref().is_some_and(|u| u.state.pid().is_some()) {
-        let _ = sup.stop(&name).await;
-        let _ = tokio::time::timeout(Duration::from_secs(300), async {
-            while let Ok(e) = rx.recv().await {
-                if e.unit == name && e.state.pid().is_none() && !matches!(e.state, UnitState::Exited { .. }) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
+    stop_and_wait(&sup, &name, Duration::from_secs(300)).await;
     if let Err(e) = sup.remove(&name).await {
         tracing::warn!("{name}: not removed: {e}");
     }
+}
+
+/// Stop `name` when it has a process and wait, at most `within`, until it has none: whether
+/// it is down.
+async fn stop_and_wait(sup: &Supervisor, name: &str, within: Duration) -> bool {
+    let mut rx = sup.subscribe();
+    let up = sup.status().await.ok().and_then(|s| s.into_iter().find(|u| u.name == name));
+    if up.as_ref().is_none_or(|u| u.state.pid().is_none()) {
+        return true;
+    }
+    let _ = sup.stop(name).await;
+    tokio::time::timeout(within, async {
+        while let Ok(e) = rx.recv().await {
+            if e.unit == name && e.state.pid().is_none() && !matches!(e.state, UnitState::Exited { .. }) {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// The gateway's view of the daemon: only what it needs.

@@ -100,10 +100,7 @@ pub fn prune(dir: &Path, runs: &mut BTreeMap<String, Run>) -> Vec<String> {
     gone
 }
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use aither_sys::time::unix_now as now;
 
 /// How a workspace is handed to its agent.
 #[derive(Debug, Clone)]

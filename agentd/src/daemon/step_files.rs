@@ -8,7 +8,8 @@ use aither_api::workflow::Run;
 use aither_init::UnitStatus;
 
 use super::runs::{self, Staged};
-use super::State;
+use super::workflow::refused;
+use super::{Daemon, DaemonError, State};
 use crate::units;
 use crate::workflows::{DirectoryOf, Input, Workflow};
 
@@ -109,6 +110,48 @@ fn status_snapshot(st: &State, engine: &[UnitStatus]) -> serde_json::Value {
         "queued": st.admission.waiting,
         "units": units,
     })
+}
+
+impl Daemon {
+    /// `RunArtifact`: one of the outputs step `step` of run `id` wrote, as kept when it ended.
+    pub async fn run_artifact(
+        &self,
+        id: &str,
+        step: &str,
+        name: &str,
+    ) -> Result<aither_api::agentd::Artifact, DaemonError> {
+        let dir = {
+            let st = self.state.lock().await;
+            let run = st.engine.runs.get(id).ok_or_else(|| refused(format!("no run {id:?}")))?;
+            let s = run.steps.iter().find(|s| s.name == step).ok_or_else(|| {
+                let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+                refused(format!("run {id} has no step {step:?} (its steps: {})", names.join(", ")))
+            })?;
+            let outputs = s.result.as_ref().map(|r| r.outputs.as_slice()).unwrap_or_default();
+            if !outputs.iter().any(|o| o == name) {
+                let listed = if outputs.is_empty() { "none".to_string() } else { outputs.join(", ") };
+                return Err(refused(format!(
+                    "step {step} of run {id} wrote no output {name:?} (its outputs: {listed})"
+                )));
+            }
+            runs::runs_dir(&st.loaded.settings.state_dir).join(id).join(step).join("outputs")
+        };
+        let data = runs::read_regular(&dir, name).map_err(DaemonError::Host)?.ok_or_else(|| {
+            refused(format!("{name} of step {step} of run {id} was not kept ({} has no such file)", dir.display()))
+        })?;
+        let bytes = data.len() as u64;
+        let limit = aither_api::agentd::ARTIFACT_TEXT_BYTES;
+        let text = String::from_utf8_lossy(&data[..data.len().min(limit)]).into_owned();
+        Ok(aither_api::agentd::Artifact {
+            schema_version: aither_api::agentd::SCHEMA_VERSION,
+            run: id.to_string(),
+            step: step.to_string(),
+            name: name.to_string(),
+            bytes,
+            text,
+            truncated: data.len() > limit,
+        })
+    }
 }
 
 /// Copy what agentd keeps of a step out of its workspace: `result.json`, the transcript and

@@ -1,13 +1,14 @@
-//! Model downloads agentd carries out: an approved `pull_model` proposal, and `PullModel` over
-//! D-Bus (the Cockpit page's Pull), which runs in the background and reports its progress as
-//! `PullChanged` signals. One pull at a time per model; the model directory is agentd's, so a
-//! pull needs no write access of the caller's.
+//! What agentd does with model files. Downloads: an approved `pull_model` proposal, and
+//! `PullModel` over D-Bus (the Cockpit page's Pull), which runs in the background and reports
+//! its progress as `PullChanged` signals; one pull at a time per model. Removal
+//! (`RemoveModel`): the worker stops first, then the file goes. The model directory is
+//! agentd's, so neither needs any write access of the caller's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::workflow::refused;
-use super::{ApiEvent, Daemon, Outcome};
+use super::{stop_and_wait, ApiEvent, Daemon, Outcome};
 
 /// How often a running pull reports its progress, at most.
 const REPORT_EVERY: Duration = Duration::from_millis(250);
@@ -92,6 +93,52 @@ impl Daemon {
         Ok(format!("pulling {model}: PullChanged signals follow it (aitherctl models shows it when done)"))
     }
 }
+
+impl Daemon {
+    /// `RemoveModel`: stop the worker of the plan's model `name`, remove its file (and a part
+    /// of an unfinished download, and its recorded checksum), and reload: the worker is then
+    /// blocked on the missing file until the model is pulled again.
+    pub async fn remove_model(&self, name: &str) -> Outcome {
+        let (file, dir) = {
+            let st = self.state.lock().await;
+            let models = &st.loaded.plan.models;
+            let m = models.iter().find(|m| m.name == name).ok_or_else(|| {
+                let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                refused(format!("no model {name:?} in the plan (its models: {})", names.join(", ")))
+            })?;
+            let file = aither_plan::catalog::ModelFile {
+                quant: m.quant.clone(),
+                url: m.url.clone(),
+                bytes: None,
+                sha256: m.sha256.clone(),
+            };
+            (file, st.loaded.settings.model_dir.clone())
+        };
+        if self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(name) {
+            return Err(refused(format!("{name} is being pulled: wait until its pull ends")));
+        }
+        let unit = format!("infer-{name}");
+        if !stop_and_wait(&self.sup, &unit, STOP_WITHIN).await {
+            return Err(refused(format!("{unit} did not stop within {} s: the file is kept", STOP_WITHIN.as_secs())));
+        }
+        let path = aither_plan::plan::local_file(&dir, &file.url);
+        let removed = tokio::task::spawn_blocking(move || aither_models::remove(&file, &dir))
+            .await
+            .map_err(|e| refused(e.to_string()))?
+            .map_err(|e| refused(e.to_string()))?;
+        let reloaded = self.reload().await?;
+        // A request that came between the stop and the removal may have started it again.
+        stop_and_wait(&self.sup, &unit, STOP_WITHIN).await;
+        tracing::info!("{name}: {} removed", path.display());
+        Ok(match removed {
+            Some(bytes) => format!("removed {} ({bytes} bytes); {reloaded}", path.display()),
+            None => format!("{name} had no file at {}; {reloaded}", path.display()),
+        })
+    }
+}
+
+/// How long a worker may take to stop before its file is removed.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The file a catalog model is downloaded as (the catalog installed under `data`, or the one
 /// agentd carries).
