@@ -12,7 +12,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc as tmpsc;
 
-use super::sampling::{logprob, normalize, sampler, RequestSampler};
+use super::sampling::{logprob, normalize, sampler, FirstChars, RequestSampler};
 use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
 use crate::api::Generation;
 
@@ -72,6 +72,8 @@ pub(super) struct Loop<'m> {
     stats: Arc<Stats>,
     embeddings: bool,
     piece: Vec<u8>,
+    /// The vocabulary by first character, for grammars (made at the first constrained step).
+    first_chars: std::cell::OnceCell<FirstChars>,
 }
 
 impl<'m> Loop<'m> {
@@ -95,6 +97,7 @@ impl<'m> Loop<'m> {
             stats,
             embeddings: cfg.embeddings,
             piece: Vec::with_capacity(64),
+            first_chars: std::cell::OnceCell::new(),
         }
     }
 
@@ -439,7 +442,11 @@ impl<'m> Loop<'m> {
             let slot = &mut self.slots[i];
             let a = slot.active.as_mut().expect("busy slot");
             let masks = a.sampler.full_masks;
-            let tok = a.sampler.sample(&self.ctx, idx);
+            // The grammar reads the next token's first character on its own only when the
+            // text so far ends on a whole one.
+            let first = (a.sampler.constrained() && a.partial.is_empty())
+                .then(|| self.first_chars.get_or_init(|| FirstChars::new(self.model)));
+            let tok = a.sampler.sample(&self.ctx, idx, first);
             if a.sampler.full_masks > masks {
                 self.stats.grammar_full_masks.fetch_add(1, Ordering::Relaxed);
             }

@@ -40,7 +40,10 @@ impl RequestSampler {
         self.grammar.is_some()
     }
 
-    pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+    /// The next token from the logits at `idx`. `first`, when the grammar reads the next
+    /// token's first character on its own: the vocabulary's groups, to rule out many tokens
+    /// at once when the whole vocabulary must be masked.
+    pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32, first: Option<&FirstChars>) -> LlamaToken {
         let Some(grammar) = &mut self.grammar else { return self.chain.sample(ctx, idx) };
         let found = self.keep.and_then(|k| best_allowed(ctx.get_logits_ith(idx), k, grammar));
         let tok = found
@@ -50,14 +53,145 @@ impl RequestSampler {
             })
             .unwrap_or_else(|| {
                 self.full_masks += 1;
-                let mut cur = ctx.token_data_array_ith(idx);
-                grammar.apply(&mut cur);
+                let pruned = first.and_then(|f| f.candidates(ctx.get_logits_ith(idx), grammar));
+                let mut cur = match pruned {
+                    Some(mut cur) => {
+                        grammar.apply(&mut cur);
+                        // Nothing left (a character the groups read otherwise than the
+                        // grammar): the whole vocabulary, as without them.
+                        if cur.data.iter().any(|t| t.logit().is_finite()) {
+                            cur
+                        } else {
+                            let mut all = ctx.token_data_array_ith(idx);
+                            grammar.apply(&mut all);
+                            all
+                        }
+                    }
+                    None => {
+                        let mut all = ctx.token_data_array_ith(idx);
+                        grammar.apply(&mut all);
+                        all
+                    }
+                };
                 self.chain.apply(&mut cur);
                 cur.selected_token().unwrap_or_else(|| LlamaToken::new(0))
             });
         grammar.accept(tok);
         self.chain.accept(tok);
         tok
+    }
+}
+
+/// The vocabulary grouped by the first two characters of each token's text as llama.cpp's
+/// grammar reads it (the piece with special tokens written out). A grammar that refuses a
+/// character refuses every token starting with it, so masking the whole vocabulary starts
+/// with one probe per character — the token that is that character alone. A large group
+/// that passes (the tokens starting with a space, in most vocabularies) is split again by
+/// its second character: a copy of the grammar takes the first character, and the probes
+/// are asked again. Only the tokens left are checked one by one. In a JSON structure, where
+/// a quote, a brace or a space is all that may come, that is a few hundred tokens instead
+/// of the vocabulary.
+pub(crate) struct FirstChars {
+    /// Each token's first character (an index into `probes`), or [`ALWAYS`]: checked whatever
+    /// the probes say (end-of-generation tokens, empty pieces, invalid UTF-8, characters no
+    /// token is alone).
+    first: Vec<u32>,
+    /// Each token's second character, or [`ALWAYS`] (one character long, or no probe).
+    second: Vec<u32>,
+    /// The token that is each character alone.
+    probes: Vec<LlamaToken>,
+    /// How many tokens start with each character.
+    sizes: Vec<usize>,
+    /// A group of more tokens than this is split by the second character when its first passes.
+    split: usize,
+}
+
+const ALWAYS: u32 = u32::MAX;
+
+impl FirstChars {
+    pub(crate) fn new(model: &LlamaModel) -> FirstChars {
+        Self::split_above(model, 256)
+    }
+
+    fn split_above(model: &LlamaModel, split: usize) -> FirstChars {
+        let vocab = model.vocab();
+        let pieces: Vec<(LlamaToken, Option<String>)> = model
+            .tokens(true)
+            .map(|(tok, piece)| {
+                let text = String::from_utf8(piece).ok().filter(|t| !t.starts_with('\0') && !vocab.is_eog(tok));
+                (tok, text)
+            })
+            .collect();
+        let mut index: std::collections::HashMap<char, u32> = std::collections::HashMap::new();
+        let mut probes = Vec::new();
+        for (tok, text) in &pieces {
+            let mut chars = text.as_deref().unwrap_or("").chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                if let std::collections::hash_map::Entry::Vacant(e) = index.entry(c) {
+                    e.insert(u32::try_from(probes.len()).unwrap_or(ALWAYS));
+                    probes.push(*tok);
+                }
+            }
+        }
+        let at = |c: Option<char>| c.and_then(|c| index.get(&c).copied()).unwrap_or(ALWAYS);
+        let mut sizes = vec![0; probes.len()];
+        let (mut first, mut second) = (Vec::with_capacity(pieces.len()), Vec::with_capacity(pieces.len()));
+        for (_, text) in &pieces {
+            let mut chars = text.as_deref().unwrap_or("").chars();
+            let f = at(chars.next());
+            if f != ALWAYS {
+                sizes[f as usize] += 1;
+            }
+            first.push(f);
+            second.push(at(chars.next()));
+        }
+        FirstChars { first, second, probes, sizes, split }
+    }
+
+    /// Which characters `grammar` allows next: the probes, asked.
+    fn allowed(&self, grammar: &mut LlamaSampler) -> Vec<bool> {
+        let mut probes =
+            LlamaTokenDataArray::new(self.probes.iter().map(|t| LlamaTokenData::new(*t, 0.0, 0.0)).collect(), false);
+        grammar.apply(&mut probes);
+        let mut allowed = vec![false; self.probes.len()];
+        for t in probes.data.iter().filter(|t| t.logit().is_finite()) {
+            if let Some(c) = usize::try_from(t.id().0).ok().and_then(|i| self.first.get(i)).filter(|c| **c != ALWAYS) {
+                allowed[*c as usize] = true;
+            }
+        }
+        allowed
+    }
+
+    /// The candidates worth checking under `grammar`: the tokens whose first characters (and
+    /// second, in a large group) it allows, and those always checked. None when that would be
+    /// most of the vocabulary anyway (inside a string, say): the probes would only add work.
+    fn candidates(&self, logits: &[f32], grammar: &mut LlamaSampler) -> Option<LlamaTokenDataArray> {
+        if self.first.len() != logits.len() || self.probes.is_empty() {
+            return None;
+        }
+        let allowed = self.allowed(grammar);
+        if allowed.iter().filter(|a| **a).count() * 2 > allowed.len() {
+            return None;
+        }
+        // Large groups that pass, split by what may follow their first character.
+        let mut then: Vec<Option<Vec<bool>>> = vec![None; self.probes.len()];
+        for (c, next) in then.iter_mut().enumerate() {
+            if allowed[c] && self.sizes[c] > self.split {
+                let mut copy = grammar.clone();
+                copy.accept(self.probes[c]);
+                *next = Some(self.allowed(&mut copy));
+            }
+        }
+        let data = (0..logits.len())
+            .filter(|&i| {
+                let (f, s) = (self.first[i], self.second[i]);
+                f == ALWAYS
+                    || (allowed[f as usize]
+                        && (s == ALWAYS || then[f as usize].as_ref().is_none_or(|next| next[s as usize])))
+            })
+            .filter_map(|i| Some(LlamaTokenData::new(LlamaToken::new(i32::try_from(i).ok()?), logits[i], 0.0)))
+            .collect();
+        Some(LlamaTokenDataArray::new(data, false))
     }
 }
 
@@ -160,6 +294,70 @@ pub(super) fn normalize(v: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pruned candidates, once the grammar has masked them, are exactly the tokens the
+    /// grammar allows of the whole vocabulary — along a JSON value generated token by token
+    /// from random logits, every group split (the tiny model's are small).
+    #[test]
+    fn first_character_groups_allow_exactly_what_the_whole_vocabulary_allows() {
+        use llama_cpp_2::llama_backend::LlamaBackend;
+        use llama_cpp_2::model::params::LlamaModelParams;
+        let exe = std::env::current_exe().expect("exe");
+        let ggml = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("ggml");
+        crate::backends::load(&ggml).expect("ggml's modules");
+        let backend = LlamaBackend::init().expect("backend");
+        let model = LlamaModel::load_from_file(&backend, aither_test_support::chat_model(), &LlamaModelParams::default())
+            .expect("the tiny model");
+        let first = FirstChars::split_above(&model, 0);
+        let schema = serde_json::json!({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"},
+            "ok": {"type": "boolean"}}, "required": ["name", "n", "ok"], "additionalProperties": false});
+        let gbnf = crate::grammar::from_schema(&schema, "schema").expect("gbnf");
+        let mut grammar = LlamaSampler::grammar(&model, &gbnf, crate::grammar::ROOT).expect("grammar");
+        let n = usize::try_from(model.n_vocab()).expect("vocab");
+        // Whole characters only: the groups apply at a character boundary.
+        let whole: Vec<bool> = model.tokens(true).map(|(_, piece)| std::str::from_utf8(&piece).is_ok()).collect();
+        let mut seed = 0x2545_f491_u64;
+        let (mut pruned, mut text) = (0, String::new());
+        for _ in 0..120 {
+            let logits: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    #[allow(clippy::cast_precision_loss)]
+                    let v = (seed % 10_000) as f32 / 1000.0;
+                    v
+                })
+                .collect();
+            let all = |logits: &[f32]| {
+                let data = (0..n).map(|i| LlamaTokenData::new(LlamaToken::new(i32::try_from(i).expect("id")), logits[i], 0.0));
+                LlamaTokenDataArray::new(data.collect(), false)
+            };
+            let finite = |a: &LlamaTokenDataArray| -> std::collections::BTreeSet<i32> {
+                a.data.iter().filter(|t| t.logit().is_finite()).map(|t| t.id().0).collect()
+            };
+            let mut whole_vocab = all(&logits);
+            grammar.apply(&mut whole_vocab);
+            let allowed = finite(&whole_vocab);
+            if let Some(mut cur) = first.candidates(&logits, &mut grammar) {
+                grammar.apply(&mut cur);
+                assert_eq!(finite(&cur), allowed, "after {text:?}");
+                pruned += 1;
+            }
+            let best = whole_vocab
+                .data
+                .iter()
+                .filter(|t| t.logit().is_finite() && usize::try_from(t.id().0).is_ok_and(|i| whole[i]))
+                .max_by(|a, b| a.logit().total_cmp(&b.logit()));
+            let Some(best) = best.map(LlamaTokenData::id) else { break };
+            if model.vocab().is_eog(best) {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&model.vocab().token_to_piece(best, true, None)));
+            grammar.accept(best);
+        }
+        assert!(pruned >= 5, "the groups were used {pruned} times along {text:?}");
+    }
 
     #[test]
     fn embeddings_are_unit_length() {
