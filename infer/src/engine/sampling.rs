@@ -306,8 +306,9 @@ mod tests {
         let ggml = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("ggml");
         crate::backends::load(&ggml).expect("ggml's modules");
         let backend = LlamaBackend::init().expect("backend");
-        let model = LlamaModel::load_from_file(&backend, aither_test_support::chat_model(), &LlamaModelParams::default())
-            .expect("the tiny model");
+        let model =
+            LlamaModel::load_from_file(&backend, aither_test_support::chat_model(), &LlamaModelParams::default())
+                .expect("the tiny model");
         let first = FirstChars::split_above(&model, 0);
         let schema = serde_json::json!({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"},
             "ok": {"type": "boolean"}}, "required": ["name", "n", "ok"], "additionalProperties": false});
@@ -330,7 +331,8 @@ mod tests {
                 })
                 .collect();
             let all = |logits: &[f32]| {
-                let data = (0..n).map(|i| LlamaTokenData::new(LlamaToken::new(i32::try_from(i).expect("id")), logits[i], 0.0));
+                let data =
+                    (0..n).map(|i| LlamaTokenData::new(LlamaToken::new(i32::try_from(i).expect("id")), logits[i], 0.0));
                 LlamaTokenDataArray::new(data.collect(), false)
             };
             let finite = |a: &LlamaTokenDataArray| -> std::collections::BTreeSet<i32> {
