@@ -33,12 +33,8 @@
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use sha2::{Digest as _, Sha256};
 
 pub use aither_api::store::{Checksums, Recorded, Verification};
 
@@ -103,6 +99,9 @@ pub const CHECKSUMS: &str = "checksums.json";
 
 pub use aither_api::plan::file_name;
 
+mod dir;
+use dir::Dir;
+
 /// A file name safe to create in the model directory: one path component, not hidden.
 fn checked_name(url: &str) -> Result<&str, FetchError> {
     let name = file_name(url);
@@ -126,141 +125,7 @@ pub fn choose_file<'a>(model: &'a Model, quant: Option<&str>) -> Option<&'a Mode
     }
 }
 
-/// The model directory, by descriptor: every file is opened relative to it.
-struct Dir {
-    fd: OwnedFd,
-    path: PathBuf,
-}
-
-impl Dir {
-    fn open(path: &Path) -> Result<Dir, FetchError> {
-        let io = |source| FetchError::Io { path: path.to_path_buf(), source };
-        std::fs::create_dir_all(path).map_err(io)?;
-        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| io(e.into()))?;
-        Ok(Dir { fd, path: path.to_path_buf() })
-    }
-
-    /// Open without creating (for reading the records).
-    fn open_existing(path: &Path) -> Result<Dir, FetchError> {
-        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| FetchError::Io { path: path.to_path_buf(), source: e.into() })?;
-        Ok(Dir { fd, path: path.to_path_buf() })
-    }
-
-    fn at(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The size of `name` when it is a regular file (a symlink is not followed).
-    fn regular_size(&self, name: &str) -> Option<u64> {
-        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile).then(|| u64::try_from(st.st_size).unwrap_or(0))
-    }
-
-    fn is_symlink(&self, name: &str) -> bool {
-        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
-    }
-
-    fn remove(&self, name: &str) -> Result<(), FetchError> {
-        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
-            Err(e) => Err(FetchError::Io { path: self.at(name), source: e.into() }),
-        }
-    }
-
-    /// A new, empty file (whatever had the name is removed first).
-    fn create_new(&self, name: &str) -> Result<File, FetchError> {
-        self.remove(name)?;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|e| FetchError::Io { path: self.at(name), source: e.into() })?;
-        Ok(File::from(fd))
-    }
-
-    /// An existing part to append to: a regular file with one link, or an error.
-    fn append(&self, name: &str) -> Result<File, FetchError> {
-        let path = self.at(name);
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            rustix::io::Errno::LOOP => {
-                FetchError::Unsafe { path: path.clone(), problem: "is a symbolic link: not resumed".into() }
-            }
-            e => FetchError::Io { path: path.clone(), source: e.into() },
-        })?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| FetchError::Io { path: path.clone(), source: e.into() })?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink != 1 {
-            return Err(FetchError::Unsafe {
-                path,
-                problem: "is not a regular file with a single link: not resumed (remove it to start again)".into(),
-            });
-        }
-        Ok(File::from(fd))
-    }
-
-    fn read(&self, name: &str) -> Result<File, FetchError> {
-        let fd = rustix::fs::openat(&self.fd, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| FetchError::Io { path: self.at(name), source: e.into() })?;
-        Ok(File::from(fd))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), FetchError> {
-        rustix::fs::renameat(&self.fd, from, &self.fd, to)
-            .map_err(|e| FetchError::Io { path: self.at(to), source: e.into() })
-    }
-
-    fn sha256(&self, name: &str) -> Result<String, FetchError> {
-        let mut f = self.read(name)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(|source| FetchError::Io { path: self.at(name), source })?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hex(&hasher.finalize()))
-    }
-
-    fn checksums(&self) -> Checksums {
-        let mut text = String::new();
-        match self.read(CHECKSUMS).map(|mut f| f.read_to_string(&mut text)) {
-            Ok(Ok(_)) => serde_json::from_str(&text).unwrap_or_default(),
-            _ => Checksums::default(),
-        }
-    }
-
-    fn record(&self, name: &str, r: Recorded) -> Result<(), FetchError> {
-        let mut all = self.checksums();
-        all.files.insert(name.to_string(), r);
-        self.write_checksums(all)
-    }
-
-    /// Replace the checksums file (whole, through a temporary file).
-    fn write_checksums(&self, mut all: Checksums) -> Result<(), FetchError> {
-        all.schema_version = aither_api::store::CHECKSUMS_SCHEMA_VERSION;
-        let tmp = format!(".{CHECKSUMS}.tmp");
-        let mut f = self.create_new(&tmp)?;
-        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|source| FetchError::Write { path: self.at(&tmp), source })?;
-        self.rename(&tmp, CHECKSUMS)
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -539,6 +404,7 @@ fn copy_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
     use std::io::BufRead as _;
     use std::net::TcpListener;
 
@@ -546,7 +412,7 @@ mod tests {
     const BODY_SHA: &str = "5d0a1d7b1f1b4b9a5e1d0e0f3a1b0c6f1d0a9d7b1f1b4b9a5e1d0e0f3a1b0c6f";
 
     fn sha(b: &[u8]) -> String {
-        Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+        hex(&sha2::Sha256::digest(b))
     }
 
     /// A one-thread HTTP/1.1 server that honours `Range: bytes=N-`, serving `body` for
@@ -669,13 +535,20 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing kept, nothing recorded");
     }
 
-    #[test]
-    fn remove_takes_the_file_its_part_and_its_record_and_never_a_links_target() {
+    /// A directory holding `models/test.gguf` (a USB stick), an empty model directory, and
+    /// the catalog's file for it.
+    fn on_a_stick() -> (tempfile::TempDir, tempfile::TempDir, ModelFile) {
         let usb = tempfile::tempdir().expect("usb");
         std::fs::create_dir(usb.path().join("models")).expect("models");
         std::fs::write(usb.path().join("models/test.gguf"), BODY).expect("file");
         let dir = tempfile::tempdir().expect("tempdir");
         let f = file("https://example.invalid/x/test.gguf", Some(sha(BODY)));
+        (usb, dir, f)
+    }
+
+    #[test]
+    fn remove_takes_the_file_its_part_and_its_record_and_never_a_links_target() {
+        let (usb, dir, f) = on_a_stick();
         fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &OPTS, &mut |_, _| {}).expect("copied");
         std::fs::write(dir.path().join("test.gguf.part"), b"half").expect("part");
         let other = file("https://example.invalid/x/other.gguf", None);
@@ -702,11 +575,7 @@ mod tests {
 
     #[test]
     fn a_copy_from_a_directory_and_a_present_file_is_left_alone() {
-        let usb = tempfile::tempdir().expect("usb");
-        std::fs::create_dir(usb.path().join("models")).expect("models");
-        std::fs::write(usb.path().join("models/test.gguf"), BODY).expect("file");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = file("https://example.invalid/x/test.gguf", Some(sha(BODY)));
+        let (usb, dir, f) = on_a_stick();
         let got = fetch(&f, &Source::Dir(usb.path().to_path_buf()), dir.path(), &OPTS, &mut |_, _| {}).expect("copied");
         assert!(got.verification == Verification::Verified && !got.present);
         let again =
