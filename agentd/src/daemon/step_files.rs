@@ -112,6 +112,20 @@ fn status_snapshot(st: &State, engine: &[UnitStatus]) -> serde_json::Value {
     })
 }
 
+/// Step `step` of run `id`, and the directory where what is kept of it goes.
+pub(super) fn kept_step<'a>(
+    st: &'a State,
+    id: &str,
+    step: &str,
+) -> Result<(&'a aither_api::workflow::StepRecord, std::path::PathBuf), DaemonError> {
+    let run = st.engine.runs.get(id).ok_or_else(|| refused(format!("no run {id:?}")))?;
+    let s = run.steps.iter().find(|s| s.name == step).ok_or_else(|| {
+        let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
+        refused(format!("run {id} has no step {step:?} (its steps: {})", names.join(", ")))
+    })?;
+    Ok((s, runs::runs_dir(&st.loaded.settings.state_dir).join(id).join(step)))
+}
+
 impl Daemon {
     /// `RunArtifact`: one of the outputs step `step` of run `id` wrote, as kept when it ended.
     pub async fn run_artifact(
@@ -122,11 +136,7 @@ impl Daemon {
     ) -> Result<aither_api::agentd::Artifact, DaemonError> {
         let dir = {
             let st = self.state.lock().await;
-            let run = st.engine.runs.get(id).ok_or_else(|| refused(format!("no run {id:?}")))?;
-            let s = run.steps.iter().find(|s| s.name == step).ok_or_else(|| {
-                let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
-                refused(format!("run {id} has no step {step:?} (its steps: {})", names.join(", ")))
-            })?;
+            let (s, kept) = kept_step(&st, id, step)?;
             let outputs = s.result.as_ref().map(|r| r.outputs.as_slice()).unwrap_or_default();
             if !outputs.iter().any(|o| o == name) {
                 let listed = if outputs.is_empty() { "none".to_string() } else { outputs.join(", ") };
@@ -134,7 +144,7 @@ impl Daemon {
                     "step {step} of run {id} wrote no output {name:?} (its outputs: {listed})"
                 )));
             }
-            runs::runs_dir(&st.loaded.settings.state_dir).join(id).join(step).join("outputs")
+            kept.join("outputs")
         };
         let data = runs::read_regular(&dir, name).map_err(DaemonError::Host)?.ok_or_else(|| {
             refused(format!("{name} of step {step} of run {id} was not kept ({} has no such file)", dir.display()))

@@ -19,7 +19,7 @@ use aither_init::{ExitReason, UnitState};
 use super::approvals::{audit, expire, validate};
 use super::definitions::{check_run_inputs, info};
 use super::runs::{self, Handover};
-use super::step_files::{keep_step_files, step_files};
+use super::step_files::{keep_step_files, kept_step, step_files};
 use super::{ApiEvent, Daemon, DaemonError, Outcome, State};
 use crate::agents::{Admission, CategoryMap};
 use crate::units::{self, Planned, StepUnit};
@@ -491,12 +491,7 @@ impl Daemon {
     pub async fn run_log(&self, id: &str, step: &str) -> Result<String, DaemonError> {
         let (kept, live) = {
             let st = self.state.lock().await;
-            let run = st.engine.runs.get(id).ok_or_else(|| refused(format!("no run {id:?}")))?;
-            let s = run.steps.iter().find(|s| s.name == step).ok_or_else(|| {
-                let names: Vec<&str> = run.steps.iter().map(|s| s.name.as_str()).collect();
-                refused(format!("run {id} has no step {step:?} (its steps: {})", names.join(", ")))
-            })?;
-            let kept = runs::runs_dir(&st.loaded.settings.state_dir).join(id).join(step);
+            let (s, kept) = kept_step(&st, id, step)?;
             let live = (s.state == StepState::Running)
                 .then(|| s.unit.as_ref().map(|u| units::workspace(&st.loaded.settings.state_dir, u)))
                 .flatten();
