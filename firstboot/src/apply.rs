@@ -400,10 +400,8 @@ pub fn models_to_fetch(env: &Env<'_>, preset: Option<&str>, names: Option<&[Stri
     let from_plan = |m: &plan::PlannedModel| Wanted {
         name: m.name.clone(),
         file: aither_plan::catalog::ModelFile {
-            quant: m.quant.clone(),
-            url: m.url.clone(),
             bytes: env.catalog.get(&m.name).and_then(|c| c.files.iter().find(|f| f.url == m.url)).and_then(|f| f.bytes),
-            sha256: m.sha256.clone(),
+            ..aither_plan::catalog::ModelFile::of_planned(m)
         },
     };
     match names {

@@ -54,6 +54,13 @@ pub struct ModelFile {
     pub sha256: Option<String>,
 }
 
+impl ModelFile {
+    /// The file a model of the plan is fetched as and checked against (its size unknown).
+    pub fn of_planned(m: &aither_api::plan::PlannedModel) -> ModelFile {
+        ModelFile { quant: m.quant.clone(), url: m.url.clone(), bytes: None, sha256: m.sha256.clone() }
+    }
+}
+
 /// Average bits per weight of llama.cpp's quantizations, whole file (embeddings and output
 /// included), as llama.cpp's quantize tool reports them for Llama-class models.
 pub fn bits_per_weight(quant: &str) -> Option<f64> {

@@ -106,13 +106,7 @@ impl Daemon {
                 let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
                 refused(format!("no model {name:?} in the plan (its models: {})", names.join(", ")))
             })?;
-            let file = aither_plan::catalog::ModelFile {
-                quant: m.quant.clone(),
-                url: m.url.clone(),
-                bytes: None,
-                sha256: m.sha256.clone(),
-            };
-            (file, st.loaded.settings.model_dir.clone())
+            (aither_plan::catalog::ModelFile::of_planned(m), st.loaded.settings.model_dir.clone())
         };
         if self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(name) {
             return Err(refused(format!("{name} is being pulled: wait until its pull ends")));

@@ -24,12 +24,7 @@ impl Daemon {
             .map(|m| {
                 let path = aither_plan::plan::local_file(dir, &m.url);
                 let bytes = std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file).map(|md| md.len());
-                let file = aither_plan::catalog::ModelFile {
-                    quant: m.quant.clone(),
-                    url: m.url.clone(),
-                    bytes: None,
-                    sha256: m.sha256.clone(),
-                };
+                let file = aither_plan::catalog::ModelFile::of_planned(m);
                 let unit = format!("infer-{}", m.name);
                 api::Model {
                     name: m.name.clone(),
