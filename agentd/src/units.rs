@@ -220,6 +220,10 @@ fn worker(inputs: &Inputs, m: &PlannedModel, (priority, group_dormant): (u32, bo
         "--alias".into(),
         m.name.clone(),
     ];
+    let cache_mib = inputs.plan.prompt_cache_bytes(&m.name) >> 20;
+    if cache_mib > 0 {
+        argv.extend(["--cache-ram".into(), cache_mib.to_string()]);
+    }
     if m.tensor_split.len() > 1 {
         let split: Vec<String> = m.tensor_split.iter().map(u32::to_string).collect();
         argv.extend(["--tensor-split".into(), split.join(",")]);
@@ -485,6 +489,15 @@ mod tests {
         let w = units.iter().find(|u| u.kind == Kind::Worker).expect("a worker");
         assert_eq!(w.spec.selinux_context.as_deref(), Some("system_u:system_r:aither_infer_t:s0"));
         assert!(w.spec.argv.windows(2).any(|p| p[0] == "--threads" && p[1] == plan.inference.threads.to_string()));
+        // Each generating worker keeps prompts that leave its slots in its share of the L1
+        // hot cache; an embedding worker has nothing to resume.
+        for u in units.iter().filter(|u| u.kind == Kind::Worker) {
+            let model = u.name.trim_start_matches("infer-");
+            let role = plan.models.iter().find(|m| m.name == model).expect("planned").role;
+            let mib = u.spec.argv.windows(2).find(|p| p[0] == "--cache-ram").map(|p| p[1].clone());
+            let share = plan.prompt_cache_bytes(model) >> 20;
+            assert_eq!(mib, (role != aither_api::plan::Role::Embedding).then(|| share.to_string()), "{model}");
+        }
         assert!(w.blocked.as_deref().is_some_and(|b| b.contains("is missing")), "no model files here");
         let v = units.iter().find(|u| u.name == "vector-store").expect("service");
         assert_eq!((v.spec.priority, v.spec.limits.memory_max), (20, Some(1 << 30)));

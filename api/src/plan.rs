@@ -28,6 +28,20 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+impl Plan {
+    /// The bytes of the L1 hot cache (RAM) a model's worker may keep prompts in once they
+    /// leave its slots: an equal share for each model that generates; none for embeddings
+    /// (nothing to resume) or a model not in the plan.
+    pub fn prompt_cache_bytes(&self, model: &str) -> u64 {
+        let generating = |m: &&PlannedModel| m.role != Role::Embedding;
+        if !self.models.iter().filter(generating).any(|m| m.name == model) {
+            return 0;
+        }
+        let n = self.models.iter().filter(generating).count() as u64;
+        self.memory_tiers.l1_hot_cache_bytes / n.max(1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedModel {
     pub name: String,

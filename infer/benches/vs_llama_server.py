@@ -10,12 +10,15 @@ gateway's added latency.
    configure). Both builds' options are printed, and the benchmark refuses to run when they
    differ. LLAMA_SERVER=PATH uses a binary you built instead (its options cannot be checked).
 2. Both serve the same GGUF (tests/models/make_gguf.py, a llama-shaped model with random
-   weights; --model uses yours) with the same threads, context and parallel slots, one after
-   the other on an otherwise idle machine.
+   weights; --model uses yours) with the same threads, context, parallel slots and host
+   memory for prompts that leave their slots (--cache-ram, llama-server's default 8192 MiB,
+   given to both), one after the other on an otherwise idle machine.
 3. For 1, 4 and 8 concurrent streams: every stream asks for the same number of tokens
    (greedy, so both servers generate the same tokens); tokens per second of all streams
    together and time to first token, the median of --rounds rounds. Goals: aither-infer at
    least llama-server's throughput, and at most its time to first token, at every level.
+   Each level sends the prompts of the one before again (round r's stream i asks
+   "request r i"): a prompt that left its slot comes back from --cache-ram on both servers.
 4. Agents sharing a system prompt: 8 requests at once whose prompts start with the same
    ~1,000-token system prompt (a new one each round) and end with different questions;
    the median time to first token and the time until all 8 have their answers, against
@@ -447,6 +450,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ctx", type=int, default=16384, help="KV cells for the 8 slots together (2,048 each)")
     ap.add_argument("--agent-tokens", type=int, default=16, help="tokens each agent asks for")
+    ap.add_argument("--cache-ram", type=int, default=8192,
+                    help="MiB of host memory for prompts that leave their slots, both servers (llama-server's default)")
     ap.add_argument("--model")
     ap.add_argument("--gateway-samples", type=int, default=100)
     ap.add_argument("--only", choices=["servers", "gateway"], help="run one half of the benchmark")
@@ -471,12 +476,14 @@ def main():
         differ = sorted(k for k in set(mine) | set(theirs_opts) if mine.get(k) != theirs_opts.get(k))
         if differ:
             raise SystemExit(f"the two builds differ in {', '.join(differ)}: not comparing unlike builds")
-    print(f"model {os.path.basename(model)}, {args.threads} thread(s), ctx {args.ctx}, 8 slots, {args.tokens} tokens per stream, "
-          f"median of {args.rounds} rounds\n")
-    common = ["--model", model, "--threads", str(args.threads), "--ctx", str(args.ctx), "--parallel", "8"]
+    print(f"model {os.path.basename(model)}, {args.threads} thread(s), ctx {args.ctx}, 8 slots, cache-ram {args.cache_ram} MiB, "
+          f"{args.tokens} tokens per stream, median of {args.rounds} rounds\n")
+    common = ["--model", model, "--threads", str(args.threads), "--ctx", str(args.ctx), "--parallel", "8",
+              "--cache-ram", str(args.cache_ram)]
     p1, p2 = free_port(), free_port()
     theirs = serve_and_measure("llama-server", [server, "-m", model, "-t", str(args.threads), "-tb", str(args.threads),
-                                                "-c", str(args.ctx), "-np", "8", "--host", "127.0.0.1", "--port", str(p1),
+                                                "-c", str(args.ctx), "-np", "8", "--cache-ram", str(args.cache_ram),
+                                                "--host", "127.0.0.1", "--port", str(p1),
                                                 "--no-webui"],
                                ("tcp", p1), args, levels)
     ours = serve_and_measure("aither-infer", [os.path.join(TARGET, "aither-infer"), *common, "--listen", f"tcp:127.0.0.1:{p2}"],

@@ -70,6 +70,11 @@ pub struct Args {
     /// Tokens per decode batch (prompt chunks).
     #[arg(long, default_value_t = 2048)]
     pub batch: u32,
+    /// Host memory (MiB) for prompts pushed out of their slots: a later request sharing
+    /// their prefix gets their KV cells back instead of decoding them again [default: 0,
+    /// none kept, or the model's share of the plan's L1 hot cache].
+    #[arg(long, value_name = "MIB")]
+    pub cache_ram: Option<u64>,
     /// The name served in /v1/models [default: the file name without .gguf, or the plan's].
     #[arg(long)]
     pub alias: Option<String>,
@@ -163,6 +168,8 @@ pub struct Settings {
     pub kv_cache_type: Option<String>,
     pub batch: u32,
     pub kv_unified: bool,
+    /// Bytes of host memory for prompts pushed out of their slots.
+    pub cache_ram_bytes: u64,
     pub embeddings: Option<bool>,
     pub chat_template_file: Option<PathBuf>,
     pub backends_dir: Option<PathBuf>,
@@ -238,6 +245,12 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         kv_cache_type,
         batch: args.batch,
         kv_unified: args.kv_unified,
+        cache_ram_bytes: match args.cache_ram {
+            Some(mib) => {
+                mib.checked_mul(1 << 20).ok_or_else(|| usage(anyhow::anyhow!("--cache-ram {mib}: too large")))?
+            }
+            None => planned.as_ref().map_or(0, |(p, m)| p.prompt_cache_bytes(&m.name)),
+        },
         embeddings: args.embeddings.then_some(true),
         chat_template_file: args.chat_template_file.clone(),
         backends_dir: args.backends_dir.clone(),
@@ -465,6 +478,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         n_ubatch: if embeddings { batch } else { batch.min(512) },
         kv_type: s.kv_cache_type.as_deref().and_then(kv_type),
         embeddings,
+        cache_ram_bytes: if embeddings { 0 } else { usize::try_from(s.cache_ram_bytes).unwrap_or(usize::MAX) },
     };
     let (n_params, size_bytes) = (model.n_params(), model.size());
     let engine =

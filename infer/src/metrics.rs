@@ -90,6 +90,27 @@ pub fn render(st: &AppState) -> String {
     );
     metric(
         &mut out,
+        "restored_prompt_tokens_total",
+        "counter",
+        "Prompt tokens whose KV cells came back from the prompt store (--cache-ram) instead of being decoded.",
+        load(&s.restored_prompt_tokens),
+    );
+    metric(
+        &mut out,
+        "prompt_store_entries",
+        "gauge",
+        "Prompts kept in host memory after leaving their slots.",
+        s.prompt_store_entries.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
+        "prompt_store_bytes",
+        "gauge",
+        "Bytes of KV state the prompt store holds.",
+        s.prompt_store_bytes.load(Ordering::Relaxed),
+    );
+    metric(
+        &mut out,
         "constrained_tokens_total",
         "counter",
         "Tokens sampled under a grammar.",

@@ -409,3 +409,53 @@ fn a_shared_prefix_is_decoded_once() {
         );
     }
 }
+
+/// More agents than slots: a prompt pushed out of its slot is kept in host memory
+/// (`--cache-ram`) and comes back for the next request sharing its prefix; only the rest is
+/// decoded, and the answer is the one a fresh decode gives. With one slot (one cache) and
+/// with a stream per slot; without `--cache-ram` nothing is kept.
+#[test]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn a_prompt_pushed_out_of_its_slot_comes_back_from_memory() {
+    let system =
+        |who: &str| format!("You are the {who} agent of this appliance; keep to your task and cite. ").repeat(5);
+    let ask = |who: &str, q: &str, cache: bool| {
+        json!({ "messages": [{ "role": "system", "content": system(who) }, { "role": "user", "content": q }],
+                "max_tokens": 4, "temperature": 0, "cache_prompt": cache })
+    };
+    let cached = |r: &Value| r["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached");
+    for (parallel, store) in [("1", true), ("2", true), ("1", false)] {
+        let mut args = vec!["--ctx", "4096", "--parallel", parallel];
+        if store {
+            args.extend(["--cache-ram", "64"]);
+        }
+        let w = Worker::start(&chat_model(), &args);
+        let decoded = |w: &Worker| w.metric("aither_infer_prompt_tokens_total") as u64;
+        // One agent more than there are slots: the first is pushed out.
+        for who in ["research", "writer", "reviewer"] {
+            let (status, r) = w.post("/v1/chat/completions", &ask(who, "first", true));
+            assert_eq!(status, 200, "{r}");
+        }
+        let before = decoded(&w);
+        let (_, again) = w.post("/v1/chat/completions", &ask("research", "second", true));
+        let prompt = again["usage"]["prompt_tokens"].as_u64().expect("prompt tokens");
+        let restored = w.metric("aither_infer_restored_prompt_tokens_total") as u64;
+        if !store {
+            assert!(cached(&again) < prompt / 4, "nothing kept without --cache-ram: {again}");
+            assert_eq!((restored, w.metric("aither_infer_prompt_store_entries") as u64), (0, 0));
+            continue;
+        }
+        assert!(cached(&again) >= prompt * 3 / 4, "parallel {parallel}: the system prompt came back: {again}");
+        assert_eq!(restored, cached(&again), "parallel {parallel}: from the store");
+        assert_eq!(decoded(&w) - before, prompt - cached(&again), "parallel {parallel}: only the rest was decoded");
+        assert!(
+            w.metric("aither_infer_prompt_store_entries") >= 1.0 && w.metric("aither_infer_prompt_store_bytes") > 0.0
+        );
+        let (_, fresh) = w.post("/v1/chat/completions", &ask("research", "second", false));
+        assert_eq!(cached(&fresh), 0);
+        assert_eq!(
+            again["choices"][0]["message"]["content"], fresh["choices"][0]["message"]["content"],
+            "parallel {parallel}: the restored cells give the same answer"
+        );
+    }
+}

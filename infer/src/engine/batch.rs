@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -13,6 +14,7 @@ use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc as tmpsc;
 
 use super::sampling::{logprob, normalize, sampler, FirstChars, RequestSampler};
+use super::store::PromptStore;
 use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
 use crate::api::Generation;
 
@@ -52,6 +54,8 @@ struct Slot {
     active: Option<Active>,
     /// Index in the current batch whose logits this slot samples from.
     logits_at: Option<i32>,
+    /// When a request last came to this slot (the loop's count of requests started).
+    last_used: u64,
 }
 
 pub(super) struct Loop<'m> {
@@ -74,6 +78,10 @@ pub(super) struct Loop<'m> {
     piece: Vec<u8>,
     /// The vocabulary by first character, for grammars (made at the first constrained step).
     first_chars: std::cell::OnceCell<FirstChars>,
+    /// Prompts pushed out of their slots, in host memory.
+    store: PromptStore<SeqState>,
+    /// Requests started so far (the slots' `last_used` clock).
+    started: u64,
 }
 
 impl<'m> Loop<'m> {
@@ -83,7 +91,9 @@ impl<'m> Loop<'m> {
         let cells = usize::try_from(ctx.n_ctx()).unwrap_or(usize::MAX);
         let n_ctx = seq_ctx(cells, usize::try_from(parallel).unwrap_or(1), cfg.kv_unified);
         let shared_cells = (cfg.kv_unified && parallel > 1).then_some(cells);
-        let slots = (0..parallel).map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None }).collect();
+        let slots = (0..parallel)
+            .map(|seq| Slot { seq, cached: vec![], active: None, logits_at: None, last_used: 0 })
+            .collect();
         Loop {
             model,
             ctx,
@@ -98,6 +108,8 @@ impl<'m> Loop<'m> {
             embeddings: cfg.embeddings,
             piece: Vec::with_capacity(64),
             first_chars: std::cell::OnceCell::new(),
+            store: PromptStore::new(cfg.cache_ram_bytes),
+            started: 0,
         }
     }
 
@@ -176,13 +188,15 @@ impl<'m> Loop<'m> {
         reserved.saturating_add(cells) <= total
     }
 
-    /// The free slot whose cache shares the longest prefix with `prompt`.
+    /// The free slot whose cache shares the longest prefix with `prompt`; of those sharing
+    /// as much, the least recently used (an empty slot before one holding a prefix), so
+    /// what the slots hold lasts as long as it can.
     fn best_free_slot(&self, prompt: &[LlamaToken]) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.active.is_none())
-            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), std::cmp::Reverse(*i)))
+            .max_by_key(|(i, s)| (common_prefix(&s.cached, prompt), std::cmp::Reverse((s.last_used, *i))))
             .map(|(i, _)| i)
     }
 
@@ -194,11 +208,15 @@ impl<'m> Loop<'m> {
                 return;
             }
         };
-        let slot = &mut self.slots[i];
         // Keep the shared prefix, but always decode at least the prompt's last token: its
         // logits give the first sampled token.
-        let keep = if g.cache_prompt { common_prefix(&slot.cached, &prompt) } else { 0 };
+        let keep = if g.cache_prompt { common_prefix(&self.slots[i].cached, &prompt) } else { 0 };
         let keep = keep.min(prompt.len().saturating_sub(1));
+        self.shelve(i, keep);
+        let keep = if g.cache_prompt { self.unshelve(i, &prompt, keep) } else { keep };
+        self.started += 1;
+        let slot = &mut self.slots[i];
+        slot.last_used = self.started;
         if keep < slot.cached.len() {
             let _ = self.ctx.clear_kv_cache_seq(
                 Some(seq_u32(slot.seq)),
@@ -231,6 +249,58 @@ impl<'m> Loop<'m> {
         if g.cache_prompt {
             self.borrow_prefix(i);
         }
+    }
+
+    /// Before slot `i` gives up its cells past `keep`: save what it holds in the prompt
+    /// store when most of it would be lost (and it is not held there already).
+    fn shelve(&mut self, i: usize, keep: usize) {
+        let slot = &self.slots[i];
+        let n = slot.cached.len();
+        if !self.store.enabled() || n < keep + MIN_SHARE || keep * 2 >= n || self.store.holds(&slot.cached) {
+            return;
+        }
+        match self.ctx.state_seq_get(slot.seq, LlamaStateSeqFlags::empty()) {
+            Ok(state) => {
+                let bytes = state.byte_len();
+                self.store.put(slot.cached.clone(), state, bytes);
+            }
+            Err(e) => tracing::warn!("cannot save slot {i}'s {n} tokens to the prompt store: {e}"),
+        }
+        self.publish_store();
+    }
+
+    /// Restore into slot `i` the stored prompt sharing the longest prefix with `prompt`,
+    /// when it shares more than the `keep` tokens the slot holds already; the tokens the
+    /// slot now keeps. The prompt's last token is always decoded (its logits give the
+    /// first sampled token).
+    fn unshelve(&mut self, i: usize, prompt: &[LlamaToken], keep: usize) -> usize {
+        if !self.store.enabled() {
+            return keep;
+        }
+        let seq = self.slots[i].seq;
+        let Some((tokens, state, have)) = self.store.best(&prompt[..prompt.len().saturating_sub(1)], keep) else {
+            return keep;
+        };
+        let tokens = tokens[..have].to_vec();
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq_u32(seq)), None, None);
+        let slot = &mut self.slots[i];
+        let restored = self.ctx.state_seq_set(state, seq);
+        slot.cached.clear();
+        if let Err(e) = restored {
+            // The cache may have no room for it (a shared cache, full): decode it instead.
+            tracing::warn!("cannot restore {have} tokens from the prompt store into slot {i}: {e}");
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq_u32(seq)), None, None);
+            return 0;
+        }
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq_u32(seq)), Some(u32::try_from(have).unwrap_or(u32::MAX)), None);
+        slot.cached = tokens;
+        self.stats.restored_prompt_tokens.fetch_add(have as u64, Ordering::Relaxed);
+        have
+    }
+
+    fn publish_store(&self) {
+        self.stats.prompt_store_entries.store(self.store.len(), Ordering::Relaxed);
+        self.stats.prompt_store_bytes.store(self.store.bytes(), Ordering::Relaxed);
     }
 
     /// Share another slot's KV cells for the longest prefix of slot `i`'s prompt: at once
@@ -410,14 +480,15 @@ impl<'m> Loop<'m> {
         }
     }
 
-    /// Free cells for the next try: idle slots' cached prefixes. A running request's cells
+    /// Free cells for the next try: idle slots' cached prefixes (saved to the prompt store first). A running request's cells
     /// are never taken (admission by reservation leaves them room); false when nothing is
     /// left to free.
     fn make_room(&mut self) -> bool {
         let mut freed = false;
-        for slot in &mut self.slots {
-            if slot.active.is_none() && !slot.cached.is_empty() {
-                clear_seq(&mut self.ctx, slot);
+        for i in 0..self.slots.len() {
+            if self.slots[i].active.is_none() && !self.slots[i].cached.is_empty() {
+                self.shelve(i, 0);
+                clear_seq(&mut self.ctx, &mut self.slots[i]);
                 freed = true;
             }
         }
@@ -561,7 +632,7 @@ fn seq_u32(seq: i32) -> u32 {
 /// The fewest shared tokens worth copying rather than computing.
 const MIN_SHARE: usize = 16;
 
-fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+pub(super) fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

@@ -43,6 +43,7 @@ use crate::api::Generation;
 
 mod batch;
 mod sampling;
+mod store;
 mod text;
 
 use batch::Loop;
@@ -61,6 +62,8 @@ pub struct EngineConfig {
     pub kv_type: Option<KvCacheType>,
     /// An embedding model: pooled embeddings, no generation.
     pub embeddings: bool,
+    /// Bytes of host memory for prompts pushed out of their slots (0: none kept).
+    pub cache_ram_bytes: usize,
 }
 
 /// Why a completion ended.
@@ -146,6 +149,11 @@ pub struct Stats {
     pub prompt_tokens: AtomicU64,
     /// Prompt tokens taken from another slot's cells instead of being decoded.
     pub shared_prefix_tokens: AtomicU64,
+    /// Prompt tokens restored from the prompt store instead of being decoded.
+    pub restored_prompt_tokens: AtomicU64,
+    /// Prompts in the prompt store, and their bytes.
+    pub prompt_store_entries: AtomicUsize,
+    pub prompt_store_bytes: AtomicUsize,
     /// Tokens sampled under a grammar, and those for which the whole vocabulary was masked.
     pub constrained_tokens: AtomicU64,
     pub grammar_full_masks: AtomicU64,
