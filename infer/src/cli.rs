@@ -468,6 +468,9 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         None => ChatTemplate::new(CHATML, &bos_text, &eos_text)
             .map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?,
     };
+    if embeddings && s.cache_ram_bytes > 0 {
+        tracing::warn!("--cache-ram: an embedding model keeps no prompts (each input is read once); not used");
+    }
     let batch = if embeddings { ctx } else { s.batch.min(ctx) };
     let cfg = EngineConfig {
         threads: i32::try_from(s.threads).unwrap_or(1),
