@@ -7,21 +7,50 @@
   SentencePiece vocabulary with byte fallback, random weights (seed 1), a Jinja chat template.
 - all-MiniLM-L6-v2.gguf: the real embedding model, converted from the PyPI package
   (convert_minilm.py).
+- vocab-qwen2.gguf, vocab-llama-bpe.gguf: real vocabularies alone (Qwen 2.5's 151,665 tokens,
+  Llama 3's 128,256), llama.cpp's own tokenizer test files, taken from the llama-cpp-python
+  source distribution on PyPI (a pinned release; `make bench-infer` builds llama-server from
+  the same download, kept in .cache/llama).
 
 Prints the directory. A lock file serializes concurrent callers (tests run in parallel).
 """
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 
 here = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.path.join(here, "..", "..", ".cache", "llama")
 MODELS = {
     "tiny-chat.gguf": [os.path.join(here, "make_gguf.py"), "{out}", "--layers", "4", "--embd", "128", "--heads", "4",
                        "--kv-heads", "2", "--ff", "256", "--vocab", "512", "--ctx", "4096", "--type", "f16",
                        "--name", "tiny-chat"],
     "all-MiniLM-L6-v2.gguf": [os.path.join(here, "convert_minilm.py"), "{out}"],
 }
+# Pinned: the files the tests read stay the same whatever PyPI's newest is.
+SDIST_VERSION = "0.3.36"
+VOCABS = {"vocab-qwen2.gguf": "ggml-vocab-qwen2.gguf", "vocab-llama-bpe.gguf": "ggml-vocab-llama-bpe.gguf"}
+
+
+def llama_sdist():
+    """The llama-cpp-python source distribution, downloaded once into .cache/llama."""
+    tar = os.path.join(CACHE, f"llama_cpp_python-{SDIST_VERSION}.tar.gz")
+    if not os.path.exists(tar):
+        os.makedirs(CACHE, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                        f"llama-cpp-python=={SDIST_VERSION}", "-d", CACHE], check=True)
+    return tar
+
+
+def vocab(out, name):
+    with tarfile.open(llama_sdist()) as tar:
+        member = next((m for m in tar.getmembers() if m.name.endswith("/vendor/llama.cpp/models/" + name)), None)
+        if member is None:
+            sys.exit(f"{tar.name}: no vendor/llama.cpp/models/{name}")
+        with tar.extractfile(member) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def main():
@@ -31,12 +60,15 @@ def main():
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for name, argv in MODELS.items():
+        for name in list(MODELS) + list(VOCABS):
             path = os.path.join(d, name)
             if os.path.exists(path):
                 continue
             tmp = path + ".tmp"
-            subprocess.run([sys.executable] + [a.replace("{out}", tmp) for a in argv], check=True)
+            if name in VOCABS:
+                vocab(tmp, VOCABS[name])
+            else:
+                subprocess.run([sys.executable] + [a.replace("{out}", tmp) for a in MODELS[name]], check=True)
             os.rename(tmp, path)
     print(d)
 

@@ -94,7 +94,7 @@ impl RequestSampler {
 pub(crate) struct FirstChars {
     /// Each token's first character (an index into `probes`), or [`ALWAYS`]: checked whatever
     /// the probes say (end-of-generation tokens, empty pieces, invalid UTF-8, characters no
-    /// token is alone).
+    /// token is alone, characters starting fewer than [`MIN_GROUP`] tokens).
     first: Vec<u32>,
     /// Each token's second character, or [`ALWAYS`] (one character long, or no probe).
     second: Vec<u32>,
@@ -107,6 +107,9 @@ pub(crate) struct FirstChars {
 }
 
 const ALWAYS: u32 = u32::MAX;
+
+/// The fewest tokens a character must start to get a probe; the others are checked one by one.
+const MIN_GROUP: usize = 4;
 
 impl FirstChars {
     pub(crate) fn new(model: &LlamaModel) -> FirstChars {
@@ -122,14 +125,24 @@ impl FirstChars {
                 (tok, text)
             })
             .collect();
+        // A probe costs one check; it is worth it only for a character that starts several
+        // tokens (Qwen's vocabulary has some 17,800 characters alone, most starting no other).
+        let mut starts: std::collections::HashMap<char, usize> = std::collections::HashMap::new();
+        for (_, text) in &pieces {
+            if let Some(c) = text.as_deref().and_then(|t| t.chars().next()) {
+                *starts.entry(c).or_default() += 1;
+            }
+        }
         let mut index: std::collections::HashMap<char, u32> = std::collections::HashMap::new();
         let mut probes = Vec::new();
         for (tok, text) in &pieces {
             let mut chars = text.as_deref().unwrap_or("").chars();
             if let (Some(c), None) = (chars.next(), chars.next()) {
-                if let std::collections::hash_map::Entry::Vacant(e) = index.entry(c) {
-                    e.insert(u32::try_from(probes.len()).unwrap_or(ALWAYS));
-                    probes.push(*tok);
+                if starts.get(&c).is_some_and(|n| *n >= MIN_GROUP) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = index.entry(c) {
+                        e.insert(u32::try_from(probes.len()).unwrap_or(ALWAYS));
+                        probes.push(*tok);
+                    }
                 }
             }
         }
@@ -297,29 +310,40 @@ mod tests {
 
     /// The pruned candidates, once the grammar has masked them, are exactly the tokens the
     /// grammar allows of the whole vocabulary — along a JSON value generated token by token
-    /// from random logits, every group split (the tiny model's are small).
+    /// from random logits: the tiny model's vocabulary with every group split, and real
+    /// vocabularies (Qwen 2.5's 151,665 tokens, Llama 3's 128,256; llama.cpp's vocabulary-only
+    /// test files) with the groups as the engine makes them.
     #[test]
     fn first_character_groups_allow_exactly_what_the_whole_vocabulary_allows() {
-        use llama_cpp_2::llama_backend::LlamaBackend;
         use llama_cpp_2::model::params::LlamaModelParams;
         let exe = std::env::current_exe().expect("exe");
         let ggml = exe.parent().and_then(std::path::Path::parent).expect("target dir").join("ggml");
         crate::backends::load(&ggml).expect("ggml's modules");
-        let backend = LlamaBackend::init().expect("backend");
-        let model =
+        let backend = llama_cpp_2::llama_backend::LlamaBackend::init().expect("backend");
+        let tiny =
             LlamaModel::load_from_file(&backend, aither_test_support::chat_model(), &LlamaModelParams::default())
                 .expect("the tiny model");
-        let first = FirstChars::split_above(&model, 0);
+        groups_match(&tiny, &FirstChars::split_above(&tiny, 0), 120);
+        for name in ["vocab-qwen2.gguf", "vocab-llama-bpe.gguf"] {
+            let params = LlamaModelParams::default().with_vocab_only(true);
+            let model = LlamaModel::load_from_file(&backend, aither_test_support::test_model(name), &params)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(model.n_vocab() > 100_000, "{name}: {} tokens", model.n_vocab());
+            groups_match(&model, &FirstChars::new(&model), 40);
+        }
+    }
+
+    fn groups_match(model: &LlamaModel, first: &FirstChars, steps: usize) {
         let schema = serde_json::json!({"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"},
             "ok": {"type": "boolean"}}, "required": ["name", "n", "ok"], "additionalProperties": false});
         let gbnf = crate::grammar::from_schema(&schema, "schema").expect("gbnf");
-        let mut grammar = LlamaSampler::grammar(&model, &gbnf, crate::grammar::ROOT).expect("grammar");
+        let mut grammar = LlamaSampler::grammar(model, &gbnf, crate::grammar::ROOT).expect("grammar");
         let n = usize::try_from(model.n_vocab()).expect("vocab");
         // Whole characters only: the groups apply at a character boundary.
         let whole: Vec<bool> = model.tokens(true).map(|(_, piece)| std::str::from_utf8(&piece).is_ok()).collect();
         let mut seed = 0x2545_f491_u64;
         let (mut pruned, mut text) = (0, String::new());
-        for _ in 0..120 {
+        for _ in 0..steps {
             let logits: Vec<f32> = (0..n)
                 .map(|_| {
                     seed ^= seed << 13;
@@ -342,8 +366,10 @@ mod tests {
             grammar.apply(&mut whole_vocab);
             let allowed = finite(&whole_vocab);
             if let Some(mut cur) = first.candidates(&logits, &mut grammar) {
+                let checked = cur.data.len();
                 grammar.apply(&mut cur);
                 assert_eq!(finite(&cur), allowed, "after {text:?}");
+                assert!(checked < n, "after {text:?}: pruned to {checked} of {n}");
                 pruned += 1;
             }
             let best = whole_vocab
