@@ -7,6 +7,8 @@
   SentencePiece vocabulary with byte fallback, random weights (seed 1), a Jinja chat template.
 - all-MiniLM-L6-v2.gguf: the real embedding model, converted from the PyPI package
   (convert_minilm.py).
+- vocab-spm-32k.gguf: the tiny model's kind of vocabulary at the size of `make bench-infer`'s
+  model (32,000 tokens), on one small layer: for the constrained sampler's groups.
 - vocab-qwen2.gguf, vocab-llama-bpe.gguf: real vocabularies alone (Qwen 2.5's 151,665 tokens,
   Llama 3's 128,256), llama.cpp's own tokenizer test files, taken from the llama-cpp-python
   source distribution on PyPI (a pinned release; `make bench-infer` builds llama-server from
@@ -28,6 +30,11 @@ MODELS = {
                        "--kv-heads", "2", "--ff", "256", "--vocab", "512", "--ctx", "4096", "--type", "f16",
                        "--name", "tiny-chat"],
     "all-MiniLM-L6-v2.gguf": [os.path.join(here, "convert_minilm.py"), "{out}"],
+    # The bench model's vocabulary (32,000 tokens, all but the bytes starting with a space) on
+    # a model too small to be worth anything but its vocabulary.
+    "vocab-spm-32k.gguf": [os.path.join(here, "make_gguf.py"), "{out}", "--layers", "1", "--embd", "32", "--heads", "1",
+                           "--kv-heads", "1", "--ff", "32", "--vocab", "32000", "--ctx", "512", "--type", "f16",
+                           "--name", "vocab-spm-32k"],
 }
 # Pinned: the files the tests read stay the same whatever PyPI's newest is.
 SDIST_VERSION = "0.3.36"
