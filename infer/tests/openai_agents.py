@@ -10,22 +10,16 @@ so every check of its shape is real. Prints one line per check; exits non-zero o
 first failure.
 """
 import json
-import sys
 import typing
 
 import jsonschema
 import openai
 import pydantic
 
-base, model = sys.argv[1], sys.argv[2]
-key = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--api-key" else "none"
+from client_checks import arguments, check
+
+base, model, key = arguments()
 client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=300)
-
-
-def check(name, ok, detail=""):
-    print(("ok " if ok else "not ok ") + name + (f": {detail}" if detail and not ok else ""))
-    if not ok:
-        sys.exit(1)
 
 
 ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},

@@ -11,7 +11,6 @@ makes calls and typed answers valid, so every check is real. Prints one line per
 exits non-zero on the first failure.
 """
 import asyncio
-import sys
 import typing
 
 import pydantic
@@ -19,18 +18,12 @@ from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, OpenAIResp
                     function_tool, set_tracing_disabled)
 from openai import AsyncOpenAI
 
-base, model = sys.argv[1], sys.argv[2]
-key = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--api-key" else "none"
+from client_checks import arguments, check
+
+base, model, key = arguments()
 client = AsyncOpenAI(base_url=base, api_key=key, max_retries=0, timeout=300)
 # Traces would be exported to OpenAI's servers.
 set_tracing_disabled(True)
-
-
-def check(name, ok, detail=""):
-    print(("ok " if ok else "not ok ") + name + (f": {detail}" if detail and not ok else ""))
-    if not ok:
-        sys.exit(1)
-
 
 calls = []
 

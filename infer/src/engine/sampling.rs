@@ -119,11 +119,13 @@ impl FirstChars {
 
     fn split_above(model: &LlamaModel, split: usize) -> FirstChars {
         let vocab = model.vocab();
-        let pieces: Vec<(LlamaToken, Option<String>)> = model
+        // Each token's first two characters (none for special and invalid pieces).
+        let heads: Vec<(LlamaToken, Option<char>, Option<char>)> = model
             .tokens(true)
             .map(|(tok, piece)| {
                 let text = String::from_utf8(piece).ok().filter(|t| !t.starts_with('\0') && !vocab.is_eog(tok));
-                (tok, text)
+                let mut chars = text.as_deref().unwrap_or("").chars();
+                (tok, chars.next(), chars.next())
             })
             .collect();
         // A probe costs one check; it is worth it only for a character that stands for several
@@ -131,44 +133,40 @@ impl FirstChars {
         // as their first character, or as their second in a group large enough to be split
         // (the letters after a space, in a vocabulary where few tokens start with a letter).
         let mut starts: std::collections::HashMap<char, usize> = std::collections::HashMap::new();
-        for (_, text) in &pieces {
-            if let Some(c) = text.as_deref().and_then(|t| t.chars().next()) {
-                *starts.entry(c).or_default() += 1;
-            }
+        for c in heads.iter().filter_map(|(_, f, _)| *f) {
+            *starts.entry(c).or_default() += 1;
         }
         let mut stands_for = starts.clone();
-        for (_, text) in &pieces {
-            let mut chars = text.as_deref().unwrap_or("").chars();
-            if let (Some(f), Some(c)) = (chars.next(), chars.next()) {
-                if starts.get(&f).is_some_and(|n| *n > split) {
-                    *stands_for.entry(c).or_default() += 1;
+        for (_, f, c) in &heads {
+            if let (Some(f), Some(c)) = (f, c) {
+                if starts.get(f).is_some_and(|n| *n > split) {
+                    *stands_for.entry(*c).or_default() += 1;
                 }
             }
         }
         let mut index: std::collections::HashMap<char, u32> = std::collections::HashMap::new();
         let mut probes = Vec::new();
-        for (tok, text) in &pieces {
-            let mut chars = text.as_deref().unwrap_or("").chars();
-            if let (Some(c), None) = (chars.next(), chars.next()) {
-                if stands_for.get(&c).is_some_and(|n| *n >= MIN_GROUP) {
-                    if let std::collections::hash_map::Entry::Vacant(e) = index.entry(c) {
+        for (tok, f, c) in &heads {
+            // The token that is a character alone.
+            if let (Some(f), None) = (f, c) {
+                if stands_for.get(f).is_some_and(|n| *n >= MIN_GROUP) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = index.entry(*f) {
                         e.insert(u32::try_from(probes.len()).unwrap_or(ALWAYS));
                         probes.push(*tok);
                     }
                 }
             }
         }
-        let at = |c: Option<char>| c.and_then(|c| index.get(&c).copied()).unwrap_or(ALWAYS);
+        let at = |c: &Option<char>| c.and_then(|c| index.get(&c).copied()).unwrap_or(ALWAYS);
         let mut sizes = vec![0; probes.len()];
-        let (mut first, mut second) = (Vec::with_capacity(pieces.len()), Vec::with_capacity(pieces.len()));
-        for (_, text) in &pieces {
-            let mut chars = text.as_deref().unwrap_or("").chars();
-            let f = at(chars.next());
+        let (mut first, mut second) = (Vec::with_capacity(heads.len()), Vec::with_capacity(heads.len()));
+        for (_, f, c) in &heads {
+            let f = at(f);
             if f != ALWAYS {
                 sizes[f as usize] += 1;
             }
             first.push(f);
-            second.push(at(chars.next()));
+            second.push(at(c));
         }
         FirstChars { first, second, probes, sizes, split }
     }
