@@ -4,47 +4,20 @@
 //! the process exits, which tokio's reactor reports without any periodic wakeup; the status
 //! is then collected with `waitid(P_PIDFD)`. As a child subreaper the engine also inherits
 //! the orphans of its units' process trees; they are reaped on `SIGCHLD`, leaving the
-//! tracked main processes to their own watchers.
+//! tracked children ([`aither_sys::children`]: the units' main processes, and the programs
+//! the daemon runs itself) to whoever waits for them.
 
 #![allow(unsafe_code)]
 
-use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{LazyLock, Mutex};
 
+use aither_sys::children;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::state::ExitReason;
-
-/// PIDs whose exit belongs to a pidfd watcher, not to the orphan reaper. Process-wide,
-/// because reaping is: `waitid(P_ALL)` sees every child of the process.
-static TRACKED: LazyLock<Mutex<HashSet<i32>>> = LazyLock::new(|| Mutex::new(HashSet::new()));
-
-/// Hand the exit of `pid` to its pidfd watcher.
-pub fn track(pid: i32) {
-    if let Ok(mut t) = TRACKED.lock() {
-        t.insert(pid);
-    }
-}
-
-/// Run `spawn` and track the PID it returns, with no instant in between in which the
-/// reaper could collect a child that exits at once.
-pub fn spawn_tracked<E>(spawn: impl FnOnce() -> Result<i32, E>) -> Result<i32, E> {
-    let mut guard = TRACKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let pid = spawn()?;
-    guard.insert(pid);
-    Ok(pid)
-}
-
-/// The watcher has collected `pid`.
-pub fn untrack(pid: i32) {
-    if let Ok(mut t) = TRACKED.lock() {
-        t.remove(&pid);
-    }
-}
 
 /// Become the child subreaper of this process.
 pub fn become_subreaper() -> std::io::Result<()> {
@@ -93,7 +66,7 @@ pub async fn wait_exit(fd: OwnedFd, child: bool) -> ExitReason {
 /// Reap every exited child that no watcher owns. Called on `SIGCHLD`.
 pub fn reap_orphans() -> usize {
     // Held across peek and reap, so a child being spawned is never taken for an orphan.
-    let tracked = TRACKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tracked = children::tracked();
     let mut reaped = 0;
     loop {
         let peek = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
@@ -102,7 +75,7 @@ pub fn reap_orphans() -> usize {
             _ => return reaped,
         };
         if tracked.contains(&pid.as_raw()) {
-            // Its watcher collects it; once it has, the watcher kicks the reaper again.
+            // Its watcher collects it; once it has, untracking it kicks the reaper again.
             return reaped;
         }
         if waitid(Id::Pid(Pid::from_raw(pid.as_raw())), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG).is_ok() {

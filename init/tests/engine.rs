@@ -174,6 +174,30 @@ async fn zero_zombies_after_a_fork_exit_storm_of_orphans() {
     sup.shutdown().await.expect("shutdown");
 }
 
+/// The engine reaps every exited child it does not track; a program the daemon runs itself
+/// (`aither_sys::command::run`: journalctl, semodule) is tracked, so its status is its own
+/// even while orphans keep the reaper busy (untracked, `wait` would find it gone: ECHILD).
+#[tokio::test]
+async fn programs_the_daemon_runs_keep_their_status_while_the_reaper_works() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Orphans for some seconds (bounded: a failed test leaves nothing running for long).
+    let storm = sh("storm", "for i in $(seq 2000); do (sh -c 'exit 0' &); sleep 0.002; done");
+    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![storm]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    until(&mut rx, "storm", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let failed = tokio::task::spawn_blocking(|| {
+        (0..300)
+            .filter_map(|_| aither_sys::command::run(&mut std::process::Command::new("true")).err())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("runs");
+    assert!(failed.is_empty(), "{} of 300 runs lost their status: {:?}", failed.len(), failed.first());
+    sup.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn stop_escalates_from_sigterm_to_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");

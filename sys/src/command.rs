@@ -1,6 +1,8 @@
 //! Running a program, with its argv in every error (bootc's `CommandRunExt`).
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use crate::children;
 
 /// A program that could not run or did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +29,17 @@ pub fn argv(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// Run `cmd` to completion; its standard output when it exits 0, else an error with the
-/// argv, the status and its standard error.
+/// Run `cmd` to completion, its standard input empty; its standard output when it exits 0,
+/// else an error with the argv, the status and its standard error. The child is tracked
+/// ([`children`]) while it runs, so a reaper in this process leaves it to us.
 pub fn run(cmd: &mut Command) -> Result<String, CommandError> {
-    let out = cmd.output().map_err(|source| CommandError::Spawn { argv: argv(cmd), source })?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = children::spawn_tracked(|| cmd.spawn(), children::pid_of)
+        .map_err(|source| CommandError::Spawn { argv: argv(cmd), source })?;
+    let pid = children::pid_of(&child);
+    let out = child.wait_with_output();
+    children::untrack(pid);
+    let out = out.map_err(|source| CommandError::Spawn { argv: argv(cmd), source })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -7,6 +7,7 @@
 //! - [`atomic`]: writing a file so readers see the old one or the new one, never a part, and
 //!   nothing left behind when it fails.
 //! - [`command`]: running a program, with its whole argv in every error.
+//! - [`children`]: the children a process waits for itself, which its orphan reaper leaves.
 //! - [`notify`]: the sd_notify sender (`READY=1`, `STATUS=`, `WATCHDOG=1`).
 //! - [`time`]: UTC calendar dates from Unix time.
 //! - [`selinux`]: whether SELinux is on, this process's context, and creating sockets in a
@@ -20,6 +21,7 @@
 //!   checks and settings the appliance makes, not a general binding.
 
 pub mod atomic;
+pub mod children;
 pub mod command;
 pub mod notify;
 pub mod paths;

@@ -3,9 +3,11 @@
 //! directory's files), and, when it ends, its result, transcript and declared outputs.
 
 use std::path::Path;
+use std::process::Command;
 
 use aither_api::workflow::Run;
 use aither_init::UnitStatus;
+use aither_sys::command;
 
 use super::runs::{self, Staged};
 use super::workflow::refused;
@@ -198,13 +200,13 @@ fn journal(st: &State, unit: &str) -> String {
             Err(e) => format!("(no log: {}: {e})\n", path.display()),
         };
     }
-    let out = std::process::Command::new("journalctl")
-        .args(["--no-pager", "-o", "short-iso", "-t", unit, "-n", &JOURNAL_LINES.to_string()])
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => format!("(journalctl: {}: {})\n", o.status, String::from_utf8_lossy(&o.stderr).trim()),
-        Err(e) => format!("(journalctl: {e})\n"),
+    // journald reads a unit's output stream in its own time: a unit that printed why it failed
+    // and exited may not have those lines in the journal yet when the run it set off starts.
+    // `journalctl --sync` returns once journald has written everything queued before the call.
+    if let Err(e) = command::run(Command::new("journalctl").arg("--sync")) {
+        tracing::warn!("the {unit} journal input may lack the unit's last lines: {e}");
     }
+    let lines = JOURNAL_LINES.to_string();
+    command::run(Command::new("journalctl").args(["--no-pager", "-o", "short-iso", "-t", unit, "-n", &lines]))
+        .unwrap_or_else(|e| format!("({e})\n"))
 }

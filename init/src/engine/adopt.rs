@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use aither_sys::children;
 use serde::{Deserialize, Serialize};
 
 use super::{lifecycle, procfs, Engine, Msg};
-use crate::reap;
 use crate::state::{Event, UnitState};
 
 /// What the state file records of a running unit.
@@ -94,7 +94,7 @@ impl Engine {
             u.started = Instant::now();
             u.state = UnitState::Running { pid: r.pid };
             let ours = procfs::parent_of(&self.cfg.host.proc, r.pid) == Some(std::process::id());
-            reap::track(r.pid);
+            children::track(r.pid);
             lifecycle::watch_exit(&self.tx, &r.name, u.generation, r.pid, ours);
             let _ = self.events.send(Event { unit: r.name.clone(), state: u.state.clone(), status: None });
         }

@@ -99,7 +99,7 @@ impl Engine {
             stderr: log.as_ref().map(|(_, e)| e),
             listen_fds: &listen_fds,
         };
-        let pid = match reap::spawn_tracked(|| spawn::spawn(&req)) {
+        let pid = match aither_sys::children::spawn_tracked(|| spawn::spawn(&req), |&pid| pid) {
             Ok(pid) => pid,
             Err(e) => {
                 self.exited(name, generation, ExitReason::SpawnFailed { error: e.to_string() });
@@ -330,7 +330,7 @@ pub(super) fn watch_exit(tx: &mpsc::UnboundedSender<Msg>, name: &str, generation
         Ok(fd) => {
             tokio::spawn(async move {
                 let reason = reap::wait_exit(fd, child).await;
-                reap::untrack(pid);
+                aither_sys::children::untrack(pid);
                 let _ = tx.send(Msg::Exited { unit, generation, reason });
                 let _ = tx.send(Msg::Reap);
             });

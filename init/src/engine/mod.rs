@@ -182,6 +182,11 @@ impl Supervisor {
                 .map_err(|source| EngineError::Io { what: "PR_SET_CHILD_SUBREAPER".into(), source })?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        // A program the daemon ran and collected may have held the reaper up.
+        let kick = tx.clone();
+        aither_sys::children::on_untrack(move || {
+            let _ = kick.send(Msg::Reap);
+        });
         let (events, _) = broadcast::channel(4096);
         let mut engine = Engine {
             cfg: config,
