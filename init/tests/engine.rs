@@ -25,6 +25,19 @@ fn sh(name: &str, script: &str) -> UnitSpec {
     UnitSpec::new(name, &["sh", "-c", script])
 }
 
+/// An engine with the one unit `unit`, started and running; its events from then on.
+async fn running(
+    dir: &Path,
+    unit: UnitSpec,
+) -> (Supervisor, tokio::task::JoinHandle<()>, tokio::sync::broadcast::Receiver<aither_init::Event>) {
+    let name = unit.name.clone();
+    let (sup, task) = Supervisor::spawn(config(dir), vec![unit]).expect("engine");
+    let mut rx = sup.subscribe();
+    sup.start_all().await.expect("start");
+    until(&mut rx, &name, 5, |s| matches!(s, UnitState::Running { .. })).await;
+    (sup, task, rx)
+}
+
 const NOTIFY: &str = r#"
 import os, socket, time
 time.sleep(0.2)
@@ -151,10 +164,7 @@ async fn zero_zombies_after_a_fork_exit_storm_of_orphans() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 300 grandchildren whose parent exits at once: they are reparented to the engine.
     let storm = sh("storm", "for i in $(seq 300); do (sh -c 'sleep 0.2' &); done; exec sleep 100");
-    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![storm]).expect("engine");
-    let mut rx = sup.subscribe();
-    sup.start_all().await.expect("start");
-    until(&mut rx, "storm", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let (sup, _task, _rx) = running(dir.path(), storm).await;
     let me = std::process::id();
     let mut left = usize::MAX;
     for _ in 0..100 {
@@ -182,10 +192,7 @@ async fn programs_the_daemon_runs_keep_their_status_while_the_reaper_works() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Orphans for some seconds (bounded: a failed test leaves nothing running for long).
     let storm = sh("storm", "for i in $(seq 2000); do (sh -c 'exit 0' &); sleep 0.002; done");
-    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![storm]).expect("engine");
-    let mut rx = sup.subscribe();
-    sup.start_all().await.expect("start");
-    until(&mut rx, "storm", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let (sup, _task, _rx) = running(dir.path(), storm).await;
     let failed = tokio::task::spawn_blocking(|| {
         (0..300)
             .filter_map(|_| aither_sys::command::run(&mut std::process::Command::new("true")).err())
@@ -420,10 +427,7 @@ async fn restart_policies_and_spawn_failures() {
 #[tokio::test]
 async fn a_restart_asked_for_is_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sup, _task) = Supervisor::spawn(config(dir.path()), vec![sh("svc", "exec sleep 30")]).expect("engine");
-    let mut rx = sup.subscribe();
-    sup.start_all().await.expect("start");
-    until(&mut rx, "svc", 5, |s| matches!(s, UnitState::Running { .. })).await;
+    let (sup, _task, mut rx) = running(dir.path(), sh("svc", "exec sleep 30")).await;
     sup.restart("svc").await.expect("restart");
     until(&mut rx, "svc", 5, |s| matches!(s, UnitState::Running { .. })).await;
     let status = sup.status().await.expect("status");

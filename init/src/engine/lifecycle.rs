@@ -4,6 +4,7 @@
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use aither_sys::children;
 use tokio::sync::mpsc;
 
 use super::{journal, probe, procfs, Engine, Msg, TimerKind};
@@ -99,7 +100,7 @@ impl Engine {
             stderr: log.as_ref().map(|(_, e)| e),
             listen_fds: &listen_fds,
         };
-        let pid = match aither_sys::children::spawn_tracked(|| spawn::spawn(&req), |&pid| pid) {
+        let pid = match children::spawn_tracked(|| spawn::spawn(&req), |&pid| pid) {
             Ok(pid) => pid,
             Err(e) => {
                 self.exited(name, generation, ExitReason::SpawnFailed { error: e.to_string() });
@@ -330,7 +331,7 @@ pub(super) fn watch_exit(tx: &mpsc::UnboundedSender<Msg>, name: &str, generation
         Ok(fd) => {
             tokio::spawn(async move {
                 let reason = reap::wait_exit(fd, child).await;
-                aither_sys::children::untrack(pid);
+                children::untrack(pid);
                 let _ = tx.send(Msg::Exited { unit, generation, reason });
                 let _ = tx.send(Msg::Reap);
             });
