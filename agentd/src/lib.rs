@@ -19,7 +19,7 @@
 //!   demand, unloaded when idle) or the cloud fallback.
 //! - [`inference`]: the workers' figures over the last minutes (tokens/s, queue, KV use).
 //! - [`bus`]: the D-Bus API `org.aitheros.Agentd1`, authorized by the caller's uid.
-//! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`sd`]), signals, watchdog.
+//! - [`run`]: `agentd`'s main — journald logging, `sd_notify` ([`aither_sys::notify`]), signals, watchdog.
 //! - `aitherctl`, the client, is a crate of its own (`ctl/`), on the documents of `aither-api`.
 //! - per-agent SELinux modules: the `aither-policy` crate.
 //!

@@ -10,7 +10,8 @@
 //! - **Residency**: before a worker starts, the models already loaded must leave room in
 //!   the VRAM budget (the plan's budget per GPU); the least recently used unpinned, idle
 //!   ones are stopped first, pinned ones never ([`residency`]). Workers idle longer than the
-//!   preset's keep-alive are stopped.
+//!   preset's keep-alive are stopped. A request holds its model (`InUse`) from before its
+//!   worker is started to the end of its answer, so neither stops a worker it waits for.
 //! - **Cloud fallback** (`[cloud]` in agentd.toml, key from its `api_key_file`): when no
 //!   local model serves the request (unknown, missing file, invalid, failed to start), and
 //!   first on the `cpu-only` preset, where the local model is the fallback.
@@ -127,6 +128,8 @@ pub enum Unavailable {
     Failed { unit: String, why: String },
     #[error("{unit} did not become ready within {secs} s")]
     NotReady { unit: String, secs: u64 },
+    #[error("{0} was stopped before it was ready")]
+    Stopped(String),
     #[error("{unit} did not stop within {secs} s")]
     NotStopped { unit: String, secs: u64 },
     #[error("the supervisor has stopped")]
@@ -146,10 +149,33 @@ pub trait Backend: Send + Sync + 'static {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
 
+/// A model's use, as the keep-alive counts it.
 #[derive(Debug, Clone, Copy)]
 struct Use {
+    /// The last request's end, or when the gateway first saw the worker up.
     last_used: Instant,
+    /// Requests for it, from before its worker is started to the end of their answers.
     in_flight: usize,
+    /// The keep-alive has run out and its worker is being stopped: a request that comes now
+    /// waits for the stop and starts it again, rather than reach a worker on its way down.
+    unloading: bool,
+}
+
+/// A request's hold on its model: while it lives, the model is busy (never unloaded, never
+/// evicted), and its end counts as the model's last use.
+pub(crate) struct InUse<B: Backend> {
+    gateway: Arc<Gateway<B>>,
+    model: String,
+}
+
+impl<B: Backend> Drop for InUse<B> {
+    fn drop(&mut self) {
+        let mut uses = self.gateway.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(u) = uses.get_mut(&self.model) {
+            u.in_flight = u.in_flight.saturating_sub(1);
+            u.last_used = Instant::now();
+        }
+    }
 }
 
 /// The gateway's state, shared by its listeners.
@@ -158,7 +184,8 @@ pub struct Gateway<B> {
     uses: Mutex<BTreeMap<String, Use>>,
     /// One residency decision (evict, then start) at a time.
     placing: tokio::sync::Mutex<()>,
-    started: Instant,
+    /// Told when an unload ends (see [`Use::unloading`]).
+    unloaded: tokio::sync::Notify,
     /// The listeners' limits and counters, set when they start.
     front: std::sync::OnceLock<Front>,
     /// Turned true to close the listeners ([`Gateway::close`]).
@@ -190,7 +217,7 @@ impl<B: Backend> Gateway<B> {
             backend,
             uses: Mutex::new(BTreeMap::new()),
             placing: tokio::sync::Mutex::new(()),
-            started: Instant::now(),
+            unloaded: tokio::sync::Notify::new(),
             front: std::sync::OnceLock::new(),
             stop: tokio::sync::watch::channel(false).0,
         })
@@ -285,33 +312,44 @@ impl<B: Backend> Gateway<B> {
         self.stop.send_replace(true);
     }
 
-    fn begin(&self, model: &str) {
-        let mut uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let u = uses.entry(model.to_string()).or_insert(Use { last_used: Instant::now(), in_flight: 0 });
+    fn uses(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Use>> {
+        self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Mark `model` busy until the hold is dropped: taken before its worker is started, so
+    /// that the keep-alive and evictions never stop a worker a request is waiting for.
+    pub(crate) fn hold(self: &Arc<Gateway<B>>, model: &str) -> InUse<B> {
+        let mut uses = self.uses();
+        let u =
+            uses.entry(model.to_string()).or_insert(Use { last_used: Instant::now(), in_flight: 0, unloading: false });
         u.in_flight += 1;
         u.last_used = Instant::now();
+        InUse { gateway: self.clone(), model: model.to_string() }
     }
 
-    fn end(&self, model: &str) {
-        let mut uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(u) = uses.get_mut(model) {
-            u.in_flight = u.in_flight.saturating_sub(1);
-            u.last_used = Instant::now();
-        }
+    fn unloading(&self, model: &str) -> bool {
+        self.uses().get(model).is_some_and(|u| u.unloading)
     }
 
-    /// The workers that are up, with their use.
+    /// The workers that are up, with their use. A worker seen up with no use yet (started
+    /// by `aitherctl start`, or at boot) counts as used now; a worker seen down forgets its
+    /// use, so that its next start gets a whole keep-alive.
     async fn resident(&self, view: &View) -> Vec<Resident> {
         let Ok(workers) = self.backend.workers().await else { return vec![] };
-        let uses = self.uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        view.models
-            .iter()
-            .filter(|m| workers.get(&m.unit).is_some_and(Worker::is_up))
-            .map(|m| {
-                let u = uses.get(&m.name).copied().unwrap_or(Use { last_used: self.started, in_flight: 0 });
-                Resident { model: m.footprint.clone(), last_used: u.last_used, in_flight: u.in_flight }
-            })
-            .collect()
+        let now = Instant::now();
+        let mut uses = self.uses();
+        let mut out = Vec::new();
+        for m in &view.models {
+            if !workers.get(&m.unit).is_some_and(Worker::is_up) {
+                if uses.get(&m.name).is_some_and(|u| u.in_flight == 0 && !u.unloading) {
+                    uses.remove(&m.name);
+                }
+                continue;
+            }
+            let u = *uses.entry(m.name.clone()).or_insert(Use { last_used: now, in_flight: 0, unloading: false });
+            out.push(Resident { model: m.footprint.clone(), last_used: u.last_used, in_flight: u.in_flight });
+        }
+        out
     }
 
     /// Stop workers idle past the keep-alive, on a timer.
@@ -320,15 +358,47 @@ impl<B: Backend> Gateway<B> {
             let view = self.backend.view().await;
             let tick = (view.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
             tokio::time::sleep(tick).await;
-            let resident = self.resident(&view).await;
-            for name in residency::idle(&resident, view.keep_alive, Instant::now()) {
-                let Some(m) = view.models.iter().find(|m| m.name == name) else { continue };
-                tracing::info!("gateway: {name} idle for {} s: unloading", view.keep_alive.as_secs());
-                if let Err(e) = self.backend.stop(&m.unit).await {
-                    tracing::warn!("gateway: {e}");
-                }
+            self.unload_idle_now(&view).await;
+        }
+    }
+
+    /// Stop the workers idle past the keep-alive now. Each is marked unloading under the
+    /// same lock a request takes its hold under, so a request either keeps it up or waits
+    /// for its stop and starts it again.
+    async fn unload_idle_now(&self, view: &View) {
+        let resident = self.resident(view).await;
+        for name in residency::idle(&resident, view.keep_alive, Instant::now()) {
+            let Some(m) = view.models.iter().find(|m| m.name == name) else { continue };
+            if !self.mark_unloading(&name, Some(view.keep_alive)) {
+                continue;
+            }
+            tracing::info!("gateway: {name} idle for {} s: unloading", view.keep_alive.as_secs());
+            if let Err(e) = self.unload(m).await {
+                tracing::warn!("gateway: {e}");
             }
         }
+    }
+
+    /// Mark `model` as being unloaded, unless a request holds it (or, with `idle_for`, it
+    /// was used more recently than that) by now.
+    fn mark_unloading(&self, model: &str, idle_for: Option<Duration>) -> bool {
+        let mut uses = self.uses();
+        let Some(u) = uses.get_mut(model) else { return false };
+        if u.unloading || u.in_flight > 0 || idle_for.is_some_and(|d| u.last_used.elapsed() < d) {
+            return false;
+        }
+        u.unloading = true;
+        true
+    }
+
+    /// Stop a worker marked unloading, and wait until it is down.
+    async fn unload(&self, m: &ModelRoute) -> Result<(), Unavailable> {
+        let done = self.stop_and_wait(&m.unit).await;
+        if let Some(u) = self.uses().get_mut(&m.name) {
+            u.unloading = false;
+        }
+        self.unloaded.notify_waiters();
+        done
     }
 
     async fn worker(&self, unit: &str) -> Result<Worker, BackendError> {
@@ -340,43 +410,73 @@ impl<B: Backend> Gateway<B> {
     async fn ensure_running(&self, view: &View, m: &ModelRoute) -> Result<(), Unavailable> {
         let mut changes = self.backend.changes();
         match self.worker(&m.unit).await? {
-            Worker::Running => return Ok(()),
+            Worker::Running if !self.unloading(&m.name) => return Ok(()),
             Worker::Invalid => return Err(invalid(m)),
             _ => {}
         }
         if let Some(why) = &m.blocked {
             return Err(Unavailable::Blocked(why.clone()));
         }
+        let deadline = tokio::time::Instant::now() + view.start_timeout;
+        let not_ready = || Unavailable::NotReady { unit: m.unit.clone(), secs: view.start_timeout.as_secs() };
+        // Its keep-alive ran out as the request came: it starts again once it is down.
+        self.wait_unloaded(&m.name, deadline).await.map_err(|()| not_ready())?;
         {
             let _placing = self.placing.lock().await;
             if !matches!(self.worker(&m.unit).await?, Worker::Starting | Worker::Running) {
-                let resident = self.resident(view).await;
-                let evict = residency::evictions(&m.footprint, &resident, &view.budgets)?;
-                for name in evict {
-                    if let Some(other) = view.models.iter().find(|o| o.name == name) {
-                        tracing::info!("gateway: unloading {name} (least recently used) to make room for {}", m.name);
-                        self.stop_and_wait(&other.unit).await?;
-                    }
-                }
+                self.make_room(view, m, deadline).await.map_err(|e| e.unwrap_or_else(not_ready))?;
                 tracing::info!("gateway: starting {} on demand", m.unit);
                 self.backend.start(&m.unit).await?;
             }
         }
-        let deadline = tokio::time::Instant::now() + view.start_timeout;
+        let mut seen_up = false;
         loop {
             match self.worker(&m.unit).await? {
                 Worker::Running => return Ok(()),
                 Worker::Invalid => return Err(invalid(m)),
                 Worker::Failed(why) => return Err(Unavailable::Failed { unit: m.unit.clone(), why }),
-                _ => {}
+                Worker::Starting => seen_up = true,
+                Worker::Down | Worker::Stopping if seen_up => return Err(Unavailable::Stopped(m.unit.clone())),
+                Worker::Down | Worker::Stopping => {}
             }
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Err(_) => {
-                    return Err(Unavailable::NotReady { unit: m.unit.clone(), secs: view.start_timeout.as_secs() })
-                }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Err(Unavailable::SupervisorGone),
-                Ok(_) => {}
+            next_change(&mut changes, deadline).await?.ok_or_else(not_ready)?;
+        }
+    }
+
+    /// Stop the least recently used idle workers until `m` fits the VRAM budget. `None`:
+    /// the deadline passed while another unload of the same worker went on.
+    async fn make_room(
+        &self,
+        view: &View,
+        m: &ModelRoute,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Option<Unavailable>> {
+        loop {
+            let resident = self.resident(view).await;
+            let evict = residency::evictions(&m.footprint, &resident, &view.budgets).map_err(|e| Some(e.into()))?;
+            let Some(other) = evict.first().and_then(|name| view.models.iter().find(|o| &o.name == name)) else {
+                return Ok(());
+            };
+            if self.unloading(&other.name) {
+                self.wait_unloaded(&other.name, deadline).await.map_err(|()| None)?;
+            } else if self.mark_unloading(&other.name, None) {
+                tracing::info!("gateway: unloading {} (least recently used) to make room for {}", other.name, m.name);
+                self.unload(other).await.map_err(Some)?;
             }
+            // Else a request has taken it since: the next round chooses again.
+        }
+    }
+
+    /// Wait until `model` is not being unloaded; `Err` at the deadline.
+    async fn wait_unloaded(&self, model: &str, deadline: tokio::time::Instant) -> Result<(), ()> {
+        loop {
+            let unloaded = self.unloaded.notified();
+            tokio::pin!(unloaded);
+            unloaded.as_mut().enable();
+            if !self.unloading(model) {
+                return Ok(());
+            }
+            tokio::time::timeout_at(deadline, unloaded).await.map_err(|_| ())?;
         }
     }
 
@@ -384,14 +484,24 @@ impl<B: Backend> Gateway<B> {
         let mut changes = self.backend.changes();
         self.backend.stop(unit).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if !self.worker(unit).await?.is_up() {
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, changes.recv()).await.is_err() {
-                return Err(Unavailable::NotStopped { unit: unit.to_string(), secs: 60 });
-            }
+        while self.worker(unit).await?.is_up() {
+            next_change(&mut changes, deadline)
+                .await?
+                .ok_or_else(|| Unavailable::NotStopped { unit: unit.to_string(), secs: 60 })?;
         }
+        Ok(())
+    }
+}
+
+/// Wait for the next change of any worker: `None` at the deadline.
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<String>,
+    deadline: tokio::time::Instant,
+) -> Result<Option<()>, Unavailable> {
+    match tokio::time::timeout_at(deadline, changes.recv()).await {
+        Err(_) => Ok(None),
+        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => Err(Unavailable::SupervisorGone),
+        Ok(_) => Ok(Some(())),
     }
 }
 
@@ -571,26 +681,22 @@ async fn proxy<B: Backend>(
         let last = i + 1 == order.len();
         match target {
             Target::Local(m) => {
+                let held = g.hold(&m.name);
                 if let Err(e) = g.ensure_running(&view, m).await {
                     tracing::warn!("gateway: {}: {e}", m.name);
                     why.push(e.to_string());
                     continue;
                 }
-                g.begin(&m.name);
                 match upstream::to_worker(&m.socket, method.clone(), &path, &headers, body.clone()).await {
                     Ok(resp) => {
                         let (mut parts, incoming) = resp.into_parts();
-                        let (gw, name) = (g.clone(), m.name.clone());
-                        let body = Body::new(Tracked::new(incoming, move || gw.end(&name)));
+                        let body = Body::new(Tracked::new(incoming, move || drop(held)));
                         if let Ok(v) = HeaderValue::from_str(&format!("local:{}", m.name)) {
                             parts.headers.insert("x-aither-route", v);
                         }
                         return Response::from_parts(parts, body);
                     }
-                    Err(e) => {
-                        g.end(&m.name);
-                        why.push(e.to_string());
-                    }
+                    Err(e) => why.push(e.to_string()),
                 }
             }
             Target::Cloud => {
@@ -620,178 +726,4 @@ async fn proxy<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::sync::broadcast;
-
-    /// A backend whose workers do what the test says when started.
-    struct Fake {
-        view: Arc<View>,
-        workers: Mutex<BTreeMap<String, Worker>>,
-        /// What a worker becomes when started.
-        on_start: Worker,
-        started: Mutex<Vec<String>>,
-        stopped: Mutex<Vec<String>>,
-        changes: broadcast::Sender<String>,
-    }
-
-    impl Fake {
-        fn set(&self, unit: &str, w: Worker) {
-            self.workers.lock().expect("lock").insert(unit.to_string(), w);
-            let _ = self.changes.send(unit.to_string());
-        }
-    }
-
-    impl Backend for Fake {
-        async fn view(&self) -> Arc<View> {
-            self.view.clone()
-        }
-        async fn workers(&self) -> Result<BTreeMap<String, Worker>, BackendError> {
-            Ok(self.workers.lock().expect("lock").clone())
-        }
-        async fn start(&self, unit: &str) -> Result<(), BackendError> {
-            self.started.lock().expect("lock").push(unit.to_string());
-            self.set(unit, self.on_start.clone());
-            Ok(())
-        }
-        async fn stop(&self, unit: &str) -> Result<(), BackendError> {
-            self.stopped.lock().expect("lock").push(unit.to_string());
-            self.set(unit, Worker::Down);
-            Ok(())
-        }
-        fn changes(&self) -> broadcast::Receiver<String> {
-            self.changes.subscribe()
-        }
-    }
-
-    fn route(name: &str, gib: u64, blocked: Option<&str>) -> ModelRoute {
-        ModelRoute {
-            name: name.into(),
-            role: "chat".into(),
-            unit: format!("infer-{name}"),
-            socket: PathBuf::from(format!("/run/aither/infer/{name}.sock")),
-            footprint: Footprint {
-                name: name.into(),
-                vram: BTreeMap::from([("0000:01:00.0".to_string(), gib << 30)]),
-                pinned: false,
-            },
-            blocked: blocked.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn a_role_resolves_to_its_model_and_code_falls_back_to_chat() {
-        let mut embed = route("minilm", 1, None);
-        embed.role = "embedding".into();
-        let view = View {
-            preset: "minimal".into(),
-            models: vec![route("qwen", 4, None), embed],
-            budgets: BTreeMap::new(),
-            cloud: None,
-            api_key: None,
-            keep_alive: Duration::from_secs(300),
-            start_timeout: Duration::from_millis(300),
-        };
-        let name = |m: Option<&str>, e: bool| resolve(&view, m, e).map(|r| r.name.clone());
-        assert_eq!(name(None, false).as_deref(), Some("qwen"));
-        assert_eq!(name(None, true).as_deref(), Some("minilm"));
-        assert_eq!(name(Some("code"), false).as_deref(), Some("qwen"), "no code model: the chat model");
-        assert_eq!(name(Some("gpt-4o"), false), None, "another name goes to the cloud fallback");
-    }
-
-    fn gateway(models: Vec<ModelRoute>, workers: &[(&str, Worker)], on_start: Worker) -> Arc<Gateway<Fake>> {
-        let view = View {
-            preset: "minimal".into(),
-            models,
-            budgets: BTreeMap::from([("0000:01:00.0".to_string(), 10 << 30)]),
-            cloud: None,
-            api_key: None,
-            keep_alive: Duration::from_secs(300),
-            start_timeout: Duration::from_millis(300),
-        };
-        let fake = Fake {
-            view: Arc::new(view),
-            workers: Mutex::new(workers.iter().map(|(u, w)| ((*u).to_string(), w.clone())).collect()),
-            on_start,
-            started: Mutex::new(vec![]),
-            stopped: Mutex::new(vec![]),
-            changes: broadcast::channel(64).0,
-        };
-        Gateway::new(Arc::new(fake))
-    }
-
-    async fn ensure(g: &Arc<Gateway<Fake>>, name: &str) -> Result<(), Unavailable> {
-        let view = g.backend.view().await;
-        let m = view.models.iter().find(|m| m.name == name).expect("route").clone();
-        g.ensure_running(&view, &m).await
-    }
-
-    #[test]
-    fn a_get_names_its_model_in_the_query() {
-        assert_eq!(query_model(Some("model=chat")), Some("chat".into()));
-        assert_eq!(query_model(Some("fail_on_no_slot=1&model=qwen")), Some("qwen".into()));
-        assert_eq!(query_model(Some("x=1")), None);
-        assert_eq!(query_model(None), None);
-    }
-
-    #[tokio::test]
-    async fn a_running_worker_serves_at_once_and_a_dormant_one_is_started_and_awaited() {
-        let g = gateway(
-            vec![route("a", 4, None), route("b", 4, None)],
-            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
-            Worker::Running,
-        );
-        ensure(&g, "a").await.expect("running");
-        assert!(g.backend.started.lock().expect("lock").is_empty());
-        ensure(&g, "b").await.expect("started");
-        assert_eq!(*g.backend.started.lock().expect("lock"), ["infer-b"]);
-    }
-
-    #[tokio::test]
-    async fn a_blocked_or_invalid_model_says_why_and_nothing_starts() {
-        let g = gateway(
-            vec![route("a", 4, Some("model file /m/a.gguf is missing")), route("b", 4, None)],
-            &[("infer-a", Worker::Down), ("infer-b", Worker::Invalid)],
-            Worker::Running,
-        );
-        let e = ensure(&g, "a").await.expect_err("blocked");
-        assert!(matches!(e, Unavailable::Blocked(ref why) if why == "model file /m/a.gguf is missing"), "{e}");
-        let e = ensure(&g, "b").await.expect_err("invalid");
-        assert!(matches!(e, Unavailable::InvalidModel { ref unit, .. } if unit == "infer-b"), "{e}");
-        assert!(e.to_string().contains("aitherctl logs infer-b"), "{e}");
-        assert!(g.backend.started.lock().expect("lock").is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_worker_that_fails_or_never_comes_up_is_reported() {
-        let g = gateway(vec![route("a", 4, None)], &[], Worker::Failed("exited with status 1".into()));
-        let e = ensure(&g, "a").await.expect_err("failed");
-        assert!(matches!(e, Unavailable::Failed { ref why, .. } if why == "exited with status 1"), "{e}");
-        assert_eq!(e.to_string(), "infer-a failed to start: exited with status 1");
-        let g = gateway(vec![route("a", 4, None)], &[], Worker::Starting);
-        let e = ensure(&g, "a").await.expect_err("timeout");
-        assert!(matches!(e, Unavailable::NotReady { ref unit, .. } if unit == "infer-a"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn room_is_made_by_stopping_the_least_recently_used_idle_worker() {
-        // The budget is 10 GiB: a (6) is loaded, b (6) needs it gone.
-        let g = gateway(
-            vec![route("a", 6, None), route("b", 6, None)],
-            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
-            Worker::Running,
-        );
-        ensure(&g, "b").await.expect("room made");
-        assert_eq!(*g.backend.stopped.lock().expect("lock"), ["infer-a"]);
-        assert_eq!(*g.backend.started.lock().expect("lock"), ["infer-b"]);
-        // In use, a is never evicted: b cannot be placed.
-        let g = gateway(
-            vec![route("a", 6, None), route("b", 6, None)],
-            &[("infer-a", Worker::Running), ("infer-b", Worker::Down)],
-            Worker::Running,
-        );
-        g.begin("a");
-        assert!(matches!(ensure(&g, "b").await, Err(Unavailable::NoRoom(_))), "no room while a is busy");
-        assert!(g.backend.stopped.lock().expect("lock").is_empty());
-    }
-}
+mod tests;
