@@ -578,7 +578,8 @@ impl crate::gateway::Backend for Daemon {
                     UnitState::Stopping { .. } => Worker::Stopping,
                     UnitState::Failed { reason } if invalid_model(reason) => Worker::Invalid,
                     UnitState::Failed { reason } | UnitState::GaveUp { reason } => Worker::Failed(reason_text(reason)),
-                    _ => Worker::Down,
+                    UnitState::Waiting | UnitState::Exited { .. } | UnitState::Backoff { .. } => Worker::Pending,
+                    UnitState::Inactive | UnitState::Dormant => Worker::Down,
                 };
                 (u.name, w)
             })

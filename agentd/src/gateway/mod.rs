@@ -84,6 +84,9 @@ pub struct View {
 pub enum Worker {
     /// Not running; starting it is the way to serve.
     Down,
+    /// Asked to run but not spawned now: waiting for what it is ordered after, or for its
+    /// restart after it ended.
+    Pending,
     Starting,
     Running,
     /// Still holding its memory on the way down.
@@ -437,7 +440,7 @@ impl<B: Backend> Gateway<B> {
                 Worker::Failed(why) => return Err(Unavailable::Failed { unit: m.unit.clone(), why }),
                 Worker::Starting => seen_up = true,
                 Worker::Down | Worker::Stopping if seen_up => return Err(Unavailable::Stopped(m.unit.clone())),
-                Worker::Down | Worker::Stopping => {}
+                Worker::Down | Worker::Stopping | Worker::Pending => {}
             }
             next_change(&mut changes, deadline).await?.ok_or_else(not_ready)?;
         }

@@ -262,3 +262,20 @@ async fn the_keep_alive_of_a_worker_started_by_hand_counts_from_when_it_was_seen
     g.unload_idle_now(&view).await;
     assert_eq!(*g.backend.stopped.lock().expect("lock"), ["infer-a"]);
 }
+
+#[tokio::test]
+async fn a_worker_restarted_as_it_starts_is_awaited() {
+    let g = gateway(vec![route("a", 4, None)], &[("infer-a", Worker::Down)], Worker::Starting);
+    let waiting = tokio::spawn({
+        let g = g.clone();
+        async move { ensure(&g, "a").await }
+    });
+    started(&g, "infer-a").await;
+    // It crashed while loading; its restart policy brings it back.
+    g.backend.set("infer-a", Worker::Pending);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "a restart is not a stop");
+    g.backend.set("infer-a", Worker::Starting);
+    g.backend.set("infer-a", Worker::Running);
+    waiting.await.expect("task").expect("ready after its restart");
+}
