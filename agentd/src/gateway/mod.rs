@@ -322,11 +322,11 @@ impl<B: Backend> Gateway<B> {
     /// Mark `model` busy until the hold is dropped: taken before its worker is started, so
     /// that the keep-alive and evictions never stop a worker a request is waiting for.
     pub(crate) fn hold(self: &Arc<Gateway<B>>, model: &str) -> InUse<B> {
+        let now = Instant::now();
         let mut uses = self.uses();
-        let u =
-            uses.entry(model.to_string()).or_insert(Use { last_used: Instant::now(), in_flight: 0, unloading: false });
+        let u = uses.entry(model.to_string()).or_insert(Use { last_used: now, in_flight: 0, unloading: false });
         u.in_flight += 1;
-        u.last_used = Instant::now();
+        u.last_used = now;
         InUse { gateway: self.clone(), model: model.to_string() }
     }
 

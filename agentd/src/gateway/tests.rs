@@ -181,6 +181,15 @@ async fn room_is_made_by_stopping_the_least_recently_used_idle_worker() {
     assert!(g.backend.stopped.lock().expect("lock").is_empty());
 }
 
+/// [`ensure`] on its own task, as a request waiting for its worker.
+fn ensure_in_background(
+    g: &Arc<Gateway<Fake>>,
+    name: &'static str,
+) -> tokio::task::JoinHandle<Result<(), Unavailable>> {
+    let g = g.clone();
+    tokio::spawn(async move { ensure(&g, name).await })
+}
+
 /// Wait (briefly) until the fake backend was asked to start `unit`.
 async fn started(g: &Arc<Gateway<Fake>>, unit: &str) {
     for _ in 0..200 {
@@ -222,10 +231,7 @@ async fn a_request_that_comes_as_its_worker_is_unloaded_waits_and_starts_it_agai
     let view = g.backend.view().await;
     let _ = g.resident(&view).await;
     assert!(g.mark_unloading("a", None), "nobody holds it");
-    let waiting = tokio::spawn({
-        let g = g.clone();
-        async move { ensure(&g, "a").await }
-    });
+    let waiting = ensure_in_background(&g, "a");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiting.is_finished(), "a worker being unloaded does not serve");
     g.unload(&view.models[0]).await.expect("unloaded");
@@ -237,10 +243,7 @@ async fn a_request_that_comes_as_its_worker_is_unloaded_waits_and_starts_it_agai
 #[tokio::test]
 async fn a_worker_stopped_while_it_starts_is_reported_as_stopped() {
     let g = gateway(vec![route("a", 4, None)], &[("infer-a", Worker::Down)], Worker::Starting);
-    let waiting = tokio::spawn({
-        let g = g.clone();
-        async move { ensure(&g, "a").await }
-    });
+    let waiting = ensure_in_background(&g, "a");
     started(&g, "infer-a").await;
     g.backend.set("infer-a", Worker::Down);
     let e = waiting.await.expect("task").expect_err("stopped");
@@ -266,10 +269,7 @@ async fn the_keep_alive_of_a_worker_started_by_hand_counts_from_when_it_was_seen
 #[tokio::test]
 async fn a_worker_restarted_as_it_starts_is_awaited() {
     let g = gateway(vec![route("a", 4, None)], &[("infer-a", Worker::Down)], Worker::Starting);
-    let waiting = tokio::spawn({
-        let g = g.clone();
-        async move { ensure(&g, "a").await }
-    });
+    let waiting = ensure_in_background(&g, "a");
     started(&g, "infer-a").await;
     // It crashed while loading; its restart policy brings it back.
     g.backend.set("infer-a", Worker::Pending);
