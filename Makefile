@@ -31,7 +31,7 @@ INFER_FEATURES ?=
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test lint fmt-check clippy cargo-test cockpit-test unit-check policy-check chaos run install bench-workflow \
+.PHONY: all build deps test checks docs deps-check lint fmt-check clippy cargo-test cockpit-test unit-check policy-check chaos run install bench-workflow \
         rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
@@ -42,11 +42,13 @@ all: build
 # aither-infer's run path and module directory are LIBDIR: told to its build when PREFIX is not
 # /usr (the default there). AITHER_GGML_CPU_VARIANTS=all builds every CPU variant (the RPM).
 build:
+	@bash scripts/deps.sh build
 	env -u DESTDIR $(if $(filter-out /usr,$(PREFIX)),AITHER_LIBDIR=$(LIBDIR)) $(CARGO) build --profile $(CARGO_PROFILE) --workspace --locked \
 	  $(if $(filter dev,$(CARGO_PROFILE)),--all-targets) $(if $(strip $(INFER_FEATURES)),--features "$(addprefix aither-infer/,$(INFER_FEATURES))")
 
+# What each target needs, installed when missing (scripts/deps.sh says how and what).
 deps:
-	@bash scripts/deps.sh
+	@bash scripts/deps.sh test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -78,8 +80,24 @@ policy-check:
 cockpit-test:
 	node --test cockpit/test/
 
-test: deps lint cargo-test cockpit-test chaos unit-check policy-check image-check rpm-check vm-test
+# Every check, under a subreaper that fails the run when a process a check started outlives it
+# (a test's private bus, a server it forgot to stop: scripts/no-leftovers.py names them).
+test:
+	python3 scripts/no-leftovers.py $(MAKE) --no-print-directory checks
 	@echo "make test: all checks passed"
+
+checks: deps lint cargo-test cockpit-test docs deps-check chaos unit-check policy-check image-check rpm-check vm-test
+
+# The manual (docs/, mdBook) with its reference generated from the code, links checked:
+# target/manual/index.html.
+docs:
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl
+	bash scripts/manual.sh
+
+# What `make run` and `make build` install, tried in a minimal Debian root without the packages:
+# as root, as a user with passwordless sudo, and as one without (scripts/deps-check.sh).
+deps-check:
+	bash scripts/deps-check.sh
 
 # Fault and abuse figures on this machine (about a minute): a connection flood with agents
 # killed, kill -9 of agentd under load, a worker killed mid-stream, a full disk during a
@@ -92,6 +110,7 @@ chaos:
 # (profiles this machine, plans, runs the agents in ./dev/agents.d if any). It uses the session
 # bus, or a private one when there is none. Talk to it with `aitherctl --session status`.
 run:
+	@bash scripts/deps.sh run
 	$(CARGO) build --locked -q -p aither-hwprofile -p agentd -p aitherctl -p aither-agent -p aither-infer
 	$(TARGET_DIR)/debug/aither-hwprofile detect --format table
 	@echo

@@ -10,35 +10,8 @@
 //! same document `aitherctl --json` prints; its schema is in `docs/schema/`); a refusal is a
 //! D-Bus error whose message says why.
 //!
-//! | member | kind | reply |
-//! |---|---|---|
-//! | `Status() → s` | method | `Status`: summary, preset, gateway, units, admission queue, cgroup limits |
-//! | `ListUnits() → s`, `ListAgents() → s` | methods | `UnitList` |
-//! | `GetUnit(s name) → s` | method | `UnitReply` |
-//! | `Start(s)`, `Stop(s)`, `Restart(s) → s` | methods | `Done`: what was done, in words |
-//! | `RunAgent(s manifest_toml) → s` | method | `Done` |
-//! | `Profile()`, `Plan() → s` | methods | `Profile`, `Plan` (`aither_api::{profile, plan}`) |
-//! | `Preset() → s` | method | `PresetReply` |
-//! | `Models() → s` | method | `Models`: the plan's models, their files and workers |
-//! | `SetPreset(s name) → s`, `Reload() → s` | methods | `Done` |
-//! | `LogTarget(s name) → s` | method | `LogTargetReply` |
-//! | `Workflows() → s` | method | `WorkflowList`: the definitions and the files refused |
-//! | `RunWorkflow(s name, a{ss} inputs) → s` | method | `RunReply`: the run started |
-//! | `EnableWorkflow(s name, b on) → s` | method | `Done`: turned on or off (admins) |
-//! | `Runs() → s`, `GetRun(s id) → s` | methods | `RunList`, `RunReply` |
-//! | `CancelRun(s id) → s` | method | `Done` |
-//! | `RunLog(s id, s step) → s` | method | the step's transcript (JSON lines; admins only) |
-//! | `Approvals() → s` | method | `ApprovalList`: pending first |
-//! | `Approve(s id)`, `Deny(s id) → s` | methods | `Done`: what was carried out, or why not |
-//! | `UnitChanged(s name, s state, s detail)` | signal | every state change (`UnitState` names) |
-//! | `RunChanged(s id, s state)` | signal | a run changed (`RunState` names) |
-//! | `ApprovalChanged(s id, s state, s action)` | signal | a proposal was queued or decided |
-//! | `PullModel(s name) → s` | method | `Done`: the download started (admins); `PullChanged` follows it |
-//! | `PullChanged(s model, t done, t total, s state, s message)` | signal | a pull's bytes (total 0: unknown), `pulling`/`done`/`failed` |
-//! | `RemoveModel(s name) → s` | method | `Done`: its worker stopped, its file removed (admins) |
-//! | `Inference() → s` | method | `Inference`: each worker's tokens/s, queue and KV use over the last minutes |
-//! | `RunArtifact(s id, s step, s name) → s` | method | `Artifact`: a file a step wrote (admins only) |
-//! | `Summary` (s), `Version` (s) | properties | |
+//! Each member's documentation is its doc comment below, which zbus puts into the
+//! introspection data; the manual's D-Bus reference is generated from that (`make docs`).
 
 use std::sync::Arc;
 
@@ -101,6 +74,8 @@ async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> zbus::f
 
 #[zbus::interface(name = "org.aitheros.Agentd1")]
 impl Api {
+    /// The appliance at a glance: summary, preset and its reason, agent slots, the admission queue,
+    /// cgroup limits, the gateway, every unit. Reply: `Status` (agentd-status.schema.json).
     async fn status(&self) -> zbus::fdo::Result<String> {
         let d = &self.daemon;
         let units = d.units().await.map_err(failed)?;
@@ -120,17 +95,21 @@ impl Api {
         })
     }
 
+    /// Every unit: inference workers, services, agents and workflow steps. Reply: `UnitList`
+    /// (agentd-units.schema.json).
     async fn list_units(&self) -> zbus::fdo::Result<String> {
         let units = self.daemon.units().await.map_err(failed)?;
         json(&api::UnitList { schema_version: api::SCHEMA_VERSION, units })
     }
 
+    /// The agents only. Reply: `UnitList` (agentd-units.schema.json).
     async fn list_agents(&self) -> zbus::fdo::Result<String> {
         let units = self.daemon.units().await.map_err(failed)?;
         let units = units.into_iter().filter(|u| u.kind == api::UnitKind::Agent).collect();
         json(&api::UnitList { schema_version: api::SCHEMA_VERSION, units })
     }
 
+    /// One unit in full. Reply: `UnitReply` (agentd-unit.schema.json); an unknown name is an error.
     async fn get_unit(&self, name: String) -> zbus::fdo::Result<String> {
         let units = self.daemon.units().await.map_err(failed)?;
         let unit =
@@ -138,6 +117,7 @@ impl Api {
         json(&api::UnitReply { schema_version: api::SCHEMA_VERSION, unit })
     }
 
+    /// Start a unit (admins). Reply: `Done` (agentd-done.schema.json): what was done, in words.
     async fn start(
         &self,
         name: String,
@@ -148,6 +128,7 @@ impl Api {
         outcome(self.daemon.start_unit(&name).await)
     }
 
+    /// Stop a unit (admins). Reply: `Done`.
     async fn stop(
         &self,
         name: String,
@@ -158,6 +139,7 @@ impl Api {
         outcome(self.daemon.stop_unit(&name).await)
     }
 
+    /// Restart a unit (admins). Reply: `Done`.
     async fn restart(
         &self,
         name: String,
@@ -168,6 +150,7 @@ impl Api {
         outcome(self.daemon.restart_unit(&name).await)
     }
 
+    /// Run an agent from a manifest given as TOML text, kept until reboot (admins). Reply: `Done`.
     async fn run_agent(
         &self,
         manifest: String,
@@ -178,14 +161,18 @@ impl Api {
         outcome(self.daemon.run_agent(&manifest).await)
     }
 
+    /// The hardware profile agentd planned with. Reply: `Profile` (profile.schema.json).
     async fn profile(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.profile().await)
     }
 
+    /// The preset in force, why, and whether it is pinned. Reply: `PresetReply`
+    /// (agentd-preset.schema.json).
     async fn preset(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.preset().await)
     }
 
+    /// Pin a preset (`auto` unpins) and plan again (admins). Reply: `Done`.
     async fn set_preset(
         &self,
         name: String,
@@ -196,14 +183,19 @@ impl Api {
         outcome(self.daemon.set_preset(&name).await)
     }
 
+    /// The plan: models, their fit, groups, memory tiers, limits. Reply: `Plan` (plan.schema.json).
     async fn plan(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.plan().await)
     }
 
+    /// The plan's models, their files (present, missing, verified) and their workers. Reply:
+    /// `Models` (agentd-models.schema.json).
     async fn models(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.models().await.map_err(failed)?)
     }
 
+    /// Read the configuration, manifests and workflows again; a bad file is refused with its name
+    /// and key and nothing changes (admins). Reply: `Done`.
     async fn reload(
         &self,
         #[zbus(connection)] conn: &Connection,
@@ -213,15 +205,21 @@ impl Api {
         outcome(self.daemon.reload().await)
     }
 
+    /// Where a unit's output goes: the journal identifier or the log file. Reply: `LogTargetReply`
+    /// (agentd-log-target.schema.json).
     async fn log_target(&self, name: String) -> zbus::fdo::Result<String> {
         let target = self.daemon.log_target(&name).await.map_err(failed)?;
         json(&api::LogTargetReply { schema_version: api::SCHEMA_VERSION, target })
     }
 
+    /// The workflow definitions, whether each is on, and the files refused with why. Reply:
+    /// `WorkflowList` (workflows.schema.json).
     async fn workflows(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.workflow_list().await)
     }
 
+    /// Start a run of a workflow with its inputs, each checked against the workflow's declared
+    /// inputs (admins). Reply: `RunReply` (workflow-run.schema.json).
     async fn run_workflow(
         &self,
         name: String,
@@ -235,6 +233,8 @@ impl Api {
         json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
     }
 
+    /// Turn a workflow on or off, written to /etc/aither/workflows-enabled.toml (admins). Reply:
+    /// `Done`.
     async fn enable_workflow(
         &self,
         name: String,
@@ -247,15 +247,20 @@ impl Api {
         outcome(self.daemon.enable_workflow(&name, on).await)
     }
 
+    /// Every run, newest first. Reply: `RunList` (workflow-runs.schema.json).
     async fn runs(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.run_list().await)
     }
 
+    /// One run: its steps, outcomes, costs and proposals. Reply: `RunReply`
+    /// (workflow-run.schema.json).
     async fn get_run(&self, id: String) -> zbus::fdo::Result<String> {
         let run = self.daemon.get_run(&id).await.map_err(failed)?;
         json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
     }
 
+    /// Cancel a run: its running step is stopped, its pending proposals withdrawn (admins). Reply:
+    /// `Done`.
     async fn cancel_run(
         &self,
         id: String,
@@ -266,6 +271,7 @@ impl Api {
         outcome(self.daemon.cancel_run(&id).await)
     }
 
+    /// A step's transcript: what the model said and did, as JSON lines (admins).
     async fn run_log(
         &self,
         id: String,
@@ -277,10 +283,13 @@ impl Api {
         self.daemon.run_log(&id, &step).await.map_err(failed)
     }
 
+    /// The proposals, pending first. Reply: `ApprovalList` (workflow-approvals.schema.json).
     async fn approvals(&self) -> zbus::fdo::Result<String> {
         json(&self.daemon.approval_list().await)
     }
 
+    /// Approve a pending proposal: agentd carries it out and audits it (admins). Reply: `Done`:
+    /// what was carried out, or why not.
     async fn approve(
         &self,
         id: String,
@@ -291,6 +300,7 @@ impl Api {
         outcome(self.daemon.decide(&id, true, &who(uid)).await)
     }
 
+    /// Deny a pending proposal, audited (admins). Reply: `Done`.
     async fn deny(
         &self,
         id: String,
@@ -301,6 +311,8 @@ impl Api {
         outcome(self.daemon.decide(&id, false, &who(uid)).await)
     }
 
+    /// Download a catalog model in the background (admins); `PullChanged` follows it. Reply:
+    /// `Done`: the download started.
     async fn pull_model(
         &self,
         name: String,
@@ -311,6 +323,8 @@ impl Api {
         outcome(self.daemon.start_pull(&name).await)
     }
 
+    /// Stop a model's worker and remove its file, its partial download and its checksum record
+    /// (admins). Reply: `Done`.
     async fn remove_model(
         &self,
         name: String,
@@ -321,11 +335,14 @@ impl Api {
         outcome(self.daemon.remove_model(&name).await)
     }
 
+    /// Each worker's tokens per second, queue, busy slots and KV cache use, sampled every 5 s over
+    /// the last ten minutes. Reply: `Inference` (agentd-inference.schema.json).
     async fn inference(&self) -> zbus::fdo::Result<String> {
         let history = self.daemon.inference.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         json(&history.document(aither_sys::time::unix_now()))
     }
 
+    /// A file a step wrote and kept (admins). Reply: `Artifact` (workflow-artifact.schema.json).
     async fn run_artifact(
         &self,
         id: String,
@@ -338,6 +355,8 @@ impl Api {
         json(&self.daemon.run_artifact(&id, &step, &name).await.map_err(failed)?)
     }
 
+    /// A pull's progress: bytes done and total (0: unknown), `pulling`, `done` or `failed`, and a
+    /// message.
     #[zbus(signal)]
     pub async fn pull_changed(
         emitter: &SignalEmitter<'_>,
@@ -348,21 +367,26 @@ impl Api {
         message: &str,
     ) -> zbus::Result<()>;
 
+    /// A run changed state (`RunState` names).
     #[zbus(signal)]
     pub async fn run_changed(emitter: &SignalEmitter<'_>, id: &str, state: &str) -> zbus::Result<()>;
 
+    /// A proposal was queued or decided: its state and the action.
     #[zbus(signal)]
     pub async fn approval_changed(emitter: &SignalEmitter<'_>, id: &str, state: &str, action: &str)
         -> zbus::Result<()>;
 
+    /// A unit changed state (`UnitState` names), with the detail shown beside it.
     #[zbus(signal)]
     pub async fn unit_changed(emitter: &SignalEmitter<'_>, name: &str, state: &str, detail: &str) -> zbus::Result<()>;
 
+    /// The one-line summary agentd also gives systemd as `STATUS=`.
     #[zbus(property)]
     async fn summary(&self) -> String {
         self.daemon.summary().await
     }
 
+    /// agentd's version.
     #[zbus(property)]
     async fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()

@@ -347,16 +347,19 @@ fn serves_on_a_unix_socket_and_says_ready_to_its_supervisor() {
     let sock = dir.path().join("run/infer/tiny.sock");
     let notify = dir.path().join("notify");
     let server = std::os::unix::net::UnixDatagram::bind(&notify).expect("notify socket");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
-        .args(["--model"])
-        .arg(chat_model())
-        .arg("--listen")
-        .arg(format!("unix:{}", sock.display()))
-        .args(["--threads", "1", "--ctx", "256"])
-        .env("NOTIFY_SOCKET", &notify)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    // Guarded: a failed assertion below still stops the worker.
+    let mut child = aither_test_support::Guard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+            .args(["--model"])
+            .arg(chat_model())
+            .arg("--listen")
+            .arg(format!("unix:{}", sock.display()))
+            .args(["--threads", "1", "--ctx", "256"])
+            .env("NOTIFY_SOCKET", &notify)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     server.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut said = String::new();
     let mut buf = [0u8; 512];
@@ -368,8 +371,8 @@ fn serves_on_a_unix_socket_and_says_ready_to_its_supervisor() {
     let (status, body) = common::unix_request(&sock, "POST", "/v1/completions", r#"{"prompt": "hi", "max_tokens": 3}"#);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"text_completion\""), "{body}");
-    nix_kill(&child);
-    let status = child.wait().expect("wait");
+    nix_kill(&child.0);
+    let status = child.0.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
     assert!(!sock.exists(), "the socket is removed");
 }
