@@ -11,8 +11,8 @@
 //!   manifests ([`agents`]) become `aither-init` units — a pure function.
 //! - [`daemon`]: runs them on `aither-init`, admits agents within the preset's limit, labels
 //!   workspaces, reloads (all-or-nothing), stops or steps aside for a restart.
-//! - [`workflows`]: workflow definitions (steps as roles, inputs, triggers, budgets), read
-//!   from `/usr/share/aither/workflows` and `/etc/aither/workflows.d` and validated; the
+//! - [`workflows`] (the `aither-workflow` crate): workflow definitions (steps as roles,
+//!   inputs, triggers, budgets), read from `/usr/share/aither/workflows` and `/etc/aither/workflows.d` and validated; the
 //!   engine that runs them (steps as `aither-agent` units, hand-over, proposals, approvals,
 //!   audit, resume) is in `daemon` (`workflow.rs`, `runs.rs`).
 //! - [`gateway`]: the OpenAI-compatible front door, routing to the workers (started on
@@ -42,4 +42,5 @@ pub mod inference;
 pub mod run;
 pub mod services;
 pub mod units;
-pub mod workflows;
+/// The workflow definitions, from their own crate (shared with the eval).
+pub use aither_workflow as workflows;

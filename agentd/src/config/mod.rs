@@ -240,20 +240,7 @@ pub fn config_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The `*.toml` files of a drop-in directory, in name order (none when it cannot be read).
-pub fn toml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
+pub use aither_sys::paths::toml_files;
 
 /// Load the configuration under `root` (`/` on the appliance). The shipped defaults are
 /// compiled in and used when `/usr/share/aither/agentd.toml` is absent (dev mode).

@@ -10,23 +10,7 @@ use aither_api::workflow::{InputKind, StepInfo, WorkflowInfo};
 
 use super::workflow::refused;
 use super::{Daemon, DaemonError, Loaded, Outcome};
-use crate::workflows::{DirectoryOf, Enabled, Input, Origin, Schedule, Workflow};
-
-impl Input {
-    /// The file (or directory) the input becomes under the step's `inputs/`.
-    pub fn file_name(&self, trigger_unit: Option<&str>) -> String {
-        match self {
-            Input::Output { file, .. } => file.clone(),
-            Input::Status => "status.json".into(),
-            Input::Approvals => "approvals.json".into(),
-            Input::Journal { unit } => format!("journal-{}.txt", unit.as_deref().or(trigger_unit).unwrap_or("unit")),
-            Input::Directory { path: DirectoryOf::RunInput(name) } => name.clone(),
-            Input::Directory { path: DirectoryOf::Path(path) } => {
-                path.file_name().map_or_else(|| "directory".into(), |n| n.to_string_lossy().into_owned())
-            }
-        }
-    }
-}
+use crate::workflows::{Enabled, Origin, Schedule, Workflow};
 
 /// What answers model role `role` on this machine: the plan's model for it (the chat model for
 /// `code` when the preset plans none), behind the cloud fallback where the preset puts it

@@ -7,9 +7,9 @@ pub const BUILT_IN_DIR: &str = "(built in)/workflows";
 
 /// The packs: file name and text.
 pub const BUILT_IN: [(&str, &str); 5] = [
-    ("content-pipeline.toml", include_str!("../../../workflows/content-pipeline.toml")),
-    ("devops.toml", include_str!("../../../workflows/devops.toml")),
-    ("research.toml", include_str!("../../../workflows/research.toml")),
-    ("social-media.toml", include_str!("../../../workflows/social-media.toml")),
-    ("code-review.toml", include_str!("../../../workflows/code-review.toml")),
+    ("content-pipeline.toml", include_str!("../../workflows/content-pipeline.toml")),
+    ("devops.toml", include_str!("../../workflows/devops.toml")),
+    ("research.toml", include_str!("../../workflows/research.toml")),
+    ("social-media.toml", include_str!("../../workflows/social-media.toml")),
+    ("code-review.toml", include_str!("../../workflows/code-review.toml")),
 ];

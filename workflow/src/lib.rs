@@ -1,3 +1,5 @@
+//! # aither-workflow: workflow definitions
+//!
 //! Workflows as data: named steps, each a role (system prompt, model, tools, budget) that an
 //! agent plays, with inputs handed over from earlier steps or gathered by agentd, and the
 //! triggers that start a run.
@@ -7,6 +9,10 @@
 //! Only the admin's files may auto-approve a kind of proposal: nothing is approved without a
 //! human by default. Every problem names the file, the line where TOML knows it, and the key;
 //! a bad file is refused alone, the others load.
+//!
+//! The definitions are pure data: agentd runs them (its workflow engine), and the eval
+//! (`aither-eval`) runs the same steps against fixtures, so both see the same step specs
+//! ([`Workflow::step_spec`]). The five packs are carried here too ([`BUILT_IN_PACKS`]).
 //!
 //! ```toml
 //! [workflow]
@@ -73,6 +79,22 @@ pub enum Input {
     /// The run's proposals so far and what became of them; the step waits until each is
     /// decided.
     Approvals,
+}
+
+impl Input {
+    /// The file (or directory) the input becomes under the step's `inputs/`.
+    pub fn file_name(&self, trigger_unit: Option<&str>) -> String {
+        match self {
+            Input::Output { file, .. } => file.clone(),
+            Input::Status => "status.json".into(),
+            Input::Approvals => "approvals.json".into(),
+            Input::Journal { unit } => format!("journal-{}.txt", unit.as_deref().or(trigger_unit).unwrap_or("unit")),
+            Input::Directory { path: DirectoryOf::RunInput(name) } => name.clone(),
+            Input::Directory { path: DirectoryOf::Path(path) } => {
+                path.file_name().map_or_else(|| "directory".into(), |n| n.to_string_lossy().into_owned())
+            }
+        }
+    }
 }
 
 /// Which directory a `directory` input copies.
@@ -284,7 +306,7 @@ pub fn load(root: &Path) -> (BTreeMap<String, Workflow>, Vec<WorkflowError>) {
         }
     }
     for (dir, origin) in [(shipped, Origin::Shipped), (root.join(ADMIN_DIR), Origin::Admin)] {
-        for file in crate::config::toml_files(&dir) {
+        for file in aither_sys::paths::toml_files(&dir) {
             add(std::fs::read_to_string(&file)
                 .map_err(|e| WorkflowError { file: file.display().to_string(), problem: e.to_string() })
                 .and_then(|text| parse(&file, &text, origin)));
