@@ -1,8 +1,11 @@
 //! The agent's one way to the model: the gateway's Unix socket (no key: the socket's group and
 //! SELinux decide who may connect), one HTTP/1.1 chat completion per turn, bounded in time and
-//! in the size of the answer.
+//! in the size of the answer. The eval (`aitherctl eval`) runs the same steps through the
+//! gateway's TCP listener with its key, or against another OpenAI-compatible server
+//! ([`Endpoint::Http`]).
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -15,6 +18,53 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// The largest answer read from the gateway.
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
+/// Where the model is served.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The gateway's Unix socket: no key (its group and SELinux decide who connects).
+    Unix(PathBuf),
+    /// An OpenAI-compatible server over plain HTTP on TCP (the gateway's TCP listener, or
+    /// another server), with the bearer key it wants.
+    Http { addr: SocketAddr, key: Option<String> },
+}
+
+impl std::fmt::Debug for Endpoint {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Http { addr, .. } => write!(f, "http://{addr}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    /// `unix:/path`, or `http://HOST:PORT` with an optional trailing `/` or `/v1` (an IP
+    /// address: no name is resolved). The key is given apart.
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("{s:?}: a Unix socket is an absolute path (unix:/run/aither/gateway.sock)"));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let Some(rest) = s.strip_prefix("http://") else {
+            return Err(format!("{s:?}: an endpoint is unix:/PATH or http://ADDRESS:PORT (plain HTTP; no TLS)"));
+        };
+        let host = rest.trim_end_matches('/').trim_end_matches("/v1");
+        let addr = host.parse::<SocketAddr>().map_err(|e| format!("{s:?}: {host:?} is not IP:PORT ({e})"))?;
+        Ok(Endpoint::Http { addr, key: None })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -53,17 +103,22 @@ pub struct Reply {
     pub completion_tokens: u64,
 }
 
-/// The gateway, at its Unix socket.
+/// The gateway (or another OpenAI-compatible server) at its endpoint.
 #[derive(Debug)]
 pub struct Gateway {
-    socket: PathBuf,
+    endpoint: Endpoint,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Gateway {
-    pub fn new(socket: &Path) -> std::io::Result<Gateway> {
+    pub fn new(endpoint: Endpoint) -> std::io::Result<Gateway> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Gateway { socket: socket.to_path_buf(), runtime })
+        Ok(Gateway { endpoint, runtime })
+    }
+
+    /// Where it talks to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// `POST /v1/chat/completions` with `request`; the answer within `timeout`.
@@ -106,6 +161,20 @@ impl Gateway {
         Ok(out)
     }
 
+    /// `GET path` (`/props`): its JSON answer within `timeout`.
+    pub fn get(&self, path: &str, timeout: Duration) -> Result<Value, GatewayError> {
+        let (status, answer) = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, self.send(hyper::Method::GET, path, Vec::new())).await })
+            .map_err(|_| GatewayError::Timeout)??;
+        let doc: Value =
+            serde_json::from_slice(&answer).map_err(|e| GatewayError::Protocol(format!("{status}, not JSON ({e})")))?;
+        if status != 200 {
+            return Err(refusal(status, &doc, &answer));
+        }
+        Ok(doc)
+    }
+
     /// POST within `timeout`, asking again (each second) while the answer is 503: a model
     /// still loading, a listener at its connection cap.
     fn post_patiently(&self, path: &str, body: &[u8], timeout: Duration) -> Result<(u16, Bytes), GatewayError> {
@@ -114,7 +183,7 @@ impl Gateway {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let (status, answer) = self
                 .runtime
-                .block_on(async { tokio::time::timeout(left, self.post(path, body.to_vec())).await })
+                .block_on(async { tokio::time::timeout(left, self.send(hyper::Method::POST, path, body.to_vec())).await })
                 .map_err(|_| GatewayError::Timeout)??;
             let again = status == 503 && deadline.saturating_duration_since(std::time::Instant::now()) > RETRY;
             if !again {
@@ -124,20 +193,33 @@ impl Gateway {
         }
     }
 
-    async fn post(&self, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {
-        let connect = |e: &dyn std::fmt::Display| GatewayError::Connect {
-            socket: self.socket.display().to_string(),
-            message: e.to_string(),
+    async fn send(&self, method: hyper::Method, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {
+        let connect =
+            |e: &dyn std::fmt::Display| GatewayError::Connect { socket: self.endpoint.to_string(), message: e.to_string() };
+        let mut request = hyper::Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, "localhost");
+        if method == hyper::Method::POST {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let (mut sender, conn) = match &self.endpoint {
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| connect(&e))?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| connect(&e))?;
+                (sender, tokio::spawn(conn))
+            }
+            Endpoint::Http { addr, key } => {
+                if let Some(key) = key {
+                    request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+                }
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| connect(&e))?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| connect(&e))?;
+                (sender, tokio::spawn(conn))
+            }
         };
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| connect(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| connect(&e))?;
-        tokio::spawn(conn);
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, "localhost")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+        drop(conn);
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| GatewayError::Protocol(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(|e| GatewayError::Protocol(e.to_string()))?;
         let status = response.status().as_u16();
         let answer = Limited::new(response.into_body(), MAX_ANSWER)
@@ -207,5 +289,17 @@ mod tests {
             ("tool_calls", 30, 9, "")
         );
         assert!(matches!(parse_reply(&json!({"choices": []})), Err(GatewayError::Protocol(_))));
+    }
+
+    #[test]
+    fn endpoints_parse_from_their_text_and_never_show_the_key() {
+        assert_eq!("unix:/run/aither/gateway.sock".parse(), Ok(Endpoint::Unix("/run/aither/gateway.sock".into())));
+        let http: Endpoint = "http://127.0.0.1:8080/v1".parse().expect("http");
+        assert_eq!(http, Endpoint::Http { addr: "127.0.0.1:8080".parse().expect("addr"), key: None });
+        assert!("unix:relative".parse::<Endpoint>().is_err());
+        assert!("https://127.0.0.1:8080".parse::<Endpoint>().is_err());
+        assert!("http://localhost:8080".parse::<Endpoint>().is_err());
+        let keyed = Endpoint::Http { addr: "127.0.0.1:1".parse().expect("addr"), key: Some("sekrit".into()) };
+        assert!(!format!("{keyed:?} {keyed}").contains("sekrit"));
     }
 }

@@ -20,7 +20,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match aither_agent::step::run(&args.workspace, &args.gateway) {
+    match aither_agent::step::run(&args.workspace, &aither_agent::gateway::Endpoint::Unix(args.gateway)) {
         Ok(result) => {
             let outcome = serde_json::to_value(&result.outcome).unwrap_or_default();
             eprintln!(

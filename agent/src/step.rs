@@ -14,7 +14,7 @@ use aither_api::workflow::{StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSI
 use serde_json::{json, Value};
 
 use crate::fetch::Fetcher;
-use crate::gateway::{Gateway, GatewayError};
+use crate::gateway::{Endpoint, Gateway, GatewayError};
 use crate::tools::{Toolbox, OUTPUTS};
 use crate::workspace::Workspace;
 
@@ -51,9 +51,9 @@ pub fn read_spec(root: &Path, workspace: &Workspace) -> Result<StepSpec, StepErr
     Ok(spec)
 }
 
-/// Run the step in the workspace at `root`, talking to the gateway at `gateway`; the result,
-/// also written to `result.json`.
-pub fn run(root: &Path, gateway: &Path) -> Result<StepResult, StepError> {
+/// Run the step in the workspace at `root`, talking to the model at `endpoint` (the gateway's
+/// socket); the result, also written to `result.json`.
+pub fn run(root: &Path, endpoint: &Endpoint) -> Result<StepResult, StepError> {
     let started = Instant::now();
     let workspace = Workspace::open(root)
         .map_err(|e| StepError::Spec { file: root.display().to_string(), problem: e.to_string() })?;
@@ -61,7 +61,7 @@ pub fn run(root: &Path, gateway: &Path) -> Result<StepResult, StepError> {
     let deadline = started + Duration::from_secs(u64::from(spec.budget.seconds));
     let mut transcript = Transcript::open(root);
     let fetcher = spec.tools.contains(&Tool::FetchUrl).then(|| Fetcher::new(Duration::from_secs(30), false));
-    let gateway_client = Gateway::new(gateway);
+    let gateway_client = Gateway::new(endpoint.clone());
     let mut tools = Toolbox::new(&spec, &workspace, root, fetcher);
     if let Ok(gw) = &gateway_client {
         tools = tools.with_gateway(gw);
@@ -146,6 +146,9 @@ fn converse(
         // to a floor below which nothing useful fits.
         let reply = loop {
             let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
+            if let Some(seed) = spec.seed {
+                request["seed"] = json!(seed.wrapping_add(u64::from(result.turns)));
+            }
             if let Some(paths) = &paths {
                 // The call's own JSON (its name, the path, quotes, the whitespace a grammar
                 // allows) takes tokens of its own, and a character of content may take more than

@@ -475,6 +475,7 @@ mod tests {
             budget: StepBudget { steps: 4, tokens: 100, seconds: 60, turn_tokens: 100 },
             embedding_model: "embedding".into(),
             index_bytes: 0,
+            seed: None,
         }
     }
 

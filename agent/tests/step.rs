@@ -25,6 +25,7 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
         budget,
         embedding_model: "embedding".into(),
         index_bytes: 1 << 20,
+        seed: None,
     }
 }
 

@@ -355,6 +355,24 @@ impl Api {
         json(&self.daemon.run_artifact(&id, &step, &name).await.map_err(failed)?)
     }
 
+    /// Keep an eval report (`aitherctl eval`) as its model's latest, for the Cockpit page
+    /// (admins). Reply: `Done`.
+    async fn record_eval(
+        &self,
+        report: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        authorize(conn, &hdr, "record an eval").await?;
+        outcome(self.daemon.record_eval(&report).await)
+    }
+
+    /// The latest eval report of each model. Reply: `EvalResults`
+    /// (eval-results.schema.json).
+    async fn eval_results(&self) -> zbus::fdo::Result<String> {
+        json(&self.daemon.eval_results().await)
+    }
+
     /// A pull's progress: bytes done and total (0: unknown), `pulling`, `done` or `failed`, and a
     /// message.
     #[zbus(signal)]

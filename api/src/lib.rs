@@ -14,6 +14,7 @@
 //!   (`aither-hwprofile` detects the profile and computes the plan; agentd builds its replies).
 
 pub mod agentd;
+pub mod eval;
 pub mod plan;
 pub mod preset;
 pub mod profile;

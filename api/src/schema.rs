@@ -27,6 +27,8 @@ pub fn documents() -> Vec<(&'static str, Schema)> {
         ("workflow-approvals", schema_for!(crate::workflow::ApprovalList)),
         ("workflows", schema_for!(crate::workflow::WorkflowList)),
         ("workflow-audit-entry", schema_for!(crate::workflow::AuditEntry)),
+        ("eval-report", schema_for!(crate::eval::EvalReport)),
+        ("eval-results", schema_for!(crate::eval::EvalResults)),
     ]
 }
 

@@ -178,6 +178,10 @@ pub struct StepSpec {
     /// tier (the vector index's RAM).
     #[serde(default)]
     pub index_bytes: u64,
+    /// The sampling seed of the step's first turn (each later turn adds one), for runs that
+    /// must repeat: the eval sets it; agentd leaves it out and the server picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 fn embedding_role() -> String {

@@ -48,6 +48,8 @@ pub trait Agentd {
     fn remove_model(&self, name: &str) -> zbus::Result<String>;
     fn inference(&self) -> zbus::Result<String>;
     fn run_artifact(&self, id: &str, step: &str, name: &str) -> zbus::Result<String>;
+    fn record_eval(&self, report: &str) -> zbus::Result<String>;
+    fn eval_results(&self) -> zbus::Result<String>;
     #[zbus(signal)]
     fn unit_changed(&self, name: String, state: String, detail: String) -> zbus::Result<()>;
     #[zbus(property)]

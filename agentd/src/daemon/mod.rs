@@ -12,6 +12,7 @@
 
 mod approvals;
 mod definitions;
+mod evals;
 mod host;
 mod load;
 mod models;
