@@ -12,7 +12,7 @@ const client = cockpit.dbus("org.aitheros.Agentd1", { bus: "system" });
 
 const $ = id => document.getElementById(id);
 let may = { allowed: false, why: "Checking who you are…" };
-let state = { status: null, plan: null, profile: null, preset: null, models: null, runs: null, approvals: null, workflows: null };
+let state = { status: null, plan: null, profile: null, preset: null, models: null, runs: null, approvals: null, workflows: null, evals: null };
 
 /** Call a method whose reply is a JSON document; `what` names it in errors. */
 async function fetchDoc(method, args, what) {
@@ -162,6 +162,21 @@ function renderUnits() {
 
 /** Pulls in progress, by model: what their last PullChanged said. */
 const pulls = new Map();
+
+function renderEvals() {
+    const tbody = $("evals").tBodies[0];
+    tbody.replaceChildren();
+    const rows = view.evalRows(state.evals);
+    if (rows.length === 0) {
+        const row = tbody.insertRow();
+        cell(row, "No eval yet: run aitherctl eval (as an admin) to see how the agents do on these models.").colSpan = 7;
+    }
+    for (const r of rows) {
+        const row = tbody.insertRow();
+        for (const v of [r.model, r.suite, r.rate, r.interval, r.runs, r.outputs, r.when])
+            cell(row, v);
+    }
+}
 
 function renderModels() {
     $("model-dir").textContent = `Model files in ${state.models.model_dir}.`;
@@ -417,14 +432,15 @@ async function showLog() {
 
 async function refresh() {
     try {
-        const [status, runs, approvals, workflows, models] = await Promise.all([
+        const [status, runs, approvals, workflows, models, evals] = await Promise.all([
             fetchDoc("Status", [], "status"),
             fetchDoc("Runs", [], "run list"),
             fetchDoc("Approvals", [], "approval queue"),
             fetchDoc("Workflows", [], "workflow list"),
             fetchDoc("Models", [], "model list"),
+            fetchDoc("EvalResults", [], "eval results"),
         ]);
-        Object.assign(state, { status, runs, approvals, workflows, models });
+        Object.assign(state, { status, runs, approvals, workflows, models, evals });
         if (!state.plan) {
             const [plan, profile, preset] = await Promise.all([
                 fetchDoc("Plan", [], "plan"),
@@ -437,6 +453,7 @@ async function refresh() {
         renderMachine();
         renderUnits();
         renderModels();
+        renderEvals();
         renderWorkflows();
         if ($("problem").dataset.kind === "load")
             problem("");

@@ -135,6 +135,30 @@ export function modelRow(model) {
 }
 
 /**
+ * The rows of the eval table from `EvalResults`: one per model and suite, the pass rate and its
+ * interval in per cent, the share of steps that left their outputs, and when (UTC).
+ */
+export function evalRows(doc) {
+    const rows = [];
+    for (const r of (doc && doc.reports) || []) {
+        const when = new Date(r.started * 1000).toISOString().slice(0, 16).replace("T", " ") + "Z" +
+            (r.quick ? " (quick)" : "");
+        for (const s of r.suites) {
+            rows.push({
+                model: r.model,
+                suite: s.suite,
+                rate: `${Math.round(100 * s.pass_rate)} %`,
+                interval: `${Math.round(100 * s.low)}–${Math.round(100 * s.high)} %`,
+                runs: String(s.runs),
+                outputs: s.steps ? `${Math.round(100 * s.steps_with_outputs / s.steps)} %` : "-",
+                when,
+            });
+        }
+    }
+    return rows;
+}
+
+/**
  * A pull's progress from its `PullChanged` signal: the text and the share for a progress bar
  * (`null` when the size is not known).
  */

@@ -14,8 +14,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-bin="$target/debug"
-out="$target/eval"
+# AITHER_EVAL_BIN: another build's agentd, aitherctl and aither-infer (with its ggml/), for a before/after.
+bin="${AITHER_EVAL_BIN:-$target/debug}"
+out="${AITHER_EVAL_OUT:-$target/eval}"
 venv="${AITHER_VENV:-$repo/.venv}"
 
 models="$("$venv/bin/python" tests/models/test_models.py "$target/tmp/models")"

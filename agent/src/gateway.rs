@@ -183,7 +183,9 @@ impl Gateway {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let (status, answer) = self
                 .runtime
-                .block_on(async { tokio::time::timeout(left, self.send(hyper::Method::POST, path, body.to_vec())).await })
+                .block_on(async {
+                    tokio::time::timeout(left, self.send(hyper::Method::POST, path, body.to_vec())).await
+                })
                 .map_err(|_| GatewayError::Timeout)??;
             let again = status == 503 && deadline.saturating_duration_since(std::time::Instant::now()) > RETRY;
             if !again {
@@ -194,9 +196,12 @@ impl Gateway {
     }
 
     async fn send(&self, method: hyper::Method, path: &str, body: Vec<u8>) -> Result<(u16, Bytes), GatewayError> {
-        let connect =
-            |e: &dyn std::fmt::Display| GatewayError::Connect { socket: self.endpoint.to_string(), message: e.to_string() };
-        let mut request = hyper::Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, "localhost");
+        let connect = |e: &dyn std::fmt::Display| GatewayError::Connect {
+            socket: self.endpoint.to_string(),
+            message: e.to_string(),
+        };
+        let mut request =
+            hyper::Request::builder().method(method.clone()).uri(path).header(hyper::header::HOST, "localhost");
         if method == hyper::Method::POST {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }

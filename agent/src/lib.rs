@@ -11,10 +11,13 @@
 //! leaves `result.json` and `transcript.jsonl` ([`step`]). It never talks to agentd: whatever
 //! it wants done goes out as proposals, for agentd to validate and a human to approve.
 //!
-//! A step that ends without writing a declared output is reminded once, and the next turn
-//! must write it: only `write_file` is offered, its path one of the missing outputs and its
-//! content bounded by what the budget can hold, and the call is required (the worker's
-//! grammar makes it valid).
+//! It is built so that a small model gets it right (the eval, `aither-eval`, measures it): the
+//! step's small inputs, the output of the commands it runs first and the passages nearest its
+//! question are shown with its instructions ([`evidence`]); a step that may only read and write
+//! and has everything it reads there answers its outputs at once; tool turns end on a repeated
+//! call or errors in a row, and the errors teach; every declared output not yet written is
+//! asked for as the model's whole answer, constrained by the output's JSON Schema or grammar
+//! when it has one, and written by the runner.
 //!
 //! ## Limitations
 //!
@@ -27,6 +30,7 @@
 //!   decides whether the step may connect at all.
 
 pub mod command;
+pub mod evidence;
 pub mod fetch;
 pub mod gateway;
 pub mod search;

@@ -10,11 +10,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aither_api::workflow::{StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
+use aither_api::workflow::{OutputFormat, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 use crate::fetch::Fetcher;
-use crate::gateway::{Endpoint, Gateway, GatewayError};
+use crate::gateway::{Endpoint, Gateway, GatewayError, Reply};
 use crate::tools::{Toolbox, OUTPUTS};
 use crate::workspace::Workspace;
 
@@ -100,7 +100,19 @@ pub fn run(root: &Path, endpoint: &Endpoint) -> Result<StepResult, StepError> {
     Ok(result)
 }
 
-/// The turns, until the model stops calling tools or a budget runs out.
+/// How the step's turns are asked: a low temperature, so a small model keeps to the
+/// evidence and the formats rather than wandering.
+pub const TEMPERATURE: f64 = 0.2;
+
+/// The frequency penalty of an output asked for as free text (none on a formatted one, whose
+/// braces and quotes repeat by design).
+pub const TEXT_FREQUENCY_PENALTY: f64 = 0.5;
+
+/// The conversation: the briefing with the evidence given inline; then, unless the step only
+/// reads and writes its workspace and all it needs is in the briefing (a *direct* step), the
+/// tool turns until the model stops calling tools (a call repeated or errors in a row end
+/// them early); then each declared output still missing, asked for as the model's whole
+/// answer (constrained by its format, if it has one) and written by the runner.
 fn converse(
     spec: &StepSpec,
     gateway: &Gateway,
@@ -109,134 +121,259 @@ fn converse(
     deadline: Instant,
     result: &mut StepResult,
 ) -> StepOutcome {
-    let definitions = crate::tools::definitions(spec);
+    let time = |deadline: Instant| deadline.saturating_duration_since(Instant::now());
+    let evidence = crate::evidence::gather(spec, tools, time(deadline));
+    for (name, arguments, answer) in &evidence.calls {
+        transcript.record(&json!({"event": "tool", "turn": 0, "name": name, "arguments": arguments, "answer": answer}));
+    }
     let mut messages = vec![
         json!({"role": "system", "content": spec.system_prompt}),
-        json!({"role": "user", "content": briefing(spec)}),
+        json!({"role": "user", "content": briefing(spec, &evidence)}),
     ];
     for m in &messages {
         transcript.record(&json!({"event": "message", "message": m}));
     }
-    let mut reminded = false;
-    // After a reminder, the one turn that must write the missing outputs: only write_file,
-    // its path one of them, and the call required (a grammar makes the model's call valid).
-    let mut forced: Option<Vec<String>> = None;
-    loop {
-        let exhausted = |budget: &str| StepOutcome::BudgetExhausted { budget: budget.into() };
-        if result.turns >= spec.budget.steps {
-            return exhausted("steps");
-        }
-        let tokens_left = u64::from(spec.budget.tokens).saturating_sub(result.completion_tokens);
-        if tokens_left == 0 {
-            return exhausted("tokens");
-        }
-        let Some(time_left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-            return exhausted("seconds");
-        };
-        // A turn gets its share of the budget; a turn that must write a missing output gets
-        // its share of what is left among the files still missing (a file cut in the middle
-        // is no output).
-        let forced_turn = forced.as_ref().map(Vec::len);
-        let mut max_tokens = match forced_turn {
-            Some(files) => tokens_left / u64::try_from(files.max(1)).unwrap_or(1),
-            None => tokens_left.min(u64::from(spec.budget.turn_tokens.max(1))),
-        };
-        let paths = forced.take();
-        // A conversation grown past the model's context: the turn asks for fewer tokens, down
-        // to a floor below which nothing useful fits.
-        let reply = loop {
-            let mut request = json!({"model": spec.model, "messages": messages, "max_tokens": max_tokens});
-            if let Some(seed) = spec.seed {
-                request["seed"] = json!(seed.wrapping_add(u64::from(result.turns)));
-            }
-            if let Some(paths) = &paths {
-                // The call's own JSON (its name, the path, quotes, the whitespace a grammar
-                // allows) takes tokens of its own, and a character of content may take more than
-                // one (an escape): the content is bounded to what surely ends in time.
-                let chars = (max_tokens.saturating_sub(FORCED_CALL_TOKENS) / 2).max(1);
-                request["tools"] = json!([crate::tools::write_only(paths, chars)]);
-                request["tool_choice"] = json!({"type": "function", "function": {"name": "write_file"}});
-            } else if !definitions.is_empty() {
-                request["tools"] = Value::Array(definitions.clone());
-                request["tool_choice"] = json!("auto");
-            }
-            match gateway.chat(&request, time_left) {
-                Err(GatewayError::ContextFull { message }) if max_tokens / 2 >= MIN_TURN_TOKENS => {
-                    max_tokens /= 2;
-                    transcript.record(&json!({"event": "context_full", "message": message, "max_tokens": max_tokens}));
-                }
-                Ok(r) => break r,
-                Err(GatewayError::Timeout) => return exhausted("seconds"),
-                Err(GatewayError::ContextFull { message }) => {
-                    return StepOutcome::Failed {
-                        reason: format!("the conversation no longer fits the model's context: {message}"),
-                    }
-                }
-                Err(e) => return StepOutcome::Failed { reason: e.to_string() },
-            }
-        };
-        result.turns += 1;
-        result.prompt_tokens += reply.prompt_tokens;
-        result.completion_tokens += reply.completion_tokens;
-        transcript.record(&json!({"event": "message", "turn": result.turns, "message": reply.message,
-            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}}));
-        if !reply.content.trim().is_empty() {
-            result.summary = summary(&reply.content);
-        }
-        messages.push(reply.message.clone());
-        if reply.tool_calls.is_empty() {
-            // Cut by the step's budget (not just by the turn's share of it): the step is over.
-            if reply.finish_reason == "length" && max_tokens == tokens_left {
-                return exhausted("tokens");
-            }
-            let missing: Vec<&String> = spec.outputs.iter().filter(|o| tools.output_missing(o)).collect();
-            if missing.is_empty() {
-                return StepOutcome::Completed;
-            }
-            let names = missing.iter().map(|m| format!("{OUTPUTS}{m}")).collect::<Vec<_>>().join(", ");
-            if reminded || !spec.tools.contains(&Tool::WriteFile) {
-                return StepOutcome::Failed { reason: format!("the step ended without writing {names}") };
-            }
-            reminded = true;
-            forced = Some(missing.iter().map(|m| format!("{OUTPUTS}{m}")).collect());
-            let nudge = json!({"role": "user", "content": format!("You have not written {names} yet. Write it with write_file now.")});
-            transcript.record(&json!({"event": "message", "message": nudge}));
-            messages.push(nudge);
+    let mut turns = Turns { spec, gateway, transcript, deadline, result };
+    let acted = if spec.decide {
+        decision(&mut turns, tools, &mut messages)
+    } else if !evidence.direct {
+        tool_turns(&mut turns, tools, &mut messages)
+    } else {
+        Ok(())
+    };
+    if let Err(outcome) = acted {
+        return outcome;
+    }
+    // The declared outputs the model has not written, each its whole answer.
+    for out in &spec.outputs {
+        if !tools.output_missing(out) {
             continue;
         }
+        let format = spec.formats.get(out);
+        let path = format!("{OUTPUTS}{out}");
+        let ask = match format {
+            Some(OutputFormat::JsonSchema { .. }) => {
+                format!("Now write {path}. Answer with the JSON document only.")
+            }
+            _ => format!("Now write {path}. Answer with the file's whole content only, no tool call."),
+        };
+        let nudge = json!({"role": "user", "content": ask});
+        turns.transcript.record(&json!({"event": "message", "message": nudge}));
+        messages.push(nudge);
+        let reply = match turns.ask(&messages, |request| match format {
+            Some(OutputFormat::JsonSchema { schema }) => {
+                request["response_format"] =
+                    json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
+            }
+            Some(OutputFormat::Grammar { gbnf }) => request["grammar"] = json!(gbnf),
+            None => {}
+        }) {
+            Ok(r) => r,
+            Err(outcome) => return outcome,
+        };
+        messages.push(reply.message.clone());
+        let content = unfence(&reply.content);
+        if content.trim().is_empty() {
+            return StepOutcome::Failed { reason: format!("the model gave no content for {path}") };
+        }
+        if let Err(e) = tools.write_output(out, content.as_bytes()) {
+            return StepOutcome::Failed { reason: format!("{path}: {e}") };
+        }
+        turns.transcript.record(&json!({"event": "output", "file": path, "bytes": content.len()}));
+    }
+    StepOutcome::Completed
+}
+
+/// What every turn shares: the step, the model, the record, the budget.
+struct Turns<'a, 'b> {
+    spec: &'a StepSpec,
+    gateway: &'a Gateway,
+    transcript: &'b mut Transcript,
+    deadline: Instant,
+    result: &'b mut StepResult,
+}
+
+impl Turns<'_, '_> {
+    /// One turn within the budget: the request `shape` makes from the messages, asked with
+    /// the turn's share of the tokens left (fewer when the conversation nears the model's
+    /// context); the reply, recorded and counted.
+    fn ask(&mut self, messages: &[Value], shape: impl Fn(&mut Value)) -> Result<Reply, StepOutcome> {
+        let exhausted = |budget: &str| StepOutcome::BudgetExhausted { budget: budget.into() };
+        if self.result.turns >= self.spec.budget.steps {
+            return Err(exhausted("steps"));
+        }
+        let tokens_left = u64::from(self.spec.budget.tokens).saturating_sub(self.result.completion_tokens);
+        if tokens_left == 0 {
+            return Err(exhausted("tokens"));
+        }
+        let Some(time_left) = self.deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            return Err(exhausted("seconds"));
+        };
+        let mut max_tokens = tokens_left.min(u64::from(self.spec.budget.turn_tokens.max(1)));
+        let reply = loop {
+            let mut request = json!({"model": self.spec.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": TEMPERATURE});
+            if let Some(seed) = self.spec.seed {
+                request["seed"] = json!(seed.wrapping_add(u64::from(self.result.turns)));
+            }
+            shape(&mut request);
+            match self.gateway.chat(&request, time_left) {
+                Err(GatewayError::ContextFull { message }) if max_tokens / 2 >= MIN_TURN_TOKENS => {
+                    max_tokens /= 2;
+                    self.transcript
+                        .record(&json!({"event": "context_full", "message": message, "max_tokens": max_tokens}));
+                }
+                Ok(r) => break r,
+                Err(GatewayError::Timeout) => return Err(exhausted("seconds")),
+                Err(GatewayError::ContextFull { message }) => {
+                    return Err(StepOutcome::Failed {
+                        reason: format!("the conversation no longer fits the model's context: {message}"),
+                    })
+                }
+                Err(e) => return Err(StepOutcome::Failed { reason: e.to_string() }),
+            }
+        };
+        self.result.turns += 1;
+        self.result.prompt_tokens += reply.prompt_tokens;
+        self.result.completion_tokens += reply.completion_tokens;
+        self.transcript.record(&json!({"event": "message", "turn": self.result.turns, "message": reply.message,
+            "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}}));
+        if !reply.content.trim().is_empty() {
+            self.result.summary = summary(&reply.content);
+        }
+        // Cut by the step's whole budget (not just by the turn's share): the step is over.
+        if reply.finish_reason == "length" && max_tokens == tokens_left {
+            return Err(exhausted("tokens"));
+        }
+        Ok(reply)
+    }
+}
+
+/// How many times a call may be made again with the same arguments, and how many tool
+/// errors in a row, before the tool turns end and the outputs are asked for.
+const REPEATS: usize = 2;
+const ERRORS_IN_A_ROW: usize = 3;
+
+/// The tool turns: until the model answers without a call, repeats itself, or keeps erring.
+fn tool_turns(turns: &mut Turns, tools: &mut Toolbox, messages: &mut Vec<Value>) -> Result<(), StepOutcome> {
+    let definitions = crate::tools::definitions(turns.spec);
+    let mut seen: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+    let mut repeats = 0;
+    let mut errors = 0;
+    loop {
+        // The turns the outputs still to write will need are kept for them.
+        let owed = turns.spec.outputs.iter().filter(|o| tools.output_missing(o)).count();
+        if owed > 0
+            && u64::from(turns.result.turns) + u64::try_from(owed).unwrap_or(u64::MAX)
+                >= u64::from(turns.spec.budget.steps)
+        {
+            turns.transcript.record(&json!({"event": "tool_turns_ended", "left_for_outputs": owed}));
+            return Ok(());
+        }
+        let reply = turns.ask(messages, |request| {
+            if !definitions.is_empty() {
+                request["tools"] = Value::Array(definitions.clone());
+                request["tool_choice"] = json!("auto");
+                // One call a turn: a small model that may answer with several repeats itself.
+                request["parallel_tool_calls"] = json!(false);
+            }
+        })?;
+        messages.push(reply.message.clone());
+        if reply.tool_calls.is_empty() {
+            return Ok(());
+        }
+        let mut stop = false;
         for call in &reply.tool_calls {
-            let time = deadline.saturating_duration_since(Instant::now());
-            let answer = tools.call(call, time);
-            transcript.record(&json!({"event": "tool", "turn": result.turns, "name": call.name,
+            let key = (call.name.clone(), canonical(&call.arguments));
+            let answer = if let Some(turn) = seen.get(&key) {
+                repeats += 1;
+                stop |= repeats >= REPEATS;
+                format!(
+                    "You already called {} with these arguments (turn {turn}); the answer is the same. \
+                     Do not call it again: use what you have and write your outputs.",
+                    call.name
+                )
+            } else {
+                seen.insert(key, turns.result.turns as usize);
+                let time = turns.deadline.saturating_duration_since(Instant::now());
+                tools.call(call, time)
+            };
+            if answer.starts_with("error: ") || answer.starts_with("refused: ") {
+                errors += 1;
+                stop |= errors >= ERRORS_IN_A_ROW;
+            } else {
+                errors = 0;
+            }
+            turns.transcript.record(&json!({"event": "tool", "turn": turns.result.turns, "name": call.name,
                 "arguments": call.arguments, "answer": answer}));
             messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": answer}));
         }
-        // The turns that must write the missing outputs end the step: each writes one (and the
-        // next is forced for those still missing), or the step failed to.
-        if let Some(before) = forced_turn {
-            let missing: Vec<String> =
-                spec.outputs.iter().filter(|o| tools.output_missing(o)).map(|m| format!("{OUTPUTS}{m}")).collect();
-            if missing.is_empty() {
-                return StepOutcome::Completed;
-            }
-            if missing.len() == before {
-                return StepOutcome::Failed {
-                    reason: format!("the step ended without writing {}", missing.join(", ")),
-                };
-            }
-            forced = Some(missing);
+        if stop {
+            turns
+                .transcript
+                .record(&json!({"event": "tool_turns_ended", "repeats": repeats, "errors_in_a_row": errors}));
+            return Ok(());
         }
     }
+}
+
+/// A step that decides: one turn that must call `propose` (its kind may be `none`), carried
+/// out; a small model chooses among a few kinds far better than between calling and not.
+fn decision(turns: &mut Turns, tools: &mut Toolbox, messages: &mut Vec<Value>) -> Result<(), StepOutcome> {
+    let propose: Vec<Value> =
+        crate::tools::definitions(turns.spec).into_iter().filter(|d| d["function"]["name"] == "propose").collect();
+    let reply = turns.ask(messages, |request| {
+        request["tools"] = Value::Array(propose.clone());
+        request["tool_choice"] = json!({"type": "function", "function": {"name": "propose"}});
+        request["parallel_tool_calls"] = json!(false);
+    })?;
+    messages.push(reply.message.clone());
+    for call in &reply.tool_calls {
+        let time = turns.deadline.saturating_duration_since(Instant::now());
+        let answer = tools.call(call, time);
+        turns.transcript.record(&json!({"event": "tool", "turn": turns.result.turns, "name": call.name,
+            "arguments": call.arguments, "answer": answer}));
+        messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": answer}));
+    }
+    Ok(())
+}
+
+/// A call's arguments as canonical JSON (key order and spacing aside), to tell a repeat.
+fn canonical(arguments: &str) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let ordered: std::collections::BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(ordered).unwrap_or(Value::Null)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::from_str::<Value>(arguments).map_or_else(|_| arguments.trim().to_string(), |v| sorted(&v).to_string())
+}
+
+/// An answer that is one fenced block (```markdown … ```): its inside.
+fn unfence(content: &str) -> String {
+    let t = content.trim();
+    if let Some(rest) = t.strip_prefix("```") {
+        if let Some(body) = rest.strip_suffix("```") {
+            // The fence's info string (```json) ends at the first line break.
+            return body.split_once('\n').map_or(body, |(_, b)| b).trim_end().to_string() + "\n";
+        }
+    }
+    let mut out = content.trim().to_string();
+    out.push('\n');
+    out
 }
 
 /// The fewest tokens a turn asks for when the conversation nears the model's context.
 const MIN_TURN_TOKENS: u64 = 32;
 
-/// The tokens a forced `write_file` call's own JSON may take around its content.
-const FORCED_CALL_TOKENS: u64 = 128;
-
-/// The first user message: the step's instructions and what it has to work with.
-fn briefing(spec: &StepSpec) -> String {
+/// The first user message: the step's instructions and what it has to work with, the
+/// evidence that fits given inline.
+fn briefing(spec: &StepSpec, evidence: &crate::evidence::Evidence) -> String {
     let mut text = spec.instructions.trim().to_string();
     text.push_str("\n\n");
     if spec.inputs.is_empty() {
@@ -247,13 +384,19 @@ fn briefing(spec: &StepSpec) -> String {
     }
     if !spec.outputs.is_empty() {
         let list: Vec<String> = spec.outputs.iter().map(|o| format!("{OUTPUTS}{o}")).collect();
-        text.push_str(&format!("Write these files with write_file: {}.\n", list.join(", ")));
+        text.push_str(&format!("Your outputs: {}.\n", list.join(", ")));
     }
-    if spec.tools.contains(&Tool::RunCommand) && !spec.commands.is_empty() {
+    if spec.tools.contains(&Tool::RunCommand) && !spec.commands.is_empty() && !evidence.direct {
         let list: Vec<String> = spec.commands.iter().map(|c| c.join(" ")).collect();
         text.push_str(&format!("Commands you may run with run_command: {}.\n", list.join("; ")));
     }
-    text.push_str("When you are done, answer with a short summary and no tool call.");
+    if !evidence.text.is_empty() {
+        text.push('\n');
+        text.push_str(&evidence.text);
+    }
+    if !evidence.direct {
+        text.push_str("\nWhen you have what you need, answer with a short summary and no tool call.");
+    }
     text
 }
 

@@ -62,17 +62,37 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
             json!({"url": string("an http:// or https:// URL")}),
             vec!["url"],
         ),
-        Tool::Propose => (
-            "Propose an action for a human to approve after this step: start, stop or restart a unit, reload the appliance's configuration, pull a model, or publish one of your outputs.",
-            json!({
-                "kind": {"type": "string", "enum": ["start", "stop", "restart", "reload", "pull_model", "publish"]},
-                "unit": string("the unit, for start, stop and restart"),
-                "model": string("the catalog model, for pull_model"),
-                "file": string("for publish: outputs/NAME, or inputs/NAME handed over from an earlier step"),
-                "reason": string("why, in a sentence or two"),
-            }),
-            vec!["kind", "reason"],
-        ),
+        Tool::Propose => {
+            let mut kinds: Vec<&str> = if spec.proposals.is_empty() {
+                vec!["start", "stop", "restart", "reload", "pull_model", "publish"]
+            } else {
+                spec.proposals.iter().map(|k| k.name()).collect()
+            };
+            if spec.decide {
+                kinds.push("none");
+            }
+            let unit = if spec.act_on.is_empty() {
+                string("the unit, for start, stop and restart")
+            } else {
+                json!({"type": "string", "description": "the unit, for start, stop and restart", "enum": spec.act_on})
+            };
+            let mut properties = json!({"kind": {"type": "string", "enum": kinds}, "unit": unit});
+            let needs = |k: &str| kinds.contains(&k);
+            if needs("pull_model") {
+                properties["model"] = string("the catalog model, for pull_model");
+            }
+            if needs("publish") {
+                properties["file"] = string("for publish: outputs/NAME, or inputs/NAME handed over from an earlier step");
+            }
+            properties["reason"] = string("why, in a sentence or two");
+            // A run that may act on its own unit only names it in every proposal.
+            let required = if spec.act_on.is_empty() { vec!["kind", "reason"] } else { vec!["kind", "unit", "reason"] };
+            (
+                "Propose an action for a human to approve after this step: start, stop or restart a unit, reload the appliance's configuration, pull a model, or publish one of your outputs.",
+                properties,
+                required,
+            )
+        }
         Tool::SearchDocs => (
             "Search your input documents (inputs/) by meaning; returns the passages nearest the query, with their file and lines.",
             json!({"query": string("what to look for, in a sentence")}),
@@ -88,36 +108,6 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
         }
     }))
 }
-
-/// `write_file` narrowed to `paths`, its content at most `max_chars` characters: what the
-/// runner offers, and requires, for the turn after it reminded the model of outputs it has
-/// not written. The runner bounds it by what the turn's tokens can surely hold, so the call
-/// ends within the budget.
-pub fn write_only(paths: &[String], max_chars: u64) -> Value {
-    // A grammar repeats a character at most this often (llama.cpp's schema converter expands
-    // a bound into that many optional characters; aither-infer refuses more).
-    let max_chars = max_chars.min(FORCED_MAX_CHARS);
-    json!({
-        "type": "function",
-        "function": {
-            "name": Tool::WriteFile.name(),
-            "description": "Write a whole file under outputs/ in your workspace (created or replaced).",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "path": {"type": "string", "enum": paths},
-                    "content": {"type": "string", "description": "the whole file", "maxLength": max_chars},
-                },
-                "required": ["path", "content"],
-                "additionalProperties": false,
-            },
-        }
-    })
-}
-
-/// The most characters a forced `write_file` may write (a model that writes its outputs by
-/// itself has the tool's whole limit).
-pub const FORCED_MAX_CHARS: u64 = 4000;
 
 /// What a step's calls did, for its result.
 #[derive(Debug)]
@@ -178,7 +168,8 @@ struct SearchArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProposeArgs {
-    kind: ProposalKind,
+    /// A kind of proposal, or `none` (a step that decides may propose nothing).
+    kind: String,
     #[serde(default)]
     unit: Option<String>,
     #[serde(default)]
@@ -250,14 +241,81 @@ impl<'a> Toolbox<'a> {
         self.workspace.read(&format!("{OUTPUTS}{name}")).is_err()
     }
 
+    /// Write declared output `name` (the runner's, from the model's answer).
+    pub fn write_output(&mut self, name: &str, data: &[u8]) -> Result<(), crate::workspace::FileError> {
+        self.workspace.write(&format!("{OUTPUTS}{name}"), data)?;
+        self.written.insert(name.to_string());
+        Ok(())
+    }
+
+    /// A workspace file's text, whole (none when it is missing, binary, or longer than a
+    /// read reaches).
+    pub fn read_text(&self, path: &str) -> Option<String> {
+        let (data, more) = self.workspace.read(path).ok()?;
+        (!more && !data.contains(&0)).then(|| String::from_utf8_lossy(&data).into_owned())
+    }
+
+    /// A folder's entries, one a line (at most `max`), if `path` is a folder.
+    pub fn listing(&self, path: &str, max: usize) -> Option<String> {
+        let (entries, more) = self.workspace.list(path).ok()?;
+        let mut text = String::new();
+        for e in entries.iter().take(max) {
+            match e.kind {
+                EntryKind::Directory => text.push_str(&format!("  {}/\n", e.name)),
+                EntryKind::File => text.push_str(&format!("  {} ({} bytes)\n", e.name, e.size)),
+                EntryKind::Link | EntryKind::Other => {}
+            }
+        }
+        if more || entries.len() > max {
+            text.push_str("  [more entries: list_files shows them]\n");
+        }
+        if entries.is_empty() {
+            text.push_str("  (empty)\n");
+        }
+        Some(text)
+    }
+
+    /// The files of `inputs/` and `outputs/`, for an error that names what is there.
+    fn files(&self) -> String {
+        let mut names = Vec::new();
+        for dir in ["inputs", "outputs"] {
+            if let Ok((entries, _)) = self.workspace.list(dir) {
+                for e in entries.iter().take(20) {
+                    let slash = if e.kind == EntryKind::Directory { "/" } else { "" };
+                    names.push(format!("{dir}/{}{slash}", e.name));
+                }
+            }
+        }
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
     fn read(&self, a: &ReadArgs) -> Result<String, Denied> {
-        let (data, more) = self.workspace.read(&a.path).map_err(file_error)?;
+        let (data, more, note) = match self.workspace.read(&a.path) {
+            Ok((data, more)) => (data, more, String::new()),
+            // A name given without its folder: the input of that name, said so.
+            Err(crate::workspace::FileError::Io { .. })
+                if self.workspace.read(&format!("inputs/{}", a.path)).is_ok() =>
+            {
+                let path = format!("inputs/{}", a.path);
+                let (data, more) = self.workspace.read(&path).map_err(file_error)?;
+                (data, more, format!("[{path}: paths are relative to your workspace]\n"))
+            }
+            Err(e @ crate::workspace::FileError::Io { .. }) => {
+                return Err(Denied::Error(format!("{e}. The files there are: {}", self.files())));
+            }
+            Err(e) => return Err(file_error(e)),
+        };
         if data.contains(&0) {
             return Err(Denied::Error(format!("{} is a binary file ({} bytes)", a.path, data.len())));
         }
         let start = a.offset.min(data.len());
         let end = (start + CHUNK).min(data.len());
-        let mut text = String::from_utf8_lossy(&data[start..end]).into_owned();
+        let mut text = note;
+        text.push_str(&String::from_utf8_lossy(&data[start..end]));
         if end < data.len() {
             text.push_str(&format!("\n[{} more bytes: read again with offset {end}]", data.len() - end));
         } else if more {
@@ -268,8 +326,19 @@ impl<'a> Toolbox<'a> {
 
     fn write(&mut self, a: &WriteArgs) -> Result<String, Denied> {
         let Some(name) = a.path.strip_prefix(OUTPUTS).filter(|n| !n.is_empty()) else {
-            return Err(Denied::Refused(format!("{:?}: write_file writes under outputs/ only", a.path)));
+            let outputs: Vec<String> = self.spec.outputs.iter().map(|o| format!("{OUTPUTS}{o}")).collect();
+            return Err(Denied::Refused(format!(
+                "{:?}: write_file writes under outputs/ only (your outputs: {})",
+                a.path,
+                if outputs.is_empty() { "none".to_string() } else { outputs.join(", ") }
+            )));
         };
+        if self.spec.formats.contains_key(name) {
+            return Err(Denied::Error(format!(
+                "{}: this output has a set format; it is written from your answer when you stop calling tools",
+                a.path
+            )));
+        }
         self.workspace.write(&a.path, a.content.as_bytes()).map_err(file_error)?;
         self.written.insert(name.to_string());
         Ok(format!("wrote {} bytes to {}", a.content.len(), a.path))
@@ -365,6 +434,19 @@ impl<'a> Toolbox<'a> {
     }
 
     fn propose(&mut self, a: ProposeArgs) -> Result<String, Denied> {
+        if a.kind == "none" && self.spec.decide {
+            return Ok("nothing proposed: a human acts first.".into());
+        }
+        let kind: ProposalKind = serde_json::from_value(Value::String(a.kind.clone()))
+            .map_err(|_| Denied::Error(format!("kind: {:?} is not a kind of proposal", a.kind)))?;
+        if !self.spec.proposals.is_empty() && !self.spec.proposals.contains(&kind) {
+            let allowed: Vec<&str> = self.spec.proposals.iter().map(|k| k.name()).collect();
+            return Err(Denied::Refused(format!(
+                "this step may propose {} only, not {}",
+                allowed.join(", "),
+                kind.name()
+            )));
+        }
         if self.proposals.len() >= MAX_PROPOSALS {
             return Err(Denied::Refused(format!("a step makes at most {MAX_PROPOSALS} proposals")));
         }
@@ -374,13 +456,18 @@ impl<'a> Toolbox<'a> {
         }
         let unit = || {
             let u = a.unit.clone().unwrap_or_default();
-            if name_ok(&u, "@") {
-                Ok(u)
-            } else {
+            if !name_ok(&u, "@") {
                 Err(Denied::Error(format!("unit: {u:?} is not a unit name")))
+            } else if !self.spec.act_on.is_empty() && !self.spec.act_on.contains(&u) {
+                Err(Denied::Refused(format!(
+                    "unit: this run may act on {} only, not {u:?}",
+                    self.spec.act_on.join(", ")
+                )))
+            } else {
+                Ok(u)
             }
         };
-        let proposal = match a.kind {
+        let proposal = match kind {
             ProposalKind::Start => Proposal::Start { unit: unit()?, reason },
             ProposalKind::Stop => Proposal::Stop { unit: unit()?, reason },
             ProposalKind::Restart => Proposal::Restart { unit: unit()?, reason },
@@ -476,6 +563,12 @@ mod tests {
             embedding_model: "embedding".into(),
             index_bytes: 0,
             seed: None,
+            formats: Default::default(),
+            run_first: Vec::new(),
+            search_first: None,
+            act_on: Vec::new(),
+            proposals: Vec::new(),
+            decide: false,
         }
     }
 
@@ -541,14 +634,6 @@ mod tests {
             tb.call(&call("list_files", r#"{"path":"inputs"}"#), t),
             format!("bin (6 bytes)\nlog ({} bytes)\n", CHUNK + 10)
         );
-    }
-
-    #[test]
-    fn a_forced_write_is_bounded_by_the_tokens_left_and_the_grammar_limit() {
-        let paths = vec!["outputs/a.md".to_string()];
-        let bound =
-            |n: u64| write_only(&paths, n)["function"]["parameters"]["properties"]["content"]["maxLength"].clone();
-        assert_eq!((bound(900), bound(20_000)), (json!(900), json!(FORCED_MAX_CHARS)));
     }
 
     #[test]

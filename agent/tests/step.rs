@@ -26,6 +26,12 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
         embedding_model: "embedding".into(),
         index_bytes: 1 << 20,
         seed: None,
+        formats: Default::default(),
+        run_first: Vec::new(),
+        search_first: None,
+        act_on: Vec::new(),
+        proposals: Vec::new(),
+        decide: false,
     }
 }
 
@@ -173,53 +179,106 @@ fn each_budget_stops_the_step() {
 }
 
 #[test]
-fn a_missing_output_is_asked_for_once_then_fails_the_step() {
-    let s = spec(vec![Tool::WriteFile], &["report.md"], ROOMY);
+fn outputs_not_written_are_asked_for_as_the_whole_answer() {
+    // A direct step (everything it reads is in its briefing, it may only read and write):
+    // no tool turns, each output asked for at once and written from the answer.
+    let s = spec(vec![Tool::ReadFile, Tool::WriteFile], &["report.md", "notes.md"], ROOMY);
     let dir = workspace(&s);
     let m = ScriptedModel::start(
         &dir.path().join("gw.sock"),
-        vec![Turn::text("done"), Turn::call("write_file", json!({"path": "outputs/report.md", "content": "# Report"}))],
+        vec![Turn::text("```markdown\n# Report\nThe worker ran out of memory.\n```"), Turn::text("notes")],
     );
     let (_, r) = run_agent(dir.path());
     let r = r.expect("result");
-    assert_eq!((r.outcome, r.turns, r.summary.as_str()), (StepOutcome::Completed, 2, "done"));
+    assert_eq!((r.outcome, r.turns), (StepOutcome::Completed, 2));
+    assert_eq!(r.outputs, ["notes.md", "report.md"]);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join("ws/outputs").join(f)).expect("output");
+    assert_eq!(read("report.md"), "# Report\nThe worker ran out of memory.\n", "the fence is taken off");
+    assert_eq!(read("notes.md"), "notes\n");
     let requests = m.requests();
-    let nudge = &requests[1]["messages"].as_array().expect("messages").last().expect("last")["content"];
-    assert_eq!(nudge, "You have not written outputs/report.md yet. Write it with write_file now.");
-    // The turn after the reminder may only write the missing file, and must.
-    assert_eq!(requests[1]["tool_choice"], json!({"type": "function", "function": {"name": "write_file"}}));
-    assert_eq!(
-        requests[1]["tools"][0]["function"]["parameters"]["properties"]["path"]["enum"],
-        json!(["outputs/report.md"])
-    );
-    assert_eq!(requests.len(), 2, "the turn that writes it is the step's last");
+    let briefing = requests[0]["messages"][1]["content"].as_str().expect("briefing");
+    assert!(briefing.contains("inputs/journal.txt:\n```\ninfer-qwen: out of memory, killed\n```"), "{briefing}");
+    assert!(requests[0].get("tools").is_none(), "a direct step is offered no tools");
+    let ask = |i: usize| requests[i]["messages"].as_array().expect("messages").last().expect("last")["content"].clone();
+    assert_eq!(ask(0), "Now write outputs/report.md. Answer with the file's whole content only, no tool call.");
+    assert_eq!(ask(1), "Now write outputs/notes.md. Answer with the file's whole content only, no tool call.");
 
-    // Two files missing: one forced turn each, each with its share of the tokens left.
-    let two = spec(vec![Tool::WriteFile], &["a.md", "b.md"], ROOMY);
-    let dir = workspace(&two);
+    // A step with tools to act with: its tool turns first, then what it did not write.
+    let s = spec(vec![Tool::WriteFile, Tool::RunCommand], &["report.md"], ROOMY);
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("done"), Turn::text("# Report")]);
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(r.expect("result").outcome, StepOutcome::Completed);
+    assert!(m.requests()[0].get("tools").is_some() && m.requests()[1].get("tools").is_none());
+
+    // An output with a format: asked for constrained by it, and write_file may not write it.
+    let mut s = spec(vec![Tool::WriteFile, Tool::RunCommand], &["d.json"], ROOMY);
+    let schema = json!({"type": "object", "properties": {"fix": {"enum": ["restart", "none"]}}, "required": ["fix"]});
+    s.formats.insert("d.json".into(), aither_api::workflow::OutputFormat::JsonSchema { schema: schema.clone() });
+    let dir = workspace(&s);
     let m = ScriptedModel::start(
         &dir.path().join("gw.sock"),
         vec![
+            Turn::call("write_file", json!({"path": "outputs/d.json", "content": "{}"})),
             Turn::text("done"),
-            Turn::call("write_file", json!({"path": "outputs/b.md", "content": "B"})),
-            Turn::call("write_file", json!({"path": "outputs/a.md", "content": "A"})),
+            Turn::text("{\"fix\": \"none\"}"),
         ],
     );
     let (_, r) = run_agent(dir.path());
     assert_eq!(r.expect("result").outcome, StepOutcome::Completed);
     let requests = m.requests();
-    let paths = |i: usize| requests[i]["tools"][0]["function"]["parameters"]["properties"]["path"]["enum"].clone();
-    assert_eq!((paths(1), paths(2)), (json!(["outputs/a.md", "outputs/b.md"]), json!(["outputs/a.md"])));
-    let asked: Vec<u64> = requests.iter().filter_map(|q| q["max_tokens"].as_u64()).collect();
-    assert!(asked[1] < asked[2], "the first of two files gets half of what is left: {asked:?}");
+    assert!(tool_answers(&requests[1])[0].contains("written from your answer"), "{:?}", tool_answers(&requests[1]));
+    assert_eq!(requests[2]["response_format"]["json_schema"]["schema"], schema);
+    assert_eq!(std::fs::read_to_string(dir.path().join("ws/outputs/d.json")).expect("d.json"), "{\"fix\": \"none\"}\n");
 
+    // An empty answer is no output.
+    let s = spec(vec![Tool::WriteFile], &["report.md"], ROOMY);
     let dir = workspace(&s);
-    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("done"), Turn::text("still done")]);
+    let _m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("  ")]);
     let (_, r) = run_agent(dir.path());
     assert_eq!(
         r.expect("result").outcome,
-        StepOutcome::Failed { reason: "the step ended without writing outputs/report.md".into() }
+        StepOutcome::Failed { reason: "the model gave no content for outputs/report.md".into() }
     );
+}
+
+#[test]
+fn a_repeated_call_or_errors_in_a_row_end_the_tool_turns() {
+    let s = spec(vec![Tool::ReadFile, Tool::RunCommand, Tool::WriteFile], &["report.md"], ROOMY);
+    let dir = workspace(&s);
+    let again = || Turn::call("read_file", json!({"path": "inputs/journal.txt"}));
+    let m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![again(), again(), again(), Turn::text("# Report"), again()],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns), (StepOutcome::Completed, 4), "three calls, two of them repeats, then the output");
+    let requests = m.requests();
+    assert!(
+        tool_answers(&requests[2])[1].starts_with("You already called read_file"),
+        "{:?}",
+        tool_answers(&requests[2])
+    );
+
+    // A name without its folder is read from inputs/, said so; a missing one lists what is there.
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![
+            Turn::call("read_file", json!({"path": "journal.txt"})),
+            Turn::call("read_file", json!({"path": "nope.txt"})),
+            Turn::call("read_file", json!({"path": "nope2.txt"})),
+            Turn::call("read_file", json!({"path": "nope3.txt"})),
+            Turn::text("# Report"),
+        ],
+    );
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(r.expect("result").turns, 5, "three errors in a row end the tool turns");
+    let requests = m.requests();
+    assert!(tool_answers(&requests[1])[0].starts_with("[inputs/journal.txt: paths are relative"));
+    let missing = &tool_answers(&requests[2])[1];
+    assert!(missing.starts_with("error: ") && missing.contains("The files there are: inputs/journal.txt"), "{missing}");
 }
 
 #[test]

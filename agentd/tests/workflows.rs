@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use aither_test_support::scripted::{tool_answers, ScriptedModel, Turn};
+use aither_test_support::scripted::{ScriptedModel, Turn};
 use common::{Bed, FLAKY};
 use serde_json::{json, Value};
 
@@ -80,15 +80,9 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     let model = ScriptedModel::start(
         &socket,
         vec![
-            // diagnose
-            Turn::call("read_file", json!({"path": "inputs/journal-flaky.txt"})),
-            Turn::call(
-                "write_file",
-                json!({"path": "outputs/diagnosis.md", "content": "flaky cannot reach its database."}),
-            ),
-            Turn::text("diagnosed"),
-            // propose
-            Turn::call("read_file", json!({"path": "inputs/diagnosis.md"})),
+            // diagnose: its journal and the status inline, the diagnosis its answer
+            Turn::text("flaky cannot reach its database."),
+            // propose: the diagnosis inline
             Turn::call("propose", json!({"kind": "restart", "unit": "flaky", "reason": "the database is back"})),
             Turn::text("proposed a restart"),
         ],
@@ -103,17 +97,18 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     assert_eq!(run["steps"][0]["result"]["outcome"], "completed");
     assert_eq!(run["steps"][1]["result"]["proposals"][0]["kind"], "restart");
     let requests = model.requests();
-    assert_eq!(requests.len(), 6);
+    assert_eq!(requests.len(), 3);
+    let briefing = |i: usize| requests[i]["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+    assert!(briefing(0).contains("flaky: database connection refused"), "{}", briefing(0));
     assert!(
-        tool_answers(&requests[1])[0].contains("flaky: database connection refused"),
-        "{:?}",
-        tool_answers(&requests[1])
+        briefing(1).contains("inputs/diagnosis.md:\n```\nflaky cannot reach its database.\n```"),
+        "the diagnosis was handed over: {}",
+        briefing(1)
     );
-    assert_eq!(tool_answers(&requests[4])[0], "flaky cannot reach its database.", "the diagnosis was handed over");
     let state = bed.state_dir();
     assert_eq!(
         std::fs::read_to_string(state.join("workflows/runs/heal-1/diagnose/outputs/diagnosis.md")).expect("kept"),
-        "flaky cannot reach its database."
+        "flaky cannot reach its database.\n"
     );
     assert!(!state.join("agents/wf-heal-1-diagnose").exists(), "the workspace is removed");
     assert!(bed.units().iter().all(|u| !u["name"].as_str().unwrap_or("").starts_with("wf-")), "step units are gone");

@@ -3,6 +3,8 @@
 //! [`StepResult`] beside it (`result.json`). The agent never talks to agentd: everything it
 //! needs comes in as files, everything it wants done goes out as [`Proposal`]s.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +184,37 @@ pub struct StepSpec {
     /// must repeat: the eval sets it; agentd leaves it out and the server picks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Outputs whose content is constrained (a JSON Schema, a grammar), by file name: the
+    /// runner asks the model for each as a constrained answer and writes it itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub formats: BTreeMap<String, OutputFormat>,
+    /// Commands (of `commands`) the runner runs before the first turn, their output given
+    /// to the model with the instructions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_first: Vec<Vec<String>>,
+    /// A query the runner searches the documents for (`search_docs`) before the first turn,
+    /// the passages given with the instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_first: Option<String>,
+    /// The units a proposal may name (the run's unit); empty: any unit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub act_on: Vec<String>,
+    /// The kinds of proposal the step may make; empty: any kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proposals: Vec<ProposalKind>,
+    /// The step decides: its one turn must call `propose`, whose kind may then be `none`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decide: bool,
+}
+
+/// How an output's content is constrained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputFormat {
+    /// A JSON document matching this JSON Schema.
+    JsonSchema { schema: serde_json::Value },
+    /// Text in this GBNF grammar (llama.cpp's; local models only).
+    Grammar { gbnf: String },
 }
 
 fn embedding_role() -> String {

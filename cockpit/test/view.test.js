@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
-    CHART, diskTiers, explain, gib, inferenceCharts, journalHidden, memoryBars, modelRow, niceMax, parseDocument, percent,
+    CHART, diskTiers, evalRows, explain, gib, inferenceCharts, journalHidden, memoryBars, modelRow, niceMax, parseDocument, percent,
     permission, pullProgress, removable, runRow, seriesPath, stepRows, unitRow,
 } from "../view.js";
 
@@ -153,4 +153,17 @@ test("only a file that is there, and not being pulled, can be removed", () => {
     assert.equal(removable({ present: true }, false), true);
     assert.equal(removable({ present: true }, true), false);
     assert.equal(removable({ present: false }, false), false);
+});
+
+test("eval rows give each model's suites in per cent, with their interval and when", () => {
+    const doc = { schema_version: 1, reports: [{ model: "smollm2-135m-instruct", started: 1796659200, quick: true, suites: [
+        { suite: "devops", pass_rate: 0.625, low: 0.406, high: 0.804, runs: 24, steps: 72, steps_with_outputs: 70 },
+        { suite: "tools", pass_rate: 0.3, low: 0.2, high: 0.4, runs: 60, steps: 0, steps_with_outputs: 0 },
+    ] }] };
+    const rows = evalRows(doc);
+    assert.equal(rows.length, 2);
+    assert.deepEqual(rows[0], { model: "smollm2-135m-instruct", suite: "devops", rate: "63 %", interval: "41–80 %",
+        runs: "24", outputs: "97 %", when: "2026-12-07 16:00Z (quick)" });
+    assert.equal(rows[1].outputs, "-");
+    assert.deepEqual(evalRows(null), []);
 });

@@ -394,8 +394,12 @@ fn eval_command(args: &eval::EvalArgs, session: bool, as_json: bool) -> Result<i
         Some(m) => vec![m.clone()],
         None => {
             use aither_api::plan::Role;
-            let mut names: Vec<String> =
-                plan.models.iter().filter(|m| matches!(m.role, Role::Chat | Role::Code)).map(|m| m.name.clone()).collect();
+            let mut names: Vec<String> = plan
+                .models
+                .iter()
+                .filter(|m| matches!(m.role, Role::Chat | Role::Code))
+                .map(|m| m.name.clone())
+                .collect();
             names.dedup();
             names
         }

@@ -1,5 +1,5 @@
 //! The tool-calling suite: one chat completion per case with its functions offered
-//! (`tool_choice: auto`, the case's seed), and the calls that come back compared with the
+//! (`tool_choice: auto`, the case's seed, the temperature the appliance's agents use), and the calls that come back compared with the
 //! expected ones by value and type, in the manner of the Berkeley Function Calling
 //! Leaderboard's AST check: the same number of calls, each to the right function, every
 //! argument given one of the accepted values, nothing given that was not asked for.
@@ -35,6 +35,7 @@ pub fn run(suite: &ToolSuite, case: &ToolCase, gateway: &Gateway, model: &str, s
         "tool_choice": "auto",
         "max_tokens": MAX_TOKENS,
         "seed": seed,
+        "temperature": aither_agent::step::TEMPERATURE,
     });
     let mut outcome = RunOutcome::new(&case.id, seed);
     outcome.metrics.push((case.kind.name().to_string(), false));

@@ -264,7 +264,11 @@ mod tests {
         let c = content().expect("content");
         assert!(!c.content.is_empty() && !c.social.is_empty());
         for d in devops().expect("devops") {
-            assert!(d.journal.contains(&d.unit) || d.journal.contains("kernel"), "{}: the journal names its unit", d.id);
+            assert!(
+                d.journal.contains(&d.unit) || d.journal.contains("kernel"),
+                "{}: the journal names its unit",
+                d.id
+            );
         }
     }
 

@@ -69,7 +69,8 @@ pub enum Suite {
 }
 
 impl Suite {
-    pub const ALL: [Suite; 6] = [Suite::Tools, Suite::Devops, Suite::Review, Suite::Research, Suite::Content, Suite::Social];
+    pub const ALL: [Suite; 6] =
+        [Suite::Tools, Suite::Devops, Suite::Review, Suite::Research, Suite::Content, Suite::Social];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -256,15 +257,15 @@ pub fn run(opts: &Options, progress: &(dyn Fn(&Progress) + Sync)) -> Result<Eval
             }
             Suite::Research => {
                 research_suite = cases::research()?;
-                score::research_docs(&research_suite, &docs).map_err(|problem| EvalError::Suite {
-                    file: "eval/suites/research.toml".into(),
-                    problem,
-                })?;
+                score::research_docs(&research_suite, &docs)
+                    .map_err(|problem| EvalError::Suite { file: "eval/suites/research.toml".into(), problem })?;
                 let (s, docs) = (&research_suite, &docs);
                 for case in pick(s.cases.iter().collect(), opts.quick) {
                     for &seed in &opts.seeds {
                         let (model, d) = (&model, run_dir(&case.id, seed));
-                        jobs.push(Box::new(move |_| score::research(wf.expect("a pack"), s, docs, case, model, seed, &d)));
+                        jobs.push(Box::new(move |_| {
+                            score::research(wf.expect("a pack"), s, docs, case, model, seed, &d)
+                        }));
                     }
                 }
             }
@@ -344,7 +345,8 @@ fn run_jobs(
 
 /// A suite's figures from its runs.
 pub fn summarize(suite: Suite, outcomes: &[RunOutcome]) -> SuiteReport {
-    let count = |f: &dyn Fn(&RunOutcome) -> bool| u32::try_from(outcomes.iter().filter(|o| f(o)).count()).unwrap_or(u32::MAX);
+    let count =
+        |f: &dyn Fn(&RunOutcome) -> bool| u32::try_from(outcomes.iter().filter(|o| f(o)).count()).unwrap_or(u32::MAX);
     let runs = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
     let passed = count(&|o| o.passed);
     let doubled = count(&|o| !o.passed && o.doubled);

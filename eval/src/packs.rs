@@ -136,7 +136,13 @@ pub fn run(workflow: &Workflow, fixtures: &Fixtures, model: &Model, seed: u64, d
 }
 
 /// Lay out step `index`'s workspace; the names of its inputs.
-fn stage(workflow: &Workflow, index: usize, run: &PackRun, fixtures: &Fixtures, ws: &Path) -> Result<Vec<String>, String> {
+fn stage(
+    workflow: &Workflow,
+    index: usize,
+    run: &PackRun,
+    fixtures: &Fixtures,
+    ws: &Path,
+) -> Result<Vec<String>, String> {
     let step = &workflow.steps[index];
     let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
     let inputs_dir = ws.join("inputs");

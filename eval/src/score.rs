@@ -107,7 +107,8 @@ pub fn devops(workflow: &Workflow, case: &DevopsCase, model: &Model, seed: u64, 
     };
     let run = packs::run(workflow, &fixtures, model, seed, dir);
     let mut o = outcome_of(&case.id, seed, &run, started);
-    let diagnosis = run.output("detect", "diagnosis.json").and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok());
+    let diagnosis =
+        run.output("detect", "diagnosis.json").and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok());
     let named_class = diagnosis.as_ref().and_then(|d| {
         ["class", "cause_class", "category"].iter().find_map(|k| d.get(*k).and_then(|v| v.as_str()).map(str::to_string))
     });
@@ -124,7 +125,8 @@ pub fn devops(workflow: &Workflow, case: &DevopsCase, model: &Model, seed: u64, 
             Proposal::PullModel { .. } | Proposal::Publish { .. } => None,
         })
         .collect();
-    let shown: Vec<String> = actions.iter().map(|(k, u)| u.map_or_else(|| (*k).to_string(), |u| format!("{k} {u}"))).collect();
+    let shown: Vec<String> =
+        actions.iter().map(|(k, u)| u.map_or_else(|| (*k).to_string(), |u| format!("{k} {u}"))).collect();
     let right = match case.action.as_str() {
         "none" => actions.is_empty(),
         "reload" => actions == [("reload", None)],
@@ -301,8 +303,7 @@ fn article_problem(name: &str, text: Option<String>, words: usize) -> Option<Str
 /// why not.
 pub fn content(workflow: &Workflow, case: &TopicCase, model: &Model, seed: u64, dir: &Path) -> RunOutcome {
     let started = Instant::now();
-    let fixtures =
-        Fixtures { run_inputs: [("topic".to_string(), case.topic.clone())].into(), ..Fixtures::default() };
+    let fixtures = Fixtures { run_inputs: [("topic".to_string(), case.topic.clone())].into(), ..Fixtures::default() };
     let run = packs::run(workflow, &fixtures, model, seed, dir);
     let mut o = outcome_of(&case.id, seed, &run, started);
     let problem = incomplete(&run, workflow)
@@ -310,7 +311,8 @@ pub fn content(workflow: &Workflow, case: &TopicCase, model: &Model, seed: u64, 
         .or_else(|| article_problem("draft.md", run.output_text("write", "draft.md"), 150))
         .or_else(|| article_problem("article.md", run.output_text("edit", "article.md"), 150))
         .or_else(|| run.output("edit", "edits.md").is_none().then(|| "no edits.md".to_string()));
-    let published = run.proposals.iter().any(|p| matches!(p, Proposal::Publish { file, .. } if file.ends_with("article.md")));
+    let published =
+        run.proposals.iter().any(|p| matches!(p, Proposal::Publish { file, .. } if file.ends_with("article.md")));
     o.metrics.push(("published".into(), published));
     match problem {
         None => o.pass(),
@@ -405,15 +407,20 @@ pub fn social(workflow: &Workflow, case: &TopicCase, model: &Model, seed: u64, d
         .or_else(|| match &found {
             None => Some("no posts.md".into()),
             Some(p) if p.len() != 5 => Some(format!("posts.md has {} numbered posts, not 5", p.len())),
-            Some(p) => p.iter().position(|t| t.chars().count() > 290).map(|i| format!("post {} is over 280 characters", i + 1)),
+            Some(p) => {
+                p.iter().position(|t| t.chars().count() > 290).map(|i| format!("post {} is over 280 characters", i + 1))
+            }
         })
         .or_else(|| match run.output_text("schedule", "schedule.json") {
             None => Some("no schedule.json".into()),
             Some(t) => schedule_problem(&t),
         })
         .or_else(|| {
-            (!run.proposals.iter().any(|p| matches!(p, Proposal::Publish { file, .. } if file.ends_with("schedule.json"))))
-                .then(|| "the schedule's publishing was not proposed".to_string())
+            (!run
+                .proposals
+                .iter()
+                .any(|p| matches!(p, Proposal::Publish { file, .. } if file.ends_with("schedule.json"))))
+            .then(|| "the schedule's publishing was not proposed".to_string())
         });
     match problem {
         None => o.pass(),
@@ -447,14 +454,22 @@ mod tests {
     #[test]
     fn a_schedule_needs_five_posts_in_order_four_hours_apart() {
         let entry = |at: &str| serde_json::json!({"publish_at": at, "text": "hello"});
-        let good: Vec<_> = ["2027-01-11T09:00:00Z", "2027-01-11T14:00:00Z", "2027-01-12T09:00Z", "2027-01-13T09:00:00Z", "2027-01-14T09:00:00+00:00"]
-            .iter()
-            .map(|t| entry(t))
-            .collect();
+        let good: Vec<_> = [
+            "2027-01-11T09:00:00Z",
+            "2027-01-11T14:00:00Z",
+            "2027-01-12T09:00Z",
+            "2027-01-13T09:00:00Z",
+            "2027-01-14T09:00:00+00:00",
+        ]
+        .iter()
+        .map(|t| entry(t))
+        .collect();
         assert_eq!(schedule_problem(&serde_json::to_string(&good).expect("json")), None);
         let mut close = good.clone();
         close[1] = entry("2027-01-11T10:00:00Z");
-        assert!(schedule_problem(&serde_json::to_string(&close).expect("json")).expect("too close").contains("four hours"));
+        assert!(schedule_problem(&serde_json::to_string(&close).expect("json"))
+            .expect("too close")
+            .contains("four hours"));
         assert!(schedule_problem(&serde_json::to_string(&good[..4]).expect("json")).is_some());
         assert!(schedule_problem("not json").is_some());
         assert_eq!(iso_seconds("1970-01-01T00:00:00Z"), Some(0));
@@ -475,7 +490,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let case = &crate::cases::review().expect("review")[0];
         review_repo(case, &dir.path().join("r")).expect("repo");
-        let log = Command::new("git").arg("-C").arg(dir.path().join("r")).args(["log", "--oneline"]).output().expect("git");
+        let log =
+            Command::new("git").arg("-C").arg(dir.path().join("r")).args(["log", "--oneline"]).output().expect("git");
         assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 2);
     }
 

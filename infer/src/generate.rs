@@ -213,19 +213,10 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
     Ok(Prepared { tokens, generation: g, tools: family, kind: Kind::Chat })
 }
 
-/// For a template that knows no tools: the instructions in the system message, earlier
-/// calls written as the JSON the model answers with, and tool results as messages the
-/// template can show.
+/// For a template that knows no tools: earlier calls written as the JSON the model answers
+/// with, tool results as messages the template can show, and the instructions after the last
+/// turn.
 fn generic_history(messages: &mut Vec<Value>, instructions: Option<&str>, template: &str) {
-    if let Some(instructions) = instructions {
-        match messages.first_mut() {
-            Some(m) if m["role"] == "system" => {
-                let content = m["content"].as_str().unwrap_or("").to_string();
-                m["content"] = json!(format!("{instructions}\n\n{content}"));
-            }
-            _ => messages.insert(0, json!({ "role": "system", "content": instructions })),
-        }
-    }
     let tool_role = template.contains("'tool'") || template.contains("\"tool\"") || !template.contains("role");
     for m in messages.iter_mut() {
         if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
@@ -238,6 +229,24 @@ fn generic_history(messages: &mut Vec<Value>, instructions: Option<&str>, templa
             let body = json!({ "tool_response": { "tool_call_id": m["tool_call_id"], "content": m["content"] } });
             *m = json!({ "role": "user", "content": body.to_string() });
         }
+    }
+    // The instructions go into the last turn, before what the model must act on (the user's
+    // request, a tool's answer): a small model heeds the last turn far more than a system
+    // message (measured by the eval's tool-calling suite). Without such a turn, they open the
+    // system message.
+    let Some(instructions) = instructions else { return };
+    match messages.last_mut() {
+        Some(m) if (m["role"] == "user" || m["role"] == "tool") && m["content"].is_string() => {
+            let content = m["content"].as_str().unwrap_or("").to_string();
+            m["content"] = json!(format!("{instructions}\n\nRequest: {content}"));
+        }
+        _ => match messages.first_mut() {
+            Some(m) if m["role"] == "system" => {
+                let content = m["content"].as_str().unwrap_or("").to_string();
+                m["content"] = json!(format!("{instructions}\n\n{content}"));
+            }
+            _ => messages.insert(0, json!({ "role": "system", "content": instructions })),
+        },
     }
 }
 
@@ -667,7 +676,14 @@ mod tests {
         assert_eq!(m[2]["role"], "user", "a template with no tool role gets the result as a user turn");
         let mut m = vec![json!({ "role": "system", "content": "be brief" })];
         generic_history(&mut m, Some("call tools"), "{{ 'tool' }}");
-        assert_eq!(m[0]["content"], "call tools\n\nbe brief");
+        assert_eq!(m[0]["content"], "call tools\n\nbe brief", "no turn to follow: in the system message");
+        let mut m =
+            vec![json!({ "role": "system", "content": "be brief" }), json!({ "role": "user", "content": "weather?" })];
+        generic_history(&mut m, Some("call tools"), "{{ 'tool' }}");
+        assert_eq!(
+            (m[0]["content"].as_str(), m[1]["content"].as_str()),
+            (Some("be brief"), Some("call tools\n\nRequest: weather?"))
+        );
     }
 
     #[test]

@@ -306,8 +306,21 @@ impl Family {
     }
 
     /// Split a model's answer into its text and its complete calls. A call cut short
-    /// (`max_tokens`) stays in the text, so nothing the model wrote is lost.
+    /// (`max_tokens`) stays in the text, so nothing the model wrote is lost. A call made again
+    /// in the same answer with the same arguments is the same call: it is kept once (small
+    /// models repeat themselves; a client would carry the call out twice).
     pub fn parse(self, text: &str) -> Parsed {
+        let mut parsed = self.parse_all(text);
+        let mut seen = std::collections::HashSet::new();
+        parsed.calls.retain(|c| {
+            let args =
+                serde_json::from_str::<Value>(&c.arguments).map_or_else(|_| c.arguments.clone(), |v| canonical(&v));
+            seen.insert((c.name.clone(), args))
+        });
+        parsed
+    }
+
+    fn parse_all(self, text: &str) -> Parsed {
         match self {
             Family::Hermes => parse_hermes(text),
             Family::Mistral => parse_after(text, "[TOOL_CALLS]", self),
@@ -449,20 +462,78 @@ fn parse_generic(text: &str) -> Parsed {
     }
 }
 
-/// The system text that tells a model whose template knows no tools how to call them.
+/// The system text that tells a model whose template knows no tools how to call them: each
+/// tool as a one-line signature (far fewer tokens than its schema, and easier for a small
+/// model to follow; the grammar holds the arguments to the schema anyway), then the two
+/// answers it may give.
 pub fn generic_instructions(tools: &Tools) -> String {
-    let list: Vec<Value> = tools
-        .callable()
-        .iter()
-        .map(|f| json!({ "name": f.name, "description": f.description, "parameters": f.parameters }))
-        .collect();
-    let answer = if matches!(tools.choice, Choice::Required | Choice::Named(_)) {
-        "Answer with a JSON object {\"tool_calls\": [{\"name\": ..., \"arguments\": {...}}]} calling the tools."
+    let mut text = String::from("You have these tools:\n");
+    for f in tools.callable() {
+        text.push_str(&format!("- {}({})", f.name, signature(&f.parameters)));
+        if let Some(d) = f.description.as_deref().filter(|d| !d.trim().is_empty()) {
+            text.push_str(&format!(": {}", d.trim()));
+        }
+        text.push('\n');
+    }
+    if matches!(tools.choice, Choice::Required | Choice::Named(_)) {
+        text.push_str(
+            "Answer with the call that does what the request asks: {\"tool_calls\": [{\"name\": ..., \"arguments\": {...}}]}, \
+             the arguments taken from the request (several calls only when it asks for several things).",
+        );
     } else {
-        "Answer with a JSON object: {\"tool_calls\": [{\"name\": ..., \"arguments\": {...}}]} to call tools, \
-         or {\"response\": ...} to answer directly."
-    };
-    format!("You can call these tools:\n{}\n{answer}", serde_json::to_string_pretty(&list).unwrap_or_default())
+        text.push_str(
+            "If one of these tools does what the request asks, answer with the call that does it: \
+             {\"tool_calls\": [{\"name\": ..., \"arguments\": {...}}]}, the arguments taken from the request \
+             (several calls only when it asks for several things). If no tool does it, answer {\"response\": ...}.",
+        );
+    }
+    text
+}
+
+/// A JSON value as text with every object's keys in order, to tell equal values apart from
+/// their spelling.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> =
+                keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k]))).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// A parameters schema as `name: type, name?: type` (`?`: optional), enums as their values.
+fn signature(schema: &Value) -> String {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else { return String::new() };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    props
+        .iter()
+        .map(|(name, p)| {
+            let kind = match p.get("enum").and_then(Value::as_array) {
+                Some(values) => values.iter().map(Value::to_string).collect::<Vec<_>>().join("|"),
+                None => match p.get("type") {
+                    Some(Value::String(t)) if t == "array" => {
+                        let item = p.pointer("/items/type").and_then(Value::as_str).unwrap_or("any");
+                        format!("array of {item}")
+                    }
+                    Some(Value::String(t)) => t.clone(),
+                    _ => "any".into(),
+                },
+            };
+            let optional = if required.contains(&name.as_str()) { "" } else { "?" };
+            let hint = p.get("description").and_then(Value::as_str).map(|d| format!(" ({d})")).unwrap_or_default();
+            format!("{name}{optional}: {kind}{hint}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An id for a call: `call_` and 24 letters and digits; Mistral's templates want exactly
@@ -491,6 +562,27 @@ mod tests {
             "parameters": { "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] } } },
             { "type": "function", "function": { "name": "add", "parameters": { "type": "object",
             "properties": { "a": { "type": "integer" }, "b": { "type": "integer" } }, "required": ["a", "b"] } } }])
+    }
+
+    #[test]
+    fn a_call_repeated_in_one_answer_is_kept_once() {
+        let text = "{\"tool_calls\": [{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}, \
+                    {\"name\": \"add\", \"arguments\": {\"b\": 2, \"a\": 1}}, {\"name\": \"add\", \"arguments\": {\"a\": 2, \"b\": 2}}]}";
+        let p = Family::Generic.parse(text);
+        assert_eq!(p.calls.len(), 2, "{p:?}");
+        assert_eq!(p.calls[1].arguments, "{\"a\":2,\"b\":2}");
+    }
+
+    #[test]
+    fn generic_instructions_give_each_tool_as_a_signature() {
+        let t = Tools::from_request(Some(&weather()), None, None).expect("valid").expect("tools");
+        let text = generic_instructions(&t);
+        assert!(text.contains("- get_weather(city: string): weather in a city\n"), "{text}");
+        assert!(text.contains("- add(a: integer, b: integer)\n"), "{text}");
+        assert!(text.contains("{\"response\": ...}"), "{text}");
+        let schema = json!({"type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "tags": {"type": "array", "items": {"type": "string"}}},
+            "required": ["tags"]});
+        assert_eq!(signature(&schema), "unit?: \"c\"|\"f\", tags: array of string");
     }
 
     #[test]

@@ -131,6 +131,17 @@ pub struct Step {
     pub inputs: Vec<Input>,
     pub outputs: Vec<String>,
     pub budget: StepBudget,
+    /// Outputs whose content is constrained, by file name (the runner writes them from the
+    /// model's constrained answers).
+    pub formats: BTreeMap<String, aither_api::workflow::OutputFormat>,
+    /// Indices into `commands`: run before the first turn, their output given inline.
+    pub run_first: Vec<usize>,
+    /// A query (with `{NAME}`s of run inputs) searched before the first turn.
+    pub search_first: Option<String>,
+    /// The kinds of proposal the step may make (empty: any).
+    pub proposals: Vec<ProposalKind>,
+    /// The step's one turn must call `propose`, `none` among its kinds.
+    pub decide: bool,
 }
 
 /// A workflow, validated.
@@ -191,6 +202,17 @@ impl Workflow {
             embedding_model: "embedding".into(),
             index_bytes,
             seed: None,
+            formats: step.formats.clone(),
+            run_first: step
+                .run_first
+                .iter()
+                .filter_map(|&i| step.commands.get(i))
+                .map(|c| fill_command(c, run_inputs))
+                .collect::<Result<_, _>>()?,
+            search_first: step.search_first.as_ref().map(|q| fill_text(q, run_inputs)),
+            act_on: run_inputs.get("unit").map(|u| vec![u.clone()]).unwrap_or_default(),
+            proposals: step.proposals.clone(),
+            decide: step.decide,
         })
     }
 }
@@ -266,7 +288,27 @@ struct StepDoc {
     outputs: Vec<String>,
     #[serde(default)]
     budget: BudgetDoc,
+    #[serde(default)]
+    formats: BTreeMap<String, FormatDoc>,
+    #[serde(default)]
+    run_first: Vec<usize>,
+    search_first: Option<String>,
+    #[serde(default)]
+    proposals: Vec<ProposalKind>,
+    #[serde(default)]
+    decide: bool,
 }
+
+/// An output's format: a JSON Schema (as JSON text) or a GBNF grammar.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormatDoc {
+    json_schema: Option<String>,
+    grammar: Option<String>,
+}
+
+/// The largest schema or grammar a format may be.
+const MAX_FORMAT_BYTES: usize = 16 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -412,6 +454,61 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
                 return Err(bad(format!("{}[{o}]", key("outputs")), format!("{out:?} is not a plain file name")));
             }
         }
+        let mut formats = BTreeMap::new();
+        for (name, f) in &s.formats {
+            let k = format!("{}.{name}", key("formats"));
+            if !s.outputs.contains(name) {
+                return Err(bad(k, format!("{name:?} is not one of the step's outputs")));
+            }
+            let format = match (&f.json_schema, &f.grammar) {
+                (Some(text), None) if text.len() <= MAX_FORMAT_BYTES => {
+                    let schema: serde_json::Value = serde_json::from_str(text)
+                        .map_err(|e| bad(format!("{k}.json_schema"), format!("not JSON: {e}")))?;
+                    if !schema.is_object() {
+                        return Err(bad(format!("{k}.json_schema"), "a JSON Schema is an object".into()));
+                    }
+                    aither_api::workflow::OutputFormat::JsonSchema { schema }
+                }
+                (None, Some(gbnf)) if gbnf.len() <= MAX_FORMAT_BYTES => {
+                    if !gbnf
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("root ::=") || l.trim_start().starts_with("root::="))
+                    {
+                        return Err(bad(format!("{k}.grammar"), "a GBNF grammar defines root".into()));
+                    }
+                    aither_api::workflow::OutputFormat::Grammar { gbnf: gbnf.clone() }
+                }
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(bad(k, "give json_schema or grammar, one of them".into()));
+                }
+                _ => return Err(bad(k, format!("larger than {MAX_FORMAT_BYTES} bytes"))),
+            };
+            formats.insert(name.clone(), format);
+        }
+        for (n, &i) in s.run_first.iter().enumerate() {
+            if i >= s.commands.len() {
+                return Err(bad(
+                    format!("{}[{n}]", key("run_first")),
+                    format!("{i} is not the index of one of the step's {} commands", s.commands.len()),
+                ));
+            }
+        }
+        if let Some(q) = &s.search_first {
+            if !tools.contains(&Tool::SearchDocs) {
+                return Err(bad(key("search_first"), "needs the search_docs tool".into()));
+            }
+            for name in placeholders(q) {
+                if !inputs.iter().any(|i| i.name == name) {
+                    return Err(bad(key("search_first"), format!("{{{name}}} is not one of the workflow's inputs")));
+                }
+            }
+        }
+        if !s.proposals.is_empty() && !tools.contains(&Tool::Propose) {
+            return Err(bad(key("proposals"), "the kinds of proposal are for the propose tool, not granted".into()));
+        }
+        if s.decide && !tools.contains(&Tool::Propose) {
+            return Err(bad(key("decide"), "a step that decides needs the propose tool".into()));
+        }
         let mut step_inputs = Vec::with_capacity(s.inputs.len());
         for (n, input) in s.inputs.iter().enumerate() {
             let k = format!("{}[{n}]", key("inputs"));
@@ -435,6 +532,11 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             inputs: step_inputs,
             outputs: s.outputs,
             budget,
+            formats,
+            run_first: s.run_first,
+            search_first: s.search_first,
+            proposals: s.proposals,
+            decide: s.decide,
         });
     }
     Ok(Workflow {
@@ -603,6 +705,17 @@ pub fn fill_command(command: &[String], values: &BTreeMap<String, String>) -> Re
             Ok(out)
         })
         .collect()
+}
+
+/// A text with its `{NAME}`s replaced by the run's values (a missing one left as it is).
+pub fn fill_text(text: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for name in placeholders(text) {
+        if let Some(v) = values.get(name) {
+            out = out.replace(&format!("{{{name}}}"), v);
+        }
+    }
+    out
 }
 
 fn is_input_name(s: &str) -> bool {

@@ -90,7 +90,11 @@ pub(super) fn step_files(
     // at once.
     let index_bytes =
         st.loaded.plan.memory_tiers.l2_vector_index_bytes / u64::try_from(st.admission.limit.max(1)).unwrap_or(1);
-    let spec = w.step_spec(index, &run.id, &run.inputs, names, index_bytes)?;
+    let mut spec = w.step_spec(index, &run.id, &run.inputs, names, index_bytes)?;
+    // A run a unit's failure started may act on that unit only.
+    if let (true, Some(unit)) = (spec.act_on.is_empty(), &run.trigger_unit) {
+        spec.act_on = vec![unit.clone()];
+    }
     files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
     Ok(files)
 }

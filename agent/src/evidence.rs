@@ -1,0 +1,105 @@
+//! What a step is shown with its instructions, so that a small model need not go looking for
+//! it: its input files when they are small (JSON compacted), the listing of its input
+//! folders, the output of the commands it is to run first (`run_first`) and the passages of
+//! its documents nearest its question (`search_first`). Those two run through the step's own
+//! tools, with the same checks as when the model calls them.
+//!
+//! A step is *direct* when everything it reads is here, it may do nothing but read and write
+//! its workspace, and it has outputs to write: it then answers them straight away, without
+//! tool turns.
+
+use std::time::Duration;
+
+use aither_api::workflow::{StepSpec, Tool};
+use serde_json::json;
+
+use crate::gateway::ToolCall;
+use crate::tools::Toolbox;
+
+/// The largest input file shown inline, and the most all inline evidence may take: about
+/// 2,000 tokens, which leaves a 4,096-token context room to answer.
+pub const FILE_BYTES: usize = 6 * 1024;
+pub const TOTAL_BYTES: usize = 8 * 1024;
+/// The most of one command's output or of the passages found shown inline.
+const PREFETCH_BYTES: usize = 4 * 1024;
+/// The most entries of a folder listed.
+const LISTED: usize = 40;
+
+/// The evidence, and what was called to gather it (for the transcript).
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub text: String,
+    /// Everything the step reads is in `text`, and it may only read and write its workspace.
+    pub direct: bool,
+    /// `(tool, arguments, answer)` of the calls made to gather it.
+    pub calls: Vec<(String, String, String)>,
+}
+
+/// Gather the step's evidence within `time`.
+pub fn gather(spec: &StepSpec, tools: &mut Toolbox, time: Duration) -> Evidence {
+    let mut ev = Evidence::default();
+    let mut all_inline = true;
+    for name in &spec.inputs {
+        let path = format!("inputs/{name}");
+        if let Some(listing) = tools.listing(&path, LISTED) {
+            ev.text.push_str(&format!("{path}/ holds:\n{listing}\n"));
+            all_inline = false;
+            continue;
+        }
+        match tools.read_text(&path) {
+            Some(text) if text.len() <= FILE_BYTES && ev.text.len() + text.len() <= TOTAL_BYTES => {
+                let shown = if name.ends_with(".json") {
+                    serde_json::from_str::<serde_json::Value>(&text).map_or(text.clone(), |v| v.to_string())
+                } else {
+                    text
+                };
+                ev.text.push_str(&format!("{path}:\n```\n{}\n```\n", shown.trim_end()));
+            }
+            Some(text) => {
+                ev.text.push_str(&format!(
+                    "{path} ({} bytes) is too long to show here: read it with read_file.\n",
+                    text.len()
+                ));
+                all_inline = false;
+            }
+            None => all_inline = false,
+        }
+    }
+    for argv in &spec.run_first {
+        let command = argv.join(" ");
+        let arguments = json!({ "command": command }).to_string();
+        let answer = call(tools, "run_command", &arguments, time, &mut ev);
+        ev.text
+            .push_str(&format!("The output of `{command}`:\n```\n{}\n```\n", cut(&answer, PREFETCH_BYTES).trim_end()));
+    }
+    if let Some(query) = &spec.search_first {
+        let arguments = json!({ "query": query }).to_string();
+        let answer = call(tools, "search_docs", &arguments, time, &mut ev);
+        ev.text.push_str(&format!(
+            "The passages of your documents nearest to {query:?}:\n{}\n",
+            cut(&answer, PREFETCH_BYTES)
+        ));
+    }
+    let reads_only = spec.tools.iter().all(|t| matches!(t, Tool::ReadFile | Tool::ListFiles | Tool::WriteFile));
+    // A step with no outputs still takes a turn: its answer is its summary.
+    ev.direct = all_inline && reads_only && !spec.outputs.is_empty();
+    ev
+}
+
+fn call(tools: &mut Toolbox, name: &str, arguments: &str, time: Duration, ev: &mut Evidence) -> String {
+    let answer = tools.call(&ToolCall { id: "evidence".into(), name: name.into(), arguments: arguments.into() }, time);
+    ev.calls.push((name.to_string(), arguments.to_string(), answer.clone()));
+    answer
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary, saying so.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[cut: {} more bytes]", &text[..end], text.len() - end)
+}
