@@ -31,7 +31,7 @@ INFER_FEATURES ?=
 DATADIR    := $(PREFIX)/share/aither
 DOCDIR     := $(PREFIX)/share/doc/aitheros
 
-.PHONY: all build deps test checks docs deps-check lint fmt-check clippy cargo-test cockpit-test unit-check policy-check chaos run install bench-workflow \
+.PHONY: all build deps test checks docs deps-check eval eval-quick bench-infer-real lint fmt-check clippy cargo-test cockpit-test unit-check policy-check chaos run install bench-workflow \
         rpm rpm-check kickstart image-check vm-test iso qcow2 cloud bench-hwprofile bench-fit bench-init bench-infer clean
 
 all: build
@@ -86,7 +86,7 @@ test:
 	python3 scripts/no-leftovers.py $(MAKE) --no-print-directory checks
 	@echo "make test: all checks passed"
 
-checks: deps lint cargo-test cockpit-test docs deps-check chaos unit-check policy-check image-check rpm-check vm-test
+checks: deps lint cargo-test cockpit-test docs deps-check eval-quick chaos unit-check policy-check image-check rpm-check vm-test
 
 # The manual (docs/, mdBook) with its reference generated from the code, links checked:
 # target/manual/index.html.
@@ -129,8 +129,26 @@ bench-init: deps
 # aither-infer against llama.cpp's llama-server (built from the llama-cpp-python sdist on first
 # use) at 1, 4 and 8 streams, and the gateway's added time to first token (about 15 minutes).
 bench-infer: deps
-	$(CARGO) build --release --locked -q -p aither-infer -p agentd
+	$(CARGO) build --release --locked -q -p aither-infer -p agentd -p aitherctl
 	$(VENV)/bin/python infer/benches/vs_llama_server.py
+
+# The same on a real model (SmolLM2-135M-Instruct, the test model), and the eval's tool-calling
+# suite through both servers (about 25 minutes).
+bench-infer-real: deps
+	$(CARGO) build --release --locked -q -p aither-infer -p agentd -p aitherctl
+	$(VENV)/bin/python infer/benches/vs_llama_server.py --tool-eval \
+	  --model "$$($(VENV)/bin/python tests/models/test_models.py $(TARGET_DIR)/tmp/models)/smollm2-135m-instruct-q4_1.gguf"
+
+# The eval: how often the agents get it right on the real test model (SmolLM2-135M-Instruct), every
+# suite, three seeds (about an hour here; EVAL_ARGS="devops --seeds 1" for less). The report is
+# target/eval/report.json. `eval-quick` is the subset make test runs (a few minutes).
+eval: deps
+	$(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer
+	bash scripts/eval.sh $(or $(EVAL_ARGS),--seeds 3)
+
+eval-quick:
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer
+	bash scripts/eval.sh tools devops review --quick --seeds 1
 
 # What a run of the example workflow costs on the tiny test model (turns, tokens, seconds per
 # step; about a minute).

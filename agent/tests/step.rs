@@ -392,3 +392,48 @@ fn search_docs_finds_the_passage_by_meaning_within_the_index_bound() {
     let answer = &tool_answers(&m.requests()[1])[0];
     assert!(answer.starts_with("1 of 1 passages (1 more left out: the index is full)"), "{answer}");
 }
+
+#[test]
+fn a_deciding_step_must_call_propose_and_may_propose_none() {
+    let mut s = spec(vec![Tool::Propose], &[], ROOMY);
+    s.decide = true;
+    s.act_on = vec!["flaky".into()];
+    s.proposals = vec![
+        aither_api::workflow::ProposalKind::Restart,
+        aither_api::workflow::ProposalKind::Stop,
+        aither_api::workflow::ProposalKind::Reload,
+    ];
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![Turn::call("propose", json!({"kind": "none", "unit": "flaky", "reason": "a human must fix the file"}))],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!((r.outcome, r.turns, r.proposals.len()), (StepOutcome::Completed, 1, 0), "none: nothing proposed");
+    let request = &m.requests()[0];
+    assert_eq!(request["tool_choice"], json!({"type": "function", "function": {"name": "propose"}}));
+    let params = &request["tools"][0]["function"]["parameters"];
+    assert_eq!(params["properties"]["kind"]["enum"], json!(["restart", "stop", "reload", "none"]));
+    assert_eq!(params["properties"]["unit"]["enum"], json!(["flaky"]));
+    assert_eq!(params["required"], json!(["kind", "unit", "reason"]));
+
+    // A kind the step may not propose, or another unit, is refused and recorded.
+    let dir = workspace(&s);
+    let _m = ScriptedModel::start(
+        &dir.path().join("gw.sock"),
+        vec![Turn::Tools(vec![
+            ("propose".into(), json!({"kind": "publish", "file": "outputs/x", "reason": "r"})),
+            ("propose".into(), json!({"kind": "stop", "unit": "sshd", "reason": "r"})),
+            ("propose".into(), json!({"kind": "restart", "unit": "flaky", "reason": "its database is back"})),
+        ])],
+    );
+    let (_, r) = run_agent(dir.path());
+    let r = r.expect("result");
+    assert_eq!(r.proposals, [Proposal::Restart { unit: "flaky".into(), reason: "its database is back".into() }]);
+    let refused: Vec<&str> = r.refused.iter().map(|c| c.reason.as_str()).collect();
+    assert!(
+        refused[0].contains("may propose restart, stop, reload only") && refused[1].contains("flaky only"),
+        "{refused:?}"
+    );
+}

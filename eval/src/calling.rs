@@ -43,6 +43,17 @@ pub fn run(suite: &ToolSuite, case: &ToolCase, gateway: &Gateway, model: &str, s
         Err(e) => outcome.why = format!("the server: {e}"),
         Ok(reply) => {
             outcome.tokens = reply.completion_tokens;
+            // What the server made of the answer, apart from whether it is right: a call where
+            // one was asked for, and every call to an offered function with an object for
+            // arguments.
+            if !case.expect.is_empty() {
+                outcome.metrics.push(("calls_made".into(), !reply.tool_calls.is_empty()));
+            }
+            let valid = reply.tool_calls.iter().all(|c| {
+                case.functions.contains(&c.name)
+                    && matches!(serde_json::from_str::<Value>(&c.arguments), Ok(Value::Object(_)))
+            });
+            outcome.metrics.push(("arguments_valid".into(), valid));
             match score(&case.expect, &reply.tool_calls) {
                 Ok(()) => outcome.pass(),
                 Err(why) => outcome.why = why,

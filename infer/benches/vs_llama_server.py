@@ -28,7 +28,10 @@ gateway's added latency.
    token, the prompt cached. Goal: at most 10 % slower per token. The chat tool call itself is
    shown too: its prompt carries the tools' instructions, so its tokens cost more for the
    longer context, not the grammar.
-6. The gateway: agentd in development mode (a private bus, a test root) serving the model
+6. With --tool-eval (a real model): the eval's tool-calling suite (`aitherctl eval tools`, 100
+   cases, --tool-eval-seeds seeds) through each server on the same model and flags, one
+   server at a time: calls made where one was asked for, arguments valid, answers right.
+7. The gateway: agentd in development mode (a private bus, a test root) serving the model
    through its gateway; time to first token of one-token streams straight to the worker's
    Unix socket and through the gateway on TCP, alternated; the difference of the medians is
    the gateway's cost. Goal: at most 1 ms at p50.
@@ -390,6 +393,24 @@ def serve_and_measure(name, argv, target, args, levels, ours=False):
         proc.wait(timeout=30)
 
 
+def tool_eval(name, argv, port, args):
+    """The eval's tool-calling suite against one server; its figures."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(("tcp", port), proc, name)
+        out = os.path.join(ROOT, "target", "eval", f"tools-{name}.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run([os.path.join(TARGET, "aitherctl"), "eval", "tools", "--endpoint", f"http://127.0.0.1:{port}",
+                        "--model", "chat", "--seeds", str(args.tool_eval_seeds), "--jobs", "1",
+                        "--work-dir", os.path.join(ROOT, "target", "eval", f"work-{name}"), "--output", out],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            return json.load(f)["suites"][0]
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def gateway_overhead(model, args):
     """TTFT straight to the worker vs through the gateway, in one agentd."""
     tmp = tempfile.mkdtemp(prefix="aither-bench-")
@@ -460,7 +481,9 @@ def main():
                     help="MiB of host memory for prompts that leave their slots, both servers (llama-server's default)")
     ap.add_argument("--model")
     ap.add_argument("--gateway-samples", type=int, default=100)
-    ap.add_argument("--only", choices=["servers", "gateway"], help="run one half of the benchmark")
+    ap.add_argument("--only", choices=["servers", "gateway", "tools"], help="run one part of the benchmark")
+    ap.add_argument("--tool-eval", action="store_true", help="the eval's tool-calling suite through both servers (a real model)")
+    ap.add_argument("--tool-eval-seeds", type=int, default=3)
     args = ap.parse_args()
     levels = [1, 4, 8]
     sys_version, our_tree = our_llama_tree()
@@ -482,6 +505,27 @@ def main():
         differ = sorted(k for k in set(mine) | set(theirs_opts) if mine.get(k) != theirs_opts.get(k))
         if differ:
             raise SystemExit(f"the two builds differ in {', '.join(differ)}: not comparing unlike builds")
+    if args.tool_eval or args.only == "tools":
+        pt1, pt2 = free_port(), free_port()
+        flags = ["-t", str(args.threads), "-tb", str(args.threads), "-c", "4096", "-np", "1"]
+        theirs_t = tool_eval("llama-server", [server, "-m", model, *flags, "--jinja", "--host", "127.0.0.1",
+                                              "--port", str(pt1), "--no-webui"], pt1, args)
+        ours_t = tool_eval("aither-infer", [os.path.join(TARGET, "aither-infer"), "--model", model, "--threads",
+                                            str(args.threads), "--ctx", "4096", "--parallel", "1",
+                                            "--listen", f"tcp:127.0.0.1:{pt2}"], pt2, args)
+        print(f"tool calling, the eval's suite ({theirs_t['runs']} runs each, model {os.path.basename(model)}, "
+              f"{args.threads} thread(s), one slot of 4,096 tokens, temperature 0.2):")
+        print(f"{'':>14} {'right':>14} {'calls made':>11} {'args valid':>11} {'simple':>7} {'multiple':>9} "
+              f"{'parallel':>9} {'irrelevance':>12} {'s/run':>6}")
+        for n, t in (("llama-server", theirs_t), ("aither-infer", ours_t)):
+            m = t["metrics"]
+            print(f"{n:>14} {100 * t['pass_rate']:>5.0f} % ({100 * t['low']:.0f}-{100 * t['high']:.0f}) "
+                  f"{100 * m.get('calls_made', 0):>9.0f} % {100 * m.get('arguments_valid', 0):>9.0f} % "
+                  f"{100 * m.get('simple', 0):>5.0f} % {100 * m.get('multiple', 0):>7.0f} % {100 * m.get('parallel', 0):>7.0f} % "
+                  f"{100 * m.get('irrelevance', 0):>10.0f} % {t['seconds_per_run']:>6.1f}")
+        print()
+        if args.only == "tools":
+            return
     print(f"model {os.path.basename(model)}, {args.threads} thread(s), ctx {args.ctx}, 8 slots, cache-ram {args.cache_ram} MiB, "
           f"{args.tokens} tokens per stream, median of {args.rounds} rounds "
           f"(at least {TTFT_SAMPLES} first tokens per level)\n")
