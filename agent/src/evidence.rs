@@ -33,6 +33,9 @@ pub struct Evidence {
     pub direct: bool,
     /// `(tool, arguments, answer)` of the calls made to gather it.
     pub calls: Vec<(String, String, String)>,
+    /// The labels of the known signatures found in the inputs (said again where an output
+    /// is asked for: a small model heeds the last thing it reads).
+    pub signatures: Vec<String>,
 }
 
 /// Gather the step's evidence within `time`.
@@ -65,25 +68,72 @@ pub fn gather(spec: &StepSpec, tools: &mut Toolbox, time: Duration) -> Evidence 
             None => all_inline = false,
         }
     }
+    let mut ran = Vec::new();
     for argv in &spec.run_first {
         let command = argv.join(" ");
         let arguments = json!({ "command": command }).to_string();
         let answer = call(tools, "run_command", &arguments, time, &mut ev);
         ev.text
             .push_str(&format!("The output of `{command}`:\n```\n{}\n```\n", cut(&answer, PREFETCH_BYTES).trim_end()));
+        ran.push((format!("the output of `{command}`"), answer));
     }
+    let (signatures, labels) = signatures(spec, tools, &ran);
+    ev.signatures = labels;
     if let Some(query) = &spec.search_first {
         let arguments = json!({ "query": query }).to_string();
         let answer = call(tools, "search_docs", &arguments, time, &mut ev);
+        if let Some(keep) = &spec.search_keep {
+            // The passages found are the step's output as they are: a small model rewriting
+            // them garbles them.
+            if tools.write_output(keep, answer.as_bytes()).is_ok() {
+                ev.calls.push(("write_output".into(), keep.clone(), format!("{} bytes", answer.len())));
+            }
+        }
         ev.text.push_str(&format!(
             "The passages of your documents nearest to {query:?}:\n{}\n",
             cut(&answer, PREFETCH_BYTES)
         ));
     }
+    if !spec.signatures.is_empty() {
+        ev.text.push_str(&signatures);
+    }
     let reads_only = spec.tools.iter().all(|t| matches!(t, Tool::ReadFile | Tool::ListFiles | Tool::WriteFile));
     // A step with no outputs still takes a turn: its answer is its summary.
     ev.direct = all_inline && reads_only && !spec.outputs.is_empty();
     ev
+}
+
+/// The step's known signatures found in its input files and in what its first commands
+/// printed: each label with the first line that bears it (a small model copies a name it is
+/// shown far better than it classifies).
+fn signatures(spec: &StepSpec, tools: &Toolbox, ran: &[(String, String)]) -> (String, Vec<String>) {
+    let mut found = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    let files = spec.inputs.iter().filter_map(|name| {
+        let path = format!("inputs/{name}");
+        tools.read_text(&path).map(|text| (path, text))
+    });
+    for (path, text) in files.chain(ran.iter().cloned()) {
+        for (label, words) in &spec.signatures {
+            let hit = text.lines().enumerate().find(|(_, line)| {
+                let line = line.to_lowercase();
+                words.iter().any(|w| line.contains(&w.to_lowercase()))
+            });
+            if let Some((n, line)) = hit {
+                let line: String = line.chars().take(200).collect();
+                found.push(format!("- {label}: {path} line {}: {line}", n + 1));
+                if !labels.contains(label) {
+                    labels.push(label.clone());
+                }
+            }
+        }
+    }
+    let text = if found.is_empty() {
+        "No known signature is in the inputs: judge from what they say.\n".into()
+    } else {
+        format!("Known signatures found in the inputs:\n{}\n", found.join("\n"))
+    };
+    (text, labels)
 }
 
 fn call(tools: &mut Toolbox, name: &str, arguments: &str, time: Duration, ev: &mut Evidence) -> String {

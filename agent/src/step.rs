@@ -134,7 +134,17 @@ fn converse(
         transcript.record(&json!({"event": "message", "message": m}));
     }
     let mut turns = Turns { spec, gateway, transcript, deadline, result };
-    let acted = if spec.decide {
+    // Everything it declares was written while its evidence was gathered (search_keep), and it
+    // has nothing to propose: the step is done.
+    let done = !spec.outputs.is_empty() && spec.outputs.iter().all(|o| !tools.output_missing(o));
+    if done && !spec.decide && spec.propose_from.is_none() {
+        turns.result.summary = format!("kept {}", spec.outputs.join(", "));
+        return StepOutcome::Completed;
+    }
+    let acted = if let Some(from) = &spec.propose_from {
+        propose_from(&mut turns, tools, from);
+        Ok(())
+    } else if spec.decide {
         decision(&mut turns, tools, &mut messages)
     } else if !evidence.direct {
         tool_turns(&mut turns, tools, &mut messages)
@@ -151,22 +161,34 @@ fn converse(
         }
         let format = spec.formats.get(out);
         let path = format!("{OUTPUTS}{out}");
-        let ask = match format {
+        let mut ask = match format {
             Some(OutputFormat::JsonSchema { .. }) => {
                 format!("Now write {path}. Answer with the JSON document only.")
             }
             _ => format!("Now write {path}. Answer with the file's whole content only, no tool call."),
         };
+        if !evidence.signatures.is_empty() {
+            ask = format!("The known signature found: {}.\n{ask}", evidence.signatures.join(", "));
+        }
         let nudge = json!({"role": "user", "content": ask});
         turns.transcript.record(&json!({"event": "message", "message": nudge}));
         messages.push(nudge);
-        let reply = match turns.ask(&messages, |request| match format {
-            Some(OutputFormat::JsonSchema { schema }) => {
+        // The signatures found narrow the answer's property, when the step says which.
+        let schema = match (format, &spec.narrow) {
+            (Some(OutputFormat::JsonSchema { schema }), Some(property)) => {
+                Some(narrowed(schema, property, &evidence.signatures))
+            }
+            (Some(OutputFormat::JsonSchema { schema }), None) => Some(schema.clone()),
+            _ => None,
+        };
+        let reply = match turns.ask(&messages, |request| match (format, &schema) {
+            (Some(OutputFormat::JsonSchema { .. }), Some(schema)) => {
                 request["response_format"] =
                     json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
             }
-            Some(OutputFormat::Grammar { gbnf }) => request["grammar"] = json!(gbnf),
-            None => {}
+            (Some(OutputFormat::Grammar { gbnf }), _) => request["grammar"] = json!(gbnf),
+            // Free text: a small model that starts repeating itself does not stop.
+            _ => request["frequency_penalty"] = json!(TEXT_FREQUENCY_PENALTY),
         }) {
             Ok(r) => r,
             Err(outcome) => return outcome,
@@ -315,6 +337,63 @@ fn tool_turns(turns: &mut Turns, tools: &mut Toolbox, messages: &mut Vec<Value>)
             return Ok(());
         }
     }
+}
+
+/// `schema` with `property` narrowed to the `labels` of the known signatures found: the
+/// branches of a top-level `anyOf` whose `property` is one of them, or an `enum` of the
+/// object's cut to them. When none would be left (or nothing was found), `schema` as it is.
+pub fn narrowed(schema: &Value, property: &str, labels: &[String]) -> Value {
+    let allowed = |v: &Value| v.as_str().is_some_and(|s| labels.iter().any(|l| l == s));
+    if labels.is_empty() {
+        return schema.clone();
+    }
+    let mut out = schema.clone();
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+        let kept: Vec<Value> = branches
+            .iter()
+            .filter(|b| {
+                let p = &b["properties"][property];
+                allowed(&p["const"]) || p["enum"].as_array().is_some_and(|e| e.iter().any(allowed))
+            })
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            out["anyOf"] = Value::Array(kept);
+        }
+    } else if let Some(values) = schema["properties"][property]["enum"].as_array() {
+        let kept: Vec<Value> = values.iter().filter(|v| allowed(v)).cloned().collect();
+        if !kept.is_empty() {
+            out["properties"][property]["enum"] = Value::Array(kept);
+        }
+    }
+    out
+}
+
+/// A step whose proposal is a field of an earlier step's constrained answer: made from it,
+/// through the same checks as a call of the model's, without asking the model again.
+fn propose_from(turns: &mut Turns, tools: &mut Toolbox, from: &aither_api::workflow::ProposeFrom) {
+    let path = format!("inputs/{}", from.input);
+    let doc = tools.read_text(&path).and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let field = |name: &str| doc.as_ref().and_then(|d| d.get(name)).and_then(Value::as_str).map(str::to_string);
+    let answer = match (field(&from.kind), field(&from.reason)) {
+        (Some(kind), _) if kind == "none" => format!("nothing proposed: {path} says none"),
+        (Some(kind), reason) => {
+            let mut args = json!({"kind": kind, "reason": reason.unwrap_or_else(|| format!("as {path} says"))});
+            if let Some(unit) = turns.spec.act_on.first() {
+                args["unit"] = json!(unit);
+            }
+            let call = crate::gateway::ToolCall {
+                id: "propose_from".into(),
+                name: "propose".into(),
+                arguments: args.to_string(),
+            };
+            let time = turns.deadline.saturating_duration_since(Instant::now());
+            tools.call(&call, time)
+        }
+        (None, _) => format!("error: {path} has no field {:?} to propose from", from.kind),
+    };
+    turns.transcript.record(&json!({"event": "tool", "turn": 0, "name": "propose", "from": path, "answer": answer}));
+    turns.result.summary = summary(&answer);
 }
 
 /// A step that decides: one turn that must call `propose` (its kind may be `none`), carried

@@ -566,9 +566,13 @@ mod tests {
             formats: Default::default(),
             run_first: Vec::new(),
             search_first: None,
+            search_keep: None,
             act_on: Vec::new(),
             proposals: Vec::new(),
             decide: false,
+            signatures: Default::default(),
+            narrow: None,
+            propose_from: None,
         }
     }
 

@@ -29,9 +29,13 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
         formats: Default::default(),
         run_first: Vec::new(),
         search_first: None,
+        search_keep: None,
         act_on: Vec::new(),
         proposals: Vec::new(),
         decide: false,
+        signatures: Default::default(),
+        narrow: None,
+        propose_from: None,
     }
 }
 
@@ -435,5 +439,72 @@ fn a_deciding_step_must_call_propose_and_may_propose_none() {
     assert!(
         refused[0].contains("may propose restart, stop, reload only") && refused[1].contains("flaky only"),
         "{refused:?}"
+    );
+}
+
+#[test]
+fn known_signatures_found_in_the_inputs_are_named_in_the_briefing() {
+    let mut s = spec(vec![Tool::ReadFile], &["d.md"], ROOMY);
+    s.signatures.insert("out_of_memory".into(), vec!["OUT OF MEMORY".into(), "oom-kill".into()]);
+    s.signatures.insert("no_space_left".into(), vec!["No space left".into()]);
+    let dir = workspace(&s);
+    let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![Turn::text("the worker ran out of memory")]);
+    let (_, r) = run_agent(dir.path());
+    assert_eq!(r.expect("result").outcome, StepOutcome::Completed);
+    let briefing = m.requests()[0]["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+    assert!(
+        briefing.contains(
+            "Known signatures found in the inputs:\n- out_of_memory: inputs/journal.txt line 1: infer-qwen: out of memory, killed"
+        ),
+        "{briefing}"
+    );
+    assert!(!briefing.contains("no_space_left"), "{briefing}");
+}
+
+#[test]
+fn a_proposal_read_from_an_earlier_answer_needs_no_turn() {
+    let mut s = spec(vec![Tool::Propose], &[], ROOMY);
+    s.inputs = vec!["diagnosis.json".into()];
+    s.act_on = vec!["flaky".into()];
+    s.proposals = vec![aither_api::workflow::ProposalKind::Restart, aither_api::workflow::ProposalKind::Stop];
+    s.propose_from = Some(aither_api::workflow::ProposeFrom {
+        input: "diagnosis.json".into(),
+        kind: "fix".into(),
+        reason: "why".into(),
+    });
+    for (fix, proposals) in [
+        ("restart", vec![Proposal::Restart { unit: "flaky".into(), reason: "its database is back".into() }]),
+        ("none", vec![]),
+        ("reload", vec![]), // not a kind this step may propose: refused
+    ] {
+        let dir = workspace(&s);
+        std::fs::write(
+            dir.path().join("ws/inputs/diagnosis.json"),
+            json!({"fix": fix, "why": "its database is back"}).to_string(),
+        )
+        .expect("diagnosis");
+        let m = ScriptedModel::start(&dir.path().join("gw.sock"), vec![]);
+        let (_, r) = run_agent(dir.path());
+        let r = r.expect("result");
+        assert_eq!((r.outcome.clone(), r.turns), (StepOutcome::Completed, 0), "{fix}: {r:?}");
+        assert_eq!(r.proposals, proposals, "{fix}");
+        assert_eq!(r.refused.len(), usize::from(fix == "reload"), "{fix}: {:?}", r.refused);
+        assert!(m.requests().is_empty(), "the model was not asked");
+    }
+}
+
+#[test]
+fn the_signatures_found_narrow_a_property_of_a_json_output() {
+    use aither_agent::step::narrowed;
+    let branch = |c: &str| json!({"type": "object", "properties": {"class": {"const": c}, "fix": {"const": "none"}}});
+    let schema = json!({"anyOf": [branch("a"), branch("b"), branch("c")]});
+    assert_eq!(narrowed(&schema, "class", &["b".into()]), json!({"anyOf": [branch("b")]}));
+    assert_eq!(narrowed(&schema, "class", &["c".into(), "a".into()]), json!({"anyOf": [branch("a"), branch("c")]}));
+    assert_eq!(narrowed(&schema, "class", &[]), schema, "nothing found: as it is");
+    assert_eq!(narrowed(&schema, "class", &["zzz".into()]), schema, "nothing would be left: as it is");
+    let flat = json!({"type": "object", "properties": {"verdict": {"enum": ["merge", "do not merge"]}}});
+    assert_eq!(
+        narrowed(&flat, "verdict", &["do not merge".into()])["properties"]["verdict"]["enum"],
+        json!(["do not merge"])
     );
 }

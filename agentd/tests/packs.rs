@@ -48,11 +48,9 @@ fn devops_diagnoses_a_failed_unit_restarts_it_after_approval_and_reports() {
     let model = ScriptedModel::start(
         &socket,
         vec![
-            // detect: its journal and the status in its briefing, the diagnosis its answer
+            // detect: its journal and the status in its briefing, the diagnosis its answer;
+            // fix proposes the diagnosis's fix without asking the model again
             Turn::text(&diagnosis.to_string()),
-            // fix
-            Turn::call("propose", json!({"kind": "restart", "unit": "flaky", "reason": "the database is back"})),
-            Turn::text("proposed"),
             // report, once the proposal is decided
             Turn::text("# flaky\nRestarted after approval; running."),
         ],
@@ -67,13 +65,16 @@ fn devops_diagnoses_a_failed_unit_restarts_it_after_approval_and_reports() {
     assert_eq!(run["steps"][1]["result"]["proposals"][0]["kind"], "restart");
     assert_eq!(run["steps"][2]["state"], "pending", "{run:#}");
     let requests = model.requests();
-    assert_eq!(requests.len(), 3, "detect and fix only, so far");
+    assert_eq!(requests.len(), 1, "detect only, so far: the fix is the diagnosis's");
     let detect = briefing(&requests[0]);
     assert!(detect.contains("flaky: database connection refused"), "the journal, inline: {detect}");
-    assert!(detect.contains("\"name\":\"flaky\"") && detect.contains("\"state\":\"failed\""), "the status: {detect}");
+    assert!(detect.contains("Known signatures found in the inputs:\n- connection_refused:"), "{detect}");
     assert_eq!(requests[0]["response_format"]["type"], "json_schema", "the diagnosis is constrained");
-    let unit = &requests[1]["tools"][0]["function"]["parameters"]["properties"]["unit"]["enum"];
-    assert_eq!(unit, &json!(["flaky"]), "a proposal may name the failed unit only");
+    let ask =
+        requests[0]["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].clone()).unwrap_or_default();
+    assert_eq!(ask, "The known signature found: connection_refused.\nNow write outputs/diagnosis.json. Answer with the JSON document only.");
+    assert_eq!(run["steps"][1]["result"]["proposals"][0]["unit"], "flaky");
+    assert_eq!(run["steps"][1]["result"]["proposals"][0]["reason"], "the database is back", "the diagnosis's why");
     let kept_diagnosis: Value =
         serde_json::from_str(&kept(&bed, "devops-1", "detect", "diagnosis.json")).expect("json");
     assert_eq!(kept_diagnosis["fix"], "restart");
@@ -82,7 +83,7 @@ fn devops_diagnoses_a_failed_unit_restarts_it_after_approval_and_reports() {
     bed.wait_state("flaky", "running", 10);
     let run = bed.wait_run("devops-1", "completed", 30);
     assert_eq!(run["steps"][2]["result"]["outcome"], "completed");
-    let report = briefing(&model.requests()[3]);
+    let report = briefing(&model.requests()[1]);
     assert!(report.contains("\"action\":\"restart flaky\"") && report.contains("\"state\":\"done\""), "{report}");
     assert!(kept(&bed, "devops-1", "report", "report.md").contains("Restarted after approval"));
 }
@@ -104,9 +105,7 @@ fn research_answers_from_a_folder_with_citations_once_enabled() {
     let model = ScriptedModel::start(
         &socket,
         vec![
-            // gather: the passages found for the question are in its briefing
-            Turn::text("gathered"),
-            Turn::text("## gpu-incident.txt\n> the GPU ran out of memory"),
+            // gather: the passages found for the question are its sources (no model turn)
             // synthesize
             Turn::text("It ran out of GPU memory at 32k tokens [gpu-incident.txt]."),
             // report
@@ -148,7 +147,8 @@ fn research_answers_from_a_folder_with_citations_once_enabled() {
     assert_eq!(run["inputs"]["question"], "Why did the model worker crash?");
     let requests = model.requests();
     let found = briefing(&requests[0]);
-    assert!(found.contains("[1] inputs/docs/gpu-incident.txt"), "the incident ranks first: {found}");
+    assert!(found.contains("[1] inputs/docs/gpu-incident.txt"), "the incident ranks first in the sources: {found}");
+    assert!(kept(&bed, "research-1", "gather", "sources.md").starts_with("3 of 3 passages:"));
     assert!(
         requests[0]["messages"].to_string().contains("question: Why did the model worker crash?"),
         "the question reaches the step"

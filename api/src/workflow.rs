@@ -196,6 +196,9 @@ pub struct StepSpec {
     /// the passages given with the instructions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_first: Option<String>,
+    /// A declared output the passages `search_first` found are kept as, written by the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_keep: Option<String>,
     /// The units a proposal may name (the run's unit); empty: any unit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub act_on: Vec<String>,
@@ -205,6 +208,28 @@ pub struct StepSpec {
     /// The step decides: its one turn must call `propose`, whose kind may then be `none`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decide: bool,
+    /// Known signatures: a label and the words (any of them, case aside) that mark it in a
+    /// line of an input. The runner names the ones it finds, with their lines, in the briefing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub signatures: BTreeMap<String, Vec<String>>,
+    /// A property of the step's JSON-Schema outputs whose values the known signatures found
+    /// narrow to their labels (none found: the schema as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narrow: Option<String>,
+    /// The step's proposal is read from a field of one of its JSON inputs (an earlier step's
+    /// constrained answer) instead of being asked of the model again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propose_from: Option<ProposeFrom>,
+}
+
+/// Where a step's proposal comes from: `input`'s field `kind` (a kind of proposal, or `none`)
+/// and its field `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeFrom {
+    pub input: String,
+    pub kind: String,
+    pub reason: String,
 }
 
 /// How an output's content is constrained.

@@ -138,10 +138,18 @@ pub struct Step {
     pub run_first: Vec<usize>,
     /// A query (with `{NAME}`s of run inputs) searched before the first turn.
     pub search_first: Option<String>,
+    /// The output the passages found first are kept as.
+    pub search_keep: Option<String>,
     /// The kinds of proposal the step may make (empty: any).
     pub proposals: Vec<ProposalKind>,
     /// The step's one turn must call `propose`, `none` among its kinds.
     pub decide: bool,
+    /// Known signatures found in its inputs and named in its briefing: label → words.
+    pub signatures: BTreeMap<String, Vec<String>>,
+    /// The property of its JSON outputs the signatures found narrow.
+    pub narrow: Option<String>,
+    /// Its proposal, read from a field of one of its JSON inputs.
+    pub propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
 
 /// A workflow, validated.
@@ -210,9 +218,13 @@ impl Workflow {
                 .map(|c| fill_command(c, run_inputs))
                 .collect::<Result<_, _>>()?,
             search_first: step.search_first.as_ref().map(|q| fill_text(q, run_inputs)),
+            search_keep: step.search_keep.clone(),
             act_on: run_inputs.get("unit").map(|u| vec![u.clone()]).unwrap_or_default(),
             proposals: step.proposals.clone(),
             decide: step.decide,
+            signatures: step.signatures.clone(),
+            narrow: step.narrow.clone(),
+            propose_from: step.propose_from.clone(),
         })
     }
 }
@@ -293,10 +305,15 @@ struct StepDoc {
     #[serde(default)]
     run_first: Vec<usize>,
     search_first: Option<String>,
+    search_keep: Option<String>,
     #[serde(default)]
     proposals: Vec<ProposalKind>,
     #[serde(default)]
     decide: bool,
+    #[serde(default)]
+    signatures: BTreeMap<String, Vec<String>>,
+    narrow: Option<String>,
+    propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
 
 /// An output's format: a JSON Schema (as JSON text) or a GBNF grammar.
@@ -493,6 +510,14 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
                 ));
             }
         }
+        if let Some(k) = &s.search_keep {
+            if s.search_first.is_none() || !s.outputs.contains(k) || s.formats.contains_key(k) {
+                return Err(bad(
+                    key("search_keep"),
+                    "keeps search_first's passages as one of the step's unformatted outputs".into(),
+                ));
+            }
+        }
         if let Some(q) = &s.search_first {
             if !tools.contains(&Tool::SearchDocs) {
                 return Err(bad(key("search_first"), "needs the search_docs tool".into()));
@@ -508,6 +533,44 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
         }
         if s.decide && !tools.contains(&Tool::Propose) {
             return Err(bad(key("decide"), "a step that decides needs the propose tool".into()));
+        }
+        for (label, words) in &s.signatures {
+            let k = format!("{}.{label}", key("signatures"));
+            if label.is_empty()
+                || label.len() > 64
+                || words.is_empty()
+                || words.iter().any(|w| w.trim().is_empty() || w.len() > 200)
+            {
+                return Err(bad(
+                    k,
+                    "a label (1 to 64 characters) and a list of words (1 to 200 characters each)".into(),
+                ));
+            }
+        }
+        if let Some(n) = &s.narrow {
+            let json_output =
+                formats.values().any(|f| matches!(f, aither_api::workflow::OutputFormat::JsonSchema { .. }));
+            if s.signatures.is_empty() || !json_output || n.is_empty() || n.len() > 64 {
+                return Err(bad(
+                    key("narrow"),
+                    "narrows a property of a JSON-Schema output by the step's signatures".into(),
+                ));
+            }
+        }
+        if let Some(p) = &s.propose_from {
+            if !tools.contains(&Tool::Propose) {
+                return Err(bad(key("propose_from"), "the proposal goes through the propose tool, not granted".into()));
+            }
+            let named = s.inputs.iter().any(|i| i.file.as_deref() == Some(p.input.as_str()));
+            if !named || [&p.kind, &p.reason].iter().any(|f| f.is_empty() || f.len() > 64) {
+                return Err(bad(
+                    key("propose_from"),
+                    format!(
+                        "input must name a file the step is handed ({:?} is not), kind and reason its fields",
+                        p.input
+                    ),
+                ));
+            }
         }
         let mut step_inputs = Vec::with_capacity(s.inputs.len());
         for (n, input) in s.inputs.iter().enumerate() {
@@ -535,8 +598,12 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             formats,
             run_first: s.run_first,
             search_first: s.search_first,
+            search_keep: s.search_keep,
             proposals: s.proposals,
             decide: s.decide,
+            signatures: s.signatures,
+            narrow: s.narrow,
+            propose_from: s.propose_from,
         });
     }
     Ok(Workflow {
