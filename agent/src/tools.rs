@@ -84,7 +84,8 @@ fn definition(tool: Tool, spec: &StepSpec) -> Option<Value> {
             if needs("publish") {
                 properties["file"] = string("for publish: outputs/NAME, or inputs/NAME handed over from an earlier step");
             }
-            properties["reason"] = string("why, in a sentence or two");
+            // Bounded: a small model that starts repeating itself would fill the turn.
+            properties["reason"] = json!({"type": "string", "description": "why, in a sentence or two", "maxLength": 400});
             // A run that may act on its own unit only names it in every proposal.
             let required = if spec.act_on.is_empty() { vec!["kind", "reason"] } else { vec!["kind", "unit", "reason"] };
             (
