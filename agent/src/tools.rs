@@ -563,17 +563,7 @@ mod tests {
             budget: StepBudget { steps: 4, tokens: 100, seconds: 60, turn_tokens: 100 },
             embedding_model: "embedding".into(),
             index_bytes: 0,
-            seed: None,
-            formats: Default::default(),
-            run_first: Vec::new(),
-            search_first: None,
-            search_keep: None,
-            act_on: Vec::new(),
-            proposals: Vec::new(),
-            decide: false,
-            signatures: Default::default(),
-            narrow: None,
-            propose_from: None,
+            ..Default::default()
         }
     }
 

@@ -25,17 +25,7 @@ fn spec(tools: Vec<Tool>, outputs: &[&str], budget: StepBudget) -> StepSpec {
         budget,
         embedding_model: "embedding".into(),
         index_bytes: 1 << 20,
-        seed: None,
-        formats: Default::default(),
-        run_first: Vec::new(),
-        search_first: None,
-        search_keep: None,
-        act_on: Vec::new(),
-        proposals: Vec::new(),
-        decide: false,
-        signatures: Default::default(),
-        narrow: None,
-        propose_from: None,
+        ..Default::default()
     }
 }
 

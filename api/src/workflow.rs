@@ -139,7 +139,7 @@ impl Proposal {
 }
 
 /// A step's limits; the agent stops at the first it reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct StepBudget {
     /// Model turns.
     pub steps: u32,
@@ -153,8 +153,9 @@ pub struct StepBudget {
 /// [`StepBudget::turn_tokens`] when a workflow sets none.
 pub const TURN_TOKENS: u32 = 2048;
 
-/// What a step's agent is given (`step.json` in its workspace).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// What a step's agent is given (`step.json` in its workspace). `Default` is for building one
+/// in tests with `..Default::default()`; agentd fills every field.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     pub schema_version: u32,

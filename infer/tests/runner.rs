@@ -65,15 +65,7 @@ fn a_step_runs_to_a_typed_result_against_the_real_worker() {
         index_bytes: 0,
         seed: Some(7),
         formats: [("diagnosis.json".to_string(), OutputFormat::JsonSchema { schema })].into(),
-        run_first: Vec::new(),
-        search_first: None,
-        search_keep: None,
-        act_on: Vec::new(),
-        proposals: Vec::new(),
-        decide: false,
-        signatures: Default::default(),
-        narrow: None,
-        propose_from: None,
+        ..Default::default()
     };
     std::fs::write(ws.join("step.json"), serde_json::to_vec(&spec).expect("spec")).expect("step.json");
     let out = std::process::Command::new(aither_test_support::bin("aither-agent"))

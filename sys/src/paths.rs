@@ -31,12 +31,17 @@ pub fn under(root: &std::path::Path, path: &str) -> std::path::PathBuf {
 
 /// The `*.toml` files of a drop-in directory, in name order (none when it cannot be read).
 pub fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    files_ending(dir, "toml")
+}
+
+/// The files of `dir` whose extension is `ext`, in name order (none when it cannot be read).
+pub fn files_ending(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
                 .collect()
         })
         .unwrap_or_default();

@@ -44,7 +44,7 @@ pub fn check(text: &str) -> Result<(EvalReport, String), String> {
 
 /// Every kept report, by model (a file that no longer reads is left out, with a warning).
 pub fn read_all(dir: &Path) -> Vec<EvalReport> {
-    let mut reports: Vec<EvalReport> = json_files(dir)
+    let mut reports: Vec<EvalReport> = aither_sys::paths::files_ending(dir, "json")
         .into_iter()
         .filter_map(|p| match std::fs::read(&p).map(|b| serde_json::from_slice::<EvalReport>(&b)) {
             Ok(Ok(r)) => Some(r),
@@ -60,20 +60,6 @@ pub fn read_all(dir: &Path) -> Vec<EvalReport> {
         .collect();
     reports.sort_by(|a, b| a.model.cmp(&b.model));
     reports
-}
-
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
 }
 
 impl Daemon {
