@@ -5,8 +5,8 @@
 //! tools, with the same checks as when the model calls them.
 //!
 //! A step is *direct* when everything it reads is here, it may do nothing but read and write
-//! its workspace, and it has outputs to write: it then answers them straight away, without
-//! tool turns.
+//! its workspace, and it has outputs to write, or when it says so (`direct`, its first
+//! commands showing what it needs): it then answers them straight away, without tool turns.
 
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ pub fn gather(spec: &StepSpec, tools: &mut Toolbox, time: Duration) -> Evidence 
     }
     let reads_only = spec.tools.iter().all(|t| matches!(t, Tool::ReadFile | Tool::ListFiles | Tool::WriteFile));
     // A step with no outputs still takes a turn: its answer is its summary.
-    ev.direct = all_inline && reads_only && !spec.outputs.is_empty();
+    ev.direct = (spec.direct || all_inline && reads_only) && !spec.outputs.is_empty();
     ev
 }
 

@@ -173,22 +173,29 @@ fn converse(
         let nudge = json!({"role": "user", "content": ask});
         turns.transcript.record(&json!({"event": "message", "message": nudge}));
         messages.push(nudge);
-        // The signatures found narrow the answer's property, when the step says which.
-        let schema = match (format, &spec.narrow) {
-            (Some(OutputFormat::JsonSchema { schema }), Some(property)) => {
-                Some(narrowed(schema, property, &evidence.signatures))
+        // The signatures found narrow the answer's property or rule, when the step says which.
+        let labels = &evidence.signatures;
+        let format = format.map(|f| match (f, &spec.narrow) {
+            (OutputFormat::JsonSchema { schema }, Some(property)) => {
+                OutputFormat::JsonSchema { schema: narrowed(schema, property, labels) }
             }
-            (Some(OutputFormat::JsonSchema { schema }), None) => Some(schema.clone()),
-            _ => None,
-        };
-        let reply = match turns.ask(&messages, |request| match (format, &schema) {
-            (Some(OutputFormat::JsonSchema { .. }), Some(schema)) => {
+            (OutputFormat::Grammar { gbnf }, Some(rule)) => {
+                OutputFormat::Grammar { gbnf: narrowed_grammar(gbnf, rule, labels) }
+            }
+            (f, None) => f.clone(),
+        });
+        let reply = match turns.ask(&messages, |request| match &format {
+            Some(OutputFormat::JsonSchema { schema }) => {
                 request["response_format"] =
                     json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
             }
-            (Some(OutputFormat::Grammar { gbnf }), _) => request["grammar"] = json!(gbnf),
-            // Free text: a small model that starts repeating itself does not stop.
-            _ => request["frequency_penalty"] = json!(TEXT_FREQUENCY_PENALTY),
+            // Free text, and a grammar's free parts: a small model that starts repeating
+            // itself does not stop.
+            Some(OutputFormat::Grammar { gbnf }) => {
+                request["grammar"] = json!(gbnf);
+                request["frequency_penalty"] = json!(TEXT_FREQUENCY_PENALTY);
+            }
+            None => request["frequency_penalty"] = json!(TEXT_FREQUENCY_PENALTY),
         }) {
             Ok(r) => r,
             Err(outcome) => return outcome,
@@ -367,6 +374,31 @@ pub fn narrowed(schema: &Value, property: &str, labels: &[String]) -> Value {
         }
     }
     out
+}
+
+/// `gbnf` with its `rule`, when that is a choice of quoted literals (`verdict ::= "a" | "b"`),
+/// cut to the literals that are `labels` of the known signatures found. When none would be
+/// left (or nothing was found, or the rule is not such a choice), `gbnf` as it is.
+pub fn narrowed_grammar(gbnf: &str, rule: &str, labels: &[String]) -> String {
+    let mut out = Vec::new();
+    let mut changed = false;
+    for line in gbnf.lines() {
+        let kept = aither_api::workflow::literal_choice(line, rule).map(|literals| {
+            literals.into_iter().filter(|(text, _)| labels.iter().any(|l| l == text)).map(|(_, quoted)| quoted)
+        });
+        match kept.map(Iterator::collect::<Vec<_>>) {
+            Some(kept) if !kept.is_empty() && !changed => {
+                out.push(format!("{rule} ::= {}", kept.join(" | ")));
+                changed = true;
+            }
+            _ => out.push(line.to_string()),
+        }
+    }
+    if changed {
+        out.join("\n")
+    } else {
+        gbnf.to_string()
+    }
 }
 
 /// A step whose proposal is a field of an earlier step's constrained answer: made from it,

@@ -498,3 +498,18 @@ fn the_signatures_found_narrow_a_property_of_a_json_output() {
         json!(["do not merge"])
     );
 }
+
+#[test]
+fn the_signatures_found_narrow_a_grammar_rule_of_literals() {
+    use aither_agent::step::narrowed_grammar;
+    let gbnf = "root ::= \"Recommendation: \" verdict \"\\n\" rest\nverdict ::= \"merge after changes\" | \"do not merge\" | \"merge\"\nrest ::= [^\\x00]+";
+    let narrowed = narrowed_grammar(gbnf, "verdict", &["merge".into(), "do not merge".into()]);
+    assert_eq!(
+        narrowed,
+        "root ::= \"Recommendation: \" verdict \"\\n\" rest\nverdict ::= \"do not merge\" | \"merge\"\nrest ::= [^\\x00]+"
+    );
+    assert_eq!(narrowed_grammar(gbnf, "verdict", &[]), gbnf, "nothing found: as it is");
+    assert_eq!(narrowed_grammar(gbnf, "verdict", &["zzz".into()]), gbnf, "nothing would be left: as it is");
+    assert_eq!(narrowed_grammar(gbnf, "rest", &["merge".into()]), gbnf, "not a choice of literals: as it is");
+    assert_eq!(narrowed_grammar(gbnf, "verdic", &["merge".into()]), gbnf, "a rule is named whole");
+}

@@ -263,12 +263,11 @@ fn code_review_runs_the_tests_of_a_change_and_recommends_against_a_broken_one() 
     let model = ScriptedModel::start(
         &socket,
         vec![
-            // review: the change's log, stat and diff in its briefing
-            Turn::text("reviewed"),
+            // review: the change's log, stat and diff in its briefing, answered at once (direct)
             Turn::text("add.sh:1 blocker: + became -."),
             // test: make test's output in its briefing
             Turn::text("tested"),
-            Turn::text("make test: exit 2; FAIL: add 2 2 gave 0"),
+            Turn::text("tests_failed\n\nmake test: exit 2; FAIL: add 2 2 gave 0"),
             // recommend
             Turn::text("Recommendation: do not merge\nThe test fails: add 2 2 gave 0."),
         ],
@@ -286,9 +285,15 @@ fn code_review_runs_the_tests_of_a_change_and_recommends_against_a_broken_one() 
     let requests = model.requests();
     let review = briefing(&requests[0]);
     assert!(review.contains("add.sh | 2 +-") && review.contains("-echo $(($1 + $2))"), "{review}");
-    let tests = briefing(&requests[2]);
+    assert!(requests[0].get("tools").is_none(), "a direct step is offered no tools");
+    let tests = briefing(&requests[1]);
     assert!(tests.contains("exit status 2") && tests.contains("FAIL: add 2 2 gave 0"), "{tests}");
-    assert!(requests[4]["grammar"].as_str().unwrap_or("").contains("do not merge"), "the verdict is constrained");
+    // The first line of tests.md cut to the signature found in make's output, and the verdict
+    // to those found in the review and tests.md ("blocker", "tests_failed").
+    let status = requests[2]["grammar"].as_str().unwrap_or("");
+    assert!(status.contains("status ::= \"tests_failed\"\n"), "{status}");
+    let verdict = requests[3]["grammar"].as_str().unwrap_or("");
+    assert!(verdict.contains("verdict ::= \"merge after changes\" | \"do not merge\"\n"), "{verdict}");
     assert!(kept(&bed, "code-review-1", "recommend", "recommendation.md").starts_with("Recommendation: do not merge"));
     // The repository itself was only read.
     let status =

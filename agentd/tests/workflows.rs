@@ -138,7 +138,10 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     assert!(line.decided_by.as_deref().is_some_and(|by| by.starts_with("uid ")), "{line:?}");
     let logs = bed.ok(&["workflows", "logs", "heal-1"]);
     assert!(
-        logs.contains("== diagnose") && logs.contains("assistant calls read_file") && logs.contains("== propose"),
+        logs.contains("== diagnose")
+            && logs.contains("assistant: flaky cannot reach its database.")
+            && logs.contains("== propose")
+            && logs.contains("assistant calls propose"),
         "{logs}"
     );
     assert!(bed.ok(&["workflows", "runs"]).contains("heal-1"));
@@ -147,12 +150,12 @@ fn a_failing_unit_triggers_a_run_whose_approved_proposal_restarts_it() {
     // A step's output, as kept: by name, and only the outputs it wrote.
     assert_eq!(
         bed.ok(&["workflows", "artifact", "heal-1", "diagnose", "diagnosis.md"]),
-        "flaky cannot reach its database."
+        "flaky cannot reach its database.\n"
     );
     let doc: Value =
         serde_json::from_str(&bed.ok(&["--json", "workflows", "artifact", "heal-1", "diagnose", "diagnosis.md"]))
             .expect("json");
-    assert_eq!((doc["bytes"].as_u64(), doc["truncated"].as_bool()), (Some(32), Some(false)), "{doc}");
+    assert_eq!((doc["bytes"].as_u64(), doc["truncated"].as_bool()), (Some(33), Some(false)), "{doc}");
     for (step, name, why) in [
         ("diagnose", "../../../agentd.toml", "wrote no output"),
         ("diagnose", "step.json", "wrote no output"),

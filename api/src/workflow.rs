@@ -213,8 +213,14 @@ pub struct StepSpec {
     /// line of an input. The runner names the ones it finds, with their lines, in the briefing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub signatures: BTreeMap<String, Vec<String>>,
-    /// A property of the step's JSON-Schema outputs whose values the known signatures found
-    /// narrow to their labels (none found: the schema as it is).
+    /// The step answers its outputs straight after its evidence, without tool turns (its
+    /// `run_first` commands show what it needs; its folders may still be read by a later
+    /// step's tools).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
+    /// A property of the step's JSON-Schema outputs, or a rule of its grammar outputs that is
+    /// a choice of literals, whose values the known signatures found narrow to their labels
+    /// (none found: as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrow: Option<String>,
     /// The step's proposal is read from a field of one of its JSON inputs (an earlier step's
@@ -600,6 +606,19 @@ pub struct WorkflowList {
     pub schema_version: u32,
     pub workflows: Vec<WorkflowInfo>,
     pub errors: Vec<String>,
+}
+
+/// The literals of a one-line GBNF rule `rule ::= "a" | "b"`: each as text and as quoted.
+pub fn literal_choice(line: &str, rule: &str) -> Option<Vec<(String, String)>> {
+    let body = line.trim().strip_prefix(rule)?.trim_start().strip_prefix("::=")?;
+    body.split('|')
+        .map(|alt| {
+            let quoted = alt.trim();
+            let text = quoted.strip_prefix('"')?.strip_suffix('"')?;
+            let plain = text.chars().all(|c| c != '"' && c != '\\' && !c.is_control());
+            (plain && !text.is_empty()).then(|| (text.to_string(), quoted.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

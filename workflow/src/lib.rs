@@ -144,6 +144,8 @@ pub struct Step {
     pub proposals: Vec<ProposalKind>,
     /// The step's one turn must call `propose`, `none` among its kinds.
     pub decide: bool,
+    /// It answers its outputs straight after its evidence, without tool turns.
+    pub direct: bool,
     /// Known signatures found in its inputs and named in its briefing: label → words.
     pub signatures: BTreeMap<String, Vec<String>>,
     /// The property of its JSON outputs the signatures found narrow.
@@ -222,6 +224,7 @@ impl Workflow {
             act_on: run_inputs.get("unit").map(|u| vec![u.clone()]).unwrap_or_default(),
             proposals: step.proposals.clone(),
             decide: step.decide,
+            direct: step.direct,
             signatures: step.signatures.clone(),
             narrow: step.narrow.clone(),
             propose_from: step.propose_from.clone(),
@@ -310,6 +313,8 @@ struct StepDoc {
     proposals: Vec<ProposalKind>,
     #[serde(default)]
     decide: bool,
+    #[serde(default)]
+    direct: bool,
     #[serde(default)]
     signatures: BTreeMap<String, Vec<String>>,
     narrow: Option<String>,
@@ -531,6 +536,9 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
         if !s.proposals.is_empty() && !tools.contains(&Tool::Propose) {
             return Err(bad(key("proposals"), "the kinds of proposal are for the propose tool, not granted".into()));
         }
+        if s.direct && (s.outputs.is_empty() || s.decide) {
+            return Err(bad(key("direct"), "a direct step answers its outputs; it has none, or it decides".into()));
+        }
         if s.decide && !tools.contains(&Tool::Propose) {
             return Err(bad(key("decide"), "a step that decides needs the propose tool".into()));
         }
@@ -548,12 +556,18 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             }
         }
         if let Some(n) = &s.narrow {
-            let json_output =
-                formats.values().any(|f| matches!(f, aither_api::workflow::OutputFormat::JsonSchema { .. }));
-            if s.signatures.is_empty() || !json_output || n.is_empty() || n.len() > 64 {
+            let narrows = |f: &aither_api::workflow::OutputFormat| match f {
+                aither_api::workflow::OutputFormat::JsonSchema { .. } => true,
+                aither_api::workflow::OutputFormat::Grammar { gbnf } => {
+                    gbnf.lines().any(|l| aither_api::workflow::literal_choice(l, n).is_some())
+                }
+            };
+            if s.signatures.is_empty() || !formats.values().any(narrows) || n.is_empty() || n.len() > 64 {
                 return Err(bad(
                     key("narrow"),
-                    "narrows a property of a JSON-Schema output by the step's signatures".into(),
+                    "narrows a property of a JSON-Schema output, or a grammar's rule that is a choice of \
+                     quoted literals, by the step's signatures"
+                        .into(),
                 ));
             }
         }
@@ -601,6 +615,7 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             search_keep: s.search_keep,
             proposals: s.proposals,
             decide: s.decide,
+            direct: s.direct,
             signatures: s.signatures,
             narrow: s.narrow,
             propose_from: s.propose_from,
@@ -912,6 +927,37 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
             (
                 GOOD.replace("{ collect = \"status\" }", "{ collect = \"directory\", path = \"/var/log/(x)\" }"),
                 "step[0].inputs[1]:",
+            ),
+            (GOOD.replace("budget = { steps = 8", "run_first = [3]\nbudget = { steps = 8"), "step[0].run_first[0]: 3"),
+            (
+                GOOD.replace("instructions = \"Propose one action.\"", "instructions = \"Propose.\"\ndirect = true"),
+                "step[1].direct: a direct step answers its outputs",
+            ),
+            (
+                GOOD.replace("budget = { steps = 8", "narrow = \"class\"\nbudget = { steps = 8"),
+                "step[0].narrow: narrows a property",
+            ),
+            (
+                GOOD.replace(
+                    "budget = { steps = 8",
+                    concat!(
+                        "narrow = \"verdict\"\nsignatures = { merge = [\"ok\"] }\n",
+                        "formats = { \"diagnosis.md\" = { grammar = 'root ::= verdict rest' } }\n",
+                        "budget = { steps = 8"
+                    ),
+                ),
+                "step[0].narrow: narrows a property of a JSON-Schema output, or a grammar's rule",
+            ),
+            (
+                GOOD.replace("budget = { steps = 8", "signatures = { \"\" = [\"x\"] }\nbudget = { steps = 8"),
+                "step[0].signatures.: a label (1 to 64 characters)",
+            ),
+            (
+                GOOD.replace(
+                    "budget = { steps = 8",
+                    "propose_from = { input = \"d.json\", kind = \"k\", reason = \"r\" }\nbudget = { steps = 8",
+                ),
+                "step[0].propose_from: the proposal goes through the propose tool",
             ),
         ];
         for (text, expected) in cases {
