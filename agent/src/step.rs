@@ -173,8 +173,13 @@ fn converse(
         let nudge = json!({"role": "user", "content": ask});
         turns.transcript.record(&json!({"event": "message", "message": nudge}));
         messages.push(nudge);
-        // The signatures found narrow the answer's property or rule, when the step says which.
-        let labels = &evidence.signatures;
+        // The signatures found narrow the answer's property or rule, when the step says which
+        // (to the first of them in the format's own order, when it says so).
+        let labels = match (format, &spec.narrow) {
+            (Some(f), Some(name)) if spec.narrow_first => first_in_order(f, name, &evidence.signatures),
+            _ => evidence.signatures.clone(),
+        };
+        let labels = &labels;
         let format = format.map(|f| match (f, &spec.narrow) {
             (OutputFormat::JsonSchema { schema }, Some(property)) => {
                 OutputFormat::JsonSchema { schema: narrowed(schema, property, labels) }
@@ -374,6 +379,30 @@ pub fn narrowed(schema: &Value, property: &str, labels: &[String]) -> Value {
         }
     }
     out
+}
+
+/// Of the `labels` found, the one the format lists first among the values of its property
+/// or rule `name` (the step's order of precedence); all of them when it lists none.
+pub fn first_in_order(format: &OutputFormat, name: &str, labels: &[String]) -> Vec<String> {
+    let values: Vec<String> = match format {
+        OutputFormat::Grammar { gbnf } => gbnf
+            .lines()
+            .filter_map(|l| aither_api::workflow::literal_choice(l, name))
+            .flatten()
+            .map(|(text, _)| text)
+            .collect(),
+        OutputFormat::JsonSchema { schema } => {
+            let of = |p: &Value| -> Vec<Value> {
+                p.get("const").cloned().into_iter().chain(p["enum"].as_array().cloned().unwrap_or_default()).collect()
+            };
+            let listed = match schema.get("anyOf").and_then(Value::as_array) {
+                Some(branches) => branches.iter().flat_map(|b| of(&b["properties"][name])).collect(),
+                None => of(&schema["properties"][name]),
+            };
+            listed.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+        }
+    };
+    values.into_iter().find(|v| labels.contains(v)).map_or_else(|| labels.to_vec(), |v| vec![v])
 }
 
 /// `gbnf` with its `rule`, when that is a choice of quoted literals (`verdict ::= "a" | "b"`),

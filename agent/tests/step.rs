@@ -513,3 +513,21 @@ fn the_signatures_found_narrow_a_grammar_rule_of_literals() {
     assert_eq!(narrowed_grammar(gbnf, "rest", &["merge".into()]), gbnf, "not a choice of literals: as it is");
     assert_eq!(narrowed_grammar(gbnf, "verdic", &["merge".into()]), gbnf, "a rule is named whole");
 }
+
+#[test]
+fn narrow_first_keeps_the_first_label_found_in_the_formats_order() {
+    use aither_agent::step::first_in_order;
+    use aither_api::workflow::OutputFormat;
+    let found: Vec<String> = vec!["merge".into(), "do not merge".into()];
+    let grammar = OutputFormat::Grammar {
+        gbnf: "root ::= verdict\nverdict ::= \"do not merge\" | \"merge after changes\" | \"merge\"".into(),
+    };
+    assert_eq!(first_in_order(&grammar, "verdict", &found), ["do not merge"]);
+    let schema = OutputFormat::JsonSchema {
+        schema: json!({"anyOf": [{"properties": {"class": {"const": "merge"}}}, {"properties": {"class": {"enum": ["do not merge"]}}}]}),
+    };
+    assert_eq!(first_in_order(&schema, "class", &found), ["merge"]);
+    let flat = OutputFormat::JsonSchema { schema: json!({"properties": {"class": {"enum": ["x", "do not merge"]}}}) };
+    assert_eq!(first_in_order(&flat, "class", &found), ["do not merge"]);
+    assert_eq!(first_in_order(&flat, "other", &found), found, "nothing listed: all found");
+}

@@ -288,12 +288,14 @@ fn code_review_runs_the_tests_of_a_change_and_recommends_against_a_broken_one() 
     assert!(requests[0].get("tools").is_none(), "a direct step is offered no tools");
     let tests = briefing(&requests[1]);
     assert!(tests.contains("exit status 2") && tests.contains("FAIL: add 2 2 gave 0"), "{tests}");
-    // The first line of tests.md cut to the signature found in make's output, and the verdict
-    // to those found in the review and tests.md ("blocker", "tests_failed").
+    // The first line of tests.md cut to the signature found in make's output.
     let status = requests[2]["grammar"].as_str().unwrap_or("");
     assert!(status.contains("status ::= \"tests_failed\"\n"), "{status}");
+    // The verdict: the change's diff run first, and the first verdict found in precedence.
+    assert!(requests[3].get("tools").is_none(), "the recommendation is answered at once");
+    assert!(briefing(&requests[3]).contains("-echo $(($1 + $2))"), "{}", briefing(&requests[3]));
     let verdict = requests[3]["grammar"].as_str().unwrap_or("");
-    assert!(verdict.contains("verdict ::= \"merge after changes\" | \"do not merge\"\n"), "{verdict}");
+    assert!(verdict.contains("verdict ::= \"do not merge\"\n"), "{verdict}");
     assert!(kept(&bed, "code-review-1", "recommend", "recommendation.md").starts_with("Recommendation: do not merge"));
     // The repository itself was only read.
     let status =

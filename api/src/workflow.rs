@@ -223,6 +223,10 @@ pub struct StepSpec {
     /// (none found: as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrow: Option<String>,
+    /// `narrow` keeps only the first of the labels found, in the order the format lists its
+    /// values: the step's order of precedence.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub narrow_first: bool,
     /// The step's proposal is read from a field of one of its JSON inputs (an earlier step's
     /// constrained answer) instead of being asked of the model again.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -204,7 +204,7 @@ pub fn status(reply: &RunReply) -> String {
                         .ok()
                         .and_then(|v| v.get("outcome").and_then(Value::as_str).map(str::to_string))
                         .unwrap_or_default(),
-                    format!("{} turns, {} tokens, {:.1} s", res.turns, res.completion_tokens, res.seconds),
+                    format!("{}, {} tokens, {:.1} s", turns(res.turns.into()), res.completion_tokens, res.seconds),
                     res.outputs.join(","),
                 ),
                 None => (s.error.clone().unwrap_or_default(), "-".into(), String::new()),
@@ -299,9 +299,9 @@ pub fn transcript(step: &str, jsonl: &str) -> String {
             Some("end") => {
                 let r = &e["result"];
                 out.push_str(&format!(
-                    "end: {} after {} turns, {} tokens\n",
+                    "end: {} after {}, {} tokens\n",
                     r["outcome"].as_str().unwrap_or("?"),
-                    r["turns"],
+                    turns(r["turns"].as_u64().unwrap_or(0)),
                     r["completion_tokens"]
                 ));
             }
@@ -309,6 +309,15 @@ pub fn transcript(step: &str, jsonl: &str) -> String {
         }
     }
     out
+}
+
+/// "1 turn", "3 turns".
+fn turns(n: u64) -> String {
+    if n == 1 {
+        "1 turn".into()
+    } else {
+        format!("{n} turns")
+    }
 }
 
 #[cfg(test)]

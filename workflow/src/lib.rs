@@ -150,6 +150,8 @@ pub struct Step {
     pub signatures: BTreeMap<String, Vec<String>>,
     /// The property of its JSON outputs the signatures found narrow.
     pub narrow: Option<String>,
+    /// `narrow` keeps the first label found in the format's order.
+    pub narrow_first: bool,
     /// Its proposal, read from a field of one of its JSON inputs.
     pub propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
@@ -227,6 +229,7 @@ impl Workflow {
             direct: step.direct,
             signatures: step.signatures.clone(),
             narrow: step.narrow.clone(),
+            narrow_first: step.narrow_first,
             propose_from: step.propose_from.clone(),
         })
     }
@@ -318,6 +321,8 @@ struct StepDoc {
     #[serde(default)]
     signatures: BTreeMap<String, Vec<String>>,
     narrow: Option<String>,
+    #[serde(default)]
+    narrow_first: bool,
     propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
 
@@ -571,6 +576,9 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
                 ));
             }
         }
+        if s.narrow_first && s.narrow.is_none() {
+            return Err(bad(key("narrow_first"), "orders what `narrow` keeps; the step has no narrow".into()));
+        }
         if let Some(p) = &s.propose_from {
             if !tools.contains(&Tool::Propose) {
                 return Err(bad(key("propose_from"), "the proposal goes through the propose tool, not granted".into()));
@@ -618,6 +626,7 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             direct: s.direct,
             signatures: s.signatures,
             narrow: s.narrow,
+            narrow_first: s.narrow_first,
             propose_from: s.propose_from,
         });
     }
@@ -929,6 +938,10 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
                 "step[0].inputs[1]:",
             ),
             (GOOD.replace("budget = { steps = 8", "run_first = [3]\nbudget = { steps = 8"), "step[0].run_first[0]: 3"),
+            (
+                GOOD.replace("budget = { steps = 8", "narrow_first = true\nbudget = { steps = 8"),
+                "step[0].narrow_first: orders what `narrow` keeps",
+            ),
             (
                 GOOD.replace("instructions = \"Propose one action.\"", "instructions = \"Propose.\"\ndirect = true"),
                 "step[1].direct: a direct step answers its outputs",
