@@ -36,6 +36,29 @@ pub struct Evidence {
     /// The labels of the known signatures found in the inputs (said again where an output
     /// is asked for: a small model heeds the last thing it reads).
     pub signatures: Vec<String>,
+    /// The document file names its inputs name (`inputs/docs/a.md` → `a.md`), first seen
+    /// first: what a `cite` rule may choose from.
+    pub documents: Vec<String>,
+}
+
+/// The most document names a `cite` rule offers.
+const CITED: usize = 24;
+
+/// The document names (`*.md`, `*.txt`, `*.html`, `*.rst`; letters, digits, `._-`) that `text`
+/// names by path or by name, added to `names` in the order they come.
+pub fn document_names(text: &str, names: &mut Vec<String>) {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/');
+    for token in text.split(|c: char| !word(c)) {
+        let name = token.rsplit('/').next().unwrap_or("").trim_end_matches('.');
+        let ext = name.rsplit_once('.').map(|(stem, ext)| (stem, ext.to_ascii_lowercase()));
+        let Some((stem, ext)) = ext else { continue };
+        let plain = !stem.is_empty() && !stem.starts_with('.') && name.len() <= 64;
+        if plain && ["md", "txt", "html", "rst"].contains(&ext.as_str()) && names.len() < CITED {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
 }
 
 /// Gather the step's evidence within `time`.
@@ -79,6 +102,13 @@ pub fn gather(spec: &StepSpec, tools: &mut Toolbox, time: Duration) -> Evidence 
     }
     let (signatures, labels) = signatures(spec, tools, &ran);
     ev.signatures = labels;
+    if spec.cite.is_some() {
+        for name in &spec.inputs {
+            if let Some(text) = tools.read_text(&format!("inputs/{name}")) {
+                document_names(&text, &mut ev.documents);
+            }
+        }
+    }
     if let Some(query) = &spec.search_first {
         let arguments = json!({ "query": query }).to_string();
         let answer = call(tools, "search_docs", &arguments, time, &mut ev);

@@ -189,6 +189,13 @@ fn converse(
             }
             (f, None) => f.clone(),
         });
+        // A citation names one of the documents the step was given.
+        let format = match (format, &spec.cite) {
+            (Some(OutputFormat::Grammar { gbnf }), Some(rule)) => {
+                Some(OutputFormat::Grammar { gbnf: chosen_from(&gbnf, rule, &evidence.documents) })
+            }
+            (format, _) => format,
+        };
         let reply = match turns.ask(&messages, |request| match &format {
             Some(OutputFormat::JsonSchema { schema }) => {
                 request["response_format"] =
@@ -403,6 +410,31 @@ pub fn first_in_order(format: &OutputFormat, name: &str, labels: &[String]) -> V
         }
     };
     values.into_iter().find(|v| labels.contains(v)).map_or_else(|| labels.to_vec(), |v| vec![v])
+}
+
+/// `gbnf` with its one-line `rule` made the choice of `names` (plain names only: letters,
+/// digits, `._-`), in their order. No names: `gbnf` as it is.
+pub fn chosen_from(gbnf: &str, rule: &str, names: &[String]) -> String {
+    let plain =
+        |n: &&String| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let choice: Vec<String> = names.iter().filter(plain).map(|n| format!("\"{n}\"")).collect();
+    if choice.is_empty() {
+        return gbnf.to_string();
+    }
+    let mut done = false;
+    let lines: Vec<String> = gbnf
+        .lines()
+        .map(|line| {
+            let defines = line.trim().strip_prefix(rule).is_some_and(|rest| rest.trim_start().starts_with("::="));
+            if defines && !done {
+                done = true;
+                format!("{rule} ::= {}", choice.join(" | "))
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// `gbnf` with its `rule`, when that is a choice of quoted literals (`verdict ::= "a" | "b"`),

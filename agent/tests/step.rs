@@ -531,3 +531,23 @@ fn narrow_first_keeps_the_first_label_found_in_the_formats_order() {
     assert_eq!(first_in_order(&flat, "class", &found), ["do not merge"]);
     assert_eq!(first_in_order(&flat, "other", &found), found, "nothing listed: all found");
 }
+
+#[test]
+fn a_cite_rule_chooses_among_the_documents_the_inputs_name() {
+    use aither_agent::evidence::document_names;
+    use aither_agent::step::chosen_from;
+    let mut names = Vec::new();
+    document_names(
+        "[1] inputs/docs/backup-policy.md lines 1-5\n[2] inputs/docs/On_Call.TXT\nsee backup-policy.md, .hidden.md, run.sh and a.b/c.html.",
+        &mut names,
+    );
+    assert_eq!(names, ["backup-policy.md", "On_Call.TXT", "c.html"]);
+    let gbnf = "root ::= line\nline ::= [a-z ]{5,30} \" [\" file \"]\\n\"\nfile ::= [a-z0-9]+ \".md\"";
+    assert_eq!(
+        chosen_from(gbnf, "file", &names),
+        "root ::= line\nline ::= [a-z ]{5,30} \" [\" file \"]\\n\"\nfile ::= \"backup-policy.md\" | \"On_Call.TXT\" | \"c.html\""
+    );
+    assert_eq!(chosen_from(gbnf, "file", &[]), gbnf, "none named: as it is");
+    assert_eq!(chosen_from(gbnf, "fil", &names), gbnf, "a rule is named whole");
+    assert_eq!(chosen_from(gbnf, "file", &["a\"b.md".into()]), gbnf, "a name that is not plain is left out");
+}

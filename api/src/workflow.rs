@@ -223,6 +223,10 @@ pub struct StepSpec {
     /// (none found: as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narrow: Option<String>,
+    /// A rule of the step's grammar outputs made a choice of the document names its inputs
+    /// name (`inputs/docs/a.md` → `"a.md"`), so that a citation names a document it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cite: Option<String>,
     /// `narrow` keeps only the first of the labels found, in the order the format lists its
     /// values: the step's order of precedence.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -152,6 +152,8 @@ pub struct Step {
     pub narrow: Option<String>,
     /// `narrow` keeps the first label found in the format's order.
     pub narrow_first: bool,
+    /// The grammar rule made a choice of the document names its inputs name.
+    pub cite: Option<String>,
     /// Its proposal, read from a field of one of its JSON inputs.
     pub propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
@@ -230,6 +232,7 @@ impl Workflow {
             signatures: step.signatures.clone(),
             narrow: step.narrow.clone(),
             narrow_first: step.narrow_first,
+            cite: step.cite.clone(),
             propose_from: step.propose_from.clone(),
         })
     }
@@ -323,6 +326,7 @@ struct StepDoc {
     narrow: Option<String>,
     #[serde(default)]
     narrow_first: bool,
+    cite: Option<String>,
     propose_from: Option<aither_api::workflow::ProposeFrom>,
 }
 
@@ -576,6 +580,15 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
                 ));
             }
         }
+        if let Some(rule) = &s.cite {
+            let has_rule = formats.values().any(|f| match f {
+                aither_api::workflow::OutputFormat::Grammar { gbnf } => gbnf.lines().any(|l| rule_line(l, rule)),
+                aither_api::workflow::OutputFormat::JsonSchema { .. } => false,
+            });
+            if !has_rule || rule.is_empty() || rule.len() > 64 {
+                return Err(bad(key("cite"), "names a one-line rule of one of the step's grammar outputs".into()));
+            }
+        }
         if s.narrow_first && s.narrow.is_none() {
             return Err(bad(key("narrow_first"), "orders what `narrow` keeps; the step has no narrow".into()));
         }
@@ -627,6 +640,7 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             signatures: s.signatures,
             narrow: s.narrow,
             narrow_first: s.narrow_first,
+            cite: s.cite,
             propose_from: s.propose_from,
         });
     }
@@ -847,6 +861,11 @@ fn line_of(text: &str, byte: usize) -> usize {
     text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
+/// Whether `line` defines the GBNF rule `rule`.
+fn rule_line(line: &str, rule: &str) -> bool {
+    line.trim().strip_prefix(rule).is_some_and(|rest| rest.trim_start().starts_with("::="))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -938,6 +957,10 @@ inputs = [{ from = "diagnose", file = "diagnosis.md" }]
                 "step[0].inputs[1]:",
             ),
             (GOOD.replace("budget = { steps = 8", "run_first = [3]\nbudget = { steps = 8"), "step[0].run_first[0]: 3"),
+            (
+                GOOD.replace("budget = { steps = 8", "cite = \"file\"\nbudget = { steps = 8"),
+                "step[0].cite: names a one-line rule of one of the step's grammar outputs",
+            ),
             (
                 GOOD.replace("budget = { steps = 8", "narrow_first = true\nbudget = { steps = 8"),
                 "step[0].narrow_first: orders what `narrow` keeps",
