@@ -53,10 +53,9 @@ pub fn document_names(text: &str, names: &mut Vec<String>) {
         let ext = name.rsplit_once('.').map(|(stem, ext)| (stem, ext.to_ascii_lowercase()));
         let Some((stem, ext)) = ext else { continue };
         let plain = !stem.is_empty() && !stem.starts_with('.') && name.len() <= 64;
-        if plain && ["md", "txt", "html", "rst"].contains(&ext.as_str()) && names.len() < CITED {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
-            }
+        let document = plain && ["md", "txt", "html", "rst"].contains(&ext.as_str());
+        if document && names.len() < CITED && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
         }
     }
 }
