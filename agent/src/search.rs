@@ -15,6 +15,8 @@ pub const PASSAGE: usize = 1200;
 const BATCH: usize = 32;
 /// Passages an answer gives.
 pub const TOP: usize = 5;
+/// The least share of the best score a passage found must have.
+pub const RELATIVE_FLOOR: f32 = 0.5;
 /// Files indexed at most.
 const MAX_FILES: usize = 1000;
 
@@ -150,7 +152,9 @@ impl Index {
         self.passages.is_empty()
     }
 
-    /// The passages nearest `query` (already embedded), best first, with their scores.
+    /// The passages nearest `query` (already embedded), best first, with their scores: at
+    /// most `n`, and none scoring below half the best (a small model cites what it is shown;
+    /// a passage far below the best is noise to it).
     pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(f32, &Passage)> {
         let q = normalized(query.to_vec());
         let mut scored: Vec<(f32, &Passage)> = self
@@ -161,6 +165,11 @@ impl Index {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.truncate(n);
+        if let Some(&(best, _)) = scored.first() {
+            if best > 0.0 {
+                scored.retain(|(score, _)| *score >= best * RELATIVE_FLOOR);
+            }
+        }
         scored
     }
 }
@@ -206,5 +215,8 @@ mod tests {
         }
         let best: Vec<&str> = index.nearest(&[0.9, 0.1], 2).iter().map(|(_, p)| p.file.as_str()).collect();
         assert_eq!(best, ["inputs/0", "inputs/2"]);
+        // [0, 1] scores 0.11 against the best's 0.99: below half of it, left out.
+        let all: Vec<&str> = index.nearest(&[0.9, 0.1], 3).iter().map(|(_, p)| p.file.as_str()).collect();
+        assert_eq!(all, ["inputs/0", "inputs/2"]);
     }
 }

@@ -148,7 +148,11 @@ fn research_answers_from_a_folder_with_citations_once_enabled() {
     let requests = model.requests();
     let found = briefing(&requests[0]);
     assert!(found.contains("[1] inputs/docs/gpu-incident.txt"), "the incident ranks first in the sources: {found}");
-    assert!(kept(&bed, "research-1", "gather", "sources.md").starts_with("3 of 3 passages:"));
+    let sources = kept(&bed, "research-1", "gather", "sources.md");
+    assert!(sources.contains(" of 3 passages:\n[1] inputs/docs/gpu-incident.txt"), "{sources}");
+    // The answer's citations: a choice of the documents the sources name, best first.
+    let cite = requests.iter().find_map(|r| r["grammar"].as_str()).unwrap_or_default();
+    assert!(cite.contains("file ::= \"gpu-incident.txt\""), "{cite}");
     assert!(
         requests[0]["messages"].to_string().contains("question: Why did the model worker crash?"),
         "the question reaches the step"
