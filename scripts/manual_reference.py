@@ -225,6 +225,8 @@ def anchor(*parts):
 
 def type_of(schema, page):
     """A field's type in words, with links to the definitions it refers to."""
+    if isinstance(schema, bool):
+        return "any JSON value" if schema else "nothing"
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#{anchor(page, name)})"
@@ -263,6 +265,7 @@ def object_table(schema, page):
     required = set(schema.get("required", []))
     rows = ["| field | type | required | description |", "|---|---|---|---|"]
     for name, s in props.items():
+        s = s if isinstance(s, dict) else {}
         rows.append(f"| `{name}` | {type_of(s, page)} | {'yes' if name in required else ''} | {one_line(s.get('description'))} |")
     return rows + [""]
 
@@ -272,13 +275,16 @@ def variants(schema, page):
     out = []
     for key in ("oneOf", "anyOf"):
         for v in schema.get(key, []):
+            if not isinstance(v, dict):
+                out.append(f"- {type_of(v, page)}")
+                continue
             label = None
             if "const" in v:
                 label = f"`{json.dumps(v['const'])}`"
             elif "enum" in v:
                 label = ", ".join(f"`{json.dumps(x)}`" for x in v["enum"])
             elif v.get("type") == "object":
-                tags = [f"`{k}` = `{json.dumps(p['const'])}`" for k, p in v.get("properties", {}).items() if "const" in p]
+                tags = [f"`{k}` = `{json.dumps(p['const'])}`" for k, p in v.get("properties", {}).items() if isinstance(p, dict) and "const" in p]
                 label = "object" + (f" with {', '.join(tags)}" if tags else "")
                 out.append(f"- {label}: {one_line(v.get('description'))}")
                 out.extend("  " + r for r in object_table(v, page))
