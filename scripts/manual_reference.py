@@ -265,8 +265,8 @@ def object_table(schema, page):
     required = set(schema.get("required", []))
     rows = ["| field | type | required | description |", "|---|---|---|---|"]
     for name, s in props.items():
-        s = s if isinstance(s, dict) else {}
-        rows.append(f"| `{name}` | {type_of(s, page)} | {'yes' if name in required else ''} | {one_line(s.get('description'))} |")
+        described = one_line(s.get("description")) if isinstance(s, dict) else ""
+        rows.append(f"| `{name}` | {type_of(s, page)} | {'yes' if name in required else ''} | {described} |")
     return rows + [""]
 
 
