@@ -425,8 +425,7 @@ pub fn chosen_from(gbnf: &str, rule: &str, names: &[String]) -> String {
     let lines: Vec<String> = gbnf
         .lines()
         .map(|line| {
-            let defines = line.trim().strip_prefix(rule).is_some_and(|rest| rest.trim_start().starts_with("::="));
-            if defines && !done {
+            if aither_api::workflow::rule_body(line, rule).is_some() && !done {
                 done = true;
                 format!("{rule} ::= {}", choice.join(" | "))
             } else {

@@ -616,9 +616,14 @@ pub struct WorkflowList {
     pub errors: Vec<String>,
 }
 
+/// What follows `rule ::=` when `line` defines the GBNF rule `rule`.
+pub fn rule_body<'a>(line: &'a str, rule: &str) -> Option<&'a str> {
+    line.trim().strip_prefix(rule)?.trim_start().strip_prefix("::=")
+}
+
 /// The literals of a one-line GBNF rule `rule ::= "a" | "b"`: each as text and as quoted.
 pub fn literal_choice(line: &str, rule: &str) -> Option<Vec<(String, String)>> {
-    let body = line.trim().strip_prefix(rule)?.trim_start().strip_prefix("::=")?;
+    let body = rule_body(line, rule)?;
     body.split('|')
         .map(|alt| {
             let quoted = alt.trim();

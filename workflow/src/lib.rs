@@ -588,7 +588,9 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
         }
         if let Some(rule) = &s.cite {
             let has_rule = formats.values().any(|f| match f {
-                aither_api::workflow::OutputFormat::Grammar { gbnf } => gbnf.lines().any(|l| rule_line(l, rule)),
+                aither_api::workflow::OutputFormat::Grammar { gbnf } => {
+                    gbnf.lines().any(|l| aither_api::workflow::rule_body(l, rule).is_some())
+                }
                 aither_api::workflow::OutputFormat::JsonSchema { .. } => false,
             });
             if !has_rule || rule.is_empty() || rule.len() > 64 {
@@ -698,11 +700,6 @@ fn is_file_name(s: &str) -> bool {
 
 fn line_of(text: &str, byte: usize) -> usize {
     text.as_bytes()[..byte.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
-}
-
-/// Whether `line` defines the GBNF rule `rule`.
-fn rule_line(line: &str, rule: &str) -> bool {
-    line.trim().strip_prefix(rule).is_some_and(|rest| rest.trim_start().starts_with("::="))
 }
 
 #[cfg(test)]
