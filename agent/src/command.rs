@@ -2,10 +2,24 @@
 //! which, never adds to it), in the workspace, with a clean environment, no standard input,
 //! its output bounded and its whole process group killed at the deadline. The agent's own
 //! confinement (SELinux domain, cgroup, no network unless granted) is the command's too.
+//!
+//! A command's children can leave its process group (`setsid`, a test server that
+//! daemonizes) and hold its output open: the agent is a child subreaper, so whatever a command
+//! leaves behind becomes the agent's child when its parent ends, and is killed when the command
+//! is over; and the output is read only until then, never until the last holder lets go.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+/// The commands this process is running now (their pids): the sweep leaves them alone.
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// How long the output is still read after the command and what it left are gone.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// The most bytes kept of each of standard output and standard error.
 pub const MAX_OUTPUT: usize = 64 * 1024;
@@ -45,7 +59,13 @@ impl Ran {
 pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran> {
     use std::os::unix::process::CommandExt as _;
     let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("an empty command"))?;
+    // What the command's children leave behind comes to this process, to be swept.
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        eprintln!("aither-agent: cannot become a child subreaper: {e}");
+    }
     let started = Instant::now();
+    // Spawned and recorded under the lock the sweep holds, so no sweep sees it unrecorded.
+    let mut running = lock_running();
     let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -58,7 +78,9 @@ pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran>
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()?;
-    let group = rustix::process::Pid::from_child(&child);
+    let group = Pid::from_child(&child);
+    running.insert(group.as_raw_nonzero().get());
+    drop(running);
     let readers = [child.stdout.take().map(drain), child.stderr.take().map(drain)];
     let deadline = started + limit;
     let (status, timed_out) = loop {
@@ -71,12 +93,19 @@ pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran>
         std::thread::sleep(Duration::from_millis(20));
     };
     // The whole group: what the command started goes with it (and its pipes close).
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = rustix::process::kill_process_group(group, Signal::KILL);
     let status = match status {
         Some(s) => s,
         None => child.wait()?,
     };
-    let [out, err] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
+    lock_running().remove(&group.as_raw_nonzero().get());
+    // And what left the group: its orphans are this process's children now.
+    sweep_orphans();
+    let until = Instant::now() + DRAIN_GRACE;
+    while readers.iter().flatten().any(|r| !r.thread.is_finished()) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let [out, err] = readers.map(|r| r.map(|r| r.taken()).unwrap_or_default());
     Ok(Ran {
         code: status.code(),
         timed_out,
@@ -87,24 +116,85 @@ pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran>
     })
 }
 
+fn lock_running() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kill and reap this process's children that no running command is: the orphans of commands
+/// that are over (and theirs, which come here in turn as their parents die).
+pub fn sweep_orphans() {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    for _ in 0..100 {
+        let orphans: Vec<i32> = {
+            // Held while the children are listed and killed: a command started meanwhile is
+            // recorded before it can be seen.
+            let running = lock_running();
+            let orphans: Vec<i32> = children_of(me).into_iter().filter(|p| !running.contains(p)).collect();
+            for &p in &orphans {
+                if let Some(pid) = Pid::from_raw(p) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
+            }
+            orphans
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        for &p in &orphans {
+            if let Some(pid) = Pid::from_raw(p) {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+    }
+}
+
+/// The pids whose parent is `parent`, from `/proc`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// A pipe read on a thread: the first [`MAX_OUTPUT`] bytes, and whether more came.
+struct Reader {
+    thread: std::thread::JoinHandle<()>,
+    kept: Arc<Mutex<(Vec<u8>, bool)>>,
+}
+
+impl Reader {
+    /// What was read so far (all of it once the thread is finished).
+    fn taken(self) -> (Vec<u8>, bool) {
+        std::mem::take(&mut *self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
 /// Read a pipe to its end on a thread, keeping the first [`MAX_OUTPUT`] bytes.
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Reader {
+    let kept = Arc::new(Mutex::new((Vec::new(), false)));
+    let shared = kept.clone();
+    let thread = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
-        let mut cut = false;
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let room = MAX_OUTPUT - kept.len();
-                    cut |= n > room;
-                    kept.extend_from_slice(&buf[..n.min(room)]);
+                    let mut k = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let room = MAX_OUTPUT - k.0.len();
+                    k.1 |= n > room;
+                    k.0.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
         }
-        (kept, cut)
-    })
+    });
+    Reader { thread, kept }
 }
 
 #[cfg(test)]
@@ -147,5 +237,36 @@ mod tests {
         .expect("runs");
         assert_eq!((r.stdout.len(), r.cut), (MAX_OUTPUT, true));
         assert!(run(&argv(&["/nonexistent/tool"]), dir.path(), Duration::from_secs(1)).is_err());
+    }
+
+    /// The processes whose command line holds `mark`.
+    fn holding(mark: &str) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), c)))
+            .filter(|(_, c)| String::from_utf8_lossy(c).contains(mark))
+            .map(|(n, c)| format!("{}: {}", n.to_string_lossy(), String::from_utf8_lossy(&c).replace('\0', " ")))
+            .collect()
+    }
+
+    #[test]
+    fn a_child_that_leaves_the_group_neither_holds_the_agent_nor_outlives_the_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let started = Instant::now();
+        // A daemon of its own session keeps the output pipe open; a double fork orphans another.
+        let r = run(
+            &argv(&["/bin/sh", "-c", "setsid sleep 30.5 & (sleep 30.25 &) ; echo started"]),
+            dir.path(),
+            Duration::from_secs(1),
+        )
+        .expect("runs");
+        assert_eq!((r.code, r.stdout.as_str()), (Some(0), "started\n"), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(holding("30.5").is_empty() && holding("30.25").is_empty()) {
+            assert!(Instant::now() < deadline, "left behind: {:?} {:?}", holding("30.5"), holding("30.25"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

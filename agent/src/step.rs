@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aither_api::workflow::{OutputFormat, StepOutcome, StepResult, StepSpec, Tool, SCHEMA_VERSION};
+use aither_api::workflow::{OutputFormat, StepOutcome, StepResult, StepSpec, Tool, MAX_SUMMARY, SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 use crate::fetch::Fetcher;
@@ -21,8 +21,6 @@ use crate::workspace::Workspace;
 pub const STEP_FILE: &str = "step.json";
 pub const RESULT_FILE: &str = "result.json";
 pub const TRANSCRIPT_FILE: &str = "transcript.jsonl";
-/// The most of the model's last answer kept in the result.
-const MAX_SUMMARY: usize = 4096;
 
 /// The step cannot even begin (its document is missing or wrong).
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use aither_api::workflow::{Proposal, ProposalKind, RefusedCall, StepSpec, Tool};
+use aither_api::workflow::{Proposal, ProposalKind, RefusedCall, StepSpec, Tool, MAX_REASON};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,8 +18,7 @@ use crate::workspace::{EntryKind, Workspace};
 
 /// The most bytes of a file, a page or a command's output one call returns to the model.
 pub const CHUNK: usize = 16 * 1024;
-/// The most proposals one step may make.
-pub const MAX_PROPOSALS: usize = 8;
+pub use aither_api::workflow::MAX_PROPOSALS;
 /// The longest a command may run, whatever the step's budget has left.
 pub const MAX_COMMAND_TIME: Duration = Duration::from_secs(600);
 /// Where `write_file` writes.
@@ -452,8 +451,8 @@ impl<'a> Toolbox<'a> {
             return Err(Denied::Refused(format!("a step makes at most {MAX_PROPOSALS} proposals")));
         }
         let reason = a.reason.trim().to_string();
-        if reason.is_empty() || reason.chars().count() > 2000 {
-            return Err(Denied::Error("reason: say why in 1 to 2,000 characters".into()));
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return Err(Denied::Error(format!("reason: say why in 1 to {MAX_REASON} characters")));
         }
         let unit = || {
             let u = a.unit.clone().unwrap_or_default();

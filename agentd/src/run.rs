@@ -225,6 +225,16 @@ async fn serve(args: Args) -> Result<()> {
             }
         });
     }
+    {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(daemon::STEP_DEADLINE_TICK);
+            loop {
+                tick.tick().await;
+                daemon.stop_overdue_steps().await;
+            }
+        });
+    }
     let gateway = Gateway::new(daemon.clone());
     let mut settings = settings;
     let units = daemon.units().await.map(|u| u.len()).unwrap_or(0);

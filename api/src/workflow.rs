@@ -280,6 +280,13 @@ pub struct RefusedCall {
     pub reason: String,
 }
 
+/// The most proposals one step may make.
+pub const MAX_PROPOSALS: usize = 8;
+/// The most bytes of the model's last answer a result keeps as its summary.
+pub const MAX_SUMMARY: usize = 4096;
+/// The most characters of a proposal's reason.
+pub const MAX_REASON: usize = 2000;
+
 /// What a step's agent leaves (`result.json` in its workspace).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepResult {
@@ -293,7 +300,7 @@ pub struct StepResult {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub seconds: f64,
-    /// The model's last answer (its summary of the step), at most 4 KiB.
+    /// The model's last answer (its summary of the step), at most [`MAX_SUMMARY`] bytes.
     pub summary: String,
     /// The SELinux context the agent ran in (`None` when SELinux is off).
     pub context: Option<String>,
@@ -346,6 +353,8 @@ pub enum StepState {
     Done,
     /// Its agent could not run or left no result.
     Failed,
+    /// Its agent ran past its budget's seconds and a grace, and agentd stopped it.
+    TimedOut,
     Cancelled,
 }
 
@@ -356,6 +365,7 @@ impl StepState {
             StepState::Running => "running",
             StepState::Done => "done",
             StepState::Failed => "failed",
+            StepState::TimedOut => "timed_out",
             StepState::Cancelled => "cancelled",
         }
     }

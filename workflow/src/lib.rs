@@ -38,6 +38,7 @@ mod commands;
 mod enabled;
 mod inputs;
 mod packs;
+pub mod result;
 mod schedule;
 mod triggers;
 
@@ -242,6 +243,12 @@ impl Workflow {
             propose_from: step.propose_from.clone(),
         })
     }
+}
+
+/// The units a run's proposals may act on: its `unit` input, else the unit whose failure
+/// started it; empty (any unit agentd knows) for a run with neither.
+pub fn act_on(run: &aither_api::workflow::Run) -> Vec<String> {
+    run.inputs.get("unit").or(run.trigger_unit.as_ref()).map(|u| vec![u.clone()]).unwrap_or_default()
 }
 
 /// A workflow file that cannot be used.

@@ -192,3 +192,93 @@ fn the_documented_examples_are_valid() {
     }
     assert!(n >= 1, "no example in {}", dir.display());
 }
+
+mod results {
+    use super::*;
+    use crate::result::{vet, Claims, MAX_RESULT_BYTES};
+    use aither_api::workflow::{Proposal, StepOutcome, StepResult, MAX_PROPOSALS, MAX_SUMMARY};
+
+    fn result(step: &str, proposals: Vec<Proposal>) -> StepResult {
+        StepResult {
+            schema_version: 1,
+            run_id: "heal-1".into(),
+            step: step.into(),
+            outcome: StepOutcome::Completed,
+            turns: 1,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            seconds: 1.0,
+            summary: "done".into(),
+            context: Some("system_u:system_r:unconfined_t:s0".into()),
+            outputs: Vec::new(),
+            proposals,
+            refused: Vec::new(),
+        }
+    }
+
+    fn restart(unit: &str) -> Proposal {
+        Proposal::Restart { unit: unit.into(), reason: "it failed".into() }
+    }
+
+    fn vetted(w: &Workflow, index: usize, r: &StepResult, act_on: &[String]) -> Result<crate::result::Vetted, String> {
+        let claims = Claims {
+            run_id: "heal-1",
+            step: &w.steps[index],
+            act_on,
+            context: Some("system_u:system_r:aither_step_t:s0:c1,c2"),
+        };
+        vet(&serde_json::to_vec(r).expect("json"), &claims)
+    }
+
+    #[test]
+    fn a_step_not_granted_propose_keeps_no_proposal() {
+        let w = parse_str(GOOD).expect("valid");
+        let e = vetted(&w, 0, &result("diagnose", vec![restart("infer-a")]), &[]).expect_err("forged");
+        assert!(e.contains("not granted propose"), "{e}");
+    }
+
+    #[test]
+    fn more_proposals_than_the_runner_makes_are_refused() {
+        let w = parse_str(GOOD).expect("valid");
+        let many = vec![restart("infer-a"); 20];
+        let e = vetted(&w, 1, &result("fix", many), &[]).expect_err("forged");
+        assert!(e.contains(&format!("20 proposals, more than the {MAX_PROPOSALS}")), "{e}");
+        let ok = vetted(&w, 1, &result("fix", vec![restart("infer-a"); MAX_PROPOSALS]), &[]).expect("at the cap");
+        assert_eq!(ok.result.proposals.len(), MAX_PROPOSALS);
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_and_the_context_is_agentds() {
+        let w = parse_str(GOOD).expect("valid");
+        let mut r = result("fix", vec![Proposal::Restart { unit: "infer-a".into(), reason: "é".repeat(5000) }]);
+        r.summary = "x".repeat(1024 * 1024);
+        let v = vetted(&w, 1, &r, &[]).expect("kept, cut");
+        assert_eq!(v.result.summary.len(), MAX_SUMMARY);
+        assert!(v.result.proposals[0].reason().len() <= 8000);
+        assert_eq!(v.result.context.as_deref(), Some("system_u:system_r:aither_step_t:s0:c1,c2"));
+        assert_eq!(v.cut.len(), 2, "{:?}", v.cut);
+    }
+
+    #[test]
+    fn undeclared_outputs_other_units_and_other_runs_are_refused() {
+        let w = parse_str(GOOD).expect("valid");
+        let mut r = result("diagnose", Vec::new());
+        r.outputs = vec!["diagnosis.md".into(), "../../etc/passwd".into()];
+        let e = vetted(&w, 0, &r, &[]).expect_err("undeclared");
+        assert!(e.contains("does not declare"), "{e}");
+        let e = vetted(&w, 1, &result("fix", vec![restart("sshd")]), &["infer-a".into()]).expect_err("widened");
+        assert!(e.contains("may act on infer-a only"), "{e}");
+        let mut r = result("fix", Vec::new());
+        r.run_id = "other-2".into();
+        assert!(vetted(&w, 1, &r, &[]).expect_err("another run").contains("for run"));
+        assert!(vetted(&w, 1, &result("diagnose", Vec::new()), &[]).expect_err("another step").contains("for step"));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_unread() {
+        let w = parse_str(GOOD).expect("valid");
+        let claims = Claims { run_id: "heal-1", step: &w.steps[0], act_on: &[], context: None };
+        let e = vet(&vec![b' '; MAX_RESULT_BYTES + 1], &claims).expect_err("too big");
+        assert!(e.contains("more than the 4096 KiB"), "{e}");
+    }
+}

@@ -23,7 +23,7 @@ mod workflow;
 
 pub use load::{appliance_file, load, Loaded, Options, Stage};
 pub use report::{api_state, invalid_model, reason_text};
-pub use workflow::{Trigger, TICK as WORKFLOW_TICK};
+pub use workflow::{Trigger, DEADLINE_TICK as STEP_DEADLINE_TICK, TICK as WORKFLOW_TICK};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,6 +174,8 @@ impl Daemon {
             runs,
             steps: steps.into_iter().map(|u| (u.name.clone(), u)).collect(),
             next_fire: BTreeMap::new(),
+            deadlines: BTreeMap::new(),
+            timed_out: std::collections::BTreeSet::new(),
         };
         let daemon = Arc::new(Daemon {
             opts,
@@ -467,6 +469,9 @@ impl Daemon {
     /// React to an engine event: an agent that is done frees its slot for the next in line.
     pub async fn on_event(&self, unit: &str, state: &UnitState) {
         let _ = self.changes.send(unit.to_string());
+        if matches!(state, UnitState::Starting { .. } | UnitState::Running { .. }) {
+            Self::arm_step_deadline(&mut *self.state.lock().await, unit);
+        }
         if let Some(reason) = workflow::ends_step(state) {
             if self.state.lock().await.engine.steps.contains_key(unit) {
                 self.step_ended(unit, reason).await;

@@ -91,10 +91,7 @@ pub(super) fn step_files(
     let index_bytes =
         st.loaded.plan.memory_tiers.l2_vector_index_bytes / u64::try_from(st.admission.limit.max(1)).unwrap_or(1);
     let mut spec = w.step_spec(index, &run.id, &run.inputs, names, index_bytes)?;
-    // A run a unit's failure started may act on that unit only.
-    if let (true, Some(unit)) = (spec.act_on.is_empty(), &run.trigger_unit) {
-        spec.act_on = vec![unit.clone()];
-    }
+    spec.act_on = crate::workflows::act_on(run);
     files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
     Ok(files)
 }
@@ -170,17 +167,16 @@ impl Daemon {
     }
 }
 
-/// Copy what agentd keeps of a step out of its workspace: `result.json`, the transcript and
+/// Copy what agentd keeps of a step out of its workspace: the transcript and
 /// the declared outputs. The result's bytes, when there is one.
 pub(super) fn keep_step_files(ws: &Path, step_dir: &Path, declared: &[String]) -> anyhow::Result<Option<Vec<u8>>> {
     use anyhow::Context as _;
     std::fs::create_dir_all(step_dir.join("outputs"))
         .with_context(|| format!("cannot create {}", step_dir.display()))?;
-    for name in ["transcript.jsonl", "result.json"] {
-        if let Some(data) = runs::read_regular(ws, name)? {
-            aither_sys::atomic::write(&step_dir.join(name), &data)
-                .with_context(|| format!("cannot write {}", step_dir.join(name).display()))?;
-        }
+    let name = "transcript.jsonl";
+    if let Some(data) = runs::read_regular(ws, name)? {
+        aither_sys::atomic::write(&step_dir.join(name), &data)
+            .with_context(|| format!("cannot write {}", step_dir.join(name).display()))?;
     }
     for out in declared {
         if let Some(data) = runs::read_regular(&ws.join("outputs"), out)? {

@@ -6,9 +6,9 @@
 //! that restarts finds them, adopts a step still running, and starts again a step whose
 //! agent it lost, from its beginning (the step boundary).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aither_api::workflow::{
     Approval, ApprovalState, Run, RunList, RunState, StepOutcome, StepRecord, StepResult, StepState, WorkflowList,
@@ -23,6 +23,7 @@ use super::step_files::{keep_step_files, kept_step, step_files};
 use super::{ApiEvent, Daemon, DaemonError, Outcome, State};
 use crate::agents::{Admission, CategoryMap};
 use crate::units::{self, Planned, StepUnit};
+use crate::workflows::result::Claims;
 use crate::workflows::{Schedule, Workflow};
 
 /// What started a run.
@@ -40,6 +41,11 @@ pub(super) struct Engine {
     pub steps: BTreeMap<String, Planned>,
     /// When each calendar workflow fires next (Unix seconds).
     pub next_fire: BTreeMap<String, u64>,
+    /// When each running step's unit is stopped: its budget's seconds and [`STEP_GRACE`] after
+    /// its agent started.
+    pub deadlines: BTreeMap<String, Instant>,
+    /// The step units stopped at their deadline, until their end is collected.
+    pub timed_out: BTreeSet<String>,
 }
 
 pub(super) fn refused(why: impl Into<String>) -> DaemonError {
@@ -307,30 +313,41 @@ impl Daemon {
         let Some(run) = st.engine.runs.get(id).cloned() else { return };
         let Some(index) = run.steps.iter().position(|s| s.unit.as_deref() == Some(unit)) else { return };
         let step_dir = runs::runs_dir(&settings.state_dir).join(id).join(&run.steps[index].name);
-        let declared: Vec<String> = st
-            .loaded
-            .workflows
-            .get(&run.workflow)
-            .and_then(|w| w.steps.get(index))
-            .map(|s| s.outputs.clone())
-            .unwrap_or_default();
-        let taken = runs::reclaim(&ws).and_then(|()| keep_step_files(&ws, &step_dir, &declared));
+        let Some(step_def) = st.loaded.workflows.get(&run.workflow).and_then(|w| w.steps.get(index)).cloned() else {
+            return;
+        };
+        // agentd's own record of the step's context, never what its result claims.
+        let context = st.engine.steps.get(unit).and_then(|p| p.spec.selinux_context.clone());
+        let act_on = crate::workflows::act_on(&run);
+        let claims = Claims { run_id: id, step: &step_def, act_on: &act_on, context: context.as_deref() };
+        let timed_out = st.engine.timed_out.remove(unit);
+        st.engine.deadlines.remove(unit);
+        let taken = runs::reclaim(&ws).and_then(|()| keep_step_files(&ws, &step_dir, &step_def.outputs));
         let result: Result<StepResult, String> = match taken {
+            _ if timed_out => Err(format!(
+                "timed out: its agent ran past its budget's {} s and a grace of {} s, and was stopped",
+                step_def.budget.seconds,
+                STEP_GRACE.as_secs()
+            )),
             Err(e) => Err(format!("its workspace could not be taken back: {e:#}")),
             Ok(None) => Err(match reason {
                 Some(r) => format!("its agent left no result ({})", super::reason_text(r)),
                 None => "its agent left no result".into(),
             }),
-            Ok(Some(bytes)) => serde_json::from_slice::<StepResult>(&bytes)
-                .map_err(|e| format!("its result.json is not a step result: {e}"))
-                .and_then(|r| {
-                    if r.run_id == id {
-                        Ok(r)
-                    } else {
-                        Err(format!("its result.json is for run {:?}", r.run_id))
-                    }
-                }),
+            Ok(Some(bytes)) => crate::workflows::result::vet(&bytes, &claims).map(|v| {
+                if !v.cut.is_empty() {
+                    tracing::warn!("workflow run {id}: step {}'s result was cut: {}", step_def.name, v.cut.join("; "));
+                }
+                v.result
+            }),
         };
+        if let Ok(r) = &result {
+            let path = step_dir.join("result.json");
+            let bytes = serde_json::to_vec_pretty(r).unwrap_or_default();
+            if let Err(e) = aither_sys::atomic::write(&path, &bytes) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        }
         let now = runs::now();
         let cancelled = run.state == RunState::Cancelled;
         let expires = now + settings.approval_hours * 3600;
@@ -369,7 +386,11 @@ impl Daemon {
                 }
             }
             Err(why) => {
-                s.state = if cancelled { StepState::Cancelled } else { StepState::Failed };
+                s.state = match (cancelled, timed_out) {
+                    (true, _) => StepState::Cancelled,
+                    (false, true) => StepState::TimedOut,
+                    (false, false) => StepState::Failed,
+                };
                 failure = Some(format!("step {}: {why}", s.name));
                 s.error = Some(why);
             }
@@ -402,6 +423,40 @@ impl Daemon {
             self.finish(st, id, RunState::Failed, Some(why));
         } else if let Some(r) = st.engine.runs.get(id).cloned() {
             self.save_run(st, &r);
+        }
+    }
+
+    /// A step's agent started: its deadline is set (once), its budget's seconds and
+    /// [`STEP_GRACE`] from now.
+    pub(super) fn arm_step_deadline(st: &mut State, unit: &str) {
+        if st.engine.deadlines.contains_key(unit) || !st.engine.steps.contains_key(unit) {
+            return;
+        }
+        let Some(seconds) = step_budget_seconds(st, unit) else { return };
+        st.engine.deadlines.insert(unit.to_string(), Instant::now() + Duration::from_secs(seconds.into()) + STEP_GRACE);
+    }
+
+    /// Stop the step units past their deadline; their end is collected as `timed_out` (the
+    /// run fails, the slot and category pair are freed as for any step that ends).
+    pub async fn stop_overdue_steps(&self) {
+        let now = Instant::now();
+        let overdue: Vec<String> = {
+            let mut st = self.state.lock().await;
+            let due: Vec<String> = st
+                .engine
+                .deadlines
+                .iter()
+                .filter(|(u, at)| **at <= now && !st.engine.timed_out.contains(*u))
+                .map(|(u, _)| u.clone())
+                .collect();
+            st.engine.timed_out.extend(due.iter().cloned());
+            due
+        };
+        for unit in overdue {
+            tracing::warn!("{unit}: past its budget and grace: stopping it");
+            if let Err(e) = self.sup.stop(&unit).await {
+                tracing::warn!("{unit}: cannot stop it: {e}");
+            }
         }
     }
 
@@ -748,6 +803,14 @@ fn step_gateway(s: &crate::config::Settings) -> PathBuf {
     })
 }
 
+/// The seconds of the budget of the step that unit `unit` runs.
+fn step_budget_seconds(st: &State, unit: &str) -> Option<u32> {
+    st.engine.runs.values().find_map(|r| {
+        let i = r.steps.iter().position(|s| s.unit.as_deref() == Some(unit))?;
+        st.loaded.workflows.get(&r.workflow)?.steps.get(i).map(|s| s.budget.seconds)
+    })
+}
+
 /// Step `index` of `run` as its unit `unit` at category pair `pair`: the same definition
 /// when it is started and when a later agentd adopts it.
 fn step_unit(loaded: &super::Loaded, run: &Run, w: &Workflow, index: usize, unit: &str, pair: (u16, u16)) -> Planned {
@@ -768,6 +831,13 @@ fn step_unit(loaded: &super::Loaded, run: &Run, w: &Workflow, index: usize, unit
         },
     )
 }
+
+/// How long past its budget's seconds a step's agent may run before agentd stops it: the runner
+/// keeps its own deadline, so only an agent that ignores it (or a step's process that holds it)
+/// meets this one.
+pub const STEP_GRACE: Duration = Duration::from_secs(10);
+/// How often [`Daemon::stop_overdue_steps`] looks.
+pub const DEADLINE_TICK: Duration = Duration::from_secs(1);
 
 /// How often [`Daemon::workflow_tick`] runs.
 pub const TICK: Duration = Duration::from_secs(30);
