@@ -46,7 +46,18 @@ function actionButton(td, label, enabled, run) {
     b.disabled = !enabled || !may.allowed;
     if (!may.allowed)
         b.title = may.why;
-    b.addEventListener("click", run);
+    // The row's buttons wait for the reply: a second click is never a second decision.
+    b.addEventListener("click", async () => {
+        const row = td.closest("tr") || td;
+        const buttons = [...row.querySelectorAll("button")];
+        const before = buttons.map(x => x.disabled);
+        buttons.forEach(x => { x.disabled = true });
+        try {
+            await run();
+        } finally {
+            buttons.forEach((x, i) => { x.disabled = before[i] });
+        }
+    });
     td.appendChild(b);
     return b;
 }

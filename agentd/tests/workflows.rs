@@ -302,3 +302,71 @@ fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
     );
     bed.wait_run("post-1", "completed", 10);
 }
+
+/// A webhook that counts the requests it gets and answers each after `delay`.
+fn counting_webhook(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                std::thread::sleep(delay);
+                let mut s = s;
+                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_proposal_approved_twice_at_once_is_carried_out_once() {
+    let bed = Bed::new();
+    let socket = bed.dir().join("gw.sock");
+    let (port, posts) = counting_webhook(Duration::from_secs(1));
+    configure_with(&bed, &socket, &format!("webhook = \"http://127.0.0.1:{port}/hook\"\n"));
+    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
+    bed.write("etc/aither/workflows.d/post.toml", POST);
+    let _model = ScriptedModel::start(
+        &socket,
+        vec![
+            Turn::call("write_file", json!({"path": "outputs/post.md", "content": "# Once"})),
+            Turn::call("propose", json!({"kind": "publish", "file": "outputs/post.md", "reason": "it is ready"})),
+            Turn::text("written and proposed"),
+        ],
+    );
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "post"]);
+    bed.wait_run("post-1", "awaiting_approval", 30);
+    // Two admins (or a double click) approve at once, and a deny lands meanwhile.
+    let approve = || {
+        bed.command(common::aitherctl())
+            .args(["--session", "approvals", "approve", "post-1.1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (a, b) = (approve().expect("spawn"), approve().expect("spawn"));
+    std::thread::sleep(Duration::from_millis(300));
+    let deny = bed.ctl(&["approvals", "deny", "post-1.1"]);
+    let outs = [a.wait_with_output().expect("a"), b.wait_with_output().expect("b")];
+    let ok: Vec<&std::process::Output> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(ok.len(), 1, "exactly one approval carries it out: {outs:?}");
+    let other = outs.iter().find(|o| !o.status.success()).expect("the other");
+    assert!(String::from_utf8_lossy(&other.stderr).contains("proposal post-1.1 is already"), "{other:?}");
+    assert!(!deny.status.success(), "the deny is refused while it is carried out: {deny:?}");
+    assert!(String::from_utf8_lossy(&deny.stderr).contains("already in flight"), "{deny:?}");
+    let run = bed.wait_run("post-1", "completed", 10);
+    assert_eq!(run["approvals"][0]["state"], "done", "{run}");
+    assert_eq!(posts.load(std::sync::atomic::Ordering::SeqCst), 1, "one POST");
+}

@@ -395,6 +395,8 @@ pub struct StepRecord {
 pub enum ApprovalState {
     /// Waiting for a human.
     Pending,
+    /// Approved, and being carried out now: no other decision is taken on it.
+    InFlight,
     /// Approved and carried out (`outcome` says how it went).
     Done,
     /// Approved but carrying it out failed (`outcome` says why).
@@ -407,9 +409,15 @@ pub enum ApprovalState {
 }
 
 impl ApprovalState {
+    /// Not decided yet: pending, or approved and still being carried out.
+    pub fn undecided(self) -> bool {
+        matches!(self, ApprovalState::Pending | ApprovalState::InFlight)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ApprovalState::Pending => "pending",
+            ApprovalState::InFlight => "in flight",
             ApprovalState::Done => "done",
             ApprovalState::Failed => "failed",
             ApprovalState::Denied => "denied",

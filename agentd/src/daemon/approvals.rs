@@ -43,15 +43,18 @@ impl Daemon {
         }
     }
 
-    /// Approve (and carry out) or deny a proposal. `who` is recorded in the audit.
+    /// Approve (and carry out) or deny a proposal. `who` is recorded in the audit. An approval
+    /// moves the proposal to `in flight` under the lock before anything is done, so it is
+    /// carried out once: every other decision on it meanwhile (a second click, another admin,
+    /// the policy, a cancel or its expiry) finds it no longer pending.
     pub async fn decide(&self, approval: &str, approve: bool, who: &str) -> Outcome {
-        let (run_id, proposal, state_dir) = {
-            let st = self.state.lock().await;
+        let (run_id, proposal) = {
+            let mut st = self.state.lock().await;
             let run_id = approval.rsplit_once('.').map(|(r, _)| r.to_string()).unwrap_or_default();
-            let run = st.engine.runs.get(&run_id).ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
+            let run = st.engine.runs.get_mut(&run_id).ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
             let a = run
                 .approvals
-                .iter()
+                .iter_mut()
                 .find(|a| a.id == approval)
                 .ok_or_else(|| refused(format!("no proposal {approval:?}")))?;
             if a.state != ApprovalState::Pending {
@@ -60,41 +63,67 @@ impl Daemon {
             if a.expires <= runs::now() {
                 return Err(refused(format!("proposal {approval} has expired")));
             }
-            (run_id, a.proposal.clone(), st.loaded.settings.state_dir.clone())
-        };
-        let (state, outcome) = if approve {
-            match self.carry_out(&run_id, &proposal).await {
-                Ok(done) => (ApprovalState::Done, done),
-                Err(e) => (ApprovalState::Failed, e.to_string()),
+            let proposal = a.proposal.clone();
+            if !approve {
+                let reply = self.settle(&mut st, &run_id, approval, ApprovalState::Denied, "not carried out", who);
+                drop(st);
+                return self.after_decision(&run_id, reply).await;
             }
-        } else {
-            (ApprovalState::Denied, "not carried out".to_string())
-        };
-        let (reply, settled) = {
-            let mut st = self.state.lock().await;
-            let Some(r) = st.engine.runs.get_mut(&run_id) else { return Err(refused("the run is gone")) };
-            let Some(a) = r.approvals.iter_mut().find(|a| a.id == approval) else {
-                return Err(refused("the proposal is gone"));
-            };
-            a.state = state;
-            a.decided = Some(runs::now());
+            a.state = ApprovalState::InFlight;
             a.decided_by = Some(who.to_string());
-            a.outcome = Some(outcome.clone());
-            let a = a.clone();
-            audit(&state_dir, &a, if approve { "approved" } else { "denied" });
-            let settled = self.approvals_settled(&mut st, &run_id);
             if let Some(r) = st.engine.runs.get(&run_id).cloned() {
                 self.save_run(&st, &r);
             }
-            let reply = format!(
-                "{approval} {}: {} ({outcome})",
-                if approve { "approved" } else { "denied" },
-                proposal.action()
-            );
-            (reply, settled)
+            (run_id, proposal)
         };
+        let (state, outcome) = match self.carry_out(&run_id, &proposal).await {
+            Ok(done) => (ApprovalState::Done, done),
+            Err(e) => (ApprovalState::Failed, e.to_string()),
+        };
+        let reply = {
+            let mut st = self.state.lock().await;
+            self.settle(&mut st, &run_id, approval, state, &outcome, who)
+        };
+        self.after_decision(&run_id, reply).await
+    }
+
+    /// Record a decision's end on an approval that is pending or in flight; the reply, and
+    /// whether the run's proposals are all decided now.
+    fn settle(
+        &self,
+        st: &mut State,
+        run_id: &str,
+        approval: &str,
+        state: ApprovalState,
+        outcome: &str,
+        who: &str,
+    ) -> Result<(String, bool), DaemonError> {
+        let state_dir = st.loaded.settings.state_dir.clone();
+        let Some(r) = st.engine.runs.get_mut(run_id) else { return Err(refused("the run is gone")) };
+        let Some(a) = r.approvals.iter_mut().find(|a| a.id == approval) else {
+            return Err(refused("the proposal is gone"));
+        };
+        if !matches!(a.state, ApprovalState::Pending | ApprovalState::InFlight) {
+            return Err(refused(format!("proposal {approval} is already {}", a.state.name())));
+        }
+        a.state = state;
+        a.decided = Some(runs::now());
+        a.decided_by = Some(who.to_string());
+        a.outcome = Some(outcome.to_string());
+        let a = a.clone();
+        let verb = if state == ApprovalState::Denied { "denied" } else { "approved" };
+        audit(&state_dir, &a, verb);
+        let settled = self.approvals_settled(st, run_id);
+        if let Some(r) = st.engine.runs.get(run_id).cloned() {
+            self.save_run(st, &r);
+        }
+        Ok((format!("{approval} {verb}: {} ({outcome})", a.proposal.action()), settled))
+    }
+
+    async fn after_decision(&self, run_id: &str, reply: Result<(String, bool), DaemonError>) -> Outcome {
+        let (reply, settled) = reply?;
         if settled {
-            self.advance(&run_id).await;
+            self.advance(run_id).await;
         }
         Ok(reply)
     }

@@ -19,7 +19,7 @@ use std::io::Read as _;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use aither_api::workflow::Run;
+use aither_api::workflow::{ApprovalState, Run};
 use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
@@ -54,7 +54,14 @@ pub fn load_all(dir: &Path) -> BTreeMap<String, Run> {
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Run>(&b).map_err(|e| e.to_string()))
         {
-            Ok(run) => {
+            Ok(mut run) => {
+                for a in run.approvals.iter_mut().filter(|a| a.state == ApprovalState::InFlight) {
+                    // Never carried out twice: its effect is for a human to check.
+                    a.state = ApprovalState::Failed;
+                    a.decided = Some(now());
+                    a.outcome =
+                        Some("agentd stopped while carrying it out: whether it took effect is not known".into());
+                }
                 runs.insert(run.id.clone(), run);
             }
             Err(e) if path.exists() => tracing::warn!("{}: {e}: the run is not loaded", path.display()),

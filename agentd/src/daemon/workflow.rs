@@ -160,7 +160,7 @@ impl Daemon {
             if run.state != RunState::Running || run.steps.iter().any(|s| s.state == StepState::Running) {
                 return;
             }
-            let pending = run.approvals.iter().any(|a| a.state == ApprovalState::Pending);
+            let pending = run.approvals.iter().any(|a| a.state.undecided());
             let Some(index) = run.steps.iter().position(|s| s.state == StepState::Pending) else {
                 let state = if pending { RunState::AwaitingApproval } else { RunState::Completed };
                 self.finish(&mut st, id, state, None);
@@ -518,7 +518,7 @@ impl Daemon {
     /// running again, and the caller advances it (its next step, or its end). Whether it did.
     pub(super) fn approvals_settled(&self, st: &mut State, id: &str) -> bool {
         let Some(r) = st.engine.runs.get_mut(id) else { return false };
-        if r.state != RunState::AwaitingApproval || r.approvals.iter().any(|a| a.state == ApprovalState::Pending) {
+        if r.state != RunState::AwaitingApproval || r.approvals.iter().any(|a| a.state.undecided()) {
             return false;
         }
         r.state = RunState::Running;
