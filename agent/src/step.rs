@@ -58,7 +58,8 @@ pub fn run(root: &Path, endpoint: &Endpoint) -> Result<StepResult, StepError> {
     let spec = read_spec(root, &workspace)?;
     let deadline = started + Duration::from_secs(u64::from(spec.budget.seconds));
     let mut transcript = Transcript::open(root);
-    let fetcher = spec.tools.contains(&Tool::FetchUrl).then(|| Fetcher::new(Duration::from_secs(30), false));
+    let fetcher =
+        spec.tools.contains(&Tool::FetchUrl).then(|| Fetcher::new(Duration::from_secs(30), &spec.fetch_allow, false));
     let gateway_client = Gateway::new(endpoint.clone());
     let mut tools = Toolbox::new(&spec, &workspace, root, fetcher);
     if let Ok(gw) = &gateway_client {

@@ -135,6 +135,8 @@ pub struct Step {
     /// arguments.
     pub commands: Vec<Vec<String>>,
     pub network: Network,
+    /// Networks `fetch_url` may reach besides the public internet.
+    pub fetch_allow: Vec<String>,
     pub inputs: Vec<Input>,
     pub outputs: Vec<String>,
     pub budget: StepBudget,
@@ -233,6 +235,7 @@ impl Workflow {
             search_first: step.search_first.as_ref().map(|q| fill_text(q, run_inputs)),
             search_keep: step.search_keep.clone(),
             act_on: run_inputs.get("unit").map(|u| vec![u.clone()]).unwrap_or_default(),
+            fetch_allow: step.fetch_allow.clone(),
             proposals: step.proposals.clone(),
             decide: step.decide,
             direct: step.direct,
@@ -316,6 +319,8 @@ struct StepDoc {
     commands: Vec<Vec<String>>,
     #[serde(default)]
     network: Network,
+    #[serde(default)]
+    fetch_allow: Vec<String>,
     #[serde(default)]
     inputs: Vec<InputDoc>,
     #[serde(default)]
@@ -483,6 +488,16 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
                 "a step talks to the model through the gateway: \"gateway\" or \"outbound\"".into(),
             ));
         }
+        if !s.fetch_allow.is_empty() && !tools.contains(&Tool::FetchUrl) {
+            return Err(bad(key("fetch_allow"), "names what fetch_url may reach, and fetch_url is not granted".into()));
+        }
+        for (n, net) in s.fetch_allow.iter().enumerate() {
+            let k = format!("{}[{n}]", key("fetch_allow"));
+            let parsed = aither_api::workflow::parse_net(net).map_err(|p| bad(k.clone(), p))?;
+            if let Some(why) = never_fetched(parsed.0) {
+                return Err(bad(k, format!("{net} is {why}: no step may reach it")));
+            }
+        }
         match (tools.contains(&Tool::RunCommand), s.commands.is_empty()) {
             (true, true) => return Err(bad(key("commands"), "run_command needs the commands it may run".into())),
             (false, false) => {
@@ -642,6 +657,7 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             tools: s.tools,
             commands: s.commands,
             network: s.network,
+            fetch_allow: s.fetch_allow,
             inputs: step_inputs,
             outputs: s.outputs,
             budget,
@@ -669,6 +685,21 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
         steps,
         auto_approve: doc.workflow.auto_approve,
     })
+}
+
+/// Why `ip` is never fetched, whatever a workflow allows: loopback, link-local (where the
+/// cloud's metadata service lives) or a metadata address elsewhere.
+fn never_fetched(ip: std::net::IpAddr) -> Option<&'static str> {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_loopback() || v4.is_unspecified() => Some("this machine"),
+        std::net::IpAddr::V6(v6) if v6.is_loopback() || v6.is_unspecified() => Some("this machine"),
+        std::net::IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
+        std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => Some("link-local"),
+        ip if aither_api::workflow::METADATA_ADDRESSES.iter().any(|m| m.parse() == Ok(ip)) => {
+            Some("a cloud metadata service")
+        }
+        _ => None,
+    }
 }
 
 fn is_input_name(s: &str) -> bool {

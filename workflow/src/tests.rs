@@ -76,6 +76,22 @@ fn each_mistake_is_named_with_its_file_and_key_or_line() {
         (GOOD.replace("tokens = 4000", "tokens = 0"), "step[0].budget.tokens: must be at least 1"),
         (GOOD.replace("\"propose\"]", "\"fetch_url\"]"), "step[1].tools: fetch_url needs network = \"outbound\""),
         (GOOD.replace(", \"run_command\"", ""), "step[0].commands: commands are for the run_command tool"),
+        (
+            GOOD.replace("budget = { steps = 8", "fetch_allow = [\"10.0.0.0/8\"]\nbudget = { steps = 8"),
+            "step[0].fetch_allow: names what fetch_url may reach, and fetch_url is not granted",
+        ),
+        (
+            GOOD.replace("\"propose\"]", "\"fetch_url\"]\nnetwork = \"outbound\"\nfetch_allow = [\"10.0.0.0/33\"]"),
+            "step[1].fetch_allow[0]: \"10.0.0.0/33\": the prefix length must be 0 to 32",
+        ),
+        (
+            GOOD.replace("\"propose\"]", "\"fetch_url\"]\nnetwork = \"outbound\"\nfetch_allow = [\"169.254.169.254\"]"),
+            "step[1].fetch_allow[0]: 169.254.169.254 is link-local: no step may reach it",
+        ),
+        (
+            GOOD.replace("\"propose\"]", "\"fetch_url\"]\nnetwork = \"outbound\"\nfetch_allow = [\"fd00:ec2::254\"]"),
+            "is a cloud metadata service",
+        ),
         (GOOD.replace("model = \"code\"", "model = \"embedding\""), "step[1].model"),
         (
             GOOD.replace("[workflow]\n", "[workflow]\nauto_approve = [\"restart\"]\n"),
