@@ -657,38 +657,6 @@ pub fn literal_choice(line: &str, rule: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_result_reads_back_and_proposals_carry_their_kind() {
-        let r = StepResult {
-            schema_version: SCHEMA_VERSION,
-            run_id: "r-1".into(),
-            step: "propose".into(),
-            outcome: StepOutcome::BudgetExhausted { budget: "tokens".into() },
-            turns: 3,
-            prompt_tokens: 900,
-            completion_tokens: 120,
-            seconds: 4.5,
-            summary: String::new(),
-            context: None,
-            outputs: vec![],
-            proposals: vec![Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() }],
-            refused: vec![RefusedCall { tool: "fetch_url".into(), reason: "not granted".into() }],
-        };
-        let text = serde_json::to_string(&r).expect("json");
-        assert!(text.contains(r#""outcome":"budget_exhausted","budget":"tokens""#), "{text}");
-        assert!(text.contains(r#""kind":"restart","unit":"infer-qwen""#), "{text}");
-        let back: StepResult = serde_json::from_str(&text).expect("reads back");
-        assert_eq!(back, r);
-        assert_eq!(back.proposals[0].kind(), ProposalKind::Restart);
-        let tools: Vec<Tool> = serde_json::from_str(r#"["read_file","run_command"]"#).expect("tools");
-        assert_eq!(tools.iter().map(|t| t.name()).collect::<Vec<_>>(), ["read_file", "run_command"]);
-    }
-}
-
 /// The clouds' metadata services outside link-local (Alibaba's, AWS's IPv6 one): never fetched.
 pub const METADATA_ADDRESSES: [&str; 2] = ["100.100.100.200", "fd00:ec2::254"];
 
@@ -731,4 +699,36 @@ pub fn net_contains(net: (std::net::IpAddr, u8), ip: std::net::IpAddr) -> bool {
         (!0u128 << host_bits) & (if width == 32 { u128::from(u32::MAX) } else { !0 })
     };
     n & mask == a & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_reads_back_and_proposals_carry_their_kind() {
+        let r = StepResult {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r-1".into(),
+            step: "propose".into(),
+            outcome: StepOutcome::BudgetExhausted { budget: "tokens".into() },
+            turns: 3,
+            prompt_tokens: 900,
+            completion_tokens: 120,
+            seconds: 4.5,
+            summary: String::new(),
+            context: None,
+            outputs: vec![],
+            proposals: vec![Proposal::Restart { unit: "infer-qwen".into(), reason: "it ran out of memory".into() }],
+            refused: vec![RefusedCall { tool: "fetch_url".into(), reason: "not granted".into() }],
+        };
+        let text = serde_json::to_string(&r).expect("json");
+        assert!(text.contains(r#""outcome":"budget_exhausted","budget":"tokens""#), "{text}");
+        assert!(text.contains(r#""kind":"restart","unit":"infer-qwen""#), "{text}");
+        let back: StepResult = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, r);
+        assert_eq!(back.proposals[0].kind(), ProposalKind::Restart);
+        let tools: Vec<Tool> = serde_json::from_str(r#"["read_file","run_command"]"#).expect("tools");
+        assert_eq!(tools.iter().map(|t| t.name()).collect::<Vec<_>>(), ["read_file", "run_command"]);
+    }
 }
