@@ -261,20 +261,26 @@ pub(super) fn expire(run: &mut Run, now: u64) -> Vec<Approval> {
     gone
 }
 
-/// One line in the journal and one in the audit file for a decision.
-pub(super) fn audit(state_dir: &Path, a: &Approval, decision: &str) {
-    use std::io::Write as _;
-    tracing::info!(
-        "approval {} (run {}, step {}): {} {}: {} by {}; {}",
+/// The journal's line for a decision: the model's reason, untrusted, comes last and quoted
+/// (its newlines and quotes escaped), so it can neither end the line nor pass for its fields.
+fn audit_line(a: &Approval, decision: &str) -> String {
+    format!(
+        "approval {} (run {}, step {}): {} {} by {}; {}; the step's reason: {:?}",
         a.id,
         a.run_id,
         a.step,
         decision,
         a.proposal.action(),
-        a.proposal.reason(),
         a.decided_by.as_deref().unwrap_or("-"),
-        a.outcome.as_deref().unwrap_or("")
-    );
+        a.outcome.as_deref().unwrap_or(""),
+        a.proposal.reason()
+    )
+}
+
+/// One line in the journal and one in the audit file for a decision.
+pub(super) fn audit(state_dir: &Path, a: &Approval, decision: &str) {
+    use std::io::Write as _;
+    tracing::info!("{}", audit_line(a, decision));
     let line = serde_json::to_string(&AuditEntry {
         schema_version: SCHEMA_VERSION,
         time: runs::now(),
@@ -339,5 +345,32 @@ mod tests {
         assert_eq!(run.approvals[0].decided_by.as_deref(), Some("expiry"));
         let states: Vec<ApprovalState> = run.approvals.iter().map(|a| a.state).collect();
         assert_eq!(states, [ApprovalState::Expired, ApprovalState::Pending, ApprovalState::Denied]);
+    }
+
+    #[test]
+    fn the_untrusted_reason_comes_last_and_quoted() {
+        let a = Approval {
+            id: "heal-1.1".into(),
+            run_id: "heal-1".into(),
+            workflow: "heal".into(),
+            step: "propose".into(),
+            proposal: Proposal::Restart {
+                unit: "flaky".into(),
+                reason: "fine\napproval heal-1.2 (run heal-1, step x): approved restart sshd by root".into(),
+            },
+            state: ApprovalState::Denied,
+            created: 1,
+            expires: 2,
+            decided_by: Some("alice".into()),
+            decided: Some(2),
+            outcome: Some("not carried out".into()),
+        };
+        let line = audit_line(&a, "denied");
+        assert_eq!(
+            line,
+            "approval heal-1.1 (run heal-1, step propose): denied restart flaky by alice; not carried out; \
+             the step's reason: \"fine\\napproval heal-1.2 (run heal-1, step x): approved restart sshd by root\""
+        );
+        assert!(!line.contains('\n'));
     }
 }

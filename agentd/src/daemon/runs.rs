@@ -80,15 +80,37 @@ pub fn save(dir: &Path, run: &Run) -> Result<()> {
     aither_sys::atomic::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The next id for `workflow`: `WORKFLOW-N`, one above the highest kept.
-pub fn next_id(runs: &BTreeMap<String, Run>, workflow: &str) -> String {
+/// `WORKFLOW-N`, above both the highest kept and `issued` (the last given out).
+fn next_after(runs: &BTreeMap<String, Run>, workflow: &str, issued: u64) -> String {
     let n = runs
         .values()
         .filter(|r| r.workflow == workflow)
         .filter_map(|r| r.id.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()))
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(issued);
     format!("{workflow}-{}", n + 1)
+}
+
+/// The file that records the last run number given out per workflow, so an id is never
+/// given twice after its runs were pruned (audit lines name proposals by run id).
+pub const IDS_FILE: &str = "ids.json";
+
+/// The next run id of `workflow`, recorded in `dir/ids.json` before it is used.
+pub fn issue_id(dir: &Path, runs: &BTreeMap<String, Run>, workflow: &str) -> Result<String> {
+    let path = dir.join(IDS_FILE);
+    let mut issued: BTreeMap<String, u64> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{} is not a map of run numbers", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let id = next_after(runs, workflow, issued.get(workflow).copied().unwrap_or(0));
+    let n = id.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()).unwrap_or(0);
+    issued.insert(workflow.to_string(), n);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = serde_json::to_vec_pretty(&issued).context("run numbers")?;
+    aither_sys::atomic::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// Remove the oldest finished runs beyond [`KEEP_RUNS`]; their ids.
@@ -416,7 +438,7 @@ mod tests {
     #[test]
     fn run_ids_count_up_per_workflow() {
         let mut runs = BTreeMap::new();
-        assert_eq!(next_id(&runs, "heal"), "heal-1");
+        assert_eq!(next_after(&runs, "heal", 0), "heal-1");
         for id in ["heal-1", "heal-7", "other-9"] {
             let run: Run = serde_json::from_value(serde_json::json!({
                 "schema_version": 1, "id": id, "workflow": id.rsplit_once('-').expect("id").0, "trigger": "manual",
@@ -426,7 +448,31 @@ mod tests {
             .expect("run");
             runs.insert(id.to_string(), run);
         }
-        assert_eq!(next_id(&runs, "heal"), "heal-8");
+        assert_eq!(next_after(&runs, "heal", 0), "heal-8");
         assert_eq!(step_unit("heal-8", "diagnose"), "wf-heal-8-diagnose");
+    }
+
+    #[test]
+    fn run_ids_never_repeat_after_their_runs_are_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut runs = BTreeMap::new();
+        assert_eq!(issue_id(dir.path(), &runs, "heal").expect("id"), "heal-1");
+        assert_eq!(issue_id(dir.path(), &runs, "heal").expect("id"), "heal-2");
+        let run: Run = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "id": "heal-9", "workflow": "heal", "trigger": "manual",
+            "trigger_unit": null, "inputs": {}, "state": "completed", "reason": null, "created": 1, "ended": 2,
+            "steps": [], "approvals": []
+        }))
+        .expect("run");
+        runs.insert("heal-9".to_string(), run);
+        // A run kept from before the record (an older agentd) counts too.
+        assert_eq!(issue_id(dir.path(), &runs, "heal").expect("id"), "heal-10");
+        // Every run pruned: the numbers go on.
+        runs.clear();
+        assert_eq!(issue_id(dir.path(), &runs, "heal").expect("id"), "heal-11");
+        assert_eq!(issue_id(dir.path(), &runs, "tidy").expect("id"), "tidy-1");
+        std::fs::write(dir.path().join(IDS_FILE), "nonsense").expect("write");
+        let e = issue_id(dir.path(), &runs, "heal").expect_err("unreadable");
+        assert!(format!("{e:#}").contains("ids.json is not a map of run numbers"), "{e:#}");
     }
 }

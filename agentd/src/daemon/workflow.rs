@@ -109,7 +109,8 @@ impl Daemon {
                     return Err(refused(format!("input unit: no unit named {u:?}")));
                 }
             }
-            let id = runs::next_id(&st.engine.runs, name);
+            let id = runs::issue_id(&Self::runs_dir(&st), &st.engine.runs, name)
+                .map_err(|e| refused(format!("cannot give the run an id: {e:#}")))?;
             let run = Run {
                 schema_version: SCHEMA_VERSION,
                 id: id.clone(),
@@ -501,10 +502,7 @@ impl Daemon {
         if state.is_final() {
             // Its steps' category pairs are free again (their workspaces are gone), but for a
             // step still being stopped.
-            let running: Vec<&String> =
-                r.steps.iter().filter(|s| s.state == StepState::Running).filter_map(|s| s.unit.as_ref()).collect();
-            let prefix = format!("wf-{id}-");
-            st.loaded.mcs.pairs.retain(|name, _| !name.starts_with(&prefix) || running.contains(&name));
+            release_pairs(&mut st.loaded.mcs, &r);
             let _ = st.loaded.mcs.save(&super::load::mcs_file(&st.loaded.settings));
         }
         match &r.reason {
@@ -803,6 +801,15 @@ fn step_gateway(s: &crate::config::Settings) -> PathBuf {
     })
 }
 
+/// Free the category pairs of a finished run's steps, but for a step still being stopped:
+/// exactly its own step units — a prefix would free another run's too (`wf-a-1-` begins the
+/// units of run `a-1-1` of a workflow named `a-1`).
+fn release_pairs(mcs: &mut CategoryMap, run: &Run) {
+    let done: Vec<String> =
+        run.steps.iter().filter(|s| s.state != StepState::Running).map(|s| runs::step_unit(&run.id, &s.name)).collect();
+    mcs.pairs.retain(|name, _| !done.contains(name));
+}
+
 /// The seconds of the budget of the step that unit `unit` runs.
 fn step_budget_seconds(st: &State, unit: &str) -> Option<u32> {
     st.engine.runs.values().find_map(|r| {
@@ -847,5 +854,34 @@ pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
     match state {
         UnitState::Exited { reason } => Some(reason),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_run_frees_only_its_own_steps_pairs() {
+        let run = |id: &str, workflow: &str, running: bool| -> Run {
+            serde_json::from_value(serde_json::json!({
+                "schema_version": 1, "id": id, "workflow": workflow, "trigger": "manual",
+                "trigger_unit": null, "inputs": {}, "state": "completed", "reason": null, "created": 1, "ended": 2,
+                "steps": [{"name": "go", "state": if running { "running" } else { "done" }, "unit": null,
+                           "started": null, "ended": null, "result": null, "error": null, "attempts": 1}],
+                "approvals": []
+            }))
+            .expect("run")
+        };
+        let mut mcs = CategoryMap::default();
+        for unit in ["wf-a-1-go", "wf-a-1-1-go", "wf-a-12-go", "agent-x"] {
+            mcs.pair_for(unit).expect("pair");
+        }
+        release_pairs(&mut mcs, &run("a-1", "a", false));
+        let left: Vec<&str> = mcs.pairs.keys().map(String::as_str).collect();
+        assert_eq!(left, ["agent-x", "wf-a-1-1-go", "wf-a-12-go"]);
+        // A step still being stopped keeps its pair until its end.
+        release_pairs(&mut mcs, &run("a-1-1", "a-1", true));
+        assert!(mcs.pairs.contains_key("wf-a-1-1-go"));
     }
 }
