@@ -73,6 +73,10 @@ pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran>
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", dir)
         .env("LANG", "C.UTF-8")
+        // git reads no configuration but the repository's own (which agentd hands over with
+        // only how it is stored): none a command of the step could have written in HOME.
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,7 +221,11 @@ mod tests {
         let env = run(&argv(&["/usr/bin/env"]), dir.path(), Duration::from_secs(10)).expect("runs");
         let mut names: Vec<&str> = env.stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, _)| k).collect();
         names.sort_unstable();
-        assert_eq!(names, ["HOME", "LANG", "PATH"], "nothing of the agent's environment passes");
+        assert_eq!(
+            names,
+            ["GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM", "HOME", "LANG", "PATH"],
+            "nothing of the agent's environment passes"
+        );
     }
 
     #[test]

@@ -100,7 +100,9 @@ pub const IDS_FILE: &str = "ids.json";
 pub fn issue_id(dir: &Path, runs: &BTreeMap<String, Run>, workflow: &str) -> Result<String> {
     let path = dir.join(IDS_FILE);
     let mut issued: BTreeMap<String, u64> = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{} is not a map of run numbers", path.display()))?,
+        Ok(b) => {
+            serde_json::from_slice(&b).with_context(|| format!("{} is not a map of run numbers", path.display()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };

@@ -68,6 +68,8 @@ pub(super) fn step_files(
                     files.push((format!("inputs/{name}/"), Vec::new()));
                 }
                 for (rel, data) in found {
+                    let data =
+                        if is_git_config(&rel) { safe_git_config(&String::from_utf8_lossy(&data)) } else { data };
                     files.push((format!("inputs/{name}/{rel}"), data));
                 }
             }
@@ -94,6 +96,52 @@ pub(super) fn step_files(
     spec.act_on = crate::workflows::act_on(run);
     files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
     Ok(files)
+}
+
+/// Whether `rel`, a path in a directory input, is a git repository's own configuration.
+fn is_git_config(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    matches!(parts.as_slice(), [.., ".git", "config" | "config.worktree"])
+}
+
+/// A repository's configuration as a step gets it: only the keys that say how the repository
+/// is stored (`core.repositoryformatversion`, `core.bare`, `extensions.*`). Everything else
+/// is dropped: a repository under review must not name the programs git runs on it
+/// (`core.fsmonitor`, `gpg.program` with `log.showSignature`, filter and textconv drivers,
+/// `core.sshCommand`, includes) — the step's commands run git on it.
+fn safe_git_config(text: &str) -> Vec<u8> {
+    let mut section = String::new();
+    let mut kept: Vec<(String, String, String)> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[') {
+            // `[core]`, `[extensions]`; a subsection (`[remote "origin"]`) is never kept.
+            let name = header.split(']').next().unwrap_or_default().trim();
+            section = if name.contains(['"', ' ', '.']) { String::new() } else { name.to_ascii_lowercase() };
+            continue;
+        }
+        let Some((key, value)) = t.split_once('=') else { continue };
+        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+        let keep = match section.as_str() {
+            "core" => key == "repositoryformatversion" || key == "bare",
+            "extensions" => true,
+            _ => false,
+        };
+        let plain =
+            |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if keep && plain(&key) && plain(value) {
+            kept.push((section.clone(), key, value.to_string()));
+        }
+    }
+    let mut out = String::new();
+    for s in ["core", "extensions"] {
+        let lines: Vec<String> = kept.iter().filter(|k| k.0 == s).map(|k| format!("\t{} = {}\n", k.1, k.2)).collect();
+        if !lines.is_empty() {
+            out.push_str(&format!("[{s}]\n"));
+            out.extend(lines);
+        }
+    }
+    out.into_bytes()
 }
 
 /// What the appliance looks like, for a `status` input: the units as `aitherctl status` shows
@@ -209,4 +257,81 @@ fn journal(st: &State, unit: &str) -> String {
     let lines = JOURNAL_LINES.to_string();
     command::run(Command::new("journalctl").args(["--no-pager", "-o", "short-iso", "-t", unit, "-n", &lines]))
         .unwrap_or_else(|e| format!("({e})\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_keeps_only_how_it_is_stored_of_its_configuration() {
+        assert!(is_git_config("repo/.git/config") && is_git_config(".git/config.worktree"));
+        assert!(!is_git_config("repo/config") && !is_git_config("repo/.git/configs"));
+        let hostile = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfsmonitor = sh -c 'touch /tmp/x'\n\
+                       [log]\n\tshowSignature = true\n[gpg]\n\tprogram = /tmp/evil\n\
+                       [extensions]\n\tobjectformat = sha256\n[include]\n\tpath = /etc/evil\n\
+                       [filter \"x\"]\n\tclean = /tmp/evil\n[core \"x\"]\n\tbare = true\n";
+        assert_eq!(
+            String::from_utf8(safe_git_config(hostile)).expect("text"),
+            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n[extensions]\n\tobjectformat = sha256\n"
+        );
+    }
+
+    /// git on a repository whose configuration names programs, once agentd has handed it
+    /// over: the programs never run, and git still reads the repository.
+    #[test]
+    fn git_runs_none_of_a_handed_over_repositorys_programs() {
+        let git = |dir: &Path, args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_AUTHOR_NAME", "a")
+                .env("GIT_AUTHOR_EMAIL", "a@b")
+                .env("GIT_COMMITTER_NAME", "a")
+                .env("GIT_COMMITTER_EMAIL", "a@b")
+                .output()
+                .expect("git");
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).expect("repo");
+        git(&repo, &["init", "-q"]);
+        std::fs::write(repo.join("a.txt"), "one\n").expect("a");
+        git(&repo, &["add", "a.txt"]);
+        git(&repo, &["commit", "-qm", "first"]);
+        let marker = dir.path().join("ran");
+        let evil = dir.path().join("evil.sh");
+        std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display())).expect("evil");
+        std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let config = repo.join(".git/config");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!("[log]\n\tshowSignature = true\n[gpg]\n\tprogram = {}\n", evil.display()));
+        text.push_str(&format!("[core]\n\tfsmonitor = {}\n", evil.display()));
+        std::fs::write(&config, text).expect("config");
+        // As it is, git runs the repository's programs.
+        let _ = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["status", "--short"])
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output();
+        assert!(marker.exists(), "the hostile configuration is live before it is handed over");
+        std::fs::remove_file(&marker).expect("rm");
+        // Handed over as a step's input: the same files, its configuration made safe.
+        let staged = dir.path().join("staged");
+        for (rel, data) in runs::collect_dir(&repo, 1000, 1 << 26).expect("collect") {
+            let data = if is_git_config(&rel) { safe_git_config(&String::from_utf8_lossy(&data)) } else { data };
+            let p = staged.join(&rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, data).expect("write");
+        }
+        assert!(git(&staged, &["log", "--oneline"]).contains("first"));
+        git(&staged, &["status", "--short"]);
+        assert!(!marker.exists(), "no program of the repository ran");
+    }
 }
