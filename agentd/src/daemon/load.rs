@@ -107,6 +107,13 @@ pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
     for e in &errors {
         tracing::warn!("workflow refused: {e}");
     }
+    let on: Vec<&str> = workflows.values().filter(|w| switches.is_on(w)).map(|w| w.name.as_str()).collect();
+    let gateway_agents: Vec<&str> = agent_list
+        .iter()
+        .filter(|a| a.permissions.network == aither_policy::Network::Gateway)
+        .map(|a| a.name.as_str())
+        .collect();
+    check_agents_socket(&settings, &on, &gateway_agents)?;
     Ok(Loaded {
         workflows,
         workflow_errors: errors.iter().map(ToString::to_string).collect(),
@@ -120,6 +127,30 @@ pub fn load(opts: &Options, host: &Host, stage: Stage) -> Result<Loaded> {
         host: host.clone(),
         agent_limit: usize::try_from(agent_limit).unwrap_or(usize::MAX),
     })
+}
+
+/// Workflow steps and gateway-only agents reach the model through the gateway's Unix socket:
+/// a `gateway.listen` without one (and no `workflows.gateway_socket`) would fail every one of
+/// them at its first turn, so it is refused while any is enabled.
+fn check_agents_socket(settings: &Settings, workflows: &[&str], agents: &[&str]) -> Result<()> {
+    let socket = settings.workflow_gateway_socket.is_some()
+        || settings.gateway_listen.iter().any(|l| matches!(l, config::Listen::Unix(_)));
+    if socket || (workflows.is_empty() && agents.is_empty()) {
+        return Ok(());
+    }
+    let mut users = Vec::new();
+    if !workflows.is_empty() {
+        users.push(format!("the enabled workflows ({})", workflows.join(", ")));
+    }
+    if !agents.is_empty() {
+        users.push(format!("the agents with network = \"gateway\" ({})", agents.join(", ")));
+    }
+    anyhow::bail!(
+        "gateway.listen: no unix:PATH socket is listed, and {} reach the model only through it: add \
+         \"unix:{}\" to gateway.listen (or set workflows.gateway_socket), or disable them",
+        users.join(" and "),
+        aither_sys::paths::GATEWAY_SOCKET
+    )
 }
 
 /// In dev mode everything lives under directories the user owns: the runtime directory,
@@ -233,5 +264,23 @@ mod tests {
             }
         }
         assert!(matches!(s.log, config::LogTo::Stderr));
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_without_the_agents_socket_is_refused_while_something_needs_it() {
+        let mut s = config::load(Path::new("/nonexistent-root")).expect("the defaults");
+        assert!(check_agents_socket(&s, &["devops"], &[]).is_ok(), "the default listens on the socket");
+        s.gateway_listen.retain(|l| !matches!(l, config::Listen::Unix(_)));
+        assert!(check_agents_socket(&s, &[], &[]).is_ok(), "nothing needs it");
+        let e = check_agents_socket(&s, &["devops"], &["helper"]).expect_err("refused").to_string();
+        assert!(e.starts_with("gateway.listen: no unix:PATH socket is listed"), "{e}");
+        assert!(e.contains("enabled workflows (devops)") && e.contains("(helper)"), "{e}");
+        s.workflow_gateway_socket = Some("/run/other.sock".into());
+        assert!(check_agents_socket(&s, &["devops"], &[]).is_ok());
     }
 }
