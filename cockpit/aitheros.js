@@ -79,11 +79,13 @@ function renderMachine() {
     const s = state.status;
     const dl = $("preset");
     dl.replaceChildren();
-    const add = (term, text) => {
+    const add = (term, text, warn = false) => {
         const dt = document.createElement("dt");
         dt.textContent = term;
         const dd = document.createElement("dd");
         dd.textContent = text;
+        if (warn)
+            dd.className = "warn";
         dl.append(dt, dd);
     };
     add("Preset", `${s.preset}${state.preset && state.preset.pinned ? " (pinned)" : " (chosen from the hardware)"}`);
@@ -96,6 +98,8 @@ function renderMachine() {
     }
     add("Agents at once", String(s.agent_slots));
     add("Cgroups", s.cgroups);
+    const isolation = view.isolation(s.selinux);
+    add("Isolation", isolation.text, isolation.warn);
     const bars = $("bars");
     bars.replaceChildren();
     if (state.plan && state.profile) {

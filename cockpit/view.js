@@ -42,6 +42,23 @@ export function permission(user) {
  * its VRAM) and one for RAM (models held on the host and the L1/L2 tiers against RAM).
  * `plan`, `profile`: agentd's Plan and Profile; `preset`: the Preset reply's definition.
  */
+/** SELinux as agentd finds it (`Status.selinux`): what it means, and whether to warn. */
+export function isolation(mode) {
+    const refused = "workflow steps that run commands or reach the network are refused unless workflows.allow_unconfined = true";
+    switch (mode) {
+    case "enforcing":
+        return { text: "SELinux enforcing: each agent and step in its own domain and category pair", warn: false };
+    case "permissive":
+        return { text: `SELinux permissive: nothing is confined by it; ${refused}`, warn: true };
+    case "off":
+        return { text: `SELinux off: nothing is confined by it; ${refused}`, warn: true };
+    case "development":
+        return { text: "development mode: nothing is confined", warn: false };
+    default:
+        return { text: `unknown (${mode})`, warn: true };
+    }
+}
+
 export function memoryBars(plan, profile, preset) {
     const fraction = (preset && preset.models && preset.models.vram_budget_fraction) || 1;
     const hostFraction = (preset && preset.models && preset.models.host_ram_fraction) || 1;

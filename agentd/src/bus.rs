@@ -90,6 +90,7 @@ impl Api {
             queued,
             cgroups: d.cgroups.clone(),
             dev: d.opts.dev,
+            selinux: d.confinement(),
             gateway: d.gateway_info().await,
             units,
         })

@@ -130,3 +130,33 @@ fn a_step_past_its_budget_is_stopped_and_recorded_timed_out() {
     bed.ok(&["workflows", "run", "hostile"]);
     bed.wait_run("hostile-2", "running", 20);
 }
+
+#[test]
+fn a_step_that_runs_commands_is_refused_while_selinux_is_permissive() {
+    let bed = Bed::new();
+    let script = runner(&bed, "exit 0");
+    configure(
+        &bed,
+        &script,
+        &workflow("\"run_command\"", 60).replace("budget =", "commands = [[\"/bin/true\"]]\nbudget ="),
+    );
+    // The appliance's /sys, as agentd reads it under its root: the policy only logs.
+    bed.write("sys/fs/selinux/enforce", "0\n");
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    let status: Value = serde_json::from_str(&bed.ok(&["--json", "status"])).expect("json");
+    assert_eq!(status["selinux"], "permissive");
+    assert!(bed.ok(&["status"]).contains("isolation: SELinux PERMISSIVE: nothing is confined by it"));
+    bed.ok(&["workflows", "run", "hostile"]);
+    let run = bed.wait_run("hostile-1", "failed", 20);
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SELinux is permissive on this host and step act runs commands"), "{run}");
+    // The admin's say-so lets it run.
+    let conf = bed.root().join("etc/aither/agentd.toml");
+    let text = std::fs::read_to_string(&conf).expect("agentd.toml");
+    std::fs::write(&conf, text.replace("[workflows]\n", "[workflows]\nallow_unconfined = true\n")).expect("write");
+    bed.ok(&["reload"]);
+    bed.ok(&["workflows", "run", "hostile"]);
+    let run = bed.wait_run("hostile-2", "failed", 20);
+    assert!(run["reason"].as_str().unwrap_or_default().contains("left no result"), "it ran: {run}");
+}

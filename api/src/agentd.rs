@@ -192,8 +192,48 @@ pub struct Status {
     pub cgroups: String,
     /// agentd runs in development mode.
     pub dev: bool,
+    /// What confines agents and workflow steps beyond their users and cgroups.
+    pub selinux: Confinement,
     pub gateway: Gateway,
     pub units: Vec<Unit>,
+}
+
+/// SELinux as agentd finds it (`/sys/fs/selinux/enforce`), read when asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Confinement {
+    /// Each agent and step in its own domain and category pair.
+    Enforcing,
+    /// The policy is loaded and only logs: nothing is confined by it. Steps that run commands
+    /// or reach the network are refused unless `workflows.allow_unconfined`.
+    Permissive,
+    /// No SELinux: as permissive.
+    Off,
+    /// Development mode: nothing is confined, by design.
+    Development,
+}
+
+impl Confinement {
+    /// Whether SELinux confines what runs now.
+    pub fn enforced(self) -> bool {
+        self == Confinement::Enforcing
+    }
+
+    /// In words, for `aitherctl status` and the Cockpit page.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Confinement::Enforcing => "SELinux enforcing: each agent and step in its own domain and category pair",
+            Confinement::Permissive => {
+                "SELinux PERMISSIVE: nothing is confined by it; workflow steps that run commands or reach the \
+                 network are refused unless workflows.allow_unconfined = true"
+            }
+            Confinement::Off => {
+                "SELinux OFF: nothing is confined by it; workflow steps that run commands or reach the network \
+                 are refused unless workflows.allow_unconfined = true"
+            }
+            Confinement::Development => "development mode: nothing is confined (SELinux, users and cgroups are off)",
+        }
+    }
 }
 
 /// One model of the plan and its file.

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
-    CHART, diskTiers, evalRows, explain, gib, inferenceCharts, journalHidden, memoryBars, modelRow, niceMax, parseDocument, percent,
+    CHART, diskTiers, evalRows, explain, gib, inferenceCharts, isolation, journalHidden, memoryBars, modelRow, niceMax, parseDocument, percent,
     permission, pullProgress, removable, runRow, seriesPath, stepRows, unitRow,
 } from "../view.js";
 
@@ -16,6 +16,16 @@ test("sizes and shares read as people read them", () => {
     assert.equal(percent(1, 4), 25);
     assert.equal(percent(5, 4), 100, "clamped");
     assert.equal(percent(1, 0), 0, "no whole, no bar");
+});
+
+test("SELinux not enforcing is a warning that says what is refused", () => {
+    assert.equal(isolation("enforcing").warn, false);
+    const p = isolation("permissive");
+    assert.equal(p.warn, true);
+    assert.match(p.text, /permissive: nothing is confined by it; workflow steps that run commands/);
+    assert.equal(isolation("off").warn, true);
+    assert.equal(isolation("development").warn, false);
+    assert.equal(isolation(undefined).warn, true);
 });
 
 test("root and aither-admin may act; anyone else is told why not and what to do", () => {

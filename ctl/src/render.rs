@@ -35,7 +35,15 @@ fn or_dash<T: ToString>(v: Option<T>) -> String {
 
 /// `aitherctl status`.
 pub fn status(s: &api::Status) -> String {
-    format!("{}\npreset:   {} ({})\nlimits:   {}\n\n{}", s.summary, s.preset, s.reason, s.cgroups, units(&s.units))
+    format!(
+        "{}\npreset:   {} ({})\nlimits:   {}\nisolation: {}\n\n{}",
+        s.summary,
+        s.preset,
+        s.reason,
+        s.cgroups,
+        s.selinux.describe(),
+        units(&s.units)
+    )
 }
 
 /// `aitherctl units`.

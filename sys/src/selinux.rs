@@ -15,6 +15,16 @@ pub fn enabled(sys_root: &Path) -> bool {
     sys_root.join("fs/selinux/enforce").exists()
 }
 
+/// Whether SELinux enforces its policy, under `sys_root`: `Some(true)` enforcing,
+/// `Some(false)` permissive, `None` off (no `fs/selinux/enforce`, or one that says neither).
+pub fn enforcing(sys_root: &Path) -> Option<bool> {
+    match std::fs::read_to_string(sys_root.join("fs/selinux/enforce")).ok()?.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// This process's context, as `PROC/self/attr/current` gives it (`proc_root` is `/proc`).
 pub fn current_context(proc_root: &Path) -> std::io::Result<String> {
     let raw = std::fs::read(proc_root.join("self/attr/current"))?;

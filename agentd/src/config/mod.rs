@@ -55,6 +55,8 @@
 //! webhook = "https://hooks.example/aither"   # optional: approved publish proposals POST there too
 //! webhook_key_file = "/etc/aither/webhook.key"   # optional: sent as Authorization: Bearer
 //! input_dirs = ["/var/lib/aither/documents", "/srv"]   # where a run's directory inputs may be
+//! allow_unconfined = false      # true: steps that run commands or reach the network run
+//!                               # while SELinux is permissive or off (refused by default)
 //!
 //! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
 //! endpoint = "https://api.openai.com/v1"
@@ -135,6 +137,7 @@ struct WorkflowsFragment {
     webhook: Option<String>,
     webhook_key_file: Option<PathBuf>,
     input_dirs: Option<Vec<PathBuf>>,
+    allow_unconfined: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -204,6 +207,8 @@ pub struct Settings {
     pub workflow_gateway_socket: Option<PathBuf>,
     /// How long a proposal waits for a decision before it expires.
     pub approval_hours: u64,
+    /// Steps that run commands or reach the network run while SELinux is not enforcing.
+    pub allow_unconfined_steps: bool,
     /// Where approved `publish` proposals put their file.
     pub outbox: PathBuf,
     /// Where approved `publish` proposals also POST their file (https, or http on loopback).
@@ -301,6 +306,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut runner = None;
     let mut step_socket = None;
     let mut approval_hours = None;
+    let mut allow_unconfined = None;
     let mut outbox = None;
     let mut webhook = None;
     let mut webhook_key = None;
@@ -341,6 +347,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut runner, w.runner, file);
         set(&mut step_socket, w.gateway_socket, file);
         set(&mut approval_hours, w.approval_hours, file);
+        set(&mut allow_unconfined, w.allow_unconfined, file);
         set(&mut outbox, w.outbox, file);
         set(&mut webhook, w.webhook, file);
         set(&mut webhook_key, w.webhook_key_file, file);
@@ -598,6 +605,7 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         workflow_runner: absolute(runner, "workflows.runner")?,
         workflow_gateway_socket,
         approval_hours: approval_hours.value,
+        allow_unconfined_steps: allow_unconfined.is_some_and(|s| s.value),
         outbox: absolute(outbox, "workflows.outbox")?,
         state_dir: absolute(state_dir, "daemon.state_dir")?,
         runtime_dir: absolute(runtime_dir, "daemon.runtime_dir")?,

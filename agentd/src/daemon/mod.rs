@@ -466,6 +466,21 @@ impl Daemon {
         ))
     }
 
+    /// SELinux as it is now: under the configuration root's `sys/` (`/sys` on the appliance;
+    /// a test root's own file in development mode, which otherwise confines nothing).
+    pub fn confinement(&self) -> api::Confinement {
+        let sys = self.opts.root.join("sys");
+        let file = sys.join("fs/selinux/enforce");
+        if self.opts.dev && !file.exists() {
+            return api::Confinement::Development;
+        }
+        match aither_sys::selinux::enforcing(&sys) {
+            Some(true) => api::Confinement::Enforcing,
+            Some(false) => api::Confinement::Permissive,
+            None => api::Confinement::Off,
+        }
+    }
+
     /// React to an engine event: an agent that is done frees its slot for the next in line.
     pub async fn on_event(&self, unit: &str, state: &UnitState) {
         let _ = self.changes.send(unit.to_string());

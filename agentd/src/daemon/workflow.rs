@@ -155,6 +155,7 @@ impl Daemon {
     pub(super) async fn advance(&self, id: &str) {
         // The units' states, for a `status` input (asked before the state lock is taken).
         let units = self.sup.status().await.unwrap_or_default();
+        let confinement = self.confinement();
         let start = {
             let mut st = self.state.lock().await;
             let Some(run) = st.engine.runs.get(id).cloned() else { return };
@@ -175,7 +176,7 @@ impl Daemon {
                 self.finish(&mut st, id, RunState::AwaitingApproval, None);
                 return;
             }
-            match self.prepare_step(&mut st, &run, index, &units) {
+            match self.prepare_step(&mut st, &run, index, &units, confinement) {
                 Ok(unit) => Some(unit),
                 Err(why) => {
                     let step = run.steps[index].name.clone();
@@ -201,6 +202,7 @@ impl Daemon {
         run: &Run,
         index: usize,
         units: &[aither_init::UnitStatus],
+        confinement: aither_api::agentd::Confinement,
     ) -> Result<String, String> {
         let w = st
             .loaded
@@ -209,6 +211,7 @@ impl Daemon {
             .cloned()
             .ok_or_else(|| format!("the workflow {} is no longer defined", run.workflow))?;
         let step = w.steps.get(index).ok_or_else(|| "the workflow changed: the step is gone".to_string())?;
+        check_confinement(step, confinement, st.loaded.settings.allow_unconfined_steps)?;
         let unit = runs::step_unit(&run.id, &step.name);
         let pair = st.loaded.mcs.pair_for(&unit).ok_or_else(|| "every MCS category pair is taken".to_string())?;
         crate::agents::CategoryMap::save(&st.loaded.mcs, &super::load::mcs_file(&st.loaded.settings))
@@ -801,6 +804,36 @@ fn step_gateway(s: &crate::config::Settings) -> PathBuf {
     })
 }
 
+/// A step that runs commands or reaches the network runs only where SELinux confines it (or
+/// where the admin has said `workflows.allow_unconfined = true`): without it, nothing but the
+/// agent user and its cgroup stands between the step's commands and the appliance.
+fn check_confinement(
+    step: &crate::workflows::Step,
+    confinement: aither_api::agentd::Confinement,
+    allowed: bool,
+) -> Result<(), String> {
+    use crate::workflows::{Network, Tool};
+    use aither_api::agentd::Confinement;
+    let what = if step.tools.contains(&Tool::RunCommand) {
+        "runs commands"
+    } else if step.network == Network::Outbound || step.tools.contains(&Tool::FetchUrl) {
+        "reaches the network"
+    } else {
+        return Ok(());
+    };
+    let mode = match confinement {
+        Confinement::Enforcing | Confinement::Development => return Ok(()),
+        _ if allowed => return Ok(()),
+        Confinement::Permissive => "permissive",
+        Confinement::Off => "off",
+    };
+    Err(format!(
+        "SELinux is {mode} on this host and step {} {what}: nothing would confine it; \
+         set workflows.allow_unconfined = true in agentd.toml to run it anyway",
+        step.name
+    ))
+}
+
 /// Free the category pairs of a finished run's steps, but for a step still being stopped:
 /// exactly its own step units — a prefix would free another run's too (`wf-a-1-` begins the
 /// units of run `a-1-1` of a workflow named `a-1`).
@@ -860,6 +893,22 @@ pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_that_run_commands_or_reach_out_need_selinux_enforcing() {
+        use aither_api::agentd::Confinement;
+        let packs: BTreeMap<String, Workflow> = crate::workflows::load(std::path::Path::new("/nonexistent")).0;
+        let review = &packs["code-review"];
+        let test = review.steps.iter().find(|s| s.tools.contains(&crate::workflows::Tool::RunCommand)).expect("test");
+        let e = check_confinement(test, Confinement::Permissive, false).expect_err("refused");
+        assert!(e.starts_with("SELinux is permissive on this host and step"), "{e}");
+        assert!(e.contains("runs commands") && e.contains("workflows.allow_unconfined = true"), "{e}");
+        assert!(check_confinement(test, Confinement::Off, false).is_err());
+        assert!(check_confinement(test, Confinement::Off, true).is_ok(), "the admin said so");
+        assert!(check_confinement(test, Confinement::Enforcing, false).is_ok());
+        let plain = packs["content-pipeline"].steps.first().expect("a step");
+        assert!(check_confinement(plain, Confinement::Off, false).is_ok(), "nothing to confine beyond the user");
+    }
 
     #[test]
     fn a_finished_run_frees_only_its_own_steps_pairs() {
