@@ -425,7 +425,8 @@ async function showLog() {
         const t = reply.target;
         let args;
         if (t.kind === "journal")
-            args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", "300", "-t", t.identifier];
+            // The lines of the stream agentd opened for the unit, not anyone's with its name.
+            args = ["journalctl", "--no-pager", "-o", "short-iso", "-n", "300", ...t.matches];
         else if (t.kind === "file")
             args = ["tail", "-n", "300", t.path];
         else {

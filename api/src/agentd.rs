@@ -198,6 +198,22 @@ pub struct Status {
     pub units: Vec<Unit>,
 }
 
+/// The journalctl matches (ANDed) that select unit `unit`'s lines as agentd wrote them: the
+/// stream agentd opened for the unit (`_TRANSPORT=stdout` from agentd itself: its command and,
+/// when known, its own cgroup `cgroup`, where no unit's process is), under the unit's
+/// identifier. journald records the transport, the command and the cgroup from the sender's
+/// credentials, so `logger -t UNIT` — which sets the identifier alone — is not among them, nor
+/// a stream a unit's process opens itself.
+pub fn journal_matches(unit: &str, cgroup: Option<&str>) -> Vec<String> {
+    let mut m = vec!["_TRANSPORT=stdout".to_string(), "_COMM=agentd".to_string()];
+    match cgroup {
+        Some(c) => m.push(format!("_SYSTEMD_CGROUP={c}")),
+        None => m.push("_SYSTEMD_UNIT=agentd.service".into()),
+    }
+    m.push(format!("SYSLOG_IDENTIFIER={unit}"));
+    m
+}
+
 /// SELinux as agentd finds it (`/sys/fs/selinux/enforce`), read when asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -337,8 +353,9 @@ pub const ARTIFACT_TEXT_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum LogTarget {
-    /// The journal, under this identifier.
-    Journal { identifier: String },
+    /// The journal, under this identifier; `matches` select its lines by what journald records
+    /// itself ([`journal_matches`]), never by the identifier alone, which anyone can set.
+    Journal { identifier: String, matches: Vec<String> },
     /// A file (development mode).
     File { path: PathBuf },
     /// agentd's own output.

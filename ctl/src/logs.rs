@@ -1,4 +1,5 @@
-//! A unit's output: from the journal (`journalctl -t IDENTIFIER`), or from its log file in
+//! A unit's output: from the journal (by the matches agentd gives: the stream it opened for
+//! the unit, never the identifier alone), or from its log file in
 //! development mode (followed by polling the file: no inotify dependency for a dev tool).
 
 use std::io::{Read as _, Seek as _, Write as _};
@@ -11,16 +12,16 @@ use crate::client::CallError;
 /// Print a unit's last `lines` lines, and with `follow` what it writes next.
 pub fn show(target: &LogTarget, follow: bool, lines: usize) -> Result<(), CallError> {
     match target {
-        LogTarget::Journal { identifier } => journal(identifier, follow, lines),
+        LogTarget::Journal { matches, .. } => journal(matches, follow, lines),
         LogTarget::File { path } => file(&path.display().to_string(), follow, lines),
         LogTarget::Inherit => Err(CallError::Failed("its output goes to agentd's own: `journalctl -u agentd`".into())),
         LogTarget::Null => Err(CallError::Failed("its output is not kept".into())),
     }
 }
 
-fn journal(identifier: &str, follow: bool, lines: usize) -> Result<(), CallError> {
+fn journal(matches: &[String], follow: bool, lines: usize) -> Result<(), CallError> {
     let mut cmd = std::process::Command::new("journalctl");
-    cmd.args(["--no-pager", "-o", "short-iso", "-t", identifier, "-n", &lines.to_string()]);
+    cmd.args(["--no-pager", "-o", "short-iso", "-n", &lines.to_string()]).args(matches);
     if follow {
         cmd.arg("-f");
     }

@@ -544,7 +544,9 @@ impl Daemon {
         let u = st.by_name.get(name).ok_or_else(|| DaemonError::UnknownUnit(name.to_string()))?;
         Ok(match &u.spec.log {
             aither_init::unit::LogTarget::File { path } => api::LogTarget::File { path: path.clone() },
-            aither_init::unit::LogTarget::Journal => api::LogTarget::Journal { identifier: name.to_string() },
+            aither_init::unit::LogTarget::Journal => {
+                api::LogTarget::Journal { identifier: name.to_string(), matches: journal_matches(name) }
+            }
             aither_init::unit::LogTarget::Inherit => api::LogTarget::Inherit,
             aither_init::unit::LogTarget::Null => api::LogTarget::Null,
         })
@@ -618,4 +620,14 @@ impl crate::gateway::Backend for Daemon {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.changes.subscribe()
     }
+}
+
+/// The journal matches of unit `unit`'s lines ([`api::journal_matches`]), with agentd's own
+/// cgroup (from `/proc/self/cgroup`) where cgroup v2 gives one.
+pub(crate) fn journal_matches(unit: &str) -> Vec<String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+        .filter(|c| c.starts_with('/') && c.len() > 1);
+    api::journal_matches(unit, own.as_deref())
 }

@@ -255,8 +255,12 @@ fn journal(st: &State, unit: &str) -> String {
         tracing::warn!("the {unit} journal input may lack the unit's last lines: {e}");
     }
     let lines = JOURNAL_LINES.to_string();
-    command::run(Command::new("journalctl").args(["--no-pager", "-o", "short-iso", "-t", unit, "-n", &lines]))
-        .unwrap_or_else(|e| format!("({e})\n"))
+    command::run(
+        Command::new("journalctl")
+            .args(["--no-pager", "-o", "short-iso", "-n", &lines])
+            .args(super::journal_matches(unit)),
+    )
+    .unwrap_or_else(|e| format!("({e})\n"))
 }
 
 #[cfg(test)]
