@@ -372,7 +372,17 @@ function renderWorkflows() {
         row.dataset.approval = a.id;
         cell(row, a.id);
         cell(row, a.proposal.kind === "publish" ? `publish outputs/${a.proposal.file}` : `${a.proposal.kind} ${a.proposal.unit || a.proposal.model || ""}`.trim());
-        cell(row, a.proposal.reason);
+        const why = cell(row, a.proposal.reason);
+        if (a.preview) {
+            // What a publish would send, before anyone approves it.
+            const details = document.createElement("details");
+            const summary = document.createElement("summary");
+            summary.textContent = a.preview.cut ? `content (first KiB of ${a.preview.bytes} bytes)` : `content (${a.preview.bytes} bytes)`;
+            const pre = document.createElement("pre");
+            pre.textContent = a.preview.head;
+            details.append(summary, pre);
+            why.appendChild(details);
+        }
         cell(row, `${a.run_id} (step ${a.step})`);
         cell(row, a.state + (a.decided_by ? ` by ${a.decided_by}` : ""), `state-${a.state}`);
         const td = row.insertCell();

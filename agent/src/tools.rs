@@ -458,7 +458,9 @@ impl<'a> Toolbox<'a> {
             let u = a.unit.clone().unwrap_or_default();
             if !name_ok(&u, "@") {
                 Err(Denied::Error(format!("unit: {u:?} is not a unit name")))
-            } else if !self.spec.act_on.is_empty() && !self.spec.act_on.contains(&u) {
+            } else if self.spec.act_on.is_empty() {
+                Err(Denied::Refused("unit: this run may act on no unit (it was given none)".into()))
+            } else if !self.spec.act_on.iter().any(|p| aither_api::workflow::pattern_matches(p, &u)) {
                 Err(Denied::Refused(format!(
                     "unit: this run may act on {} only, not {u:?}",
                     self.spec.act_on.join(", ")
@@ -640,8 +642,15 @@ mod tests {
         std::fs::write(dir.path().join("inputs/notes.md"), "# Not an input of the step").expect("input");
         let mut s = spec(vec![Tool::Propose]);
         s.inputs = vec!["article.md".into()];
-        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
         let t = Duration::from_secs(1);
+        // A run given no unit acts on none; its workflow's act_on names which it may.
+        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
+        let none = tb.call(&call("propose", r#"{"kind":"restart","unit":"infer-qwen","reason":"r"}"#), t);
+        assert!(none.contains("this run may act on no unit"), "{none}");
+        s.act_on = vec!["infer-*".into()];
+        let mut tb = Toolbox::new(&s, &ws, dir.path(), None);
+        let other = tb.call(&call("propose", r#"{"kind":"restart","unit":"sshd","reason":"r"}"#), t);
+        assert!(other.contains("this run may act on infer-* only, not \"sshd\""), "{other}");
         let ok =
             tb.call(&call("propose", r#"{"kind":"restart","unit":"infer-qwen","reason":"it ran out of memory"}"#), t);
         assert!(ok.starts_with("proposed: restart infer-qwen."), "{ok}");

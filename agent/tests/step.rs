@@ -55,11 +55,12 @@ fn run_agent(dir: &Path) -> (std::process::Output, Option<StepResult>) {
 
 #[test]
 fn a_step_reads_writes_proposes_and_its_refused_calls_are_recorded() {
-    let s = spec(
+    let mut s = spec(
         vec![Tool::ListFiles, Tool::ReadFile, Tool::WriteFile, Tool::RunCommand, Tool::Propose],
         &["diagnosis.md"],
         ROOMY,
     );
+    s.act_on = vec!["infer-qwen".into()];
     let dir = workspace(&s);
     let model = ScriptedModel::start(
         &dir.path().join("gw.sock"),

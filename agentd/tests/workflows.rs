@@ -289,6 +289,9 @@ fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
     bed.wait_up(20);
     bed.ok(&["workflows", "run", "post"]);
     bed.wait_run("post-1", "awaiting_approval", 30);
+    // Whoever decides sees what would be sent.
+    let shown = bed.ok(&["approvals", "show", "post-1.1"]);
+    assert!(shown.contains("content:  (26 bytes)\n  | # Hello from the appliance\n"), "{shown}");
     let done = bed.ok(&["approvals", "approve", "post-1.1"]);
     assert!(done.contains(&format!("and http://127.0.0.1:{port}/hook (HTTP 204)")), "{done}");
     let outbox = bed.root().join("var/lib/aither/outbox/post-1-post.md");

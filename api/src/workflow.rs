@@ -200,7 +200,8 @@ pub struct StepSpec {
     /// A declared output the passages `search_first` found are kept as, written by the runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_keep: Option<String>,
-    /// The units a proposal may name (the run's unit); empty: any unit.
+    /// The units a proposal may name: the run's unit, else the workflow's `act_on` (names, or
+    /// patterns with `*`); empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub act_on: Vec<String>,
     /// Networks (`10.1.0.0/16`, `fd12::/48`, one address) `fetch_url` may reach besides the
@@ -450,6 +451,40 @@ pub struct Approval {
     pub decided: Option<u64>,
     /// What carrying it out did, or why it failed.
     pub outcome: Option<String>,
+    /// What a `publish` would send, for whoever decides: the file's first KiB and its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
+}
+
+/// The content of a file a proposal would publish, as shown where it is decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Preview {
+    /// The file's size.
+    pub bytes: u64,
+    /// Its first [`PREVIEW_BYTES`] (as text; invalid UTF-8 replaced).
+    pub head: String,
+    /// `head` is not the whole file.
+    pub cut: bool,
+}
+
+/// How much of a file a [`Preview`] shows.
+pub const PREVIEW_BYTES: usize = 1024;
+
+impl Preview {
+    pub fn of(data: &[u8]) -> Preview {
+        let mut end = data.len().min(PREVIEW_BYTES);
+        // Not in the middle of a character the cut split.
+        if let Err(e) = std::str::from_utf8(&data[..end]) {
+            if e.error_len().is_none() {
+                end = e.valid_up_to();
+            }
+        }
+        Preview {
+            bytes: data.len() as u64,
+            head: String::from_utf8_lossy(&data[..end]).into_owned(),
+            cut: end < data.len(),
+        }
+    }
 }
 
 /// One line of the audit file (`/var/lib/aither/workflows/audit.jsonl`): a proposal's
@@ -657,6 +692,17 @@ pub fn literal_choice(line: &str, rule: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// `*` matches any run of characters.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
+        }
+    }
+}
+
 /// The clouds' metadata services outside link-local (Alibaba's, AWS's IPv6 one): never fetched.
 pub const METADATA_ADDRESSES: [&str; 2] = ["100.100.100.200", "fd00:ec2::254"];
 
@@ -703,6 +749,16 @@ pub fn net_contains(net: (std::net::IpAddr, u8), ip: std::net::IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_preview_is_the_first_kib_cut_between_characters() {
+        let p = Preview::of(b"# Hello");
+        assert_eq!((p.bytes, p.head.as_str(), p.cut), (7, "# Hello", false));
+        let text = format!("{}é and more", "a".repeat(PREVIEW_BYTES - 1));
+        let p = Preview::of(text.as_bytes());
+        assert_eq!((p.head.len(), p.cut), (PREVIEW_BYTES - 1, true), "the é is not split");
+        assert!(!p.head.contains('\u{fffd}'));
+    }
+
     use super::*;
 
     #[test]

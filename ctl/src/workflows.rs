@@ -257,6 +257,17 @@ pub fn approval(doc: &ApprovalList, id: &str) -> Result<String, String> {
     if let Some(o) = &a.outcome {
         out.push_str(&format!("outcome:  {o}\n"));
     }
+    if let Some(p) = &a.preview {
+        let shown = if p.cut {
+            format!("its first {} bytes of {}", p.head.len(), p.bytes)
+        } else {
+            format!("{} bytes", p.bytes)
+        };
+        out.push_str(&format!("content:  ({shown})\n"));
+        for line in p.head.lines() {
+            out.push_str(&format!("  | {line}\n"));
+        }
+    }
     Ok(out)
 }
 

@@ -181,6 +181,9 @@ pub struct Workflow {
     pub steps: Vec<Step>,
     /// Kinds of proposal approved without asking (admin files only).
     pub auto_approve: Vec<ProposalKind>,
+    /// The units a run given none (no `unit` input, no triggering unit) may propose to act on:
+    /// names, or patterns with `*`.
+    pub act_on: Vec<String>,
 }
 
 impl Workflow {
@@ -234,7 +237,7 @@ impl Workflow {
                 .collect::<Result<_, _>>()?,
             search_first: step.search_first.as_ref().map(|q| fill_text(q, run_inputs)),
             search_keep: step.search_keep.clone(),
-            act_on: run_inputs.get("unit").map(|u| vec![u.clone()]).unwrap_or_default(),
+            act_on: run_inputs.get("unit").map_or_else(|| self.act_on.clone(), |u| vec![u.clone()]),
             fetch_allow: step.fetch_allow.clone(),
             proposals: step.proposals.clone(),
             decide: step.decide,
@@ -249,9 +252,13 @@ impl Workflow {
 }
 
 /// The units a run's proposals may act on: its `unit` input, else the unit whose failure
-/// started it; empty (any unit agentd knows) for a run with neither.
-pub fn act_on(run: &aither_api::workflow::Run) -> Vec<String> {
-    run.inputs.get("unit").or(run.trigger_unit.as_ref()).map(|u| vec![u.clone()]).unwrap_or_default()
+/// started it, else the workflow's `act_on` (none when it declares none): the model's reason
+/// never widens it.
+pub fn act_on(w: &Workflow, run: &aither_api::workflow::Run) -> Vec<String> {
+    match run.inputs.get("unit").or(run.trigger_unit.as_ref()) {
+        Some(u) => vec![u.clone()],
+        None => w.act_on.clone(),
+    }
 }
 
 /// A workflow file that cannot be used.
@@ -290,6 +297,8 @@ struct HeaderDoc {
     description: String,
     #[serde(default)]
     auto_approve: Vec<ProposalKind>,
+    #[serde(default)]
+    act_on: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -431,6 +440,11 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
             "workflow.auto_approve".into(),
             format!("only the admin's workflows ({}) may approve proposals without a human", ADMIN_DIR),
         ));
+    }
+    for (i, pattern) in doc.workflow.act_on.iter().enumerate() {
+        if pattern.is_empty() || !pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@*".contains(&b)) {
+            return Err(bad(format!("workflow.act_on[{i}]"), format!("{pattern:?} is not a unit name pattern")));
+        }
     }
     let trigger = doc.trigger.unwrap_or(TriggerDoc { manual: true, units: Vec::new(), calendar: None });
     for (i, pattern) in trigger.units.iter().enumerate() {
@@ -684,6 +698,7 @@ pub fn parse(file: &Path, text: &str, origin: Origin) -> Result<Workflow, Workfl
         inputs,
         steps,
         auto_approve: doc.workflow.auto_approve,
+        act_on: doc.workflow.act_on,
     })
 }
 

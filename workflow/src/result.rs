@@ -23,7 +23,7 @@ pub struct Claims<'a> {
     pub run_id: &'a str,
     /// The step as its workflow defines it (its grants, outputs and kinds of proposal).
     pub step: &'a Step,
-    /// The units the run may act on; empty: any unit agentd then accepts.
+    /// The units the run may act on (names or `*` patterns); empty: none.
     pub act_on: &'a [String],
     /// The SELinux context agentd started the step in.
     pub context: Option<&'a str>,
@@ -76,11 +76,12 @@ pub fn vet(bytes: &[u8], claims: &Claims<'_>) -> Result<Vetted, String> {
             return Err(format!("its result.json proposes {}, a kind step {} may not propose", kind.name(), step.name));
         }
         if let Proposal::Start { unit, .. } | Proposal::Stop { unit, .. } | Proposal::Restart { unit, .. } = p {
-            if !claims.act_on.is_empty() && !claims.act_on.contains(unit) {
+            if !claims.act_on.iter().any(|p| aither_api::workflow::pattern_matches(p, unit)) {
+                let may =
+                    if claims.act_on.is_empty() { "no unit".to_string() } else { claims.act_on.join(", ") + " only" };
                 return Err(format!(
-                    "its result.json proposes to act on {:?}; this run may act on {} only",
-                    cut_text(unit, 64).0,
-                    claims.act_on.join(", ")
+                    "its result.json proposes to act on {:?}; this run may act on {may}",
+                    cut_text(unit, 64).0
                 ));
             }
         }

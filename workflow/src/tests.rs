@@ -94,6 +94,10 @@ fn each_mistake_is_named_with_its_file_and_key_or_line() {
         ),
         (GOOD.replace("model = \"code\"", "model = \"embedding\""), "step[1].model"),
         (
+            GOOD.replace("[workflow]\n", "[workflow]\nact_on = [\"infer-*\", \"a b\"]\n"),
+            "workflow.act_on[1]: \"a b\" is not a unit name pattern",
+        ),
+        (
             GOOD.replace("[workflow]\n", "[workflow]\nauto_approve = [\"restart\"]\n"),
             "workflow.auto_approve: only the admin's",
         ),
@@ -259,7 +263,8 @@ mod results {
         let many = vec![restart("infer-a"); 20];
         let e = vetted(&w, 1, &result("fix", many), &[]).expect_err("forged");
         assert!(e.contains(&format!("20 proposals, more than the {MAX_PROPOSALS}")), "{e}");
-        let ok = vetted(&w, 1, &result("fix", vec![restart("infer-a"); MAX_PROPOSALS]), &[]).expect("at the cap");
+        let ok = vetted(&w, 1, &result("fix", vec![restart("infer-a"); MAX_PROPOSALS]), &["infer-*".into()])
+            .expect("at the cap");
         assert_eq!(ok.result.proposals.len(), MAX_PROPOSALS);
     }
 
@@ -268,7 +273,7 @@ mod results {
         let w = parse_str(GOOD).expect("valid");
         let mut r = result("fix", vec![Proposal::Restart { unit: "infer-a".into(), reason: "é".repeat(5000) }]);
         r.summary = "x".repeat(1024 * 1024);
-        let v = vetted(&w, 1, &r, &[]).expect("kept, cut");
+        let v = vetted(&w, 1, &r, &["infer-a".into()]).expect("kept, cut");
         assert_eq!(v.result.summary.len(), MAX_SUMMARY);
         assert!(v.result.proposals[0].reason().len() <= 8000);
         assert_eq!(v.result.context.as_deref(), Some("system_u:system_r:aither_step_t:s0:c1,c2"));
@@ -284,6 +289,8 @@ mod results {
         assert!(e.contains("does not declare"), "{e}");
         let e = vetted(&w, 1, &result("fix", vec![restart("sshd")]), &["infer-a".into()]).expect_err("widened");
         assert!(e.contains("may act on infer-a only"), "{e}");
+        let e = vetted(&w, 1, &result("fix", vec![restart("sshd")]), &[]).expect_err("given no unit");
+        assert!(e.contains("this run may act on no unit"), "{e}");
         let mut r = result("fix", Vec::new());
         r.run_id = "other-2".into();
         assert!(vetted(&w, 1, &r, &[]).expect_err("another run").contains("for run"));

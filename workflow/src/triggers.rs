@@ -20,16 +20,7 @@ impl Triggers {
     }
 }
 
-/// `*` matches any run of characters.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else { return false };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
-        }
-    }
-}
+pub use aither_api::workflow::pattern_matches;
 
 #[cfg(test)]
 mod tests {

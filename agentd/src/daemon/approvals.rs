@@ -205,7 +205,7 @@ fn post_webhook(url: &str, key: Option<&aither_http::keys::Secret>, doc: &serde_
 }
 
 /// The step of `run` that wrote output `file`.
-fn publishing_step<'r>(run: &'r Run, file: &str) -> Option<&'r str> {
+pub(super) fn publishing_step<'r>(run: &'r Run, file: &str) -> Option<&'r str> {
     run.steps
         .iter()
         .rev()
@@ -327,6 +327,7 @@ mod tests {
             decided_by: None,
             decided: None,
             outcome: None,
+            preview: None,
         };
         let mut run: Run = serde_json::from_value(serde_json::json!({
             "schema_version": 1, "id": "r-1", "workflow": "r", "trigger": "manual", "trigger_unit": null,
@@ -364,6 +365,7 @@ mod tests {
             decided_by: Some("alice".into()),
             decided: Some(2),
             outcome: Some("not carried out".into()),
+            preview: None,
         };
         let line = audit_line(&a, "denied");
         assert_eq!(

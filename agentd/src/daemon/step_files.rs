@@ -93,7 +93,7 @@ pub(super) fn step_files(
     let index_bytes =
         st.loaded.plan.memory_tiers.l2_vector_index_bytes / u64::try_from(st.admission.limit.max(1)).unwrap_or(1);
     let mut spec = w.step_spec(index, &run.id, &run.inputs, names, index_bytes)?;
-    spec.act_on = crate::workflows::act_on(run);
+    spec.act_on = crate::workflows::act_on(w, run);
     files.insert(0, ("step.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?));
     Ok(files)
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aither_api::workflow::{
-    Approval, ApprovalState, Run, RunList, RunState, StepOutcome, StepRecord, StepResult, StepState, WorkflowList,
-    SCHEMA_VERSION,
+    Approval, ApprovalState, Proposal, Run, RunList, RunState, StepOutcome, StepRecord, StepResult, StepState,
+    WorkflowList, SCHEMA_VERSION,
 };
 use aither_init::{ExitReason, UnitState};
 
@@ -322,7 +322,8 @@ impl Daemon {
         };
         // agentd's own record of the step's context, never what its result claims.
         let context = st.engine.steps.get(unit).and_then(|p| p.spec.selinux_context.clone());
-        let act_on = crate::workflows::act_on(&run);
+        let act_on =
+            st.loaded.workflows.get(&run.workflow).map(|w| crate::workflows::act_on(w, &run)).unwrap_or_default();
         let claims = Claims { run_id: id, step: &step_def, act_on: &act_on, context: context.as_deref() };
         let timed_out = st.engine.timed_out.remove(unit);
         st.engine.deadlines.remove(unit);
@@ -386,6 +387,7 @@ impl Daemon {
                         decided_by: None,
                         decided: None,
                         outcome: None,
+                        preview: None,
                     });
                 }
             }
@@ -410,6 +412,15 @@ impl Daemon {
             .filter(|(_, a)| a.state == ApprovalState::Pending && a.step == step_name)
             .map(|(i, _)| i)
             .collect();
+        // What a publish would send, shown where it is decided.
+        let runs_dir = runs::runs_dir(&settings.state_dir).join(id);
+        for &i in &pending {
+            if let Proposal::Publish { file, .. } = &r.approvals[i].proposal {
+                let data = super::approvals::publishing_step(r, file)
+                    .and_then(|step| runs::read_regular(&runs_dir.join(step).join("outputs"), file).ok().flatten());
+                r.approvals[i].preview = data.as_deref().map(aither_api::workflow::Preview::of);
+            }
+        }
         let run_copy = r.clone();
         for i in pending {
             if let Err(why) = validate(st, &run_copy, &run_copy.approvals[i].proposal) {
