@@ -152,8 +152,25 @@ pub fn sweep_orphans() {
     }
 }
 
-/// The pids whose parent is `parent`, from `/proc`.
+/// The pids whose parent is `parent` (this process): from each of its threads'
+/// `/proc/self/task/TID/children` (no look at other processes' entries, which a confined
+/// agent may not search), else from every `/proc/PID/stat`.
 fn children_of(parent: i32) -> Vec<i32> {
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        let mut found = None;
+        for t in tasks.filter_map(Result::ok) {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                found
+                    .get_or_insert_with(Vec::new)
+                    .extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+        if let Some(mut pids) = found {
+            pids.sort_unstable();
+            pids.dedup();
+            return pids;
+        }
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))

@@ -58,6 +58,13 @@ pub fn may_change(uid: u32) -> bool {
     nix::unistd::getgrouplist(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
 }
 
+/// Whether the caller may change agentd (and so read what runs' models wrote).
+async fn caller_is_admin(conn: &Connection, hdr: &Header<'_>) -> bool {
+    let Some(sender) = hdr.sender() else { return false };
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(conn).await else { return false };
+    dbus.get_connection_unix_user(sender.clone().into()).await.is_ok_and(may_change)
+}
+
 async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> zbus::fdo::Result<u32> {
     let sender = hdr.sender().ok_or_else(|| zbus::fdo::Error::AccessDenied("the caller has no bus name".into()))?;
     let dbus = zbus::fdo::DBusProxy::new(conn).await.map_err(failed)?;
@@ -248,15 +255,32 @@ impl Api {
         outcome(self.daemon.enable_workflow(&name, on).await)
     }
 
-    /// Every run, newest first. Reply: `RunList` (workflow-runs.schema.json).
-    async fn runs(&self) -> zbus::fdo::Result<String> {
-        json(&self.daemon.run_list().await)
+    /// Every run, newest first. Reply: `RunList` (workflow-runs.schema.json). Callers outside
+    /// aither-admin see names, states and costs, not what the models wrote or were given.
+    async fn runs(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let mut list = self.daemon.run_list().await;
+        if !caller_is_admin(conn, &hdr).await {
+            list.runs = list.runs.into_iter().map(aither_api::workflow::Run::for_viewers).collect();
+        }
+        json(&list)
     }
 
     /// One run: its steps, outcomes, costs and proposals. Reply: `RunReply`
-    /// (workflow-run.schema.json).
-    async fn get_run(&self, id: String) -> zbus::fdo::Result<String> {
-        let run = self.daemon.get_run(&id).await.map_err(failed)?;
+    /// (workflow-run.schema.json); for callers outside aither-admin as `Runs` gives it.
+    async fn get_run(
+        &self,
+        id: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let mut run = self.daemon.get_run(&id).await.map_err(failed)?;
+        if !caller_is_admin(conn, &hdr).await {
+            run = run.for_viewers();
+        }
         json(&aither_api::workflow::RunReply { schema_version: aither_api::workflow::SCHEMA_VERSION, run })
     }
 
@@ -284,9 +308,18 @@ impl Api {
         self.daemon.run_log(&id, &step).await.map_err(failed)
     }
 
-    /// The proposals, pending first. Reply: `ApprovalList` (workflow-approvals.schema.json).
-    async fn approvals(&self) -> zbus::fdo::Result<String> {
-        json(&self.daemon.approval_list().await)
+    /// The proposals, pending first. Reply: `ApprovalList` (workflow-approvals.schema.json);
+    /// callers outside aither-admin see the actions and states, not the reasons or content.
+    async fn approvals(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> zbus::fdo::Result<String> {
+        let mut list = self.daemon.approval_list().await;
+        if !caller_is_admin(conn, &hdr).await {
+            list.approvals = list.approvals.into_iter().map(aither_api::workflow::Approval::for_viewers).collect();
+        }
+        json(&list)
     }
 
     /// Approve a pending proposal: agentd carries it out and audits it (admins). Reply: `Done`:

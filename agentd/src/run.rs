@@ -261,7 +261,7 @@ async fn serve(args: Args) -> Result<()> {
         tracing::info!("talk to it with: aitherctl --session status");
     }
     if let Some(interval) = sd::watchdog_interval() {
-        tokio::spawn(watchdog(daemon.clone(), interval));
+        tokio::spawn(watchdog(daemon.clone(), conn.clone(), interval));
     }
 
     let mut term = signal(SignalKind::terminate())?;
@@ -368,16 +368,31 @@ async fn status_line(daemon: Arc<Daemon>, due: Arc<tokio::sync::Notify>) {
 }
 
 /// Keep-alives while the engine answers; a hung engine stops them and systemd restarts agentd.
-async fn watchdog(daemon: Arc<Daemon>, interval: Duration) {
+async fn watchdog(daemon: Arc<Daemon>, conn: zbus::Connection, interval: Duration) {
     let notifier = Notifier::from_env();
     let mut tick = tokio::time::interval(interval / 2);
     loop {
         tick.tick().await;
-        match tokio::time::timeout(interval / 4, daemon.sup.status()).await {
-            Ok(Ok(_)) => {
+        match tokio::time::timeout(interval / 4, alive(&daemon, &conn)).await {
+            Ok(Ok(())) => {
                 notifier.notify("WATCHDOG=1");
             }
-            _ => tracing::error!("the engine did not answer within {:?}: no watchdog keep-alive", interval / 4),
+            Ok(Err(what)) => tracing::error!("{what}: no watchdog keep-alive"),
+            Err(_) => tracing::error!(
+                "the engine, the daemon's state or its D-Bus side did not answer within {:?}: no watchdog keep-alive",
+                interval / 4
+            ),
         }
     }
+}
+
+/// Whether every part that answers callers answers: the engine, the daemon's state lock, and
+/// the D-Bus side (a ping through the bus to agentd's own name, answered by its object server).
+async fn alive(daemon: &Daemon, conn: &zbus::Connection) -> Result<(), String> {
+    daemon.sup.status().await.map_err(|e| format!("the engine: {e}"))?;
+    daemon.agent_limit().await;
+    conn.call_method(Some(bus::BUS_NAME), bus::OBJECT_PATH, Some("org.freedesktop.DBus.Peer"), "Ping", &())
+        .await
+        .map_err(|e| format!("the D-Bus side: {e}"))?;
+    Ok(())
 }

@@ -22,8 +22,11 @@ pub struct System {
     pub profile_output: PathBuf,
 }
 
+/// How long one package or module command may run: a driver's install builds kernel modules.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn run(cmd: &mut Command) -> Result<String, ApplyError> {
-    Ok(command::run(cmd)?)
+    Ok(command::run_for(cmd, LIMIT)?)
 }
 
 impl Commands for System {

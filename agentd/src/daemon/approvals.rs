@@ -176,8 +176,10 @@ impl Daemon {
         }
     }
 
-    /// Download a catalog model into the model directory (on a blocking thread), then reload.
+    /// Download a catalog model into the model directory (on a blocking thread), then reload;
+    /// one pull at a time per model, as for `PullModel`.
     async fn pull_model(&self, model: &str) -> Outcome {
+        let _claim = super::models::PullClaim::take(&self.pulls, model)?;
         self.pull_model_reporting(model, |_, _| {}).await
     }
 }

@@ -176,6 +176,7 @@ impl Daemon {
             next_fire: BTreeMap::new(),
             deadlines: BTreeMap::new(),
             timed_out: std::collections::BTreeSet::new(),
+            triggered: BTreeMap::new(),
         };
         let daemon = Arc::new(Daemon {
             opts,
@@ -482,19 +483,31 @@ impl Daemon {
     }
 
     /// React to an engine event: an agent that is done frees its slot for the next in line.
-    pub async fn on_event(&self, unit: &str, state: &UnitState) {
+    /// What may take long (a run a failure starts, a step's end with its policy-approved
+    /// actions: a pull, a webhook, a restart) runs as a task of its own, never in the event
+    /// loop, which would miss events while it waits.
+    pub async fn on_event(self: &Arc<Self>, unit: &str, state: &UnitState) {
         let _ = self.changes.send(unit.to_string());
         if matches!(state, UnitState::Starting { .. } | UnitState::Running { .. }) {
             Self::arm_step_deadline(&mut *self.state.lock().await, unit);
         }
         if let Some(reason) = workflow::ends_step(state) {
             if self.state.lock().await.engine.steps.contains_key(unit) {
-                self.step_ended(unit, reason).await;
+                // Collected now (the step's record is final before the next event), carried on
+                // in the background.
+                if let Some(id) = self.step_ended(unit, reason).await {
+                    let d = Arc::clone(self);
+                    tokio::spawn(async move {
+                        d.run_approved_by_policy(&id).await;
+                        d.advance(&id).await;
+                    });
+                }
                 return;
             }
         }
         if matches!(state, UnitState::Failed { .. } | UnitState::GaveUp { .. }) {
-            self.unit_failed(unit).await;
+            let (d, unit) = (Arc::clone(self), unit.to_string());
+            tokio::spawn(async move { d.unit_failed(&unit).await });
         }
         let done = matches!(
             state,

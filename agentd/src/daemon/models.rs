@@ -56,12 +56,7 @@ impl Daemon {
     pub async fn start_pull(self: &Arc<Self>, model: &str) -> Outcome {
         // A name that is not the catalog's is refused now, not reported later.
         let file = catalog_file(&self.opts.root.join("usr/share/aither"), model).map_err(refused)?;
-        {
-            let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !pulls.insert(model.to_string()) {
-                return Err(refused(format!("{model} is already being pulled")));
-            }
-        }
+        PullClaim::take(&self.pulls, model)?.keep();
         let daemon = Arc::clone(self);
         let name = model.to_string();
         tokio::spawn(async move {
@@ -128,6 +123,38 @@ impl Daemon {
             Some(bytes) => format!("removed {} ({bytes} bytes); {reloaded}", path.display()),
             None => format!("{name} had no file at {}; {reloaded}", path.display()),
         })
+    }
+}
+
+/// A model claimed for one pull, released when dropped ([`PullClaim::keep`]: by hand).
+pub(super) struct PullClaim<'a> {
+    pulls: &'a std::sync::Mutex<std::collections::BTreeSet<String>>,
+    model: String,
+}
+
+impl<'a> PullClaim<'a> {
+    /// Claim `model`, or refuse when it is being pulled.
+    pub fn take(
+        pulls: &'a std::sync::Mutex<std::collections::BTreeSet<String>>,
+        model: &str,
+    ) -> Result<Self, super::DaemonError> {
+        if !pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(model.to_string()) {
+            return Err(refused(format!("{model} is already being pulled")));
+        }
+        Ok(PullClaim { pulls, model: model.to_string() })
+    }
+
+    /// Keep the claim past this scope (the background pull releases it when it ends).
+    pub fn keep(mut self) {
+        self.model.clear();
+    }
+}
+
+impl Drop for PullClaim<'_> {
+    fn drop(&mut self) {
+        if !self.model.is_empty() {
+            self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.model);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ const DIRECTORY_FILES: usize = 1000;
 const DIRECTORY_BYTES: u64 = 64 * 1024 * 1024;
 /// The lines of a journal a `journal` input gives a step.
 const JOURNAL_LINES: usize = 300;
+/// How long journalctl may take to give them.
+const JOURNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The files of a step's workspace: `step.json` and its inputs. `units`: the engine's units
 /// now, for a `status` input.
@@ -29,6 +31,7 @@ pub(super) fn step_files(
     w: &Workflow,
     index: usize,
     units: &[UnitStatus],
+    journals: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<Staged>, String> {
     let step = &w.steps[index];
     let mut files: Vec<Staged> = Vec::new();
@@ -52,7 +55,9 @@ pub(super) fn step_files(
                     "its journal input names the triggering unit, and this run has none (give --input unit=NAME)"
                         .to_string()
                 })?;
-                files.push((format!("inputs/{name}"), journal(st, &unit).into_bytes()));
+                // Read before the state lock was taken ([`journal_units`], [`read_journals`]).
+                let text = journals.get(&unit).cloned().unwrap_or_else(|| format!("(no journal of {unit} was read)\n"));
+                files.push((format!("inputs/{name}"), text.into_bytes()));
             }
             Input::Directory { path } => {
                 let dir = match path {
@@ -235,10 +240,31 @@ pub(super) fn keep_step_files(ws: &Path, step_dir: &Path, declared: &[String]) -
     runs::read_regular(ws, "result.json")
 }
 
+/// The units whose journals step `index` of `run` reads.
+pub(super) fn journal_units(w: &Workflow, index: usize, run: &Run) -> Vec<String> {
+    let Some(step) = w.steps.get(index) else { return Vec::new() };
+    step.inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Journal { unit } => unit.clone().or_else(|| run.trigger_unit.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The journals of `units`, by unit: journalctl runs here, never under the state lock
+/// (`runtime_dir`: where development mode's log files are, `None` on the appliance).
+pub(super) fn read_journals(
+    units: &[String],
+    runtime_dir: Option<&Path>,
+) -> std::collections::BTreeMap<String, String> {
+    units.iter().map(|u| (u.clone(), journal(runtime_dir, u))).collect()
+}
+
 /// The last lines a unit logged: its log file in development mode, else the journal.
-fn journal(st: &State, unit: &str) -> String {
-    if st.loaded.host.dev {
-        let path = units::log_file(&st.loaded.settings.runtime_dir, unit);
+fn journal(runtime_dir: Option<&Path>, unit: &str) -> String {
+    if let Some(runtime_dir) = runtime_dir {
+        let path = units::log_file(runtime_dir, unit);
         return match std::fs::read(&path) {
             Ok(b) => {
                 let text = String::from_utf8_lossy(&b);
@@ -251,14 +277,15 @@ fn journal(st: &State, unit: &str) -> String {
     // journald reads a unit's output stream in its own time: a unit that printed why it failed
     // and exited may not have those lines in the journal yet when the run it set off starts.
     // `journalctl --sync` returns once journald has written everything queued before the call.
-    if let Err(e) = command::run(Command::new("journalctl").arg("--sync")) {
+    if let Err(e) = command::run_for(Command::new("journalctl").arg("--sync"), JOURNAL_LIMIT) {
         tracing::warn!("the {unit} journal input may lack the unit's last lines: {e}");
     }
     let lines = JOURNAL_LINES.to_string();
-    command::run(
+    command::run_for(
         Command::new("journalctl")
             .args(["--no-pager", "-o", "short-iso", "-n", &lines])
             .args(super::journal_matches(unit)),
+        JOURNAL_LIMIT,
     )
     .unwrap_or_else(|e| format!("({e})\n"))
 }

@@ -19,7 +19,7 @@ use aither_init::{ExitReason, UnitState};
 use super::approvals::{audit, expire, validate};
 use super::definitions::{check_run_inputs, info};
 use super::runs::{self, Handover};
-use super::step_files::{keep_step_files, kept_step, step_files};
+use super::step_files::{journal_units, keep_step_files, kept_step, read_journals, step_files};
 use super::{ApiEvent, Daemon, DaemonError, Outcome, State};
 use crate::agents::{Admission, CategoryMap};
 use crate::units::{self, Planned, StepUnit};
@@ -46,6 +46,36 @@ pub(super) struct Engine {
     pub deadlines: BTreeMap<String, Instant>,
     /// The step units stopped at their deadline, until their end is collected.
     pub timed_out: BTreeSet<String>,
+    /// When each (workflow, unit) pair last started a run on the unit's failure, and how many
+    /// times in a row ([`trigger_backoff`]).
+    pub triggered: BTreeMap<(String, String), Triggered>,
+}
+
+/// A unit's failures that started runs of a workflow, in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Triggered {
+    /// Unix seconds of the last run started.
+    pub last: u64,
+    pub streak: u32,
+}
+
+/// The first wait between runs a unit's failures start, doubled with each run in a row.
+const TRIGGER_BACKOFF: u64 = 60;
+/// The longest wait; a unit quiet for this long starts afresh.
+const TRIGGER_BACKOFF_MAX: u64 = 3600;
+
+/// Whether a unit's failure at `now` may start another run of a workflow that its failures
+/// started `before`: `Ok` with the record to keep, or `Err` with when it may.
+pub(super) fn trigger_backoff(before: Option<Triggered>, now: u64) -> Result<Triggered, u64> {
+    let Some(b) = before.filter(|b| now.saturating_sub(b.last) < TRIGGER_BACKOFF_MAX) else {
+        return Ok(Triggered { last: now, streak: 1 });
+    };
+    let wait = TRIGGER_BACKOFF.saturating_mul(1u64 << b.streak.saturating_sub(1).min(16)).min(TRIGGER_BACKOFF_MAX);
+    if now < b.last + wait {
+        Err(b.last + wait)
+    } else {
+        Ok(Triggered { last: now, streak: b.streak + 1 })
+    }
 }
 
 pub(super) fn refused(why: impl Into<String>) -> DaemonError {
@@ -156,6 +186,22 @@ impl Daemon {
         // The units' states, for a `status` input (asked before the state lock is taken).
         let units = self.sup.status().await.unwrap_or_default();
         let confinement = self.confinement();
+        // The journals the next step reads, read before the state lock is taken.
+        let (wanted, runtime_dir) = {
+            let st = self.state.lock().await;
+            let next = st.engine.runs.get(id).and_then(|r| {
+                let index = r.steps.iter().position(|s| s.state == StepState::Pending)?;
+                Some(journal_units(st.loaded.workflows.get(&r.workflow)?, index, r))
+            });
+            (next.unwrap_or_default(), st.loaded.host.dev.then(|| st.loaded.settings.runtime_dir.clone()))
+        };
+        let journals = if wanted.is_empty() {
+            BTreeMap::new()
+        } else {
+            tokio::task::spawn_blocking(move || read_journals(&wanted, runtime_dir.as_deref()))
+                .await
+                .unwrap_or_default()
+        };
         let start = {
             let mut st = self.state.lock().await;
             let Some(run) = st.engine.runs.get(id).cloned() else { return };
@@ -176,7 +222,7 @@ impl Daemon {
                 self.finish(&mut st, id, RunState::AwaitingApproval, None);
                 return;
             }
-            match self.prepare_step(&mut st, &run, index, &units, confinement) {
+            match self.prepare_step(&mut st, &run, index, &units, &journals, confinement) {
                 Ok(unit) => Some(unit),
                 Err(why) => {
                     let step = run.steps[index].name.clone();
@@ -202,6 +248,7 @@ impl Daemon {
         run: &Run,
         index: usize,
         units: &[aither_init::UnitStatus],
+        journals: &BTreeMap<String, String>,
         confinement: aither_api::agentd::Confinement,
     ) -> Result<String, String> {
         let w = st
@@ -217,7 +264,7 @@ impl Daemon {
         crate::agents::CategoryMap::save(&st.loaded.mcs, &super::load::mcs_file(&st.loaded.settings))
             .map_err(|e| e.to_string())?;
         let workspace = units::workspace(&st.loaded.settings.state_dir, &unit);
-        let files = step_files(st, run, &w, index, units)?;
+        let files = step_files(st, run, &w, index, units, journals)?;
         let handover = Handover {
             owner: match st.loaded.host.agent_user {
                 units::RunAs::User { uid, gid } => Some((uid, gid)),
@@ -289,25 +336,22 @@ impl Daemon {
     }
 
     /// A step's unit ended (its `Exited` event): take its workspace back, keep its result and
-    /// outputs, queue its proposals, and go on with the run.
-    pub(super) async fn step_ended(&self, unit: &str, reason: &ExitReason) {
+    /// outputs, queue its proposals, free its slot. Its run, for the caller to go on with
+    /// (the proposals its policy approves, then the next step).
+    pub(super) async fn step_ended(&self, unit: &str, reason: &ExitReason) -> Option<String> {
         let id = {
             let mut st = self.state.lock().await;
-            let Some(id) = st
+            let id = st
                 .engine
                 .runs
                 .values()
                 .find(|r| r.steps.iter().any(|s| s.unit.as_deref() == Some(unit) && s.state == StepState::Running))
-                .map(|r| r.id.clone())
-            else {
-                return;
-            };
+                .map(|r| r.id.clone())?;
             self.collect_step(&mut st, &id, unit, Some(reason));
             id
         };
         self.drop_step_unit(unit).await;
-        self.run_approved_by_policy(&id).await;
-        self.advance(&id).await;
+        Some(id)
     }
 
     /// Read what the step's agent left and record it in the run.
@@ -626,22 +670,40 @@ impl Daemon {
     /// per workflow and unit).
     pub(super) async fn unit_failed(&self, unit: &str) {
         let wanted: Vec<String> = {
-            let st = self.state.lock().await;
+            let mut st = self.state.lock().await;
             if st.engine.steps.contains_key(unit) || !st.by_name.contains_key(unit) {
                 return;
             }
-            st.loaded
-                .workflows
-                .values()
-                .filter(|w| st.loaded.switches.is_on(w) && w.triggers.matches_unit(unit))
-                .filter(|w| {
-                    !st.engine
-                        .runs
-                        .values()
-                        .any(|r| r.workflow == w.name && r.trigger_unit.as_deref() == Some(unit) && !r.state.is_final())
-                })
-                .map(|w| w.name.clone())
-                .collect()
+            let candidates: Vec<String> =
+                st.loaded
+                    .workflows
+                    .values()
+                    .filter(|w| st.loaded.switches.is_on(w) && w.triggers.matches_unit(unit))
+                    .filter(|w| {
+                        !st.engine.runs.values().any(|r| {
+                            r.workflow == w.name && r.trigger_unit.as_deref() == Some(unit) && !r.state.is_final()
+                        })
+                    })
+                    .map(|w| w.name.clone())
+                    .collect();
+            // A unit failing at every start gets runs further and further apart, not one per
+            // failure.
+            let now = runs::now();
+            let mut wanted = Vec::new();
+            for name in candidates {
+                let key = (name.clone(), unit.to_string());
+                match trigger_backoff(st.engine.triggered.get(&key).copied(), now) {
+                    Ok(t) => {
+                        st.engine.triggered.insert(key, t);
+                        wanted.push(name);
+                    }
+                    Err(at) => tracing::info!(
+                        "{unit} failed again: workflow {name} runs for it again no sooner than in {} s",
+                        at.saturating_sub(now)
+                    ),
+                }
+            }
+            wanted
         };
         for name in wanted {
             let trigger = Trigger { text: format!("unit {unit} failed"), unit: Some(unit.to_string()) };
@@ -919,6 +981,24 @@ mod tests {
         assert!(check_confinement(test, Confinement::Enforcing, false).is_ok());
         let plain = packs["content-pipeline"].steps.first().expect("a step");
         assert!(check_confinement(plain, Confinement::Off, false).is_ok(), "nothing to confine beyond the user");
+    }
+
+    #[test]
+    fn a_unit_failing_again_and_again_gets_runs_further_apart() {
+        let first = trigger_backoff(None, 1000).expect("the first failure starts a run");
+        assert_eq!(first, Triggered { last: 1000, streak: 1 });
+        assert_eq!(trigger_backoff(Some(first), 1030), Err(1060), "a minute after the first");
+        let second = trigger_backoff(Some(first), 1060).expect("then");
+        assert_eq!(trigger_backoff(Some(second), 1100), Err(1180), "two minutes after the second");
+        let third = trigger_backoff(Some(second), 1180).expect("then");
+        assert_eq!(trigger_backoff(Some(third), 1181), Err(1420), "four after the third");
+        let long = Triggered { last: 0, streak: 30 };
+        assert_eq!(trigger_backoff(Some(long), 3599), Err(3600), "never more than an hour");
+        assert_eq!(
+            trigger_backoff(Some(long), 3600),
+            Ok(Triggered { last: 3600, streak: 1 }),
+            "quiet for an hour: afresh"
+        );
     }
 
     #[test]
