@@ -198,14 +198,14 @@ pub struct Status {
     pub units: Vec<Unit>,
 }
 
-/// The journalctl matches (ANDed) that select unit `unit`'s lines as agentd wrote them: the
-/// stream agentd opened for the unit (`_TRANSPORT=stdout` from agentd itself: its command and,
-/// when known, its own cgroup `cgroup`, where no unit's process is), under the unit's
-/// identifier. journald records the transport, the command and the cgroup from the sender's
-/// credentials, so `logger -t UNIT` — which sets the identifier alone — is not among them, nor
-/// a stream a unit's process opens itself.
+/// The journalctl matches (ANDed) that select unit `unit`'s lines: written to the stream
+/// agentd opened for it (`_TRANSPORT=stdout`, under its identifier) by a process of the unit's
+/// own cgroup (`cgroup`, as journald records it: `/aither.slice/agentd.service/unit-NAME`), or,
+/// where agentd has no cgroups, of agentd's service. journald records the transport and the
+/// cgroup from the sender's credentials, so `logger -t UNIT` — which sets the identifier alone —
+/// is not among them, nor a line another unit writes under this one's name.
 pub fn journal_matches(unit: &str, cgroup: Option<&str>) -> Vec<String> {
-    let mut m = vec!["_TRANSPORT=stdout".to_string(), "_COMM=agentd".to_string()];
+    let mut m = vec!["_TRANSPORT=stdout".to_string()];
     match cgroup {
         Some(c) => m.push(format!("_SYSTEMD_CGROUP={c}")),
         None => m.push("_SYSTEMD_UNIT=agentd.service".into()),

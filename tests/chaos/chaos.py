@@ -15,7 +15,11 @@ a real aither-infer worker) and does to it what an attacker or bad luck would:
             .part kept, the next pull resumes (needs root to mount; reported as not run
             otherwise);
   state     a corrupt state file when agentd starts: a clear message, the running units
-            found again, none started twice.
+            found again, none started twice;
+  hostile   a workflow step whose command forges its result, daemonizes (setsid, a double
+            fork), fills its workspace and floods its output: agentd keeps answering (D-Bus
+            Status p99 while it runs), the step ends within its budget, nothing it started
+            is left running, no proposal is queued, the other units are untouched.
 
 Prints one line per figure and writes target/chaos/report.json. Exit status 1 when an
 invariant broke (an agent not restarted, a request that hung, a unit lost or doubled).
@@ -98,7 +102,10 @@ max_concurrent = 4
 [infer]
 binary = "{os.path.join(BIN, 'aither-infer')}"
 model_dir = "{self.models}"
+[workflows]
+runner = "{os.path.join(BIN, 'aither-agent')}"
 """)
+        self.write("etc/aither/workflows.d/hostile.toml", HOSTILE)
         self.write("etc/aither/appliance.toml", 'preset = "minimal"\n')
         for a in ("chaos-a", "chaos-b"):
             self.write(f"etc/aither/agents.d/{a}.toml",
@@ -456,18 +463,93 @@ def corrupt_state(app, report):
     return found == len(before) and doubled == 0 and message != ""
 
 
+# What the step's one command does: every way a step's code can turn on its appliance that
+# does not need a model's cooperation (it runs before the first turn).
+HOSTILE_SCRIPT = (
+    "setsid sh -c 'while :; do echo {\\\"forged\\\": 1} > result.json; sleep 0.05; done; :' CHAOS-HOSTILE-daemon & "
+    "(sh -c 'sleep 300; :' CHAOS-HOSTILE-orphan &); "
+    "dd if=/dev/zero of=fill.bin bs=1M count=64 2>/dev/null; "
+    "yes CHAOS-FLOOD | head -c 50000000"
+)
+
+HOSTILE = f"""
+[workflow]
+description = "A step whose code turns on the appliance"
+
+[[step]]
+name = "hostile"
+model = "chat"
+system_prompt = "You run the step's command."
+instructions = "Say done."
+tools = ["run_command"]
+commands = [["/bin/sh", "-c", "{HOSTILE_SCRIPT}"]]
+run_first = [0]
+budget = {{ steps = 1, tokens = 64, seconds = 60, turn_tokens = 16 }}
+"""
+
+
+def leftovers(mark):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if mark.encode() in f.read():
+                        found.append(int(pid))
+    return found
+
+
+def hostile_step(app, report):
+    before = {u: app.running(u)["pid"] for u in ("chaos-a", "chaos-b")}
+    started = time.monotonic()
+    r = app.ctl("--json", "workflows", "run", "hostile")
+    if r.returncode != 0:
+        report["hostile"] = {"started": False, "why": r.stderr.strip()}
+        return False
+    run_id = json.loads(r.stdout)["run"]["id"]
+    latencies, state = [], "running"
+    while state == "running" and time.monotonic() - started < 120:
+        t = time.monotonic()
+        ok = app.ctl("--json", "status").returncode == 0
+        latencies.append((time.monotonic() - t) * 1000 if ok else float("inf"))
+        doc = app.ctl("--json", "workflows", "status", run_id)
+        if doc.returncode == 0:
+            state = json.loads(doc.stdout)["run"]["state"]
+    took = time.monotonic() - started
+    run = json.loads(app.ctl("--json", "workflows", "status", run_id).stdout)["run"]
+    time.sleep(1)
+    left = leftovers("CHAOS-HOSTILE")
+    after = {u: (app.unit(u) or {}).get("pid") for u in before}
+    latencies.sort()
+    p = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None  # noqa: E731
+    step = run["steps"][0]
+    result = step.get("result") or {}
+    report["hostile"] = {
+        "run": run_id, "state": run["state"], "step": step["state"], "seconds": round(took, 1),
+        "status_calls": len(latencies), "status_p50_ms": p(0.5), "status_p99_ms": p(0.99),
+        "left_running": len(left), "proposals_queued": len(run["approvals"]),
+        "result_forged": "forged" in json.dumps(result) or "not a step result" in (step.get("error") or ""),
+        "other_units_untouched": after == before,
+    }
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return (state != "running" and not left and not run["approvals"] and after == before
+            and not report["hostile"]["result_forged"] and all(x != float("inf") for x in latencies))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", choices=["flood", "agentd", "worker", "disk", "state"])
+    ap.add_argument("--only", nargs="*", choices=["flood", "agentd", "worker", "disk", "state", "hostile"])
     args = ap.parse_args()
-    want = set(args.only or ["flood", "agentd", "worker", "disk", "state"])
+    want = set(args.only or ["flood", "agentd", "worker", "disk", "state", "hostile"])
     report, failed = {}, []
     tmp = tempfile.mkdtemp(prefix="aither-chaos-")
     app = Appliance(os.path.join(tmp, "main"))
     try:
         app.start()
         for name, scenario in [("flood", flood), ("worker", worker_killed), ("agentd", agentd_killed),
-                               ("state", corrupt_state)]:
+                               ("hostile", hostile_step), ("state", corrupt_state)]:
             if name in want:
                 print(f"chaos: {name} ...", flush=True)
                 if not scenario(app, report):

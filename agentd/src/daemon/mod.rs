@@ -635,12 +635,15 @@ impl crate::gateway::Backend for Daemon {
     }
 }
 
-/// The journal matches of unit `unit`'s lines ([`api::journal_matches`]), with agentd's own
-/// cgroup (from `/proc/self/cgroup`) where cgroup v2 gives one.
+/// The journal matches of unit `unit`'s lines ([`api::journal_matches`]): its own cgroup,
+/// `unit-NAME` beside agentd's `supervisor` leaf (from `/proc/self/cgroup`), where agentd runs
+/// its units in cgroups.
 pub(crate) fn journal_matches(unit: &str) -> Vec<String> {
-    let own = std::fs::read_to_string("/proc/self/cgroup")
+    let root = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
-        .filter(|c| c.starts_with('/') && c.len() > 1);
-    api::journal_matches(unit, own.as_deref())
+        .and_then(|own| own.strip_suffix("/supervisor").map(str::to_string))
+        .filter(|root| root.starts_with('/'));
+    let cgroup = root.map(|r| format!("{r}/unit-{unit}"));
+    api::journal_matches(unit, cgroup.as_deref())
 }
