@@ -103,7 +103,7 @@ deps-check:
 # killed, kill -9 of agentd under load, a worker killed mid-stream, a full disk during a
 # pull, a corrupt state file (tests/chaos/chaos.py; figures in target/chaos/report.json).
 chaos:
-	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer -p aither-agent
 	$(VENV)/bin/python tests/chaos/chaos.py
 
 # The main job: agentd in development mode, in the foreground, with the embedded defaults
@@ -147,7 +147,7 @@ eval: deps
 	bash scripts/eval.sh $(or $(EVAL_ARGS),--seeds 3)
 
 eval-quick:
-	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer
+	env -u DESTDIR $(CARGO) build --locked -q -p agentd -p aitherctl -p aither-infer -p aither-agent
 	bash scripts/eval.sh tools devops review --quick --seeds 1
 
 # What a run of the example workflow costs on the tiny test model (turns, tokens, seconds per

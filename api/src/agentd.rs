@@ -199,19 +199,13 @@ pub struct Status {
 }
 
 /// The journalctl matches (ANDed) that select unit `unit`'s lines: written to the stream
-/// agentd opened for it (`_TRANSPORT=stdout`, under its identifier) by a process of the unit's
-/// own cgroup (`cgroup`, as journald records it: `/aither.slice/agentd.service/unit-NAME`), or,
-/// where agentd has no cgroups, of agentd's service. journald records the transport and the
-/// cgroup from the sender's credentials, so `logger -t UNIT` — which sets the identifier alone —
-/// is not among them, nor a line another unit writes under this one's name.
-pub fn journal_matches(unit: &str, cgroup: Option<&str>) -> Vec<String> {
-    let mut m = vec!["_TRANSPORT=stdout".to_string()];
-    match cgroup {
-        Some(c) => m.push(format!("_SYSTEMD_CGROUP={c}")),
-        None => m.push("_SYSTEMD_UNIT=agentd.service".into()),
-    }
-    m.push(format!("SYSLOG_IDENTIFIER={unit}"));
-    m
+/// agentd opened for it (`_TRANSPORT=stdout`, under its identifier) by a process of the user
+/// the unit runs as (`uid`). journald takes the transport and `_UID` from the kernel's
+/// credentials of each line's writer — present even for a process gone before journald looks
+/// at it, when the command and cgroup fields are not — so `logger -t UNIT`, which sets the
+/// identifier alone, is not among them, nor what another user writes under the unit's name.
+pub fn journal_matches(unit: &str, uid: u32) -> Vec<String> {
+    vec!["_TRANSPORT=stdout".to_string(), format!("_UID={uid}"), format!("SYSLOG_IDENTIFIER={unit}")]
 }
 
 /// SELinux as agentd finds it (`/sys/fs/selinux/enforce`), read when asked.

@@ -111,6 +111,12 @@ impl Daemon {
         a.decided_by = Some(who.to_string());
         a.outcome = Some(outcome.to_string());
         let a = a.clone();
+        // A person acted on the unit this run was started for: its next failure is news, not
+        // the same failure again, and starts a run without waiting ([`super::workflow::trigger_backoff`]).
+        if let (ApprovalState::Done, Some(unit)) = (state, r.trigger_unit.clone()) {
+            let key = (r.workflow.clone(), unit);
+            st.engine.triggered.remove(&key);
+        }
         let verb = if state == ApprovalState::Denied { "denied" } else { "approved" };
         audit(&state_dir, &a, verb);
         let settled = self.approvals_settled(st, run_id);

@@ -558,7 +558,7 @@ impl Daemon {
         Ok(match &u.spec.log {
             aither_init::unit::LogTarget::File { path } => api::LogTarget::File { path: path.clone() },
             aither_init::unit::LogTarget::Journal => {
-                api::LogTarget::Journal { identifier: name.to_string(), matches: journal_matches(name) }
+                api::LogTarget::Journal { identifier: name.to_string(), matches: journal_matches(u) }
             }
             aither_init::unit::LogTarget::Inherit => api::LogTarget::Inherit,
             aither_init::unit::LogTarget::Null => api::LogTarget::Null,
@@ -635,15 +635,8 @@ impl crate::gateway::Backend for Daemon {
     }
 }
 
-/// The journal matches of unit `unit`'s lines ([`api::journal_matches`]): its own cgroup,
-/// `unit-NAME` beside agentd's `supervisor` leaf (from `/proc/self/cgroup`), where agentd runs
-/// its units in cgroups.
-pub(crate) fn journal_matches(unit: &str) -> Vec<String> {
-    let root = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
-        .and_then(|own| own.strip_suffix("/supervisor").map(str::to_string))
-        .filter(|root| root.starts_with('/'));
-    let cgroup = root.map(|r| format!("{r}/unit-{unit}"));
-    api::journal_matches(unit, cgroup.as_deref())
+/// The journal matches of unit `u`'s lines ([`api::journal_matches`]): the user it runs as,
+/// agentd's own where it names none.
+pub(crate) fn journal_matches(u: &Planned) -> Vec<String> {
+    api::journal_matches(&u.name, u.spec.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()))
 }

@@ -252,17 +252,19 @@ pub(super) fn journal_units(w: &Workflow, index: usize, run: &Run) -> Vec<String
         .collect()
 }
 
-/// The journals of `units`, by unit: journalctl runs here, never under the state lock
-/// (`runtime_dir`: where development mode's log files are, `None` on the appliance).
+/// The journals of `units` (each with its journal matches, [`super::journal_matches`]), by
+/// unit: journalctl runs here, never under the state lock (`runtime_dir`: where development
+/// mode's log files are, `None` on the appliance).
 pub(super) fn read_journals(
-    units: &[String],
+    units: &[(String, Vec<String>)],
     runtime_dir: Option<&Path>,
 ) -> std::collections::BTreeMap<String, String> {
-    units.iter().map(|u| (u.clone(), journal(runtime_dir, u))).collect()
+    units.iter().map(|(u, selected_by)| (u.clone(), journal(runtime_dir, u, selected_by))).collect()
 }
 
-/// The last lines a unit logged: its log file in development mode, else the journal.
-fn journal(runtime_dir: Option<&Path>, unit: &str) -> String {
+/// The last lines a unit logged: its log file in development mode, else the journal's lines
+/// that `selected_by` selects.
+fn journal(runtime_dir: Option<&Path>, unit: &str, selected_by: &[String]) -> String {
     if let Some(runtime_dir) = runtime_dir {
         let path = units::log_file(runtime_dir, unit);
         return match std::fs::read(&path) {
@@ -282,9 +284,7 @@ fn journal(runtime_dir: Option<&Path>, unit: &str) -> String {
     }
     let lines = JOURNAL_LINES.to_string();
     command::run_for(
-        Command::new("journalctl")
-            .args(["--no-pager", "-o", "short-iso", "-n", &lines])
-            .args(super::journal_matches(unit)),
+        Command::new("journalctl").args(["--no-pager", "-o", "short-iso", "-n", &lines]).args(selected_by),
         JOURNAL_LIMIT,
     )
     .unwrap_or_else(|e| format!("({e})\n"))

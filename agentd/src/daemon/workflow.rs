@@ -193,7 +193,15 @@ impl Daemon {
                 let index = r.steps.iter().position(|s| s.state == StepState::Pending)?;
                 Some(journal_units(st.loaded.workflows.get(&r.workflow)?, index, r))
             });
-            (next.unwrap_or_default(), st.loaded.host.dev.then(|| st.loaded.settings.runtime_dir.clone()))
+            let wanted: Vec<(String, Vec<String>)> = next
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| {
+                    let matches = st.by_name.get(&u).map(super::journal_matches).unwrap_or_default();
+                    (u, matches)
+                })
+                .collect();
+            (wanted, st.loaded.host.dev.then(|| st.loaded.settings.runtime_dir.clone()))
         };
         let journals = if wanted.is_empty() {
             BTreeMap::new()
