@@ -17,9 +17,10 @@ a real aither-infer worker) and does to it what an attacker or bad luck would:
   state     a corrupt state file when agentd starts: a clear message, the running units
             found again, none started twice;
   hostile   a workflow step whose command forges its result, daemonizes (setsid, a double
-            fork), fills its workspace and floods its output: agentd keeps answering (D-Bus
-            Status p99 while it runs), the step ends within its budget, nothing it started
-            is left running, no proposal is queued, the other units are untouched.
+            fork), fills its workspace and floods its output: agentd keeps answering (its
+            Status p50 and p99 through aitherctl while it runs), the step ends within its
+            budget, nothing it started is left running, no proposal is queued, the other
+            units are untouched.
 
 Prints one line per figure and writes target/chaos/report.json. Exit status 1 when an
 invariant broke (an agent not restarted, a request that hung, a unit lost or doubled).
@@ -466,10 +467,10 @@ def corrupt_state(app, report):
 # What the step's one command does: every way a step's code can turn on its appliance that
 # does not need a model's cooperation (it runs before the first turn).
 HOSTILE_SCRIPT = (
-    "setsid sh -c 'while :; do echo {\\\"forged\\\": 1} > result.json; sleep 0.05; done; :' CHAOS-HOSTILE-daemon & "
+    "setsid sh -c 'while :; do echo forged > result.json; sleep 0.05; done; :' CHAOS-HOSTILE-daemon & "
     "(sh -c 'sleep 300; :' CHAOS-HOSTILE-orphan &); "
     "dd if=/dev/zero of=fill.bin bs=1M count=64 2>/dev/null; "
-    "yes CHAOS-FLOOD | head -c 50000000"
+    "yes CHAOS-FLOOD | head -c 50000000; sleep 5"
 )
 
 HOSTILE = f"""
@@ -504,7 +505,8 @@ def hostile_step(app, report):
     started = time.monotonic()
     r = app.ctl("--json", "workflows", "run", "hostile")
     if r.returncode != 0:
-        report["hostile"] = {"started": False, "why": r.stderr.strip()}
+        listed = app.ctl("workflows", "list").stdout
+        report["hostile"] = {"started": False, "why": r.stderr.strip() + " | " + listed.replace("\n", " | ")}
         return False
     run_id = json.loads(r.stdout)["run"]["id"]
     latencies, state = [], "running"
@@ -526,6 +528,7 @@ def hostile_step(app, report):
     result = step.get("result") or {}
     report["hostile"] = {
         "run": run_id, "state": run["state"], "step": step["state"], "seconds": round(took, 1),
+        "outcome": result.get("outcome"), "why": (run.get("reason") or "")[:160],
         "status_calls": len(latencies), "status_p50_ms": p(0.5), "status_p99_ms": p(0.99),
         "left_running": len(left), "proposals_queued": len(run["approvals"]),
         "result_forged": "forged" in json.dumps(result) or "not a step result" in (step.get("error") or ""),
