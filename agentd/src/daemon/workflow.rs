@@ -369,34 +369,43 @@ impl Daemon {
         let Some(run) = st.engine.runs.get(id).cloned() else { return };
         let Some(index) = run.steps.iter().position(|s| s.unit.as_deref() == Some(unit)) else { return };
         let step_dir = runs::runs_dir(&settings.state_dir).join(id).join(&run.steps[index].name);
-        let Some(step_def) = st.loaded.workflows.get(&run.workflow).and_then(|w| w.steps.get(index)).cloned() else {
-            return;
-        };
-        // agentd's own record of the step's context, never what its result claims.
-        let context = st.engine.steps.get(unit).and_then(|p| p.spec.selinux_context.clone());
-        let act_on =
-            st.loaded.workflows.get(&run.workflow).map(|w| crate::workflows::act_on(w, &run)).unwrap_or_default();
-        let claims = Claims { run_id: id, step: &step_def, act_on: &act_on, context: context.as_deref() };
         let timed_out = st.engine.timed_out.remove(unit);
         st.engine.deadlines.remove(unit);
-        let taken = runs::reclaim(&ws).and_then(|()| keep_step_files(&ws, &step_dir, &step_def.outputs));
-        let result: Result<StepResult, String> = match taken {
-            _ if timed_out => Err(format!(
+        // The step as its workflow defines it now: what its result may claim.
+        let step_def = st.loaded.workflows.get(&run.workflow).and_then(|w| w.steps.get(index)).cloned();
+        let declared = step_def.as_ref().map(|d| d.outputs.clone()).unwrap_or_default();
+        let taken = runs::reclaim(&ws).and_then(|()| keep_step_files(&ws, &step_dir, &declared));
+        let result: Result<StepResult, String> = match (taken, &step_def) {
+            (_, None) => {
+                Err(format!("the workflow {} no longer defines this step: its result is not read", run.workflow))
+            }
+            (_, Some(def)) if timed_out => Err(format!(
                 "timed out: its agent ran past its budget's {} s and a grace of {} s, and was stopped",
-                step_def.budget.seconds,
+                def.budget.seconds,
                 STEP_GRACE.as_secs()
             )),
-            Err(e) => Err(format!("its workspace could not be taken back: {e:#}")),
-            Ok(None) => Err(match reason {
+            (Err(e), _) => Err(format!("its workspace could not be taken back: {e:#}")),
+            (Ok(None), _) => Err(match reason {
                 Some(r) => format!("its agent left no result ({})", super::reason_text(r)),
                 None => "its agent left no result".into(),
             }),
-            Ok(Some(bytes)) => crate::workflows::result::vet(&bytes, &claims).map(|v| {
-                if !v.cut.is_empty() {
-                    tracing::warn!("workflow run {id}: step {}'s result was cut: {}", step_def.name, v.cut.join("; "));
-                }
-                v.result
-            }),
+            (Ok(Some(bytes)), Some(def)) => {
+                // agentd's own record of the step's context, never what its result claims.
+                let context = st.engine.steps.get(unit).and_then(|p| p.spec.selinux_context.clone());
+                let act_on = st
+                    .loaded
+                    .workflows
+                    .get(&run.workflow)
+                    .map(|w| crate::workflows::act_on(w, &run))
+                    .unwrap_or_default();
+                let claims = Claims { run_id: id, step: def, act_on: &act_on, context: context.as_deref() };
+                crate::workflows::result::vet(&bytes, &claims).map(|v| {
+                    if !v.cut.is_empty() {
+                        tracing::warn!("workflow run {id}: step {}'s result was cut: {}", def.name, v.cut.join("; "));
+                    }
+                    v.result
+                })
+            }
         };
         if let Ok(r) = &result {
             let path = step_dir.join("result.json");
