@@ -378,7 +378,7 @@ pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
         Ok(rx) => rx,
         Err(e) => return st.requests.refused(e),
     };
-    let prefix = if p.kind == Kind::Chat { "chatcmpl" } else { "cmpl" };
+    let prefix = if p.kind == Kind::Chat { "chatcmpl-" } else { "cmpl-" };
     let id = request_id(prefix, st);
     let created = unix_now();
     let choices = new_choices(&p, st.next_seed().into());

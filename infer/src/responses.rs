@@ -312,7 +312,7 @@ pub async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(rx) => rx,
         Err(e) => return st.requests.refused(e),
     };
-    let id = request_id("resp", &st);
+    let id = request_id("resp_", &st);
     let created = unix_now();
     let choice = generate::new_choices(&p, st.next_seed().into()).remove(0);
     st.requests.served();

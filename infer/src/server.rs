@@ -129,8 +129,10 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A response's id: `prefix` (with its separator, as OpenAI writes it: `chatcmpl-`, `cmpl-`,
+/// `resp_`) and 24 hex digits, unique within this worker.
 pub fn request_id(prefix: &str, state: &AppState) -> String {
-    format!("{prefix}-{:016x}{:08x}", state.seed.fetch_add(1, Ordering::Relaxed), state.next_seed())
+    format!("{prefix}{:016x}{:08x}", state.seed.fetch_add(1, Ordering::Relaxed), state.next_seed())
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {

@@ -131,6 +131,7 @@ resp = client.responses.create(model=model, instructions="Answer briefly.", inpu
 check("responses.create answers with a message", resp.object == "response" and resp.output[0].type == "message"
       and isinstance(resp.output_text, str), resp)
 check("responses usage", resp.usage.output_tokens >= 1 and resp.usage.input_tokens >= 1, resp.usage)
+check("a response's id starts with resp_ as OpenAI's do", resp.id.startswith("resp_") and len(resp.id) > 10, resp.id)
 
 RTOOLS = [{"type": "function", "name": "add", "description": "add two integers", "parameters": ADD, "strict": True}]
 # One call per answer: parallel calls could go on until the token budget ends the response
