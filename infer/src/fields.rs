@@ -120,7 +120,7 @@ pub const LLAMA_COMPLETION: &[(&str, Field)] = &[
     ("n_probs", Read),
     ("return_tokens", Read),
     ("n_keep", Refused("n_keep is not supported: a prompt that does not fit is refused, not shifted")),
-    ("ignore_eos", Refused(LLAMA_SAMPLER)),
+    ("ignore_eos", Read),
     ("typical_p", Refused(LLAMA_SAMPLER)),
     ("repeat_penalty", Refused(LLAMA_SAMPLER)),
     ("repeat_last_n", Refused(LLAMA_SAMPLER)),

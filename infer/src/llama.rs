@@ -79,6 +79,8 @@ struct CompletionFields {
     n_probs: usize,
     #[serde(default)]
     return_tokens: bool,
+    #[serde(default)]
+    ignore_eos: bool,
 }
 
 /// `POST /completion`.
@@ -100,6 +102,16 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
             return Err(ApiError::invalid("n_probs is at most 100", Some("n_probs")));
         }
         g.logprobs = (f.n_probs > 0).then_some(f.n_probs);
+        if f.ignore_eos {
+            // As llama-server: the end-of-generation tokens are never sampled, so the answer
+            // runs to n_predict (or the slot's end).
+            let vocab = r.model.vocab();
+            g.logit_bias.extend(
+                (0..r.model.n_vocab())
+                    .filter(|&id| vocab.is_eog(llama_cpp_2::token::LlamaToken::new(id)))
+                    .map(|id| (id, f32::NEG_INFINITY)),
+            );
+        }
         g.constraint = generate::structured(&v)?.0;
         if let Some(c) = &g.constraint {
             c.check(&r.model, "grammar")?;

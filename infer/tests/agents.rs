@@ -259,6 +259,14 @@ fn llama_servers_own_routes_answer_as_it_does() {
     assert_eq!(c["tokens"].as_array().map(Vec::len), Some(4), "{c}");
     assert_eq!(c["completion_probabilities"].as_array().map(Vec::len), Some(4), "{c}");
     assert!(c["timings"]["predicted_per_second"].as_f64().is_some_and(|x| x > 0.0), "{c}");
+    // ignore_eos: a model pushed to end at once still writes n_predict tokens.
+    let eos = json!({ "2": 100 });
+    let (_, ended) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 4, "logit_bias": eos }));
+    assert_eq!((ended["stop_type"].as_str(), ended["tokens_predicted"].as_u64()), (Some("eos"), Some(0)), "{ended}");
+    let (status, on) =
+        w.post("/completion", &json!({ "prompt": "Once", "n_predict": 4, "logit_bias": eos, "ignore_eos": true }));
+    assert_eq!(status, 200, "{on}");
+    assert_eq!((on["stop_type"].as_str(), on["tokens_predicted"].as_u64()), (Some("limit"), Some(4)), "{on}");
     let (_, again) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 4, "temperature": 0 }));
     assert_eq!(again["content"], c["content"], "greedy is repeatable");
     assert!(again["tokens_cached"].as_u64() >= Some(1), "the prompt's prefix was reused: {again}");
