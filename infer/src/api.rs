@@ -78,6 +78,17 @@ impl ApiError {
         }
     }
 
+    /// A route this server was started without (llama-server's `not_supported_error`, 501).
+    pub fn not_supported(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: message.into(),
+            kind: "not_supported_error",
+            param: None,
+            code: None,
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,

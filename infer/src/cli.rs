@@ -58,6 +58,12 @@ pub struct Args {
     /// but attention reads every request's cells (slower with many at once).
     #[arg(long)]
     pub kv_unified: bool,
+    /// `GET /slots` answers 501, as llama-server's `--no-slots` (it is on by default).
+    #[arg(long, overrides_with = "slots")]
+    pub no_slots: bool,
+    /// `GET /slots` answers with each slot's state (the default; llama-server's flag).
+    #[arg(long, overrides_with = "no_slots")]
+    pub slots: bool,
     /// Layers offloaded to GPUs [default: 0, or the plan's].
     #[arg(long)]
     pub gpu_layers: Option<u32>,
@@ -168,6 +174,8 @@ pub struct Settings {
     pub kv_cache_type: Option<String>,
     pub batch: u32,
     pub kv_unified: bool,
+    /// `GET /slots` answers (`--slots`, the default) or says 501 (`--no-slots`).
+    pub slots_endpoint: bool,
     /// Bytes of host memory for prompts pushed out of their slots.
     pub cache_ram_bytes: u64,
     pub embeddings: Option<bool>,
@@ -245,6 +253,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         kv_cache_type,
         batch: args.batch,
         kv_unified: args.kv_unified,
+        slots_endpoint: !args.no_slots,
         cache_ram_bytes: match args.cache_ram {
             Some(mib) => {
                 mib.checked_mul(1 << 20).ok_or_else(|| usage(anyhow::anyhow!("--cache-ram {mib}: too large")))?
@@ -360,6 +369,7 @@ async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
     let notifier = Notifier::from_env();
     let front = aither_http::Front::new(s.limits);
     let state = AppState::new(s.alias.clone(), front.stats().clone());
+    state.slots_endpoint.store(s.slots_endpoint, std::sync::atomic::Ordering::Relaxed);
     let policy = aither_http::guard::Policy { hosts: HostPolicy::new(&s.allow_hosts), limits: s.limits };
     let app = aither_http::guard::apply(server::router(state.clone()), policy);
     let listener = crate::listen::bind(&s.listen).await.map_err(|e| Failure::new(exit::CANNOT_LISTEN, e))?;

@@ -427,6 +427,12 @@ pub async fn props(State(st): State<Arc<AppState>>) -> Response {
 
 /// `GET /slots`: each slot's state.
 pub async fn slots(State(st): State<Arc<AppState>>) -> Response {
+    if !st.slots_endpoint.load(std::sync::atomic::Ordering::Relaxed) {
+        return answer(
+            &st,
+            Err(ApiError::not_supported("This server does not support slots endpoint. Start it with `--slots`")),
+        );
+    }
     let result = st.ready().map(|r| {
         let states = r.engine.stats.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Value::Array(

@@ -56,6 +56,8 @@ pub struct AppState {
     pub requests: metrics::Requests,
     /// The listener's counters (connections, shed, timeouts).
     pub http: Arc<aither_http::Stats>,
+    /// `GET /slots` answers (`--no-slots`: 501).
+    pub slots_endpoint: std::sync::atomic::AtomicBool,
     seed: AtomicU64,
 }
 
@@ -69,6 +71,7 @@ impl AppState {
             started,
             requests: metrics::Requests::default(),
             http,
+            slots_endpoint: std::sync::atomic::AtomicBool::new(true),
             seed: AtomicU64::new(started ^ u64::from(std::process::id()).rotate_left(32)),
         })
     }

@@ -287,6 +287,14 @@ fn llama_servers_own_routes_answer_as_it_does() {
     let (status, slots) = w.get("/slots");
     assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
     assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
+    let closed = Worker::start(&chat_model(), &["--ctx", "256", "--no-slots"]);
+    let (status, e) = closed.get("/slots");
+    assert_eq!(
+        (status, e["error"]["code"].as_u64(), e["error"]["type"].as_str()),
+        (501, Some(501), Some("not_supported_error"))
+    );
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("Start it with `--slots`")), "{e}");
+    drop(closed);
     let (status, e) = w.post("/completion", &json!({ "prompt": "x", "n_predict": 0 }));
     assert_eq!((status, e["error"]["code"].as_u64()), (400, Some(400)), "llama-server's error shape: {e}");
     let (status, e) = w.post("/tokenize", &json!({ "text": "x" }));
