@@ -100,6 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions/input_tokens", post(chat_input_tokens))
+        .route("/chat/completions/input_tokens", post(chat_input_tokens))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/responses", post(crate::responses::create))
@@ -205,6 +207,19 @@ pub fn check_fit(r: &Ready, prompt: usize, g: &Generation, param: &str) -> Resul
 async fn chat(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     match generate::prepare_chat(&st, &body) {
         Ok(p) => generate::run(&st, p).await,
+        Err(e) => st.requests.refused(e),
+    }
+}
+
+/// `POST /v1/chat/completions/input_tokens` (llama-server's): how many tokens a chat request's
+/// prompt is — rendered through the template with its tools, as the chat route would — without
+/// generating.
+async fn chat_input_tokens(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    match generate::prepare_chat(&st, &body) {
+        Ok(p) => {
+            st.requests.served();
+            Json(json!({ "input_tokens": p.tokens.len(), "object": "response.input_tokens" })).into_response()
+        }
         Err(e) => st.requests.refused(e),
     }
 }

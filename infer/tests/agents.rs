@@ -287,6 +287,14 @@ fn llama_servers_own_routes_answer_as_it_does() {
     let (status, slots) = w.get("/slots");
     assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
     assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
+    // A chat request's prompt counted without generating: what the chat route's usage says.
+    let ask = json!({ "messages": [{ "role": "user", "content": "count me" }], "max_tokens": 2, "temperature": 0 });
+    let (status, n) = w.post("/v1/chat/completions/input_tokens", &ask);
+    assert_eq!((status, n["object"].as_str()), (200, Some("response.input_tokens")), "{n}");
+    let (_, done) = w.post("/v1/chat/completions", &ask);
+    assert_eq!(n["input_tokens"], done["usage"]["prompt_tokens"], "{n} {done}");
+    let (status, _) = w.post("/chat/completions/input_tokens", &ask);
+    assert_eq!(status, 200);
     let closed = Worker::start(&chat_model(), &["--ctx", "256", "--no-slots"]);
     let (status, e) = closed.get("/slots");
     assert_eq!(
