@@ -101,6 +101,7 @@ pub const CHAT: &[(&str, Field)] = &[
 pub const COMPLETIONS: &[(&str, Field)] = &[
     ("prompt", Read),
     ("max_tokens", Read),
+    ("n_predict", Read),
     ("n", Read),
     ("stream_options", Read),
     ("logprobs", Read),

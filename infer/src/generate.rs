@@ -254,6 +254,23 @@ fn generic_history(messages: &mut Vec<Value>, instructions: Option<&str>, templa
 pub fn prepare_completion(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
     let (r, v, mut g) = open(st, body, fields::COMPLETIONS, "completion")?;
     let req: CompletionRequest = api::fields(&v)?;
+    // llama-server's name for max_tokens, on its OpenAI route too: -1 no limit.
+    if let Some(n) = v.get("n_predict").filter(|n| !n.is_null()) {
+        let limit = match n.as_i64() {
+            Some(-1) => None,
+            Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => {
+                return Err(ApiError::invalid(format!("n_predict {n}: -1 (no limit) or at least 1"), Some("n_predict")))
+            }
+        };
+        if v.get("max_tokens").is_some_and(|m| !m.is_null()) && g.max_tokens != limit {
+            return Err(ApiError::invalid(
+                "n_predict and max_tokens differ: give one of them (n_predict is llama-server's name for max_tokens)",
+                Some("n_predict"),
+            ));
+        }
+        g.max_tokens = limit;
+    }
     if let Some(n) = req.logprobs {
         if !(0..=5).contains(&n) {
             return Err(ApiError::invalid(format!("logprobs {n}: from 0 to 5"), Some("logprobs")));

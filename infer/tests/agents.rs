@@ -287,6 +287,11 @@ fn llama_servers_own_routes_answer_as_it_does() {
     let (status, slots) = w.get("/slots");
     assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
     assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
+    // n_predict on the OpenAI text route too.
+    let (status, v1) = w.post("/v1/completions", &json!({ "prompt": "Once", "n_predict": 3, "temperature": 0 }));
+    assert_eq!((status, v1["usage"]["completion_tokens"].as_u64()), (200, Some(3)), "{v1}");
+    let (status, e) = w.post("/v1/completions", &json!({ "prompt": "Once", "n_predict": 3, "max_tokens": 5 }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("n_predict")), "{e}");
     // A chat request's prompt counted without generating: what the chat route's usage says.
     let ask = json!({ "messages": [{ "role": "user", "content": "count me" }], "max_tokens": 2, "temperature": 0 });
     let (status, n) = w.post("/v1/chat/completions/input_tokens", &ask);
