@@ -122,6 +122,7 @@ pub const LLAMA_COMPLETION: &[(&str, Field)] = &[
     ("return_tokens", Read),
     ("n_keep", Refused("n_keep is not supported: a prompt that does not fit is refused, not shifted")),
     ("ignore_eos", Read),
+    ("response_fields", Read),
     ("typical_p", Refused(LLAMA_SAMPLER)),
     ("repeat_penalty", Refused(LLAMA_SAMPLER)),
     ("repeat_last_n", Refused(LLAMA_SAMPLER)),

@@ -81,6 +81,8 @@ struct CompletionFields {
     return_tokens: bool,
     #[serde(default)]
     ignore_eos: bool,
+    #[serde(default)]
+    response_fields: Vec<String>,
 }
 
 /// `POST /completion`.
@@ -116,12 +118,22 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
         if let Some(c) = &g.constraint {
             c.check(&r.model, "grammar")?;
         }
+        if f.response_fields.len() > 64 || f.response_fields.iter().any(|p| p.is_empty() || p.len() > 256) {
+            return Err(ApiError::invalid(
+                "response_fields: at most 64 paths of 1 to 256 characters",
+                Some("response_fields"),
+            ));
+        }
         let tokens = prompt_tokens(r, &f.prompt)?;
         check_fit(r, tokens.len(), &g, "prompt")?;
         let text = String::from_utf8_lossy(&detokenize(r, &tokens)).into_owned();
-        Ok((Prepared { tokens, generation: g, tools: None, kind: Kind::Text }, f.return_tokens, text))
+        Ok((
+            Prepared { tokens, generation: g, tools: None, kind: Kind::Text },
+            (f.return_tokens, f.response_fields),
+            text,
+        ))
     })();
-    let (p, return_tokens, prompt_text) = match prepared {
+    let (p, (return_tokens, fields), prompt_text) = match prepared {
         Ok(p) => p,
         Err(e) => return refused(&st, e),
     };
@@ -131,7 +143,7 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
         return refused(&st, ApiError::internal("the inference engine has stopped"));
     }
     let settings = generation_settings(&st, r, &p);
-    let out = Outcome { model: st.model_id.clone(), settings, prompt: prompt_text, return_tokens };
+    let out = Outcome { model: st.model_id.clone(), settings, prompt: prompt_text, return_tokens, fields };
     st.requests.served();
     if p.generation.stream {
         stream_completion(out, rx)
@@ -147,6 +159,8 @@ struct Outcome {
     settings: Value,
     prompt: String,
     return_tokens: bool,
+    /// `response_fields`: the final object holds only these paths (`a/b` unnested as `a/b`).
+    fields: Vec<String>,
 }
 
 /// The final object of a completion: llama-server's fields.
@@ -208,8 +222,25 @@ impl Outcome {
         if !t.probs.is_empty() {
             v["completion_probabilities"] = probs(&t.probs);
         }
-        v
+        if self.fields.is_empty() {
+            v
+        } else {
+            pick_fields(&v, &self.fields)
+        }
     }
+}
+
+/// llama-server's `response_fields`: an object of the paths of `v` asked for, each under its
+/// path (`generation_settings/n_predict` becomes a key of its own); a path `v` lacks is left out.
+fn pick_fields(v: &Value, paths: &[String]) -> Value {
+    let mut out = serde_json::Map::new();
+    for path in paths {
+        let found = path.split('/').try_fold(v, |cur, k| cur.as_object().and_then(|o| o.get(k)));
+        if let Some(found) = found {
+            out.insert(path.clone(), found.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// llama-server's `probs`: like OpenAI chat's, with the token ids.

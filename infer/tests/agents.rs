@@ -287,6 +287,14 @@ fn llama_servers_own_routes_answer_as_it_does() {
     let (status, slots) = w.get("/slots");
     assert_eq!((status, slots.as_array().map(Vec::len)), (200, Some(2)), "{slots}");
     assert!(slots[0]["n_ctx"].as_u64() == Some(512) && slots[0]["is_processing"] == false, "{slots}");
+    // response_fields: only the paths asked for, a nested one under its path.
+    let (_, picked) = w.post(
+        "/completion",
+        &json!({ "prompt": "Once", "n_predict": 2, "response_fields": ["content", "generation_settings/n_predict", "nope"] }),
+    );
+    let keys: Vec<&String> = picked.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    assert_eq!(keys, ["content", "generation_settings/n_predict"], "{picked}");
+    assert_eq!(picked["generation_settings/n_predict"], 2, "{picked}");
     // n_predict on the OpenAI text route too.
     let (status, v1) = w.post("/v1/completions", &json!({ "prompt": "Once", "n_predict": 3, "temperature": 0 }));
     assert_eq!((status, v1["usage"]["completion_tokens"].as_u64()), (200, Some(3)), "{v1}");
