@@ -434,10 +434,17 @@ pub async fn props(State(st): State<Arc<AppState>>) -> Response {
                 "id": 0,
                 "n_ctx": r.engine.seq_ctx,
                 "is_processing": false,
+                // As llama-server shows them: seed 4294967295 (its LLAMA_DEFAULT_SEED) is a new
+                // random seed per request, as here; the samplers this worker does not have are
+                // shown at the values that turn them off in llama-server, which is what they are.
                 "params": defaults.map(|g| json!({
-                    "n_predict": -1, "temperature": g.sampling.temperature, "top_k": g.sampling.top_k,
-                    "top_p": g.sampling.top_p, "min_p": g.sampling.min_p, "stop": [], "n_probs": 0,
-                    "presence_penalty": 0.0, "frequency_penalty": 0.0, "grammar": "", "stream": false,
+                    "seed": u32::MAX, "n_predict": -1, "max_tokens": -1, "temperature": g.sampling.temperature,
+                    "top_k": g.sampling.top_k, "top_p": g.sampling.top_p, "min_p": g.sampling.min_p, "stop": [],
+                    "n_probs": 0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "grammar": "", "stream": false,
+                    "ignore_eos": false, "n_keep": 0, "n_discard": 0, "typical_p": 1.0, "repeat_penalty": 1.0,
+                    "repeat_last_n": 64, "mirostat": 0, "dry_multiplier": 0.0, "xtc_probability": 0.0,
+                    "top_n_sigma": -1.0, "min_keep": 1, "timings_per_token": false, "post_sampling_probs": false,
+                    "samplers": ["penalties", "top_k", "top_p", "min_p", "temperature"],
                 })),
             },
             "total_slots": r.engine.parallel,

@@ -279,6 +279,12 @@ fn llama_servers_own_routes_answer_as_it_does() {
     assert_eq!((last["stop"].as_bool(), last["tokens_predicted"].as_u64()), (Some(true), Some(3)), "{events:?}");
     let (status, props) = w.get("/props");
     assert_eq!((status, props["total_slots"].as_u64()), (200, Some(2)), "{props}");
+    let defaults = &props["default_generation_settings"]["params"];
+    assert_eq!(
+        (defaults["seed"].as_u64(), defaults["ignore_eos"].as_bool()),
+        (Some(4_294_967_295), Some(false)),
+        "{props}"
+    );
     assert!(props["chat_template"].as_str().is_some_and(|t| t.contains("assistant:")));
     let devices = props["backends"]["devices"].as_array().expect("devices");
     assert!(devices.iter().any(|d| d["kind"] == "cpu" && d["backend"] == "CPU"), "{props}");
