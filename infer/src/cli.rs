@@ -81,9 +81,14 @@ pub struct Args {
     /// none kept, or the model's share of the plan's L1 hot cache].
     #[arg(long, value_name = "MIB")]
     pub cache_ram: Option<u64>,
-    /// The name served in /v1/models [default: the file name without .gguf, or the plan's].
+    /// The names served in /v1/models, comma-separated; as llama-server, the first in sort order
+    /// is the model's id and every one is listed in its `aliases` [default: the file name
+    /// without .gguf, or the plan's].
     #[arg(long)]
     pub alias: Option<String>,
+    /// Informational tags listed in /v1/models, comma-separated (llama-server's option).
+    #[arg(long)]
+    pub tags: Option<String>,
     /// A Jinja chat template to use instead of the model's own (llama-server's option).
     #[arg(long, value_name = "PATH")]
     pub chat_template_file: Option<PathBuf>,
@@ -164,7 +169,11 @@ impl std::fmt::Display for Listen {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub model: PathBuf,
+    /// The model's id in answers and /v1/models.
     pub alias: String,
+    /// Every name `--alias` gave (sorted; the first is `alias`), and `--tags`.
+    pub aliases: Vec<String>,
+    pub tags: Vec<String>,
     pub listen: Listen,
     pub threads: u32,
     pub ctx: u32,
@@ -227,10 +236,17 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
             return Err(usage(anyhow::anyhow!("--model PATH or --plan FILE --plan-model NAME is required")))
         }
     };
-    let alias = args.alias.clone().or_else(|| planned.as_ref().map(|(_, m)| m.name.clone())).unwrap_or_else(|| {
-        let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
-    });
+    let names = |v: &Option<String>| -> Vec<String> {
+        let set: std::collections::BTreeSet<String> =
+            v.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        set.into_iter().collect()
+    };
+    let (aliases, tags) = (names(&args.alias), names(&args.tags));
+    let alias =
+        aliases.first().cloned().or_else(|| planned.as_ref().map(|(_, m)| m.name.clone())).unwrap_or_else(|| {
+            let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+            name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
+        });
     let threads = args
         .threads
         .or_else(|| planned.as_ref().map(|(p, _)| p.inference.threads))
@@ -240,6 +256,8 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
     let s = Settings {
         model,
         alias,
+        aliases,
+        tags,
         listen: args.listen.clone(),
         threads,
         ctx: args.ctx.or_else(|| planned.as_ref().map(|(_, m)| m.context)).unwrap_or(4096),
@@ -369,6 +387,7 @@ async fn serve(s: Settings, facts: ModelFacts) -> Result<(), Failure> {
     let notifier = Notifier::from_env();
     let front = aither_http::Front::new(s.limits);
     let state = AppState::new(s.alias.clone(), front.stats().clone());
+    let _ = state.names.set((s.aliases.clone(), s.tags.clone()));
     state.slots_endpoint.store(s.slots_endpoint, std::sync::atomic::Ordering::Relaxed);
     let policy = aither_http::guard::Policy { hosts: HostPolicy::new(&s.allow_hosts), limits: s.limits };
     let app = aither_http::guard::apply(server::router(state.clone()), policy);

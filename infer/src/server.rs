@@ -56,6 +56,8 @@ pub struct AppState {
     pub requests: metrics::Requests,
     /// The listener's counters (connections, shed, timeouts).
     pub http: Arc<aither_http::Stats>,
+    /// `--alias`'s names and `--tags`, as /v1/models lists them.
+    pub names: OnceLock<(Vec<String>, Vec<String>)>,
     /// `GET /slots` answers (`--no-slots`: 501).
     pub slots_endpoint: std::sync::atomic::AtomicBool,
     seed: AtomicU64,
@@ -72,6 +74,7 @@ impl AppState {
             requests: metrics::Requests::default(),
             http,
             slots_endpoint: std::sync::atomic::AtomicBool::new(true),
+            names: OnceLock::new(),
             seed: AtomicU64::new(started ^ u64::from(std::process::id()).rotate_left(32)),
         })
     }
@@ -168,13 +171,15 @@ async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Response {
+    let (aliases, tags) = st.names.get().cloned().unwrap_or_default();
     let meta = st.ready.get().map(|r| {
         json!({ "n_ctx": r.engine.seq_ctx, "kv_cells": r.engine.n_ctx, "parallel": r.engine.parallel,
                 "n_params": r.n_params, "size": r.size_bytes, "embeddings": r.engine.embeddings })
     });
     Json(json!({
         "object": "list",
-        "data": [{ "id": st.model_id, "object": "model", "created": st.started, "owned_by": "aitheros", "meta": meta }],
+        "data": [{ "id": st.model_id, "aliases": aliases, "tags": tags, "object": "model", "created": st.started,
+                   "owned_by": "aitheros", "meta": meta }],
     }))
     .into_response()
 }

@@ -314,6 +314,16 @@ fn llama_servers_own_routes_answer_as_it_does() {
     assert_eq!(n["input_tokens"], done["usage"]["prompt_tokens"], "{n} {done}");
     let (status, _) = w.post("/chat/completions/input_tokens", &ask);
     assert_eq!(status, 200);
+    // Several aliases and tags, as llama-server lists them: the first in sort order is the id.
+    let named = Worker::start(&chat_model(), &["--ctx", "256", "--alias", "zeta, alpha,beta", "--tags", "y,x"]);
+    let (_, models) = named.get("/v1/models");
+    let m = &models["data"][0];
+    assert_eq!(
+        (m["id"].as_str(), &m["aliases"], &m["tags"]),
+        (Some("alpha"), &json!(["alpha", "beta", "zeta"]), &json!(["x", "y"])),
+        "{models}"
+    );
+    drop(named);
     let closed = Worker::start(&chat_model(), &["--ctx", "256", "--no-slots"]);
     let (status, e) = closed.get("/slots");
     assert_eq!(
