@@ -15,12 +15,14 @@
 
 pub mod agentd;
 pub mod eval;
+pub mod net;
 pub mod plan;
 pub mod preset;
 pub mod profile;
 pub mod render;
 pub mod schema;
 pub mod store;
+pub mod viewers;
 pub mod workflow;
 
 /// Bytes as GiB with one decimal, for messages and tables.

@@ -3,6 +3,8 @@
 //! [`StepResult`] beside it (`result.json`). The agent never talks to agentd: everything it
 //! needs comes in as files, everything it wants done goes out as [`Proposal`]s.
 
+pub use crate::net::{net_contains, parse_net, METADATA_ADDRESSES};
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
@@ -116,6 +118,18 @@ impl Proposal {
     }
 
     pub fn reason(&self) -> &str {
+        match self {
+            Proposal::Start { reason, .. }
+            | Proposal::Stop { reason, .. }
+            | Proposal::Restart { reason, .. }
+            | Proposal::Reload { reason }
+            | Proposal::PullModel { reason, .. }
+            | Proposal::Publish { reason, .. } => reason,
+        }
+    }
+
+    /// The reason, to cut or hide.
+    pub fn reason_mut(&mut self) -> &mut String {
         match self {
             Proposal::Start { reason, .. }
             | Proposal::Stop { reason, .. }
@@ -703,144 +717,8 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// What a caller outside `aither-admin` is shown in place of what a run's model wrote or was
-/// given.
-pub const FOR_ADMINS: &str = "(for admins)";
-
-impl Run {
-    /// The run as those who may not change agentd see it: names, states, costs and times; its
-    /// inputs' values, the failure's reason, the steps' summaries and errors, the proposals'
-    /// reasons and what they would publish left out (they carry what the model wrote or was
-    /// given).
-    pub fn for_viewers(mut self) -> Run {
-        for v in self.inputs.values_mut() {
-            *v = FOR_ADMINS.into();
-        }
-        if self.reason.is_some() {
-            self.reason = Some(FOR_ADMINS.into());
-        }
-        for s in &mut self.steps {
-            if s.error.is_some() {
-                s.error = Some(FOR_ADMINS.into());
-            }
-            if let Some(r) = &mut s.result {
-                r.summary = FOR_ADMINS.into();
-                if let StepOutcome::Failed { reason } = &mut r.outcome {
-                    *reason = FOR_ADMINS.into();
-                }
-                for p in &mut r.proposals {
-                    p.hide_reason();
-                }
-                for c in &mut r.refused {
-                    c.reason = FOR_ADMINS.into();
-                }
-            }
-        }
-        self.approvals = self.approvals.into_iter().map(Approval::for_viewers).collect();
-        self
-    }
-}
-
-impl Approval {
-    /// The proposal as those who may not change agentd see it: its action and state, not the
-    /// model's reason or the content it would publish.
-    pub fn for_viewers(mut self) -> Approval {
-        self.proposal.hide_reason();
-        self.preview = None;
-        self
-    }
-}
-
-impl Proposal {
-    fn hide_reason(&mut self) {
-        match self {
-            Proposal::Start { reason, .. }
-            | Proposal::Stop { reason, .. }
-            | Proposal::Restart { reason, .. }
-            | Proposal::Reload { reason }
-            | Proposal::PullModel { reason, .. }
-            | Proposal::Publish { reason, .. } => *reason = FOR_ADMINS.into(),
-        }
-    }
-}
-
-/// The clouds' metadata services outside link-local (Alibaba's, AWS's IPv6 one): never fetched.
-pub const METADATA_ADDRESSES: [&str; 2] = ["100.100.100.200", "fd00:ec2::254"];
-
-/// An IP network, `ADDRESS/PREFIX` or one address: its address and prefix length, or why not.
-pub fn parse_net(s: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (addr, prefix) = match s.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
-    };
-    let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP address or network"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        None => max,
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
-    };
-    Ok((ip, prefix))
-}
-
-/// Whether network `net` (from [`parse_net`]) holds `ip`.
-pub fn net_contains(net: (std::net::IpAddr, u8), ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    let bits = |a: IpAddr| -> (u128, u32) {
-        match a {
-            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
-            IpAddr::V6(v6) => (u128::from(v6), 128),
-        }
-    };
-    let ((n, width), (a, a_width)) = (bits(net.0), bits(ip));
-    if width != a_width {
-        return false;
-    }
-    let host_bits = width - u32::from(net.1);
-    let mask = if host_bits >= 128 {
-        0
-    } else {
-        (!0u128 << host_bits) & (if width == 32 { u128::from(u32::MAX) } else { !0 })
-    };
-    n & mask == a & mask
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn viewers_see_names_and_states_not_what_the_model_wrote() {
-        let run: Run = serde_json::from_value(serde_json::json!({
-            "schema_version": 1, "id": "post-1", "workflow": "post", "trigger": "manual",
-            "trigger_unit": null, "inputs": {"topic": "the secret launch"}, "state": "awaiting_approval",
-            "reason": null, "created": 1, "ended": null,
-            "steps": [{"name": "write", "state": "done", "unit": "wf-post-1-write", "started": 1, "ended": 2,
-                       "error": null, "attempts": 1,
-                       "result": {"schema_version": 1, "run_id": "post-1", "step": "write", "outcome": "completed",
-                                  "turns": 2, "prompt_tokens": 9, "completion_tokens": 9, "seconds": 1.0,
-                                  "summary": "the launch is on the 9th", "context": null, "outputs": ["post.md"],
-                                  "proposals": [{"kind": "publish", "file": "post.md", "reason": "the 9th"}],
-                                  "refused": [{"tool": "read_file", "reason": "/etc/shadow"}]}}],
-            "approvals": [{"id": "post-1.1", "run_id": "post-1", "workflow": "post", "step": "write",
-                           "proposal": {"kind": "publish", "file": "post.md", "reason": "the 9th"},
-                           "state": "pending", "created": 1, "expires": 9, "decided_by": null, "decided": null,
-                           "outcome": null, "preview": {"bytes": 5, "head": "9th!!", "cut": false}}]
-        }))
-        .expect("run");
-        let seen = serde_json::to_string(&run.clone().for_viewers()).expect("json");
-        for secret in ["secret launch", "on the 9th", "\"the 9th\"", "9th!!", "/etc/shadow"] {
-            assert!(!seen.contains(secret), "{secret} in {seen}");
-        }
-        let v = run.for_viewers();
-        assert_eq!(
-            (v.steps[0].state, v.approvals[0].proposal.action()),
-            (StepState::Done, "publish outputs/post.md".into())
-        );
-        assert_eq!(v.steps[0].result.as_ref().map(|r| r.outputs.clone()), Some(vec!["post.md".to_string()]));
-    }
-
     #[test]
     fn a_preview_is_the_first_kib_cut_between_characters() {
         let p = Preview::of(b"# Hello");

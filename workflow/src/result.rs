@@ -96,7 +96,7 @@ pub fn vet(bytes: &[u8], claims: &Claims<'_>) -> Result<Vetted, String> {
     let mut cut = Vec::new();
     cut_field(&mut r.summary, MAX_SUMMARY, "summary", &mut cut);
     for (i, p) in r.proposals.iter_mut().enumerate() {
-        cut_field(reason_mut(p), MAX_REASON * 4, &format!("proposal {}'s reason", i + 1), &mut cut);
+        cut_field(p.reason_mut(), MAX_REASON * 4, &format!("proposal {}'s reason", i + 1), &mut cut);
     }
     if let aither_api::workflow::StepOutcome::Failed { reason } = &mut r.outcome {
         cut_field(reason, MAX_REASON * 4, "the outcome's reason", &mut cut);
@@ -114,17 +114,6 @@ pub fn vet(bytes: &[u8], claims: &Claims<'_>) -> Result<Vetted, String> {
     }
     r.context = claims.context.map(str::to_string);
     Ok(Vetted { result: r, cut })
-}
-
-fn reason_mut(p: &mut Proposal) -> &mut String {
-    match p {
-        Proposal::Start { reason, .. }
-        | Proposal::Stop { reason, .. }
-        | Proposal::Restart { reason, .. }
-        | Proposal::Reload { reason }
-        | Proposal::PullModel { reason, .. }
-        | Proposal::Publish { reason, .. } => reason,
-    }
 }
 
 /// Cut `s` to at most `max` bytes, on a character boundary, noting it in `cut` as `what`.

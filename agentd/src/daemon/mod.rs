@@ -19,11 +19,15 @@ mod models;
 mod report;
 mod runs;
 mod step_files;
+mod step_limits;
+mod step_units;
+mod unit_triggers;
 mod workflow;
 
 pub use load::{appliance_file, load, Loaded, Options, Stage};
 pub use report::{api_state, invalid_model, reason_text};
-pub use workflow::{Trigger, DEADLINE_TICK as STEP_DEADLINE_TICK, TICK as WORKFLOW_TICK};
+pub use step_limits::DEADLINE_TICK as STEP_DEADLINE_TICK;
+pub use workflow::{Trigger, TICK as WORKFLOW_TICK};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -161,7 +165,7 @@ impl Daemon {
         let mut loaded = loaded;
         let runs = runs::load_all(&runs::runs_dir(&loaded.settings.state_dir));
         let mut mcs = loaded.mcs.clone();
-        let steps = workflow::units_to_adopt(&loaded, &runs, &mut mcs);
+        let steps = step_units::units_to_adopt(&loaded, &runs, &mut mcs);
         loaded.mcs = mcs;
         let specs = loaded.units.iter().chain(&steps).map(|u| u.spec.clone()).collect();
         let (sup, _engine) = Supervisor::spawn(config, specs)?;

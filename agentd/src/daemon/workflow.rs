@@ -20,11 +20,14 @@ use super::approvals::{audit, expire, validate};
 use super::definitions::{check_run_inputs, info};
 use super::runs::{self, Handover};
 use super::step_files::{journal_units, keep_step_files, kept_step, read_journals, step_files};
+use super::step_limits::{check_confinement, STEP_GRACE};
+use super::step_units::{release_pairs, step_unit};
+use super::unit_triggers::Triggered;
 use super::{ApiEvent, Daemon, DaemonError, Outcome, State};
 use crate::agents::{Admission, CategoryMap};
-use crate::units::{self, Planned, StepUnit};
+use crate::units::{self, Planned};
 use crate::workflows::result::Claims;
-use crate::workflows::{Schedule, Workflow};
+use crate::workflows::Schedule;
 
 /// What started a run.
 #[derive(Debug, Clone)]
@@ -49,33 +52,6 @@ pub(super) struct Engine {
     /// When each (workflow, unit) pair last started a run on the unit's failure, and how many
     /// times in a row ([`trigger_backoff`]).
     pub triggered: BTreeMap<(String, String), Triggered>,
-}
-
-/// A unit's failures that started runs of a workflow, in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Triggered {
-    /// Unix seconds of the last run started.
-    pub last: u64,
-    pub streak: u32,
-}
-
-/// The first wait between runs a unit's failures start, doubled with each run in a row.
-const TRIGGER_BACKOFF: u64 = 60;
-/// The longest wait; a unit quiet for this long starts afresh.
-const TRIGGER_BACKOFF_MAX: u64 = 3600;
-
-/// Whether a unit's failure at `now` may start another run of a workflow that its failures
-/// started `before`: `Ok` with the record to keep, or `Err` with when it may.
-pub(super) fn trigger_backoff(before: Option<Triggered>, now: u64) -> Result<Triggered, u64> {
-    let Some(b) = before.filter(|b| now.saturating_sub(b.last) < TRIGGER_BACKOFF_MAX) else {
-        return Ok(Triggered { last: now, streak: 1 });
-    };
-    let wait = TRIGGER_BACKOFF.saturating_mul(1u64 << b.streak.saturating_sub(1).min(16)).min(TRIGGER_BACKOFF_MAX);
-    if now < b.last + wait {
-        Err(b.last + wait)
-    } else {
-        Ok(Triggered { last: now, streak: b.streak + 1 })
-    }
 }
 
 pub(super) fn refused(why: impl Into<String>) -> DaemonError {
@@ -502,40 +478,6 @@ impl Daemon {
         }
     }
 
-    /// A step's agent started: its deadline is set (once), its budget's seconds and
-    /// [`STEP_GRACE`] from now.
-    pub(super) fn arm_step_deadline(st: &mut State, unit: &str) {
-        if st.engine.deadlines.contains_key(unit) || !st.engine.steps.contains_key(unit) {
-            return;
-        }
-        let Some(seconds) = step_budget_seconds(st, unit) else { return };
-        st.engine.deadlines.insert(unit.to_string(), Instant::now() + Duration::from_secs(seconds.into()) + STEP_GRACE);
-    }
-
-    /// Stop the step units past their deadline; their end is collected as `timed_out` (the
-    /// run fails, the slot and category pair are freed as for any step that ends).
-    pub async fn stop_overdue_steps(&self) {
-        let now = Instant::now();
-        let overdue: Vec<String> = {
-            let mut st = self.state.lock().await;
-            let due: Vec<String> = st
-                .engine
-                .deadlines
-                .iter()
-                .filter(|(u, at)| **at <= now && !st.engine.timed_out.contains(*u))
-                .map(|(u, _)| u.clone())
-                .collect();
-            st.engine.timed_out.extend(due.iter().cloned());
-            due
-        };
-        for unit in overdue {
-            tracing::warn!("{unit}: past its budget and grace: stopping it");
-            if let Err(e) = self.sup.stop(&unit).await {
-                tracing::warn!("{unit}: cannot stop it: {e}");
-            }
-        }
-    }
-
     /// Remove a step's unit from the engine and its workspace from disk.
     async fn drop_step_unit(&self, unit: &str) {
         let (ws, next) = {
@@ -683,53 +625,6 @@ impl Daemon {
         Ok(format!("run {id} cancelled"))
     }
 
-    /// A unit left `failed` or `gave-up`: start the workflows it triggers (one run at a time
-    /// per workflow and unit).
-    pub(super) async fn unit_failed(&self, unit: &str) {
-        let wanted: Vec<String> = {
-            let mut st = self.state.lock().await;
-            if st.engine.steps.contains_key(unit) || !st.by_name.contains_key(unit) {
-                return;
-            }
-            let candidates: Vec<String> =
-                st.loaded
-                    .workflows
-                    .values()
-                    .filter(|w| st.loaded.switches.is_on(w) && w.triggers.matches_unit(unit))
-                    .filter(|w| {
-                        !st.engine.runs.values().any(|r| {
-                            r.workflow == w.name && r.trigger_unit.as_deref() == Some(unit) && !r.state.is_final()
-                        })
-                    })
-                    .map(|w| w.name.clone())
-                    .collect();
-            // A unit failing at every start gets runs further and further apart, not one per
-            // failure.
-            let now = runs::now();
-            let mut wanted = Vec::new();
-            for name in candidates {
-                let key = (name.clone(), unit.to_string());
-                match trigger_backoff(st.engine.triggered.get(&key).copied(), now) {
-                    Ok(t) => {
-                        st.engine.triggered.insert(key, t);
-                        wanted.push(name);
-                    }
-                    Err(at) => tracing::info!(
-                        "{unit} failed again: workflow {name} runs for it again no sooner than in {} s",
-                        at.saturating_sub(now)
-                    ),
-                }
-            }
-            wanted
-        };
-        for name in wanted {
-            let trigger = Trigger { text: format!("unit {unit} failed"), unit: Some(unit.to_string()) };
-            if let Err(e) = self.run_workflow(&name, BTreeMap::new(), trigger, false).await {
-                tracing::warn!("workflow {name}: not started for {unit}: {e}");
-            }
-        }
-    }
-
     /// Every 30 s: proposals past their time expire, calendar workflows whose time has come
     /// start (one run at a time per workflow).
     pub async fn workflow_tick(&self) {
@@ -861,114 +756,6 @@ fn kill_leftover(unit: &str) {
     }
 }
 
-/// Step units of the runs still running, for the engine to adopt at start: the same unit
-/// definition they were started with.
-pub(super) fn units_to_adopt(
-    loaded: &super::Loaded,
-    runs: &BTreeMap<String, Run>,
-    mcs: &mut CategoryMap,
-) -> Vec<Planned> {
-    let mut out = Vec::new();
-    for r in runs.values().filter(|r| r.state == RunState::Running) {
-        let Some(w) = loaded.workflows.get(&r.workflow) else { continue };
-        for (i, s) in r.steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Running) {
-            let Some(unit) = &s.unit else { continue };
-            let Some(pair) = mcs.pair_for(unit).filter(|_| i < w.steps.len()) else { continue };
-            out.push(step_unit(loaded, r, w, i, unit, pair));
-        }
-    }
-    out
-}
-
-/// The socket step agents reach the model through: `workflows.gateway_socket`, else the
-/// gateway's own Unix socket.
-fn step_gateway(s: &crate::config::Settings) -> PathBuf {
-    s.workflow_gateway_socket.clone().unwrap_or_else(|| {
-        s.gateway_listen
-            .iter()
-            .find_map(|l| match l {
-                crate::config::Listen::Unix(p) => Some(p.clone()),
-                crate::config::Listen::Tcp(_) => None,
-            })
-            .unwrap_or_else(|| PathBuf::from(aither_sys::paths::GATEWAY_SOCKET))
-    })
-}
-
-/// A step that runs commands or reaches the network runs only where SELinux confines it (or
-/// where the admin has said `workflows.allow_unconfined = true`): without it, nothing but the
-/// agent user and its cgroup stands between the step's commands and the appliance.
-fn check_confinement(
-    step: &crate::workflows::Step,
-    confinement: aither_api::agentd::Confinement,
-    allowed: bool,
-) -> Result<(), String> {
-    use crate::workflows::{Network, Tool};
-    use aither_api::agentd::Confinement;
-    let what = if step.tools.contains(&Tool::RunCommand) {
-        "runs commands"
-    } else if step.network == Network::Outbound || step.tools.contains(&Tool::FetchUrl) {
-        "reaches the network"
-    } else {
-        return Ok(());
-    };
-    let mode = match confinement {
-        Confinement::Enforcing | Confinement::Development => return Ok(()),
-        _ if allowed => return Ok(()),
-        Confinement::Permissive => "permissive",
-        Confinement::Off => "off",
-    };
-    Err(format!(
-        "SELinux is {mode} on this host and step {} {what}: nothing would confine it; \
-         set workflows.allow_unconfined = true in agentd.toml to run it anyway",
-        step.name
-    ))
-}
-
-/// Free the category pairs of a finished run's steps, but for a step still being stopped:
-/// exactly its own step units — a prefix would free another run's too (`wf-a-1-` begins the
-/// units of run `a-1-1` of a workflow named `a-1`).
-fn release_pairs(mcs: &mut CategoryMap, run: &Run) {
-    let done: Vec<String> =
-        run.steps.iter().filter(|s| s.state != StepState::Running).map(|s| runs::step_unit(&run.id, &s.name)).collect();
-    mcs.pairs.retain(|name, _| !done.contains(name));
-}
-
-/// The seconds of the budget of the step that unit `unit` runs.
-fn step_budget_seconds(st: &State, unit: &str) -> Option<u32> {
-    st.engine.runs.values().find_map(|r| {
-        let i = r.steps.iter().position(|s| s.unit.as_deref() == Some(unit))?;
-        st.loaded.workflows.get(&r.workflow)?.steps.get(i).map(|s| s.budget.seconds)
-    })
-}
-
-/// Step `index` of `run` as its unit `unit` at category pair `pair`: the same definition
-/// when it is started and when a later agentd adopts it.
-fn step_unit(loaded: &super::Loaded, run: &Run, w: &Workflow, index: usize, unit: &str, pair: (u16, u16)) -> Planned {
-    let step = &w.steps[index];
-    let s = &loaded.settings;
-    units::step(
-        s,
-        &loaded.plan,
-        &loaded.host,
-        &StepUnit {
-            name: unit,
-            description: format!("workflow {} run {}: step {}", w.name, run.id, step.name),
-            workspace: units::workspace(&s.state_dir, unit),
-            pair,
-            gateway: &step_gateway(s),
-            outbound: step.network == crate::workflows::Network::Outbound,
-            source: runs::runs_dir(&s.state_dir).join(&run.id).join("run.json").display().to_string(),
-        },
-    )
-}
-
-/// How long past its budget's seconds a step's agent may run before agentd stops it: the runner
-/// keeps its own deadline, so only an agent that ignores it (or a step's process that holds it)
-/// meets this one.
-pub const STEP_GRACE: Duration = Duration::from_secs(10);
-/// How often [`Daemon::stop_overdue_steps`] looks.
-pub const DEADLINE_TICK: Duration = Duration::from_secs(1);
-
 /// How often [`Daemon::workflow_tick`] runs.
 pub const TICK: Duration = Duration::from_secs(30);
 
@@ -977,68 +764,5 @@ pub(super) fn ends_step(state: &UnitState) -> Option<&ExitReason> {
     match state {
         UnitState::Exited { reason } => Some(reason),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steps_that_run_commands_or_reach_out_need_selinux_enforcing() {
-        use aither_api::agentd::Confinement;
-        let packs: BTreeMap<String, Workflow> = crate::workflows::load(std::path::Path::new("/nonexistent")).0;
-        let review = &packs["code-review"];
-        let test = review.steps.iter().find(|s| s.tools.contains(&crate::workflows::Tool::RunCommand)).expect("test");
-        let e = check_confinement(test, Confinement::Permissive, false).expect_err("refused");
-        assert!(e.starts_with("SELinux is permissive on this host and step"), "{e}");
-        assert!(e.contains("runs commands") && e.contains("workflows.allow_unconfined = true"), "{e}");
-        assert!(check_confinement(test, Confinement::Off, false).is_err());
-        assert!(check_confinement(test, Confinement::Off, true).is_ok(), "the admin said so");
-        assert!(check_confinement(test, Confinement::Enforcing, false).is_ok());
-        let plain = packs["content-pipeline"].steps.first().expect("a step");
-        assert!(check_confinement(plain, Confinement::Off, false).is_ok(), "nothing to confine beyond the user");
-    }
-
-    #[test]
-    fn a_unit_failing_again_and_again_gets_runs_further_apart() {
-        let first = trigger_backoff(None, 1000).expect("the first failure starts a run");
-        assert_eq!(first, Triggered { last: 1000, streak: 1 });
-        assert_eq!(trigger_backoff(Some(first), 1030), Err(1060), "a minute after the first");
-        let second = trigger_backoff(Some(first), 1060).expect("then");
-        assert_eq!(trigger_backoff(Some(second), 1100), Err(1180), "two minutes after the second");
-        let third = trigger_backoff(Some(second), 1180).expect("then");
-        assert_eq!(trigger_backoff(Some(third), 1181), Err(1420), "four after the third");
-        let long = Triggered { last: 0, streak: 30 };
-        assert_eq!(trigger_backoff(Some(long), 3599), Err(3600), "never more than an hour");
-        assert_eq!(
-            trigger_backoff(Some(long), 3600),
-            Ok(Triggered { last: 3600, streak: 1 }),
-            "quiet for an hour: afresh"
-        );
-    }
-
-    #[test]
-    fn a_finished_run_frees_only_its_own_steps_pairs() {
-        let run = |id: &str, workflow: &str, running: bool| -> Run {
-            serde_json::from_value(serde_json::json!({
-                "schema_version": 1, "id": id, "workflow": workflow, "trigger": "manual",
-                "trigger_unit": null, "inputs": {}, "state": "completed", "reason": null, "created": 1, "ended": 2,
-                "steps": [{"name": "go", "state": if running { "running" } else { "done" }, "unit": null,
-                           "started": null, "ended": null, "result": null, "error": null, "attempts": 1}],
-                "approvals": []
-            }))
-            .expect("run")
-        };
-        let mut mcs = CategoryMap::default();
-        for unit in ["wf-a-1-go", "wf-a-1-1-go", "wf-a-12-go", "agent-x"] {
-            mcs.pair_for(unit).expect("pair");
-        }
-        release_pairs(&mut mcs, &run("a-1", "a", false));
-        let left: Vec<&str> = mcs.pairs.keys().map(String::as_str).collect();
-        assert_eq!(left, ["agent-x", "wf-a-1-1-go", "wf-a-12-go"]);
-        // A step still being stopped keeps its pair until its end.
-        release_pairs(&mut mcs, &run("a-1-1", "a-1", true));
-        assert!(mcs.pairs.contains_key("wf-a-1-1-go"));
     }
 }
