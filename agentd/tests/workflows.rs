@@ -261,6 +261,26 @@ outputs = ["post.md"]
 budget = { steps = 4, tokens = 1000, seconds = 120 }
 "#;
 
+/// The post workflow run until its publish proposal of `content` waits for a decision; the
+/// stand-in model and agentd, to keep.
+fn post_waiting(bed: &Bed, socket: &Path, content: &str) -> (ScriptedModel, common::Guard) {
+    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
+    bed.write("etc/aither/workflows.d/post.toml", POST);
+    let model = ScriptedModel::start(
+        socket,
+        vec![
+            Turn::call("write_file", json!({"path": "outputs/post.md", "content": content})),
+            Turn::call("propose", json!({"kind": "publish", "file": "outputs/post.md", "reason": "it is ready"})),
+            Turn::text("written and proposed"),
+        ],
+    );
+    let agentd = bed.agentd();
+    bed.wait_up(20);
+    bed.ok(&["workflows", "run", "post"]);
+    bed.wait_run("post-1", "awaiting_approval", 30);
+    (model, agentd)
+}
+
 #[test]
 fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
     let bed = Bed::new();
@@ -275,20 +295,7 @@ fn an_approved_publish_lands_in_the_outbox_and_is_posted_to_the_webhook() {
         &socket,
         &format!("webhook = \"http://127.0.0.1:{port}/hook\"\nwebhook_key_file = \"{}\"\n", key.display()),
     );
-    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
-    bed.write("etc/aither/workflows.d/post.toml", POST);
-    let _model = ScriptedModel::start(
-        &socket,
-        vec![
-            Turn::call("write_file", json!({"path": "outputs/post.md", "content": "# Hello from the appliance"})),
-            Turn::call("propose", json!({"kind": "publish", "file": "outputs/post.md", "reason": "it is ready"})),
-            Turn::text("written and proposed"),
-        ],
-    );
-    let _agentd = bed.agentd();
-    bed.wait_up(20);
-    bed.ok(&["workflows", "run", "post"]);
-    bed.wait_run("post-1", "awaiting_approval", 30);
+    let (_model, _agentd) = post_waiting(&bed, &socket, "# Hello from the appliance");
     // Whoever decides sees what would be sent.
     let shown = bed.ok(&["approvals", "show", "post-1.1"]);
     assert!(shown.contains("content:  (26 bytes)\n  | # Hello from the appliance\n"), "{shown}");
@@ -337,20 +344,7 @@ fn a_proposal_approved_twice_at_once_is_carried_out_once() {
     let socket = bed.dir().join("gw.sock");
     let (port, posts) = counting_webhook(Duration::from_secs(1));
     configure_with(&bed, &socket, &format!("webhook = \"http://127.0.0.1:{port}/hook\"\n"));
-    bed.write("etc/aither/units.d/flaky.toml", &FLAKY.replace("-lt 2", "-lt 1"));
-    bed.write("etc/aither/workflows.d/post.toml", POST);
-    let _model = ScriptedModel::start(
-        &socket,
-        vec![
-            Turn::call("write_file", json!({"path": "outputs/post.md", "content": "# Once"})),
-            Turn::call("propose", json!({"kind": "publish", "file": "outputs/post.md", "reason": "it is ready"})),
-            Turn::text("written and proposed"),
-        ],
-    );
-    let _agentd = bed.agentd();
-    bed.wait_up(20);
-    bed.ok(&["workflows", "run", "post"]);
-    bed.wait_run("post-1", "awaiting_approval", 30);
+    let (_model, _agentd) = post_waiting(&bed, &socket, "# Once");
     // Two admins (or a double click) approve at once, and a deny lands meanwhile.
     let approve = || {
         bed.command(common::aitherctl())
