@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
+/// Whether this process sweeps what commands leave behind ([`become_subreaper`]): only the
+/// runner's own process, where every other child is a command's. (A process that runs steps
+/// in-process, as the eval does, has children of its own the sweep must not reap.)
+static SWEEPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Make this process a child subreaper that kills and reaps what each command leaves behind:
+/// whatever leaves a command's process group becomes this process's child when its parent ends.
+pub fn become_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    SWEEPS.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// The commands this process is running now (their pids): the sweep leaves them alone.
 static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// How long the output is still read after the command and what it left are gone.
@@ -59,10 +72,6 @@ impl Ran {
 pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran> {
     use std::os::unix::process::CommandExt as _;
     let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::other("an empty command"))?;
-    // What the command's children leave behind comes to this process, to be swept.
-    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-        eprintln!("aither-agent: cannot become a child subreaper: {e}");
-    }
     let started = Instant::now();
     // Spawned and recorded under the lock the sweep holds, so no sweep sees it unrecorded.
     let mut running = lock_running();
@@ -104,7 +113,9 @@ pub fn run(argv: &[String], dir: &Path, limit: Duration) -> std::io::Result<Ran>
     };
     lock_running().remove(&group.as_raw_nonzero().get());
     // And what left the group: its orphans are this process's children now.
-    sweep_orphans();
+    if SWEEPS.load(std::sync::atomic::Ordering::Relaxed) {
+        sweep_orphans();
+    }
     let until = Instant::now() + DRAIN_GRACE;
     while readers.iter().flatten().any(|r| !r.thread.is_finished()) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10));
@@ -277,6 +288,7 @@ mod tests {
 
     #[test]
     fn a_child_that_leaves_the_group_neither_holds_the_agent_nor_outlives_the_command() {
+        become_subreaper().expect("subreaper");
         let dir = tempfile::tempdir().expect("tempdir");
         let started = Instant::now();
         // A daemon of its own session keeps the output pipe open; a double fork orphans another.

@@ -20,6 +20,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // This process runs only the step: every child it has is a command's, or what one left.
+    if let Err(e) = aither_agent::command::become_subreaper() {
+        eprintln!("aither-agent: cannot become a child subreaper: {e}");
+    }
     match aither_agent::step::run(&args.workspace, &aither_agent::gateway::Endpoint::Unix(args.gateway)) {
         Ok(result) => {
             let outcome = serde_json::to_value(&result.outcome).unwrap_or_default();
