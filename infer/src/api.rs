@@ -21,6 +21,9 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<&'static str>,
+    /// A context overflow's (prompt tokens, context per request): llama-server's
+    /// `n_prompt_tokens` and `n_ctx`, in the error on every route.
+    pub overflow: Option<(usize, usize)>,
 }
 
 /// How much of the KV cache one request may use.
@@ -41,10 +44,13 @@ impl ApiError {
             kind: "invalid_request_error",
             param: param.map(str::to_string),
             code: None,
+            overflow: None,
         }
     }
 
-    /// The prompt and the tokens asked for do not fit one request's share of the context.
+    /// The prompt and the tokens asked for do not fit one request's share of the context:
+    /// OpenAI's `context_length_exceeded` with llama-server's wording and counts, so clients
+    /// of either recognise it.
     pub fn context_overflow(prompt: usize, max_tokens: usize, slot: SlotSize) -> ApiError {
         let share = if slot.tokens < slot.cells {
             format!(
@@ -54,14 +60,16 @@ impl ApiError {
         } else {
             String::new()
         };
+        let need = prompt + max_tokens;
         ApiError {
             code: Some("context_length_exceeded"),
+            overflow: Some((prompt, slot.tokens)),
             ..ApiError::invalid(
                 format!(
-                    "this model's maximum context length is {} tokens per request{share}; the request needs {} \
+                    "request ({need} tokens) exceeds the available context size ({} tokens), try increasing it: \
+                     this model's maximum context length is {} tokens per request{share}; the request needs {need} \
                      ({prompt} in the prompt, {max_tokens} to generate)",
-                    slot.tokens,
-                    prompt + max_tokens
+                    slot.tokens, slot.tokens,
                 ),
                 Some("messages"),
             )
@@ -75,6 +83,7 @@ impl ApiError {
             kind: "invalid_request_error",
             param: None,
             code: Some("not_found"),
+            overflow: None,
         }
     }
 
@@ -86,6 +95,7 @@ impl ApiError {
             kind: "not_supported_error",
             param: None,
             code: None,
+            overflow: None,
         }
     }
 
@@ -96,6 +106,7 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: Some("unavailable"),
+            overflow: None,
         }
     }
 
@@ -106,11 +117,18 @@ impl ApiError {
             kind: "server_error",
             param: None,
             code: None,
+            overflow: None,
         }
     }
 
     pub fn body(&self) -> Value {
-        json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } })
+        let mut v =
+            json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } });
+        if let Some((prompt, n_ctx)) = self.overflow {
+            v["error"]["n_prompt_tokens"] = json!(prompt);
+            v["error"]["n_ctx"] = json!(n_ctx);
+        }
+        v
     }
 }
 
@@ -244,8 +262,8 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
-    /// Token id (as a string, OpenAI's form) to a bias from -100 to 100 added to its logit.
-    pub logit_bias: Option<std::collections::BTreeMap<String, f32>>,
+    /// Biases added to tokens' logits: read with the vocabulary ([`crate::generate::logit_bias`]).
+    pub logit_bias: Option<Value>,
     /// llama-server's: reuse the cached prefix of an earlier request (default true).
     pub cache_prompt: Option<bool>,
     /// llama-server's: a GBNF grammar the output must match.
@@ -254,6 +272,8 @@ pub struct SamplingFields {
     pub json_schema: Option<Value>,
     /// OpenAI's end-user id: written to the worker's log with the request.
     pub user: Option<String>,
+    /// llama-server's: `__verbose` in the answer (read in [`crate::generate::open`]).
+    pub verbose: Option<bool>,
     /// The model asked for: the gateway routes by it; a worker serves its one model.
     pub model: Option<String>,
 }
@@ -272,6 +292,11 @@ pub struct ChatRequest {
     pub top_logprobs: Option<i64>,
     /// OpenAI's newer end-user id: written to the log like `user`.
     pub safety_identifier: Option<String>,
+    /// vLLM's and llama-server's: end the prompt with the assistant's header (default true).
+    pub add_generation_prompt: Option<bool>,
+    /// vLLM's and llama-server's: the last message is the assistant's, to be continued
+    /// (`true` or `"content"`).
+    pub continue_final_message: Option<Value>,
 }
 
 /// `prompt` of a text completion: a string, a list of one string, or token ids.
@@ -349,6 +374,14 @@ pub struct Generation {
     pub special: bool,
     /// Reuse a cached prefix (llama-server's `cache_prompt`).
     pub cache_prompt: bool,
+    /// Report each sampled token with the counts and timings so far (llama-server's stream).
+    pub each_token: bool,
+    /// Report how far the prompt has been read (llama-server's `return_progress`).
+    pub progress: bool,
+    /// Run on this slot, waiting for it if busy (llama-server's `id_slot`); None: the best free one.
+    pub slot: Option<usize>,
+    /// Add llama-server's `__verbose` (the rendered prompt, settings, counts) to the answer.
+    pub verbose: bool,
 }
 
 /// The most choices one request may ask for.
@@ -371,19 +404,6 @@ impl SamplingFields {
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
             return Err(ApiError::invalid(format!("n = {n}: between 1 and {MAX_N}"), Some("n")));
-        }
-        let mut logit_bias = Vec::new();
-        for (k, &bias) in self.logit_bias.iter().flatten() {
-            let id = k.parse::<i32>().ok().filter(|id| *id >= 0).ok_or_else(|| {
-                ApiError::invalid(format!("logit_bias key {k:?} is not a token id"), Some("logit_bias"))
-            })?;
-            if !(-100.0..=100.0).contains(&bias) {
-                return Err(ApiError::invalid(
-                    format!("logit_bias of token {id} is {bias}; from -100 to 100"),
-                    Some("logit_bias"),
-                ));
-            }
-            logit_bias.push((id, bias));
         }
         if self.stream_options.is_some() && !self.stream {
             return Err(ApiError::invalid("stream_options is only for stream: true", Some("stream_options")));
@@ -455,10 +475,14 @@ impl SamplingFields {
             include_usage: self.stream_options.as_ref().is_some_and(|o| o.include_usage),
             n: usize::try_from(n).unwrap_or(1),
             constraint: None,
-            logit_bias,
+            logit_bias: Vec::new(),
             logprobs: None,
             special: false,
             cache_prompt: self.cache_prompt.unwrap_or(true),
+            each_token: false,
+            progress: false,
+            slot: None,
+            verbose: false,
         })
     }
 }

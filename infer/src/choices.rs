@@ -192,6 +192,11 @@ impl Choice {
     }
 
     /// The whole choice of an answer that is not streamed.
+    /// Everything generated, as the model wrote it (tool calls unparsed).
+    pub fn raw_text(&self) -> &str {
+        &self.text
+    }
+
     pub fn whole(&self) -> Value {
         let lps = self.want_logprobs.then(|| logprobs_value(self.kind, &self.logprobs, 0));
         let (content, calls) = match (self.tools, self.calls_from) {

@@ -24,6 +24,8 @@ use crate::tools::{generic_instructions, Choice as ToolChoice, Family, Tools};
 #[derive(Debug)]
 pub struct Prepared {
     pub tokens: Vec<LlamaToken>,
+    /// The prompt as rendered or given (token ids written out as text): `__verbose`'s.
+    pub text: String,
     pub generation: Generation,
     /// The tool-call family, when the model may call tools.
     pub tools: Option<Family>,
@@ -52,15 +54,78 @@ pub fn open<'a>(
         // OpenAI's end-user id is for tracing abuse: it goes to the log with the request.
         tracing::info!(user, "request");
     }
-    let g = sampling.validate(st.next_seed())?;
-    let n_vocab = r.model.n_vocab();
-    if let Some((id, _)) = g.logit_bias.iter().find(|(id, _)| *id >= n_vocab) {
+    let mut g = sampling.validate(st.next_seed())?;
+    g.verbose = v.get("verbose").and_then(Value::as_bool).unwrap_or(false);
+    if g.verbose && g.stream {
         return Err(ApiError::invalid(
-            format!("logit_bias names token {id}, outside the vocabulary (0 to {})", n_vocab - 1),
-            Some("logit_bias"),
+            "verbose is for whole answers: __verbose is not sent in a stream (ask with stream: false)",
+            Some("verbose"),
         ));
     }
+    if let Some(bias) = sampling.logit_bias.as_ref().filter(|b| !b.is_null()) {
+        g.logit_bias = logit_bias(r, bias)?;
+    }
     Ok((r, v, g))
+}
+
+/// The most tokens one request may bias.
+const MAX_BIASED: usize = 1024;
+
+/// `logit_bias` in OpenAI's form (an object of token ids, as strings, to a bias from -100 to
+/// 100) and llama-server's (an array of `[token, bias]` pairs; a key or first element that is
+/// text stands for each of its tokens; a bias of `false` bans the token). An entry this server
+/// cannot read is refused, never skipped.
+pub fn logit_bias(r: &Ready, v: &Value) -> Result<Vec<(i32, f32)>, ApiError> {
+    let bad = |at: &str, why: &str| ApiError::invalid(format!("logit_bias{at}: {why}"), Some("logit_bias"));
+    let n_vocab = r.model.n_vocab();
+    let mut out = Vec::new();
+    let mut add = |at: &str, key: &Value, bias: &Value| -> Result<(), ApiError> {
+        let bias = match bias {
+            Value::Bool(false) => f32::NEG_INFINITY,
+            #[allow(clippy::cast_possible_truncation)]
+            Value::Number(n) => match n.as_f64() {
+                Some(b) if (-100.0..=100.0).contains(&b) => b as f32,
+                _ => return Err(bad(at, &format!("the bias {n} is outside -100 to 100 (false bans the token)"))),
+            },
+            other => return Err(bad(at, &format!("the bias {other} is not a number or false"))),
+        };
+        let ids: Vec<i32> = match key {
+            Value::Number(n) => vec![n.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(-1)],
+            // A key that is all digits is a token id (OpenAI's form); other text, its tokens.
+            Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                vec![s.parse::<i32>().unwrap_or(-1)]
+            }
+            Value::String(s) if !s.is_empty() => {
+                r.model.vocab().tokenize(s.as_bytes(), false, false).iter().map(|t| t.0).collect()
+            }
+            other => return Err(bad(at, &format!("{other} is not a token id or a piece of text"))),
+        };
+        if let Some(id) = ids.iter().find(|id| !(0..n_vocab).contains(*id)) {
+            return Err(bad(at, &format!("token {id} is outside the vocabulary (0 to {})", n_vocab - 1)));
+        }
+        out.extend(ids.into_iter().map(|id| (id, bias)));
+        Ok(())
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, b) in m {
+                add(&format!("[{k:?}]"), &Value::String(k.clone()), b)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_array().map(Vec::as_slice) {
+                    Some([key, bias]) => add(&format!("[{i}]"), key, bias)?,
+                    _ => return Err(bad(&format!("[{i}]"), "each entry is a [token, bias] pair")),
+                }
+            }
+        }
+        _ => return Err(bad("", "an object of token ids to biases, or an array of [token or text, bias] pairs")),
+    }
+    if out.len() > MAX_BIASED {
+        return Err(bad("", &format!("{} tokens biased; at most {MAX_BIASED}", out.len())));
+    }
+    Ok(out)
 }
 
 /// The constraint from llama-server's `grammar` and `json_schema` and OpenAI's
@@ -184,9 +249,13 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
         (Some(t), Some(f)) => f.constraint(t, response_schema.as_ref())?,
         _ => constraint,
     };
+    let (add_generation_prompt, continued) = continuation(&req)?;
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     for (i, m) in req.messages.iter().enumerate() {
         messages.push(m.template_value(i)?);
+    }
+    if continued.is_some() {
+        messages.pop();
     }
     // A template that knows no tools gets the history written as text it can show (and,
     // when the model may call, the instructions), whether or not this turn calls.
@@ -203,14 +272,68 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
         (Some(t), true) => Some(&t.raw),
         (None, true) => None,
     };
-    let prompt = r.template.render(&messages, template_tools, true)?;
+    let mut prompt = r.template.render(&messages, template_tools, add_generation_prompt || continued.is_some())?;
+    if let Some(text) = continued {
+        prompt.push_str(&text);
+    }
     let tokens = tokenize(r, &prompt);
     check_fit(r, tokens.len(), &g, "messages")?;
     g.special = family.is_some();
     if let Some(c) = &g.constraint {
         c.check(&r.model, if calling.is_some() { "tools" } else { "response_format" })?;
     }
-    Ok(Prepared { tokens, generation: g, tools: family, kind: Kind::Chat })
+    Ok(Prepared { tokens, text: prompt, generation: g, tools: family, kind: Kind::Chat })
+}
+
+/// `add_generation_prompt` and `continue_final_message` as vLLM and llama-server read them:
+/// whether the prompt ends with the assistant's header, and the text of a final assistant
+/// message the answer continues (the prompt is the conversation before it, the header, then
+/// that text). Returns the first and the second.
+fn continuation(req: &ChatRequest) -> Result<(bool, Option<String>), ApiError> {
+    let last = req.messages.len() - 1;
+    let assistant = |i: usize| req.messages[i].role == "assistant";
+    if last >= 1 && assistant(last) && assistant(last - 1) {
+        return Err(ApiError::invalid(
+            "Cannot have 2 or more assistant messages at the end of the list.",
+            Some("messages"),
+        ));
+    }
+    let add = req.add_generation_prompt.unwrap_or(true);
+    let field = Some("continue_final_message");
+    let continued = match &req.continue_final_message {
+        None | Some(Value::Null | Value::Bool(false)) => return Ok((add, None)),
+        Some(Value::Bool(true)) => true,
+        Some(Value::String(s)) if s == "content" => true,
+        Some(Value::String(s)) if s == "reasoning_content" => {
+            return Err(ApiError::invalid(
+                "continue_final_message: this server keeps no reasoning apart from the content; continue \"content\"",
+                field,
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!("continue_final_message {other}: true, false or \"content\""), field))
+        }
+    };
+    if continued && add {
+        return Err(ApiError::invalid(
+            "Cannot set both add_generation_prompt and continue_final_message to true.",
+            Some("add_generation_prompt"),
+        ));
+    }
+    let m = &req.messages[last];
+    if !assistant(last) {
+        return Err(ApiError::invalid(
+            format!(
+                "continue_final_message: the last message (messages[{last}]) is the {}'s, not the assistant's",
+                m.role
+            ),
+            field,
+        ));
+    }
+    if m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::invalid("Cannot continue an assistant message that contains tool calls.", field));
+    }
+    Ok((false, Some(m.text(last)?)))
 }
 
 /// For a template that knows no tools: earlier calls written as the JSON the model answers
@@ -281,16 +404,20 @@ pub fn prepare_completion(st: &AppState, body: &[u8]) -> Result<Prepared, ApiErr
     if let Some(c) = &g.constraint {
         c.check(&r.model, "grammar")?;
     }
-    let tokens = match &req.prompt {
-        Prompt::Text(t) => tokenize(r, t),
-        Prompt::Texts(v) if v.len() == 1 => tokenize(r, &v[0]),
+    let (tokens, text) = match &req.prompt {
+        Prompt::Text(t) => (tokenize(r, t), t.clone()),
+        Prompt::Texts(v) if v.len() == 1 => (tokenize(r, &v[0]), v[0].clone()),
         Prompt::Texts(v) => {
             return Err(ApiError::invalid(format!("{} prompts: one per request is supported", v.len()), Some("prompt")))
         }
-        Prompt::Tokens(ids) => token_ids(r, ids, "prompt")?,
+        Prompt::Tokens(ids) => {
+            let tokens = token_ids(r, ids, "prompt")?;
+            let text = crate::llama::detokenize_text(r, &tokens);
+            (tokens, text)
+        }
     };
     check_fit(r, tokens.len(), &g, "prompt")?;
-    Ok(Prepared { tokens, generation: g, tools: None, kind: Kind::Text })
+    Ok(Prepared { tokens, text, generation: g, tools: None, kind: Kind::Text })
 }
 
 /// One choice's events, tagged with its index.
@@ -374,6 +501,8 @@ pub struct Counts {
     pub prompt: usize,
     pub completion: usize,
     pub cached: Option<usize>,
+    /// The first choice's timings.
+    pub timings: Option<crate::engine::Timings>,
 }
 
 impl Counts {
@@ -381,6 +510,7 @@ impl Counts {
         self.prompt = done.prompt_tokens;
         self.completion += done.completion_tokens;
         self.cached = Some(self.cached.map_or(done.cached_tokens, |c| c.min(done.cached_tokens)));
+        self.timings.get_or_insert(done.timings);
     }
 
     pub fn usage(&self) -> Value {
@@ -406,7 +536,7 @@ pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
         match collect(choices, rx).await {
             Ok((choices, counts)) => {
                 st.requests.served();
-                Json(json!({
+                let mut v = json!({
                     "id": id,
                     "object": object(p.kind, false),
                     "created": created,
@@ -414,8 +544,11 @@ pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
                     "system_fingerprint": SYSTEM_FINGERPRINT,
                     "choices": choices.iter().map(Choice::whole).collect::<Vec<_>>(),
                     "usage": counts.usage(),
-                }))
-                .into_response()
+                });
+                if p.generation.verbose {
+                    v["__verbose"] = crate::llama::verbose(st, r, &p, choices[0].raw_text(), &counts);
+                }
+                Json(v).into_response()
             }
             Err(e) => st.requests.refused(e),
         }
@@ -436,6 +569,7 @@ pub async fn collect(mut choices: Vec<Choice>, mut rx: Events) -> Result<(Vec<Ch
         match ev {
             Event::Text(t) => choices[i].push_text(&t),
             Event::Logprob(lp) => choices[i].logprob(lp),
+            Event::Token(_) | Event::Progress(_) => {}
             Event::Error(e) => return Err(ApiError::internal(e)),
             Event::Done(done) => {
                 counts.add(&done);
@@ -512,6 +646,7 @@ pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> 
                     s.choices[i].logprob(lp);
                     vec![]
                 }
+                Some((_, Event::Token(_) | Event::Progress(_))) => vec![],
                 Some((i, Event::Done(done))) => {
                     s.counts.add(&done);
                     s.left -= 1;
@@ -582,6 +717,7 @@ mod tests {
             completion_tokens: completion,
             cached_tokens: 0,
             timings: Default::default(),
+            slot: 0,
         })
     }
 
@@ -626,6 +762,7 @@ mod tests {
                         completion_tokens: 1,
                         cached_tokens: 0,
                         timings: Default::default(),
+                        slot: 0,
                     }),
                 ),
             ],

@@ -18,15 +18,19 @@ use tokio::sync::mpsc;
 
 use crate::api::{self, ApiError, Message};
 use crate::choices::{logprobs_value, Kind};
-use crate::engine::{Done, Event, Finish, Job, TokenLogprob};
+use crate::engine::{Done, Event, Finish, Job, Sampled, Timings, TokenLogprob};
 use crate::fields;
-use crate::generate::{self, Prepared};
+use crate::generate::{self, Events, Prepared};
 use crate::server::{check_fit, token_ids, AppState, Ready};
 
 /// A refusal in llama-server's shape.
 fn refused(st: &AppState, e: ApiError) -> Response {
     let status = e.status;
-    let body = json!({ "error": { "code": status.as_u16(), "message": e.message, "type": e.kind, "param": e.param } });
+    let mut body = e.body();
+    body["error"]["code"] = json!(status.as_u16());
+    if e.overflow.is_some() {
+        body["error"]["type"] = json!("exceed_context_size_error");
+    }
     let _ = st.requests.refused(e);
     (status, Json(body)).into_response()
 }
@@ -41,12 +45,16 @@ fn answer(st: &AppState, r: Result<Value, ApiError>) -> Response {
     }
 }
 
-/// A prompt as llama-server takes it: text, token ids, or text and ids mixed.
-fn prompt_tokens(r: &Ready, v: &Value) -> Result<Vec<LlamaToken>, ApiError> {
+/// The most prompts one `/completion` request may carry.
+const MAX_PROMPTS: usize = 16;
+
+/// One prompt as llama-server takes it: text, token ids, text and ids mixed, or an object
+/// with `prompt_string`.
+fn prompt_tokens(r: &Ready, v: &Value, field: &str) -> Result<Vec<LlamaToken>, ApiError> {
     let bad = || {
         ApiError::invalid(
-            "prompt must be a string, or one array of token ids and strings (several prompts in one request are not supported)",
-            Some("prompt"),
+            format!("{field} must be a string, an array of token ids and strings, or {{\"prompt_string\": ...}}"),
+            Some(field),
         )
     };
     match v {
@@ -60,14 +68,47 @@ fn prompt_tokens(r: &Ready, v: &Value) -> Result<Vec<LlamaToken>, ApiError> {
                     Value::String(s) => out.extend(r.model.vocab().tokenize(s.as_bytes(), false, true)),
                     Value::Number(n) => {
                         let id = n.as_i64().and_then(|n| i32::try_from(n).ok()).ok_or_else(bad)?;
-                        out.extend(token_ids(r, &[id], &format!("prompt[{i}]"))?);
+                        out.extend(token_ids(r, &[id], &format!("{field}[{i}]"))?);
                     }
                     _ => return Err(bad()),
                 }
             }
             Ok(out)
         }
+        Value::Object(o) => match (o.get("prompt_string"), o.len()) {
+            (Some(p @ (Value::String(_) | Value::Array(_))), 1) => {
+                prompt_tokens(r, p, &format!("{field}.prompt_string"))
+            }
+            (Some(_), 1) => Err(bad()),
+            _ => Err(ApiError::invalid(
+                format!(
+                    "{field}: an object prompt has one field, prompt_string (multimodal_data needs a vision model)"
+                ),
+                Some(field),
+            )),
+        },
         _ => Err(bad()),
+    }
+}
+
+/// `prompt` of `/completion`: one prompt, or several as llama-server reads them — an array
+/// holding a token id is one prompt (ids, or ids and strings mixed); an array of strings,
+/// arrays and objects is one prompt per entry.
+fn prompts(r: &Ready, v: &Value, max: usize, field: &str) -> Result<Vec<Vec<LlamaToken>>, ApiError> {
+    match v.as_array() {
+        Some(items) if !items.iter().any(Value::is_number) => {
+            if items.is_empty() {
+                return Err(ApiError::invalid(format!("{field} must not be empty"), Some(field)));
+            }
+            if items.len() > max {
+                return Err(ApiError::invalid(
+                    format!("{field}: {} prompts in one request; at most {max}", items.len()),
+                    Some(field),
+                ));
+            }
+            items.iter().enumerate().map(|(i, p)| prompt_tokens(r, p, &format!("{field}[{i}]"))).collect()
+        }
+        _ => Ok(vec![prompt_tokens(r, v, field)?]),
     }
 }
 
@@ -83,6 +124,11 @@ struct CompletionFields {
     ignore_eos: bool,
     #[serde(default)]
     response_fields: Vec<String>,
+    #[serde(default)]
+    timings_per_token: bool,
+    #[serde(default)]
+    return_progress: bool,
+    id_slot: Option<i64>,
 }
 
 /// `POST /completion`.
@@ -104,6 +150,17 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
             return Err(ApiError::invalid("n_probs is at most 100", Some("n_probs")));
         }
         g.logprobs = (f.n_probs > 0).then_some(f.n_probs);
+        g.each_token = true;
+        g.progress = f.return_progress && g.stream;
+        g.slot = match f.id_slot {
+            None | Some(-1) => None,
+            Some(k) => Some(usize::try_from(k).ok().filter(|k| *k < r.engine.parallel).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("id_slot {k}: -1 (any free slot) or a slot from 0 to {}", r.engine.parallel - 1),
+                    Some("id_slot"),
+                )
+            })?),
+        };
         if f.ignore_eos {
             // As llama-server: the end-of-generation tokens are never sampled, so the answer
             // runs to n_predict (or the slot's end).
@@ -124,109 +181,175 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
                 Some("response_fields"),
             ));
         }
-        let tokens = prompt_tokens(r, &f.prompt)?;
-        check_fit(r, tokens.len(), &g, "prompt")?;
-        let text = String::from_utf8_lossy(&detokenize(r, &tokens)).into_owned();
-        Ok((
-            Prepared { tokens, generation: g, tools: None, kind: Kind::Text },
-            (f.return_tokens, f.response_fields),
-            text,
-        ))
+        let all = prompts(r, &f.prompt, MAX_PROMPTS, "prompt")?;
+        for (i, tokens) in all.iter().enumerate() {
+            let field = if all.len() == 1 { "prompt".to_string() } else { format!("prompt[{i}]") };
+            check_fit(r, tokens.len(), &g, &field)?;
+        }
+        let texts = all.iter().map(|t| detokenize_text(r, t)).collect();
+        let view =
+            View { return_tokens: f.return_tokens, timings_per_token: f.timings_per_token, fields: f.response_fields };
+        Ok((all, g, view, texts))
     })();
-    let (p, (return_tokens, fields), prompt_text) = match prepared {
+    let (all, g, view, texts) = match prepared {
         Ok(p) => p,
         Err(e) => return refused(&st, e),
     };
     let Ok(r) = st.ready() else { return refused(&st, ApiError::unavailable("the model is not loaded")) };
-    let (tx, rx) = mpsc::unbounded_channel();
-    if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: p.generation.clone(), events: tx }) {
-        return refused(&st, ApiError::internal("the inference engine has stopped"));
+    let lens = all.iter().map(Vec::len).collect();
+    let mut rxs = Vec::with_capacity(all.len());
+    let mut settings = Vec::with_capacity(all.len());
+    for tokens in all {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let p = Prepared { tokens, text: String::new(), generation: g.clone(), tools: None, kind: Kind::Text };
+        settings.push(generation_settings(&st, r, &p));
+        if !r.engine.submit(Job::Generate { prompt: p.tokens, generation: p.generation, events: tx }) {
+            return refused(&st, ApiError::internal("the inference engine has stopped"));
+        }
+        rxs.push(rx);
     }
-    let settings = generation_settings(&st, r, &p);
-    let out = Outcome { model: st.model_id.clone(), settings, prompt: prompt_text, return_tokens, fields };
+    let out = Outcome { model: st.model_id.clone(), settings, prompts: texts, lens, view, stream: g.stream };
     st.requests.served();
-    if p.generation.stream {
-        stream_completion(out, rx)
+    let events = generate::Events::new(rxs);
+    if g.stream {
+        stream_completion(out, events)
     } else {
-        whole_completion(&st, out, rx).await
+        whole_completion(&st, out, events).await
     }
 }
 
-/// What the last object of a completion repeats.
+/// What a request asked to see of its answer.
 #[derive(Debug, Clone)]
-struct Outcome {
-    model: String,
-    settings: Value,
-    prompt: String,
+struct View {
     return_tokens: bool,
+    timings_per_token: bool,
     /// `response_fields`: the final object holds only these paths (`a/b` unnested as `a/b`).
     fields: Vec<String>,
 }
 
-/// The final object of a completion: llama-server's fields.
+/// What the objects of a completion repeat, per prompt.
+#[derive(Debug, Clone)]
+struct Outcome {
+    model: String,
+    settings: Vec<Value>,
+    prompts: Vec<String>,
+    /// Each prompt's tokens.
+    lens: Vec<usize>,
+    view: View,
+    stream: bool,
+}
+
+/// One prompt's answer so far.
 #[derive(Debug, Default)]
 struct Tally {
     content: String,
     tokens: Vec<i32>,
     probs: Vec<TokenLogprob>,
+    /// Sampled since the last chunk sent (the stream's `tokens` and probabilities).
+    new_tokens: Vec<i32>,
+    new_probs: Vec<TokenLogprob>,
+    last: Option<Sampled>,
+    prompt_tokens: usize,
 }
 
 impl Tally {
-    fn logprob(&mut self, lp: TokenLogprob) {
-        self.tokens.push(lp.id);
-        self.probs.push(lp);
+    fn take(&mut self, ev: &Event) {
+        match ev {
+            Event::Token(s) => {
+                self.tokens.push(s.id);
+                self.new_tokens.push(s.id);
+                self.last = Some(*s);
+            }
+            Event::Logprob(lp) => {
+                self.probs.push(lp.clone());
+                self.new_probs.push(lp.clone());
+            }
+            Event::Text(t) => self.content.push_str(t),
+            Event::Progress(_) | Event::Done(_) | Event::Error(_) => {}
+        }
     }
 }
 
+/// llama-server's `timings`: the prompt's tokens computed (not reused) and the time they
+/// took, the tokens generated and theirs.
+fn timings(prompt: usize, cached: usize, predicted: usize, t: Timings) -> Value {
+    let per = |n: usize, ms: f64| {
+        #[allow(clippy::cast_precision_loss)]
+        let n = n as f64;
+        (if n > 0.0 { ms / n } else { 0.0 }, if ms > 0.0 { n * 1000.0 / ms } else { 0.0 })
+    };
+    let computed = prompt - cached.min(prompt);
+    let (ppt, pps) = per(computed, t.prompt_ms);
+    let (gpt, gps) = per(predicted, t.predicted_ms);
+    json!({
+        "cache_n": cached,
+        "prompt_n": computed, "prompt_ms": t.prompt_ms, "prompt_per_token_ms": ppt, "prompt_per_second": pps,
+        "predicted_n": predicted, "predicted_ms": t.predicted_ms, "predicted_per_token_ms": gpt,
+        "predicted_per_second": gps,
+    })
+}
+
 impl Outcome {
-    fn last(&self, t: &Tally, done: &Done) -> Value {
+    /// The final object of prompt `i`: llama-server's fields. Streamed, its content, tokens
+    /// and probabilities went out in the chunks before it.
+    fn last(&self, i: usize, t: &Tally, done: &Done) -> Value {
         let (prompt, predicted, cached) = (done.prompt_tokens, done.completion_tokens, done.cached_tokens);
-        let ms = (done.timings.prompt_ms, done.timings.predicted_ms);
         let (stop_type, word) = match done.finish {
             Finish::Stop => ("eos", String::new()),
             Finish::Length => ("limit", String::new()),
             Finish::Word(k) => {
-                ("word", self.settings["stop"].get(k).and_then(Value::as_str).unwrap_or_default().to_string())
+                ("word", self.settings[i]["stop"].get(k).and_then(Value::as_str).unwrap_or_default().to_string())
             }
         };
-        let per = |n: usize, ms: f64| {
-            #[allow(clippy::cast_precision_loss)]
-            let n = n as f64;
-            (if n > 0.0 { ms / n } else { 0.0 }, if ms > 0.0 { n * 1000.0 / ms } else { 0.0 })
-        };
-        let computed = prompt - cached;
-        let (ppt, pps) = per(computed, ms.0);
-        let (gpt, gps) = per(predicted, ms.1);
+        let whole = !self.stream;
         let mut v = json!({
-            "content": t.content,
-            "tokens": if self.return_tokens { json!(t.tokens) } else { json!([]) },
-            "id_slot": -1,
+            "index": i,
+            "content": if whole { t.content.as_str() } else { "" },
+            "tokens": if whole && self.view.return_tokens { json!(t.tokens) } else { json!([]) },
+            "id_slot": done.slot,
             "stop": true,
             "model": self.model,
             "tokens_predicted": predicted,
             "tokens_evaluated": prompt,
-            "generation_settings": self.settings,
-            "prompt": self.prompt,
+            "generation_settings": self.settings[i],
+            "prompt": self.prompts[i],
             "has_new_line": t.content.contains('\n'),
             "truncated": false,
             "stop_type": stop_type,
             "stopping_word": word,
             "tokens_cached": cached,
-            "timings": {
-                "cache_n": cached,
-                "prompt_n": computed, "prompt_ms": ms.0, "prompt_per_token_ms": ppt, "prompt_per_second": pps,
-                "predicted_n": predicted, "predicted_ms": ms.1, "predicted_per_token_ms": gpt,
-                "predicted_per_second": gps,
-            },
+            "timings": timings(prompt, cached, predicted, done.timings),
         });
-        if !t.probs.is_empty() {
+        if whole && !t.probs.is_empty() {
             v["completion_probabilities"] = probs(&t.probs);
         }
-        if self.fields.is_empty() {
+        if self.view.fields.is_empty() {
             v
         } else {
-            pick_fields(&v, &self.fields)
+            pick_fields(&v, &self.view.fields)
         }
+    }
+
+    /// A streamed chunk of prompt `i`: the text since the last one, the tokens and
+    /// probabilities that made it, the counts (and timings, when asked for) so far.
+    fn chunk(&self, i: usize, t: &mut Tally, text: &str) -> Value {
+        let mut v = json!({
+            "index": i,
+            "content": text,
+            "tokens": std::mem::take(&mut t.new_tokens),
+            "stop": false,
+            "id_slot": t.last.map_or(-1, |s| i64::try_from(s.slot).unwrap_or(-1)),
+            "tokens_predicted": t.last.map_or(0, |s| s.n_decoded),
+            "tokens_evaluated": t.prompt_tokens,
+        });
+        if let (true, Some(s)) = (self.view.timings_per_token, t.last) {
+            v["timings"] = timings(t.prompt_tokens, s.cached, s.n_decoded, s.timings);
+        }
+        let new_probs = std::mem::take(&mut t.new_probs);
+        if !new_probs.is_empty() {
+            v["completion_probabilities"] = probs(&new_probs);
+        }
+        v
     }
 }
 
@@ -258,48 +381,80 @@ fn probs(lps: &[TokenLogprob]) -> Value {
     Value::Array(items)
 }
 
-async fn whole_completion(st: &AppState, out: Outcome, mut rx: mpsc::UnboundedReceiver<Event>) -> Response {
-    let mut t = Tally::default();
-    while let Some(ev) = rx.recv().await {
+impl Outcome {
+    fn tallies(&self) -> Vec<Tally> {
+        self.lens.iter().map(|&n| Tally { prompt_tokens: n, ..Tally::default() }).collect()
+    }
+}
+
+/// Wait for every prompt's answer: one object for one prompt, an array (in prompt order) for
+/// several, as llama-server answers.
+async fn whole_completion(st: &AppState, out: Outcome, mut events: Events) -> Response {
+    let mut tallies = out.tallies();
+    let mut answers: Vec<Option<Value>> = vec![None; tallies.len()];
+    while let Some((i, ev)) = events.recv().await {
         match ev {
-            Event::Text(s) => t.content.push_str(&s),
-            Event::Logprob(lp) => t.logprob(lp),
             Event::Error(e) => return refused(st, ApiError::internal(e)),
-            Event::Done(done) => return Json(out.last(&t, &done)).into_response(),
+            Event::Done(done) => {
+                answers[i] = Some(out.last(i, &tallies[i], &done));
+                if answers.iter().all(Option::is_some) {
+                    let mut all: Vec<Value> = answers.into_iter().flatten().collect();
+                    let v = if all.len() == 1 { all.remove(0) } else { Value::Array(all) };
+                    return Json(v).into_response();
+                }
+            }
+            ev => tallies[i].take(&ev),
         }
     }
     refused(st, ApiError::internal("the inference engine dropped the request"))
 }
 
-/// llama-server's stream: `{"content", "tokens", "stop": false}` per piece, then the full
-/// final object with `"stop": true`.
-fn stream_completion(out: Outcome, rx: mpsc::UnboundedReceiver<Event>) -> Response {
-    let state = (rx, Tally::default(), false);
-    let stream = futures_util::stream::unfold(state, move |(mut rx, mut t, done)| {
+/// llama-server's stream: per piece of text `{"index", "content", "tokens", "stop": false, …}`
+/// (with `prompt_progress` chunks before, when asked for), then each prompt's final object
+/// with `"stop": true`.
+fn stream_completion(out: Outcome, events: Events) -> Response {
+    let tallies = out.tallies();
+    let left = tallies.len();
+    let stream = futures_util::stream::unfold((events, tallies, left), move |(mut events, mut tallies, left)| {
         let out = out.clone();
         async move {
-            if done {
+            if left == 0 {
                 return None;
             }
-            let line = |v: Value| Bytes::from(format!("data: {v}\n\n"));
+            let line = |v: Value| Ok::<Bytes, Infallible>(Bytes::from(format!("data: {v}\n\n")));
             loop {
-                match rx.recv().await? {
-                    Event::Logprob(lp) => t.logprob(lp),
-                    Event::Text(s) => {
-                        t.content.push_str(&s);
-                        let v = json!({ "content": s, "tokens": [], "stop": false });
-                        return Some((Ok::<Bytes, Infallible>(line(v)), (rx, t, false)));
+                let (i, ev) = events.recv().await?;
+                let v = match ev {
+                    Event::Text(ref s) => {
+                        tallies[i].take(&ev);
+                        out.chunk(i, &mut tallies[i], s)
                     }
+                    Event::Progress(p) => json!({
+                        "index": i, "content": "", "tokens": [], "stop": false, "id_slot": -1,
+                        "tokens_predicted": 0, "tokens_evaluated": p.total,
+                        "prompt_progress": { "total": p.total, "cache": p.cache, "processed": p.processed,
+                                             "time_ms": p.time_ms },
+                    }),
                     Event::Done(done) => {
-                        let mut v = out.last(&t, &done);
-                        v["content"] = json!("");
-                        return Some((Ok(line(v)), (rx, t, true)));
+                        // Tokens that added no text yet (a piece of a character, a control
+                        // token) go out in a chunk of their own before the final object.
+                        let mut lines = Vec::new();
+                        if !tallies[i].new_tokens.is_empty() || !tallies[i].new_probs.is_empty() {
+                            lines.push(format!("data: {}\n\n", out.chunk(i, &mut tallies[i], "")));
+                        }
+                        lines.push(format!("data: {}\n\n", out.last(i, &tallies[i], &done)));
+                        return Some((Ok(Bytes::from(lines.concat())), (events, tallies, left - 1)));
                     }
                     Event::Error(e) => {
                         let v = json!({ "error": { "code": 500, "message": e, "type": "server_error" } });
-                        return Some((Ok(line(v)), (rx, t, true)));
+                        return Some((line(v), (events, tallies, 0)));
                     }
-                }
+                    Event::Token(_) | Event::Logprob(_) => {
+                        tallies[i].take(&ev);
+                        continue;
+                    }
+                };
+                return Some((line(v), (events, tallies, left)));
             }
         }
     });
@@ -308,6 +463,22 @@ fn stream_completion(out: Outcome, rx: mpsc::UnboundedReceiver<Event>) -> Respon
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
+}
+
+/// llama-server's `__verbose` of an OpenAI-route answer (`verbose: true`): the native view —
+/// the text as generated, the prompt as rendered, the settings, counts and timings.
+pub fn verbose(st: &AppState, r: &Ready, p: &Prepared, text: &str, counts: &generate::Counts) -> Value {
+    let cached = counts.cached.unwrap_or(0);
+    json!({
+        "content": text,
+        "prompt": p.text,
+        "model": st.model_id,
+        "tokens_evaluated": counts.prompt,
+        "tokens_predicted": counts.completion,
+        "tokens_cached": cached,
+        "generation_settings": generation_settings(st, r, p),
+        "timings": timings(counts.prompt, cached, counts.completion, counts.timings.unwrap_or_default()),
+    })
 }
 
 /// The settings a completion runs with, as `/props` and `/completion` show them.
@@ -330,6 +501,11 @@ fn generation_settings(st: &AppState, r: &Ready, p: &Prepared) -> Value {
         "grammar": g.constraint.as_ref().map_or("", |c| c.gbnf()),
         "cache_prompt": g.cache_prompt,
     })
+}
+
+/// Tokens written out as text (special tokens as theirs).
+pub fn detokenize_text(r: &Ready, tokens: &[LlamaToken]) -> String {
+    String::from_utf8_lossy(&detokenize(r, tokens)).into_owned()
 }
 
 fn detokenize(r: &Ready, tokens: &[LlamaToken]) -> Vec<u8> {
@@ -492,8 +668,12 @@ pub async fn slots(State(st): State<Arc<AppState>>) -> Response {
     answer(&st, result)
 }
 
-/// `POST /embedding` and `/embeddings` (llama-server's own): `content` or `input`; one
-/// entry per input, its pooled vector in a list (as llama-server answers pooled models).
+/// The most inputs one native embeddings request may carry.
+const MAX_INPUTS: usize = 2048;
+
+/// `POST /embedding` and `/embeddings` (llama-server's own): `content` or `input`, in any
+/// form a `/completion` prompt takes (ids and text mixed, `{"prompt_string"}`, several);
+/// one entry per input, its pooled vector in a list (as llama-server answers pooled models).
 pub async fn embedding(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = async {
         let mut v = api::body(&body)?;
@@ -502,6 +682,13 @@ pub async fn embedding(State(st): State<Arc<AppState>>, body: Bytes) -> Response
                 return Err(ApiError::invalid("give content or input, not both", Some("content")));
             }
             v["input"] = c;
+        }
+        if let Some(input) = v.get("input").filter(|i| !i.is_null()) {
+            // Read here with the vocabulary, handed on as token ids (which the shared route takes).
+            let r = st.ready()?;
+            let ids: Vec<Vec<i32>> =
+                prompts(r, input, MAX_INPUTS, "input")?.iter().map(|p| p.iter().map(|t| t.0).collect()).collect();
+            v["input"] = json!(ids);
         }
         let out = crate::server::embed(&st, &v).await?;
         if out.base64 {

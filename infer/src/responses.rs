@@ -371,6 +371,7 @@ fn events(model: String, id: String, created: u64, req: Value, choice: Choice, r
                     s.choice.logprob(lp);
                     (vec![], None)
                 }
+                Some((_, Event::Token(_) | Event::Progress(_))) => (vec![], None),
                 Some((_, Event::Done(done))) => {
                     s.counts.add(&done);
                     (s.choice.done(done.finish), Some(done.finish))

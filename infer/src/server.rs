@@ -305,7 +305,13 @@ pub async fn embed(st: &AppState, v: &Value) -> Result<Embedded, ApiError> {
             }
             if t.len() > r.engine.seq_ctx {
                 return Err(ApiError {
-                    param: Some("input".into()),
+                    param: Some(format!("input[{i}]")),
+                    message: format!(
+                        "input {i} ({} tokens) is too large to process: the model reads at most {} tokens at once \
+                         (--ctx)",
+                        t.len(),
+                        r.engine.seq_ctx
+                    ),
                     ..ApiError::context_overflow(t.len(), 0, slot_size(r))
                 });
             }

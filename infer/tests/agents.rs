@@ -345,6 +345,143 @@ fn llama_servers_own_routes_answer_as_it_does() {
     assert_eq!(o["data"].as_array().map(Vec::len), Some(2), "token-id lists: {o}");
 }
 
+/// The `data:` payloads of a stream, as JSON.
+fn chunks(w: &Worker, path: &str, body: &Value) -> Vec<Value> {
+    w.stream(path, body).iter().filter(|l| *l != "[DONE]").map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
+#[test]
+fn llama_servers_native_options_are_honoured() {
+    let w = Worker::start(&chat_model(), &["--ctx", "512", "--parallel", "2"]);
+    // Several prompts in one request: a string, ids and text mixed, an object; one answer each.
+    let (status, all) = w.post(
+        "/completion",
+        &json!({ "prompt": ["Once", [1, "upon"], { "prompt_string": "A" }], "n_predict": 2, "temperature": 0 }),
+    );
+    assert_eq!(status, 200, "{all}");
+    let answers = all.as_array().expect("an array for several prompts");
+    assert_eq!(answers.iter().map(|a| a["index"].as_u64()).collect::<Vec<_>>(), [Some(0), Some(1), Some(2)]);
+    let (_, one) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 2, "temperature": 0 }));
+    assert_eq!(one["content"], answers[0]["content"], "the same prompt alone: {one}");
+    let (status, e) = w.post("/completion", &json!({ "prompt": [{ "nope": 1 }] }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("prompt[0]")), "{e}");
+
+    // The stream: each chunk's tokens and probabilities, timings per token, progress first.
+    let ask = json!({ "prompt": "Once upon a time", "n_predict": 6, "ignore_eos": true, "temperature": 0, "stream": true,
+                      "n_probs": 2, "timings_per_token": true, "return_progress": true, "return_tokens": true });
+    let c = chunks(&w, "/completion", &ask);
+    let last = c.last().expect("chunks");
+    assert_eq!((last["stop"].as_bool(), last["tokens_predicted"].as_u64()), (Some(true), Some(6)), "{last}");
+    assert!(last.get("completion_probabilities").is_none() && last["content"] == "", "streamed already: {last}");
+    let progress: Vec<&Value> = c.iter().filter(|v| v.get("prompt_progress").is_some()).collect();
+    let evaluated = last["tokens_evaluated"].as_u64();
+    assert!(!progress.is_empty(), "{c:?}");
+    assert_eq!(progress.last().map(|p| p["prompt_progress"]["processed"].as_u64()), Some(evaluated), "{c:?}");
+    assert!(progress.iter().all(|p| p["prompt_progress"]["total"].as_u64() == evaluated), "{progress:?}");
+    let pieces: Vec<&Value> = c.iter().filter(|v| v["stop"] == false && v.get("prompt_progress").is_none()).collect();
+    let ids: Vec<u64> = pieces
+        .iter()
+        .flat_map(|v| v["tokens"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_u64())
+        .collect();
+    let probs: usize = pieces.iter().map(|v| v["completion_probabilities"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!((ids.len(), probs), (6, 6), "a token and its probabilities per token: {pieces:?}");
+    assert!(pieces.iter().all(|v| v["timings"]["predicted_n"].as_u64().is_some()), "{pieces:?}");
+    let text: String = pieces.iter().filter_map(|v| v["content"].as_str()).collect();
+    let (_, whole) = w.post("/completion", &merge(&ask, "stream", json!(false)));
+    assert_eq!((whole["content"].as_str(), whole["tokens"].as_array().map(Vec::len)), (Some(text.as_str()), Some(6)));
+    let whole_ids: Vec<u64> = whole["tokens"].as_array().expect("tokens").iter().filter_map(Value::as_u64).collect();
+    assert_eq!(whole_ids, ids, "the same tokens streamed and not");
+    let (_, plain) =
+        w.post("/completion", &json!({ "prompt": "Once", "n_predict": 3, "ignore_eos": true, "return_tokens": true }));
+    assert_eq!(plain["tokens"].as_array().map(Vec::len), Some(3), "return_tokens without n_probs: {plain}");
+
+    // id_slot: the slot asked for, and nothing outside the worker's.
+    let (_, pinned) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 1, "id_slot": 1 }));
+    assert_eq!(pinned["id_slot"], 1, "{pinned}");
+    let (status, e) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 1, "id_slot": 2 }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("id_slot")), "{e}");
+
+    // logit_bias in llama-server's forms: [token, bias] pairs, text keys, false to ban.
+    let end = |bias: Value| {
+        let (status, v) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 3, "logit_bias": bias }));
+        assert_eq!(status, 200, "{v}");
+        (v["stop_type"].as_str().map(str::to_string), v["tokens_predicted"].as_u64())
+    };
+    assert_eq!(end(json!([[2, 100]])), (Some("eos".into()), Some(0)));
+    assert_eq!(end(json!([[2, 100], [2, false]])), (Some("limit".into()), Some(3)), "false bans the token");
+    assert_eq!(end(json!({ "2": 100, "hello": -5 })).0.as_deref(), Some("eos"));
+    for bad in [json!([[2]]), json!({ "2": "x" }), json!([[2, 500]]), json!([[999_999, 1]]), json!("x")] {
+        let (status, e) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 1, "logit_bias": bad }));
+        assert_eq!((status, e["error"]["param"].as_str()), (400, Some("logit_bias")), "{bad}: {e}");
+    }
+
+    // A context overflow both kinds of client recognise.
+    let long = "word ".repeat(400);
+    let (status, e) = w.post("/completion", &json!({ "prompt": long, "n_predict": 8 }));
+    assert_eq!((status, e["error"]["type"].as_str()), (400, Some("exceed_context_size_error")), "{e}");
+    assert!(e["error"]["n_prompt_tokens"].as_u64() > Some(256) && e["error"]["n_ctx"] == 256, "{e}");
+    let (status, e) = w.post("/v1/completions", &json!({ "prompt": long, "max_tokens": 8 }));
+    assert_eq!(
+        (status, e["error"]["type"].as_str(), e["error"]["code"].as_str()),
+        (400, Some("invalid_request_error"), Some("context_length_exceeded")),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("exceeds the available context size")), "{e}");
+    assert_eq!(e["error"]["n_ctx"], 256, "{e}");
+
+    // Continuing a final assistant message (vLLM's form), and what llama-server refuses.
+    let talk = |extra: Value| {
+        let mut body = json!({ "messages": [{ "role": "user", "content": "hi" }, { "role": "assistant", "content": "Hello th" }],
+                               "max_tokens": 2, "temperature": 0 });
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        w.post("/v1/chat/completions", &body)
+    };
+    let (status, cont) = talk(json!({ "continue_final_message": true, "add_generation_prompt": false }));
+    assert_eq!(status, 200, "{cont}");
+    let (_, t) = w.post("/tokenize", &json!({ "content": "<s>user: hi\nassistant:Hello th" }));
+    assert_eq!(cont["usage"]["prompt_tokens"].as_u64(), t["tokens"].as_array().map(|a| a.len() as u64), "{cont} {t}");
+    let (status, e) = talk(json!({ "continue_final_message": true }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("add_generation_prompt")), "{e}");
+    let (status, e) =
+        talk(json!({ "messages": [{ "role": "assistant", "content": "a" }, { "role": "assistant", "content": "b" }] }));
+    assert!(status == 400 && e["error"]["message"].as_str().is_some_and(|m| m.contains("2 or more assistant")), "{e}");
+    let (status, e) = talk(json!({ "messages": [{ "role": "user", "content": "a" }], "continue_final_message": true,
+                                    "add_generation_prompt": false }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("continue_final_message")), "{e}");
+
+    // verbose: llama-server's native view of an OpenAI-route answer.
+    let (status, v) = talk(json!({ "messages": [{ "role": "user", "content": "hi" }], "verbose": true }));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["__verbose"]["prompt"], "<s>user: hi\nassistant:", "{v}");
+    assert_eq!(v["__verbose"]["tokens_predicted"], v["usage"]["completion_tokens"], "{v}");
+    let (status, e) = talk(json!({ "verbose": true, "stream": true }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("verbose")), "{e}");
+
+    // Determinism: the same seed gives the same text streamed and not.
+    let seeded = json!({ "messages": [{ "role": "user", "content": "Tell me a story" }], "max_tokens": 8,
+                         "temperature": 1.0, "seed": 42 });
+    let (_, whole) = w.post("/v1/chat/completions", &seeded);
+    let streamed: String = chunks(&w, "/v1/chat/completions", &merge(&seeded, "stream", json!(true)))
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(whole["choices"][0]["message"]["content"].as_str(), Some(streamed.as_str()));
+    drop(w);
+
+    // Embeddings' inputs in llama-server's extra forms.
+    let m = Worker::start(&embedding_model(), &[]);
+    let (status, e) =
+        m.post("/embedding", &json!({ "content": ["hello", { "prompt_string": "hi" }, [101, "hello", 102]] }));
+    assert_eq!((status, e.as_array().map(Vec::len)), (200, Some(3)), "{e}");
+    let (_, single) = m.post("/embedding", &json!({ "content": "hello" }));
+    assert_eq!(single[0]["embedding"], e[0]["embedding"], "a string alone or in a list");
+    let (status, e) = m.post("/embeddings", &json!({ "input": "word ".repeat(600) }));
+    assert!(status == 400 && e["error"]["message"].as_str().is_some_and(|m| m.contains("too large")), "{e}");
+}
+
 /// A value of the wrong type for a field (a string where the field wants one, an object
 /// elsewhere), and a value a refused or restricted field does not take.
 fn wrong(field: &str) -> Value {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc as tmpsc;
 
 use super::sampling::{logprob, normalize, sampler, FirstChars, RequestSampler};
 use super::store::PromptStore;
-use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, SlotState, Stats, Timings};
+use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, Progress, Sampled, SlotState, Stats, Timings};
 use crate::api::Generation;
 
 pub(super) struct Active {
@@ -38,6 +38,10 @@ pub(super) struct Active {
     pub(super) logprobs: Option<usize>,
     /// Write special tokens as text.
     pub(super) special: bool,
+    /// Report each sampled token ([`Event::Token`]).
+    pub(super) each_token: bool,
+    /// Report prompt processing ([`Event::Progress`]).
+    pub(super) progress: bool,
     /// Prompt tokens reused from the cache.
     pub(super) cached: usize,
     pub(super) admitted: Instant,
@@ -169,7 +173,12 @@ impl<'m> Loop<'m> {
                 }
                 Job::Generate { prompt, generation, events } => {
                     let fits = self.fits_shared_cache(reservation(prompt.len(), generation.max_tokens, self.n_ctx));
-                    let Some(i) = self.best_free_slot(&prompt).filter(|_| fits) else {
+                    let free = match generation.slot {
+                        // llama-server's id_slot: that slot, once it is free.
+                        Some(k) => self.slots.get(k).filter(|s| s.active.is_none()).map(|_| k),
+                        None => self.best_free_slot(&prompt),
+                    };
+                    let Some(i) = free.filter(|_| fits) else {
                         self.queue.push_front(Job::Generate { prompt, generation, events });
                         break;
                     };
@@ -241,6 +250,8 @@ impl<'m> Loop<'m> {
             stop: g.stop.clone(),
             logprobs: g.logprobs,
             special: g.special,
+            each_token: g.each_token,
+            progress: g.progress,
             cached: keep,
             admitted: Instant::now(),
             first_token: None,
@@ -249,6 +260,19 @@ impl<'m> Loop<'m> {
         if g.cache_prompt {
             self.borrow_prefix(i);
         }
+        self.report_progress(i);
+    }
+
+    /// Tell slot `i`'s client how much of its prompt is read, when it asked.
+    fn report_progress(&self, i: usize) {
+        let slot = &self.slots[i];
+        let Some(a) = slot.active.as_ref().filter(|a| a.progress) else { return };
+        let _ = a.events.send(Event::Progress(Progress {
+            total: a.prompt.len(),
+            cache: a.cached,
+            processed: slot.cached.len(),
+            time_ms: u64::try_from(a.admitted.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }));
     }
 
     /// Before slot `i` gives up its cells past `keep`: save what it holds in the prompt
@@ -460,6 +484,7 @@ impl<'m> Loop<'m> {
                             None => {
                                 let from = slot.cached.len();
                                 slot.cached.extend_from_slice(&a.prompt[from..from + n]);
+                                self.report_progress(i);
                             }
                         }
                     }
@@ -524,8 +549,14 @@ impl<'m> Loop<'m> {
             if a.sampler.constrained() {
                 self.stats.constrained_tokens.fetch_add(1, Ordering::Relaxed);
             }
-            a.first_token.get_or_insert_with(Instant::now);
+            let first = *a.first_token.get_or_insert_with(Instant::now);
             generated += 1;
+            if a.each_token {
+                let timings = timings(a.admitted, first);
+                let n_decoded = a.generated + 1;
+                let _ =
+                    a.events.send(Event::Token(Sampled { id: tok.0, n_decoded, slot: i, cached: a.cached, timings }));
+            }
             if let Some(top) = a.logprobs {
                 let lp = logprob(self.model, self.ctx.get_logits_ith(idx), tok, top);
                 let _ = a.events.send(Event::Logprob(lp));
@@ -559,13 +590,13 @@ impl<'m> Loop<'m> {
             let _ = a.events.send(Event::Text(rest));
         }
         let first = a.first_token.unwrap_or_else(Instant::now);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let _ = a.events.send(Event::Done(Done {
             finish,
             prompt_tokens: a.prompt.len(),
             completion_tokens: a.generated,
             cached_tokens: a.cached,
-            timings: Timings { prompt_ms: ms(first - a.admitted), predicted_ms: ms(first.elapsed()) },
+            timings: timings(a.admitted, first),
+            slot: i,
         }));
         self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
     }
@@ -640,6 +671,12 @@ fn clear_seq(ctx: &mut LlamaContext<'_>, slot: &mut Slot) {
     let _ = ctx.clear_kv_cache_seq(Some(seq_u32(slot.seq)), None, None);
     slot.cached.clear();
     slot.logits_at = None;
+}
+
+/// A request's timings so far: admission to first token, first token to now.
+fn timings(admitted: Instant, first: Instant) -> Timings {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Timings { prompt_ms: ms(first - admitted), predicted_ms: ms(first.elapsed()) }
 }
 
 #[cfg(test)]

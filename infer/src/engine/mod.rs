@@ -93,6 +93,11 @@ pub enum Event {
     Text(String),
     /// A sampled token's log-probability, before the text it adds (when asked for).
     Logprob(TokenLogprob),
+    /// A sampled token with the request's counts and timings so far, before the text it adds
+    /// (when asked for: llama-server's native stream reports each token).
+    Token(Sampled),
+    /// How far the prompt has been read (when asked for: llama-server's `return_progress`).
+    Progress(Progress),
     Done(Done),
     Error(String),
 }
@@ -105,6 +110,33 @@ pub struct Done {
     pub completion_tokens: usize,
     /// Prompt tokens whose KV cells were reused rather than computed.
     pub cached_tokens: usize,
+    pub timings: Timings,
+    /// The slot (KV sequence) that ran it.
+    pub slot: usize,
+}
+
+/// Prompt processing so far, as llama-server's `prompt_progress` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The prompt's tokens.
+    pub total: usize,
+    /// Of them, reused from the cache.
+    pub cache: usize,
+    /// Of them, in the slot's KV cells now (the cached ones included).
+    pub processed: usize,
+    /// Since the request was admitted.
+    pub time_ms: u64,
+}
+
+/// One sampled token as llama-server's stream reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampled {
+    pub id: i32,
+    /// Tokens sampled so far, this one included.
+    pub n_decoded: usize,
+    pub slot: usize,
+    /// Prompt tokens reused from the cache.
+    pub cached: usize,
     pub timings: Timings,
 }
 
