@@ -89,6 +89,12 @@ pub struct Args {
     /// Informational tags listed in /v1/models, comma-separated (llama-server's option).
     #[arg(long)]
     pub tags: Option<String>,
+    /// A chat template instead of the model's own (llama-server's option): the name of one
+    /// of llama.cpp's built-in formats (chatml, llama3, mistral-v7, gemma, phi3 …; a text
+    /// that is neither a name nor a Jinja template is refused with the list), or a Jinja
+    /// template's text.
+    #[arg(long, value_name = "NAME|JINJA", conflicts_with = "chat_template_file")]
+    pub chat_template: Option<String>,
     /// A Jinja chat template to use instead of the model's own (llama-server's option).
     #[arg(long, value_name = "PATH")]
     pub chat_template_file: Option<PathBuf>,
@@ -188,6 +194,7 @@ pub struct Settings {
     /// Bytes of host memory for prompts pushed out of their slots.
     pub cache_ram_bytes: u64,
     pub embeddings: Option<bool>,
+    pub chat_template: Option<String>,
     pub chat_template_file: Option<PathBuf>,
     pub backends_dir: Option<PathBuf>,
     /// The listener's limits.
@@ -279,6 +286,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
             None => planned.as_ref().map_or(0, |(p, m)| p.prompt_cache_bytes(&m.name)),
         },
         embeddings: args.embeddings.then_some(true),
+        chat_template: args.chat_template.clone(),
         chat_template_file: args.chat_template_file.clone(),
         backends_dir: args.backends_dir.clone(),
         limits: limits(&args).map_err(|e| {
@@ -480,23 +488,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     let text_of = |t| vocab.text(t).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
     let (bos_text, eos_text) = (text_of(bos), text_of(vocab.eos()));
     let add_bos = vocab.should_add_bos();
-    let source =
-        match &s.chat_template_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                Failure::new(exit::USAGE, anyhow::anyhow!("--chat-template-file {}: {e}", path.display()))
-            })?),
-            None => model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
-        };
-    let template = match source.as_deref().map(|src| ChatTemplate::new(src, &bos_text, &eos_text)) {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => {
-            tracing::warn!("{e}; using ChatML");
-            ChatTemplate::new(CHATML, &bos_text, &eos_text)
-                .map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?
-        }
-        None => ChatTemplate::new(CHATML, &bos_text, &eos_text)
-            .map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))?,
-    };
+    let template = chat_template(s, &model, &bos_text, &eos_text)?;
     if embeddings && s.cache_ram_bytes > 0 {
         tracing::warn!("--cache-ram: an embedding model keeps no prompts (each input is read once); not used");
     }
@@ -537,6 +529,41 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         model_path: s.model.display().to_string(),
         backends,
     })
+}
+
+/// The chat template in force: `--chat-template` (a built-in name, or Jinja text),
+/// `--chat-template-file`, else the model's own. One given on the command line that does not
+/// compile stops the worker; the model's own falls back to ChatML with a warning.
+fn chat_template(s: &Settings, model: &LlamaModel, bos: &str, eos: &str) -> Result<ChatTemplate, Failure> {
+    let usage = |what: String| Failure::new(exit::USAGE, anyhow::anyhow!(what));
+    let given = match (&s.chat_template, &s.chat_template_file) {
+        (Some(t), _) if t == "chatml" => Some(("--chat-template".to_string(), CHATML.to_string())),
+        (Some(t), _) if crate::template::builtin_names().contains(t) => {
+            return ChatTemplate::builtin(t).map_err(|e| usage(format!("--chat-template: {e}")));
+        }
+        (Some(t), _) => Some(("--chat-template".to_string(), t.clone())),
+        (None, Some(path)) => Some((
+            format!("--chat-template-file {}", path.display()),
+            std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("--chat-template-file {}: {e}", path.display())))?,
+        )),
+        (None, None) => None,
+    };
+    if let Some((option, source)) = given {
+        return ChatTemplate::new(&source, bos, eos).map_err(|e| {
+            let names = crate::template::builtin_names().join(", ");
+            usage(format!("{option}: {e} (a built-in template is one of: {names})"))
+        });
+    }
+    let own = model.chat_template(None).ok().and_then(|t| t.to_string().ok());
+    match own.as_deref().map(|src| ChatTemplate::new(src, bos, eos)) {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => {
+            tracing::warn!("the model's {e}; using ChatML");
+            ChatTemplate::new(CHATML, bos, eos).map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e)))
+        }
+        None => ChatTemplate::new(CHATML, bos, eos).map_err(|e| Failure::new(exit::ENGINE, anyhow::anyhow!(e))),
+    }
 }
 
 #[cfg(test)]

@@ -649,3 +649,50 @@ fn a_prompt_pushed_out_of_its_slot_comes_back_from_memory() {
         );
     }
 }
+
+/// `--chat-template NAME` renders llama.cpp's built-in format by llama.cpp itself (as
+/// llama-server without `--jinja`); `chatml` is ChatML; Jinja text is a template; anything
+/// else stops the worker with the list of names.
+#[test]
+fn a_built_in_chat_template_is_chosen_by_name() {
+    let hi = json!({ "messages": [{ "role": "system", "content": "Be brief." }, { "role": "user", "content": "hi" }] });
+    let w = Worker::start(&chat_model(), &["--ctx", "1024", "--chat-template", "llama3"]);
+    let (status, p) = w.post("/apply-template", &hi);
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        p["prompt"],
+        "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n\
+         hi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+        "{p}"
+    );
+    let (_, props) = w.get("/props");
+    assert_eq!(props["chat_template"], "llama3", "{props}");
+    let (status, c) = w.post("/v1/chat/completions", &merge(&hi, "max_tokens", json!(2)));
+    assert_eq!(status, 200, "{c}");
+    let (status, c) = w.post("/v1/chat/completions", &ask("weather?", json!({ "tools": tools(), "max_tokens": 8 })));
+    assert_eq!(status, 200, "tools are described in the messages for a built-in format: {c}");
+    drop(w);
+    let w = Worker::start(&chat_model(), &["--ctx", "256", "--chat-template", "chatml"]);
+    let (_, p) = w.post("/apply-template", &hi);
+    assert_eq!(
+        p["prompt"],
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    drop(w);
+    let w = Worker::start(
+        &chat_model(),
+        &["--ctx", "256", "--chat-template", "{% for m in messages %}[{{ m.content }}]{% endfor %}"],
+    );
+    let (_, p) = w.post("/apply-template", &hi);
+    assert_eq!(p["prompt"], "[Be brief.][hi]");
+    drop(w);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(chat_model())
+        .args(["--listen", "tcp:127.0.0.1:1", "--threads", "1", "--chat-template", "{% nope"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("--chat-template") && err.contains("mistral-v7"), "the option and the names: {err}");
+}
