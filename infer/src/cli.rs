@@ -12,7 +12,7 @@ use aither_http::Limits;
 use aither_sys::notify::Notifier;
 use anyhow::Context as _;
 use clap::Parser;
-use llama_cpp_2::context::params::KvCacheType;
+use llama_cpp_2::context::params::{KvCacheType, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -105,6 +105,10 @@ pub struct Args {
     /// Serve embeddings (detected from the model's pooling type when not given).
     #[arg(long)]
     pub embeddings: bool,
+    /// How an embedding model's token vectors become one (llama-server's option) [default:
+    /// the model's own]: none (a vector per token, on /embedding only), mean, cls or last.
+    #[arg(long, value_enum)]
+    pub pooling: Option<Pooling>,
     /// Take the settings of one model from a plan document (`aither-hwprofile plan --format json`).
     #[arg(long, value_name = "PLAN.json", requires = "plan_model")]
     pub plan: Option<PathBuf>,
@@ -194,6 +198,7 @@ pub struct Settings {
     /// Bytes of host memory for prompts pushed out of their slots.
     pub cache_ram_bytes: u64,
     pub embeddings: Option<bool>,
+    pub pooling: Option<Pooling>,
     pub chat_template: Option<String>,
     pub chat_template_file: Option<PathBuf>,
     pub backends_dir: Option<PathBuf>,
@@ -286,6 +291,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
             None => planned.as_ref().map_or(0, |(p, m)| p.prompt_cache_bytes(&m.name)),
         },
         embeddings: args.embeddings.then_some(true),
+        pooling: args.pooling,
         chat_template: args.chat_template.clone(),
         chat_template_file: args.chat_template_file.clone(),
         backends_dir: args.backends_dir.clone(),
@@ -474,6 +480,15 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     })?;
     let model = Arc::new(model);
     let embeddings = s.embeddings.unwrap_or(facts.pooled);
+    if let (Some(p), false) = (s.pooling, embeddings) {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "--pooling {p:?}: {} is not served as an embedding model (add --embeddings)",
+                s.model.display()
+            ),
+        ));
+    }
     let n_ctx_train = model.n_ctx_train();
     let ctx = if n_ctx_train > 0 && s.ctx > n_ctx_train && !embeddings {
         tracing::warn!("--ctx {} is above the {n_ctx_train} tokens the model was trained on", s.ctx);
@@ -502,6 +517,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         n_ubatch: if embeddings { batch } else { batch.min(512) },
         kv_type: s.kv_cache_type.as_deref().and_then(kv_type),
         embeddings,
+        pooling: s.pooling.map(Pooling::llama),
         cache_ram_bytes: if embeddings { 0 } else { usize::try_from(s.cache_ram_bytes).unwrap_or(usize::MAX) },
     };
     let (n_params, size_bytes) = (model.n_params(), model.size());
@@ -529,6 +545,26 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         model_path: s.model.display().to_string(),
         backends,
     })
+}
+
+/// `--pooling`: llama.cpp's pooling types that give embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooling {
+    None,
+    Mean,
+    Cls,
+    Last,
+}
+
+impl Pooling {
+    fn llama(self) -> LlamaPoolingType {
+        match self {
+            Pooling::None => LlamaPoolingType::None,
+            Pooling::Mean => LlamaPoolingType::Mean,
+            Pooling::Cls => LlamaPoolingType::Cls,
+            Pooling::Last => LlamaPoolingType::Last,
+        }
+    }
 }
 
 /// The chat template in force: `--chat-template` (a built-in name, or Jinja text),

@@ -694,7 +694,7 @@ pub async fn embedding(State(st): State<Arc<AppState>>, body: Bytes) -> Response
         if out.base64 {
             return Err(ApiError::invalid("encoding_format base64 is for /v1/embeddings", Some("encoding_format")));
         }
-        Ok(Value::Array(out.vectors.iter().enumerate().map(|(i, e)| json!({ "index": i, "embedding": [e] })).collect()))
+        Ok(Value::Array(out.vectors.iter().enumerate().map(|(i, e)| json!({ "index": i, "embedding": e })).collect()))
     }
     .await;
     answer(&st, result)

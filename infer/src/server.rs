@@ -257,7 +257,8 @@ pub fn token_ids(r: &Ready, ids: &[i32], param: &str) -> Result<Vec<LlamaToken>,
 /// Pooled embeddings of a request's `input`.
 #[derive(Debug)]
 pub struct Embedded {
-    pub vectors: Vec<Vec<f32>>,
+    /// Per input, its pooled vector (or a vector per token: `--pooling none`).
+    pub vectors: Vec<Vec<Vec<f32>>>,
     pub prompt_tokens: usize,
     /// `encoding_format: base64`.
     pub base64: bool,
@@ -332,10 +333,17 @@ pub async fn embed(st: &AppState, v: &Value) -> Result<Embedded, ApiError> {
 async fn embeddings(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let result = async {
         let v = api::body(&body)?;
+        if st.ready()?.engine.per_token {
+            return Err(ApiError::invalid(
+                "this worker runs with --pooling none (a vector per token), which OpenAI's embeddings cannot carry: \
+                 use /embedding, or another pooling",
+                Some("input"),
+            ));
+        }
         let Embedded { vectors, prompt_tokens, base64 } = embed(&st, &v).await?;
         Ok(json!({
             "object": "list",
-            "data": vectors.iter().enumerate().map(|(i, v)| {
+            "data": vectors.iter().filter_map(|v| v.first()).enumerate().map(|(i, v)| {
                 let embedding = if base64 {
                     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))

@@ -696,3 +696,42 @@ fn a_built_in_chat_template_is_chosen_by_name() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("--chat-template") && err.contains("mistral-v7"), "the option and the names: {err}");
 }
+
+/// `--pooling`: none gives a vector per token on llama-server's route (refused on OpenAI's);
+/// mean is what MiniLM does by itself; cls pools differently; a chat model refuses it.
+#[test]
+fn pooling_is_chosen_at_start() {
+    let norm =
+        |v: &Value| v.as_array().expect("vector").iter().filter_map(Value::as_f64).map(|x| x * x).sum::<f64>().sqrt();
+    let own = Worker::start(&embedding_model(), &[]);
+    let (_, base) = own.post("/v1/embeddings", &json!({ "input": "hello world" }));
+    drop(own);
+    let none = Worker::start(&embedding_model(), &["--pooling", "none"]);
+    let (_, t) = none.post("/tokenize", &json!({ "content": "hello world", "add_special": true }));
+    let (status, e) = none.post("/embedding", &json!({ "content": "hello world" }));
+    assert_eq!(status, 200, "{e}");
+    let vectors = e[0]["embedding"].as_array().expect("vectors");
+    assert_eq!(Some(vectors.len()), t["tokens"].as_array().map(Vec::len), "a vector per token: {t}");
+    assert!(vectors.iter().all(|v| v.as_array().map(Vec::len) == Some(384)));
+    let (status, e) = none.post("/v1/embeddings", &json!({ "input": "hello world" }));
+    assert!(status == 400 && e["error"]["message"].as_str().is_some_and(|m| m.contains("--pooling none")), "{e}");
+    drop(none);
+    let mean = Worker::start(&embedding_model(), &["--pooling", "mean"]);
+    let (_, m) = mean.post("/v1/embeddings", &json!({ "input": "hello world" }));
+    assert_eq!(m["data"][0]["embedding"], base["data"][0]["embedding"], "mean is MiniLM's own");
+    drop(mean);
+    let cls = Worker::start(&embedding_model(), &["--pooling", "cls"]);
+    let (_, c) = cls.post("/v1/embeddings", &json!({ "input": "hello world" }));
+    assert_ne!(c["data"][0]["embedding"], base["data"][0]["embedding"], "the first token's vector");
+    assert!((norm(&c["data"][0]["embedding"]) - 1.0).abs() < 1e-3, "normalized as pooled vectors are");
+    drop(cls);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(chat_model())
+        .args(["--listen", "tcp:127.0.0.1:1", "--threads", "1", "--pooling", "mean"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("--pooling") && err.contains("--embeddings"), "{err}");
+}

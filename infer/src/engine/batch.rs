@@ -79,6 +79,8 @@ pub(super) struct Loop<'m> {
     unified: bool,
     stats: Arc<Stats>,
     embeddings: bool,
+    /// Pooling none: a vector per token.
+    per_token: bool,
     piece: Vec<u8>,
     /// The vocabulary by first character, for grammars (made at the first constrained step).
     first_chars: std::cell::OnceCell<FirstChars>,
@@ -110,6 +112,7 @@ impl<'m> Loop<'m> {
             unified: cfg.kv_unified || parallel <= 1,
             stats,
             embeddings: cfg.embeddings,
+            per_token: cfg.pooling == Some(llama_cpp_2::context::params::LlamaPoolingType::None),
             piece: Vec::with_capacity(64),
             first_chars: std::cell::OnceCell::new(),
             store: PromptStore::new(cfg.cache_ram_bytes),
@@ -601,8 +604,10 @@ impl<'m> Loop<'m> {
         self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Pooled embeddings of each input, L2-normalized (as llama-server returns them).
-    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, String> {
+    /// Pooled embeddings of each input, L2-normalized (as llama-server returns them); with
+    /// pooling none, each token's vector as the model gives it (llama-server does not
+    /// normalize those either).
+    fn embed(&mut self, inputs: &[Vec<LlamaToken>]) -> Result<Vec<Vec<Vec<f32>>>, String> {
         if !self.embeddings {
             return Err("this model does not produce embeddings".into());
         }
@@ -629,12 +634,23 @@ impl<'m> Loop<'m> {
             self.ctx.decode(&mut self.batch).map_err(|e| format!("llama_decode failed: {e}"))?;
             self.stats.record_decode(t0);
             self.stats.prompt_tokens.fetch_add(tokens as u64, Ordering::Relaxed);
+            let mut at = 0;
             for s in 0..seqs {
-                let v = self
-                    .ctx
-                    .embeddings_seq_ith(position(s))
-                    .map_err(|_| "llama.cpp returned no pooled embedding".to_string())?;
-                out.push(normalize(v));
+                let n = inputs[i + s].len();
+                if self.per_token {
+                    let vectors = (at..at + n)
+                        .map(|k| self.ctx.embeddings_ith(position(k)).map(<[f32]>::to_vec))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("llama.cpp returned no token embedding: {e}"))?;
+                    out.push(vectors);
+                } else {
+                    let v = self
+                        .ctx
+                        .embeddings_seq_ith(position(s))
+                        .map_err(|_| "llama.cpp returned no pooled embedding".to_string())?;
+                    out.push(vec![normalize(v)]);
+                }
+                at += n;
             }
             i += seqs;
         }

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub kv_type: Option<KvCacheType>,
     /// An embedding model: pooled embeddings, no generation.
     pub embeddings: bool,
+    /// How token vectors are pooled; None: the model's own way.
+    pub pooling: Option<LlamaPoolingType>,
     /// Bytes of host memory for prompts pushed out of their slots (0: none kept).
     pub cache_ram_bytes: usize,
 }
@@ -162,8 +164,16 @@ pub struct TokenLogprob {
 /// Work for the engine.
 #[derive(Debug)]
 pub enum Job {
-    Generate { prompt: Vec<LlamaToken>, generation: Generation, events: tmpsc::UnboundedSender<Event> },
-    Embed { inputs: Vec<Vec<LlamaToken>>, reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>> },
+    Generate {
+        prompt: Vec<LlamaToken>,
+        generation: Generation,
+        events: tmpsc::UnboundedSender<Event>,
+    },
+    /// Per input, its pooled vector (or, pooling none, a vector per token).
+    Embed {
+        inputs: Vec<Vec<LlamaToken>>,
+        reply: oneshot::Sender<Result<Vec<Vec<Vec<f32>>>, String>>,
+    },
 }
 
 impl Job {
@@ -262,6 +272,8 @@ pub struct Engine {
     pub seq_ctx: usize,
     pub parallel: usize,
     pub embeddings: bool,
+    /// `--pooling none`: a vector per token, which OpenAI's route cannot carry.
+    pub per_token: bool,
     alive: Arc<AtomicBool>,
 }
 
@@ -300,6 +312,7 @@ impl Engine {
             seq_ctx: seq_ctx(n_ctx, parallel, cfg.kv_unified),
             parallel,
             embeddings: cfg.embeddings,
+            per_token: cfg.pooling == Some(LlamaPoolingType::None),
             alive,
         })
     }
@@ -336,6 +349,9 @@ fn make_context<'m>(
         .with_n_threads_batch(cfg.threads)
         .with_kv_unified(cfg.kv_unified || cfg.parallel <= 1)
         .with_embeddings(cfg.embeddings);
+    if let Some(pooling) = cfg.pooling {
+        p = p.with_pooling_type(pooling);
+    }
     if let Some(t) = cfg.kv_type {
         p = p.with_type_k(t).with_type_v(t);
     }
