@@ -382,6 +382,8 @@ pub struct Generation {
     pub slot: Option<usize>,
     /// Add llama-server's `__verbose` (the rendered prompt, settings, counts) to the answer.
     pub verbose: bool,
+    /// Prompt tokens a context shift keeps (llama-server's `n_keep`; the BOS besides); None: none.
+    pub keep: Option<usize>,
 }
 
 /// The most choices one request may ask for.
@@ -483,6 +485,7 @@ impl SamplingFields {
             progress: false,
             slot: None,
             verbose: false,
+            keep: None,
         })
     }
 }

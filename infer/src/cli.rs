@@ -58,6 +58,14 @@ pub struct Args {
     /// but attention reads every request's cells (slower with many at once).
     #[arg(long)]
     pub kv_unified: bool,
+    /// A slot whose context fills up discards the older half of its tokens (after n_keep)
+    /// and goes on generating, as llama-server's option; off by default: the answer ends
+    /// with finish_reason "length".
+    #[arg(long, overrides_with = "no_context_shift")]
+    pub context_shift: bool,
+    /// The default: a full context ends the answer.
+    #[arg(long, overrides_with = "context_shift")]
+    pub no_context_shift: bool,
     /// `GET /slots` answers 501, as llama-server's `--no-slots` (it is on by default).
     #[arg(long, overrides_with = "slots")]
     pub no_slots: bool,
@@ -199,6 +207,7 @@ pub struct Settings {
     pub cache_ram_bytes: u64,
     pub embeddings: Option<bool>,
     pub pooling: Option<Pooling>,
+    pub context_shift: bool,
     pub chat_template: Option<String>,
     pub chat_template_file: Option<PathBuf>,
     pub backends_dir: Option<PathBuf>,
@@ -292,6 +301,7 @@ pub fn settings(args: Args) -> Result<Settings, Failure> {
         },
         embeddings: args.embeddings.then_some(true),
         pooling: args.pooling,
+        context_shift: args.context_shift,
         chat_template: args.chat_template.clone(),
         chat_template_file: args.chat_template_file.clone(),
         backends_dir: args.backends_dir.clone(),
@@ -480,6 +490,15 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
     })?;
     let model = Arc::new(model);
     let embeddings = s.embeddings.unwrap_or(facts.pooled);
+    if s.context_shift && !can_shift(&model) {
+        return Err(Failure::new(
+            exit::USAGE,
+            anyhow::anyhow!(
+                "--context-shift: {} keeps positions llama.cpp cannot shift (a recurrent or multi-section RoPE model)",
+                s.model.display()
+            ),
+        ));
+    }
     if let (Some(p), false) = (s.pooling, embeddings) {
         return Err(Failure::new(
             exit::USAGE,
@@ -518,6 +537,7 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         kv_type: s.kv_cache_type.as_deref().and_then(kv_type),
         embeddings,
         pooling: s.pooling.map(Pooling::llama),
+        context_shift: s.context_shift,
         cache_ram_bytes: if embeddings { 0 } else { usize::try_from(s.cache_ram_bytes).unwrap_or(usize::MAX) },
     };
     let (n_params, size_bytes) = (model.n_params(), model.size());
@@ -545,6 +565,15 @@ fn load(s: &Settings, facts: &ModelFacts) -> Result<Ready, Failure> {
         model_path: s.model.display().to_string(),
         backends,
     })
+}
+
+/// Whether llama.cpp can move this model's KV cells to new positions (what
+/// `llama_memory_can_shift` says): not recurrent or hybrid, one position per embedding.
+fn can_shift(model: &LlamaModel) -> bool {
+    use llama_cpp_2::model::RopeType;
+    !model.is_recurrent()
+        && !model.is_hybrid()
+        && !matches!(model.rope_type(), Some(RopeType::MRope | RopeType::IMRope | RopeType::Vision))
 }
 
 /// `--pooling`: llama.cpp's pooling types that give embeddings.

@@ -124,7 +124,7 @@ pub const LLAMA_COMPLETION: &[(&str, Field)] = &[
     ("n_predict", Read),
     ("n_probs", Read),
     ("return_tokens", Read),
-    ("n_keep", Refused("n_keep is not supported: a prompt that does not fit is refused, not shifted")),
+    ("n_keep", Read),
     ("ignore_eos", Read),
     ("response_fields", Read),
     ("typical_p", Refused(LLAMA_SAMPLER)),

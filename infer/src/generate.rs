@@ -471,7 +471,7 @@ pub fn submit(r: &Ready, p: &Prepared) -> Result<Events, ApiError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut g = p.generation.clone();
         g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
-        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: g, events: tx }) {
+        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: Box::new(g), events: tx }) {
             return Err(ApiError::internal("the inference engine has stopped"));
         }
         rxs.push(rx);
@@ -718,6 +718,7 @@ mod tests {
             cached_tokens: 0,
             timings: Default::default(),
             slot: 0,
+            truncated: false,
         })
     }
 
@@ -763,6 +764,7 @@ mod tests {
                         cached_tokens: 0,
                         timings: Default::default(),
                         slot: 0,
+                        truncated: false,
                     }),
                 ),
             ],

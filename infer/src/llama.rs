@@ -129,6 +129,7 @@ struct CompletionFields {
     #[serde(default)]
     return_progress: bool,
     id_slot: Option<i64>,
+    n_keep: Option<i64>,
 }
 
 /// `POST /completion`.
@@ -161,6 +162,18 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
                 )
             })?),
         };
+        g.keep =
+            match f.n_keep {
+                None => None,
+                Some(_) if !r.engine.context_shift => return Err(ApiError::invalid(
+                    "n_keep applies when a full context is shifted: this worker was started without --context-shift",
+                    Some("n_keep"),
+                )),
+                Some(-1) => Some(usize::MAX),
+                Some(n) => Some(usize::try_from(n).map_err(|_| {
+                    ApiError::invalid(format!("n_keep {n}: -1 (the whole prompt) or 0 and up"), Some("n_keep"))
+                })?),
+            };
         if f.ignore_eos {
             // As llama-server: the end-of-generation tokens are never sampled, so the answer
             // runs to n_predict (or the slot's end).
@@ -203,7 +216,7 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
         let (tx, rx) = mpsc::unbounded_channel();
         let p = Prepared { tokens, text: String::new(), generation: g.clone(), tools: None, kind: Kind::Text };
         settings.push(generation_settings(&st, r, &p));
-        if !r.engine.submit(Job::Generate { prompt: p.tokens, generation: p.generation, events: tx }) {
+        if !r.engine.submit(Job::Generate { prompt: p.tokens, generation: Box::new(p.generation), events: tx }) {
             return refused(&st, ApiError::internal("the inference engine has stopped"));
         }
         rxs.push(rx);
@@ -314,7 +327,7 @@ impl Outcome {
             "generation_settings": self.settings[i],
             "prompt": self.prompts[i],
             "has_new_line": t.content.contains('\n'),
-            "truncated": false,
+            "truncated": done.truncated,
             "stop_type": stop_type,
             "stopping_word": word,
             "tokens_cached": cached,

@@ -123,6 +123,13 @@ pub fn render(st: &AppState) -> String {
         "Constrained tokens for which none of the best candidates was allowed and the whole vocabulary was masked.",
         load(&s.grammar_full_masks),
     );
+    metric(
+        &mut out,
+        "context_shifts_total",
+        "counter",
+        "Times a full slot discarded half of its older tokens to go on generating (--context-shift).",
+        load(&s.context_shifts),
+    );
     metric(&mut out, "generated_tokens_total", "counter", "Tokens generated.", load(&s.generated_tokens));
     #[allow(clippy::cast_precision_loss)]
     let decode_secs = load(&s.decode_nanos) as f64 / 1e9;

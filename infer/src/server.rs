@@ -199,7 +199,8 @@ pub fn check_fit(r: &Ready, prompt: usize, g: &Generation, param: &str) -> Resul
     if prompt == 0 {
         return Err(ApiError::invalid("the prompt is empty", Some(param)));
     }
-    let want = g.max_tokens.unwrap_or(1);
+    // With --context-shift the answer may run past the slot's end: the prompt must fit.
+    let want = if r.engine.context_shift { 1 } else { g.max_tokens.unwrap_or(1) };
     if prompt.saturating_add(want) > r.engine.seq_ctx {
         return Err(ApiError {
             param: Some(param.to_string()),

@@ -735,3 +735,36 @@ fn pooling_is_chosen_at_start() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("--pooling") && err.contains("--embeddings"), "{err}");
 }
+
+/// `--context-shift`: an answer longer than its slot goes on (the older half of the tokens
+/// after n_keep discarded), is marked truncated, and leaves nothing inexact for later
+/// requests to reuse; without it the same request is refused up front.
+#[test]
+fn a_full_context_shifts_when_asked() {
+    let short = json!({ "prompt": "Once upon a time", "n_predict": 4, "temperature": 0 });
+    let w = Worker::start(&chat_model(), &["--ctx", "64", "--context-shift"]);
+    // llama.cpp rounds a context up (to 256 cells): ask for more than the slot holds.
+    let (_, props) = w.get("/props");
+    let n_ctx = props["default_generation_settings"]["n_ctx"].as_u64().expect("n_ctx");
+    let long = json!({ "prompt": "Once upon a time", "n_predict": n_ctx + 50, "ignore_eos": true, "temperature": 0 });
+    let (_, before) = w.post("/completion", &short);
+    let (status, r) = w.post("/completion", &merge(&long, "n_keep", json!(2)));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!((r["tokens_predicted"].as_u64(), r["truncated"].as_bool()), (Some(n_ctx + 50), Some(true)), "{r}");
+    assert!(w.metric("aither_infer_context_shifts_total") >= 1.0);
+    let (_, after) = w.post("/completion", &short);
+    assert_eq!(
+        (after["content"].as_str(), after["tokens_cached"].as_u64()),
+        (before["content"].as_str(), Some(0)),
+        "{after}"
+    );
+    let chat = ask("hi", json!({ "max_tokens": n_ctx, "temperature": 0 }));
+    let (status, c) = w.post("/v1/chat/completions", &merge(&chat, "logit_bias", json!([[2, false]])));
+    assert_eq!((status, c["usage"]["completion_tokens"].as_u64()), (200, Some(n_ctx)), "{c}");
+    drop(w);
+    let w = Worker::start(&chat_model(), &["--ctx", "64"]);
+    let (status, e) = w.post("/completion", &long);
+    assert_eq!((status, e["error"]["type"].as_str()), (400, Some("exceed_context_size_error")), "{e}");
+    let (status, e) = w.post("/completion", &merge(&short, "n_keep", json!(2)));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("n_keep")), "{e}");
+}

@@ -42,6 +42,11 @@ pub(super) struct Active {
     pub(super) each_token: bool,
     /// Report prompt processing ([`Event::Progress`]).
     pub(super) progress: bool,
+    /// Leading tokens a context shift keeps (`n_keep`, the BOS included).
+    pub(super) keep: usize,
+    /// Once its context has been shifted: the leading tokens whose cells are still exactly
+    /// what a fresh decode would give (the rest attended to what was discarded).
+    pub(super) shifted: Option<usize>,
     /// Prompt tokens reused from the cache.
     pub(super) cached: usize,
     pub(super) admitted: Instant,
@@ -81,6 +86,8 @@ pub(super) struct Loop<'m> {
     embeddings: bool,
     /// Pooling none: a vector per token.
     per_token: bool,
+    /// `--context-shift`: a full slot discards half of its older tokens instead of ending.
+    context_shift: bool,
     piece: Vec<u8>,
     /// The vocabulary by first character, for grammars (made at the first constrained step).
     first_chars: std::cell::OnceCell<FirstChars>,
@@ -113,6 +120,7 @@ impl<'m> Loop<'m> {
             stats,
             embeddings: cfg.embeddings,
             per_token: cfg.pooling == Some(llama_cpp_2::context::params::LlamaPoolingType::None),
+            context_shift: cfg.context_shift,
             piece: Vec::with_capacity(64),
             first_chars: std::cell::OnceCell::new(),
             store: PromptStore::new(cfg.cache_ram_bytes),
@@ -238,7 +246,14 @@ impl<'m> Loop<'m> {
             slot.cached.truncate(keep);
         }
         let room = self.n_ctx.saturating_sub(prompt.len());
-        let budget = g.max_tokens.map_or(room, |m| m.min(room));
+        // With --context-shift, max_tokens may go past the slot's end (no max_tokens still
+        // ends there: a request never runs on without a limit).
+        let budget = match g.max_tokens {
+            Some(m) if self.context_shift => m,
+            m => m.map_or(room, |m| m.min(room)),
+        };
+        let bos = usize::from(prompt.first() == Some(&self.model.vocab().bos()));
+        let n_keep = g.keep.map_or(0, |k| k.min(prompt.len())) + bos;
         let reserved = reservation(prompt.len(), g.max_tokens, self.n_ctx);
         slot.active = Some(Active {
             reserved,
@@ -255,6 +270,8 @@ impl<'m> Loop<'m> {
             special: g.special,
             each_token: g.each_token,
             progress: g.progress,
+            keep: n_keep,
+            shifted: None,
             cached: keep,
             admitted: Instant::now(),
             first_token: None,
@@ -344,7 +361,9 @@ impl<'m> Loop<'m> {
             if j == i {
                 continue;
             }
-            let have = common_prefix(&s.cached, &a.prompt).min(last);
+            // A shifted request's cells are exact only up to what it kept.
+            let exact = s.active.as_ref().and_then(|d| d.shifted).unwrap_or(usize::MAX);
+            let have = common_prefix(&s.cached, &a.prompt).min(last).min(exact);
             if have > held.0 {
                 held = (have, Some(j));
             }
@@ -572,16 +591,44 @@ impl<'m> Loop<'m> {
             self.piece.clear();
             self.model.vocab().token_to_piece_into(tok, &mut self.piece, a.special, None);
             a.partial.extend_from_slice(&self.piece);
+            let full = slot.cached.len() >= self.n_ctx;
             if let Some(word) = a.push_text() {
                 self.finish(i, Finish::Word(word));
-            } else if a.generated >= a.budget || slot.cached.len() >= self.n_ctx {
+            } else if a.generated >= a.budget || (full && !(self.context_shift && self.shift(i))) {
                 self.finish(i, Finish::Length);
-            } else {
+            } else if let Some(a) = self.slots[i].active.as_mut() {
                 a.next = Some(tok);
             }
         }
         self.stats.generated_tokens.fetch_add(generated, Ordering::Relaxed);
         self.stats.record_rate();
+    }
+
+    /// Make room in slot `i`'s full context as llama-server's `--context-shift` does: keep
+    /// the first `keep` tokens, discard half of the rest, move the later half down. False
+    /// when nothing can be discarded.
+    fn shift(&mut self, i: usize) -> bool {
+        let slot = &mut self.slots[i];
+        let Some(a) = slot.active.as_mut() else { return false };
+        let n_past = slot.cached.len();
+        let keep = a.keep.min(n_past);
+        let discard = (n_past - keep) / 2;
+        let pos = |n: usize| u32::try_from(n).ok();
+        let Ok(delta) = i32::try_from(discard) else { return false };
+        if discard == 0 {
+            return false;
+        }
+        let removed = self.ctx.clear_kv_cache_seq(Some(seq_u32(slot.seq)), pos(keep), pos(keep + discard));
+        if !matches!(removed, Ok(true)) {
+            return false;
+        }
+        if self.ctx.kv_cache_seq_add(slot.seq, pos(keep + discard), pos(n_past), -delta).is_err() {
+            return false;
+        }
+        slot.cached.drain(keep..keep + discard);
+        a.shifted = Some(keep);
+        self.stats.context_shifts.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// End slot `i`'s request: flush what it held and say why.
@@ -600,8 +647,14 @@ impl<'m> Loop<'m> {
             cached_tokens: a.cached,
             timings: timings(a.admitted, first),
             slot: i,
+            truncated: a.shifted.is_some(),
         }));
         self.stats.requests_done.fetch_add(1, Ordering::Relaxed);
+        if a.shifted.is_some() {
+            // Its cells past `keep` are not what the tokens would give afresh: no later
+            // request may reuse them.
+            clear_seq(&mut self.ctx, &mut self.slots[i]);
+        }
     }
 
     /// Pooled embeddings of each input, L2-normalized (as llama-server returns them); with

@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub embeddings: bool,
     /// How token vectors are pooled; None: the model's own way.
     pub pooling: Option<LlamaPoolingType>,
+    /// A slot whose context is full discards half of its older tokens and goes on.
+    pub context_shift: bool,
     /// Bytes of host memory for prompts pushed out of their slots (0: none kept).
     pub cache_ram_bytes: usize,
 }
@@ -115,6 +117,8 @@ pub struct Done {
     pub timings: Timings,
     /// The slot (KV sequence) that ran it.
     pub slot: usize,
+    /// Its context was shifted (older tokens discarded) to go on.
+    pub truncated: bool,
 }
 
 /// Prompt processing so far, as llama-server's `prompt_progress` reports it.
@@ -166,7 +170,7 @@ pub struct TokenLogprob {
 pub enum Job {
     Generate {
         prompt: Vec<LlamaToken>,
-        generation: Generation,
+        generation: Box<Generation>,
         events: tmpsc::UnboundedSender<Event>,
     },
     /// Per input, its pooled vector (or, pooling none, a vector per token).
@@ -199,6 +203,8 @@ pub struct Stats {
     /// Tokens sampled under a grammar, and those for which the whole vocabulary was masked.
     pub constrained_tokens: AtomicU64,
     pub grammar_full_masks: AtomicU64,
+    /// Context shifts (`--context-shift`).
+    pub context_shifts: AtomicU64,
     pub generated_tokens: AtomicU64,
     /// Nanoseconds spent in `llama_decode`.
     pub decode_nanos: AtomicU64,
@@ -274,6 +280,8 @@ pub struct Engine {
     pub embeddings: bool,
     /// `--pooling none`: a vector per token, which OpenAI's route cannot carry.
     pub per_token: bool,
+    /// `--context-shift`: requests may ask for more tokens than their slot holds.
+    pub context_shift: bool,
     alive: Arc<AtomicBool>,
 }
 
@@ -313,6 +321,7 @@ impl Engine {
             parallel,
             embeddings: cfg.embeddings,
             per_token: cfg.pooling == Some(LlamaPoolingType::None),
+            context_shift: cfg.context_shift,
             alive,
         })
     }
