@@ -384,6 +384,8 @@ pub struct Generation {
     pub verbose: bool,
     /// Prompt tokens a context shift keeps (llama-server's `n_keep`; the BOS besides); None: none.
     pub keep: Option<usize>,
+    /// Report probabilities after the sampler chain (llama-server's `post_sampling_probs`).
+    pub post_sampling: bool,
 }
 
 /// The most choices one request may ask for.
@@ -486,6 +488,7 @@ impl SamplingFields {
             slot: None,
             verbose: false,
             keep: None,
+            post_sampling: false,
         })
     }
 }

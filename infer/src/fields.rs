@@ -140,7 +140,7 @@ pub const LLAMA_COMPLETION: &[(&str, Field)] = &[
     ("timings_per_token", Read),
     ("return_progress", Read),
     ("image_data", Refused(NO_AUDIO)),
-    ("post_sampling_probs", Refused("post_sampling_probs is not supported: probabilities are the model's")),
+    ("post_sampling_probs", Read),
 ];
 
 /// The table of a generating route: its own fields and the sampling ones.

@@ -130,6 +130,8 @@ struct CompletionFields {
     return_progress: bool,
     id_slot: Option<i64>,
     n_keep: Option<i64>,
+    #[serde(default)]
+    post_sampling_probs: bool,
 }
 
 /// `POST /completion`.
@@ -151,6 +153,7 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
             return Err(ApiError::invalid("n_probs is at most 100", Some("n_probs")));
         }
         g.logprobs = (f.n_probs > 0).then_some(f.n_probs);
+        g.post_sampling = f.post_sampling_probs;
         g.each_token = true;
         g.progress = f.return_progress && g.stream;
         g.slot = match f.id_slot {
@@ -200,8 +203,12 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
             check_fit(r, tokens.len(), &g, &field)?;
         }
         let texts = all.iter().map(|t| detokenize_text(r, t)).collect();
-        let view =
-            View { return_tokens: f.return_tokens, timings_per_token: f.timings_per_token, fields: f.response_fields };
+        let view = View {
+            return_tokens: f.return_tokens,
+            timings_per_token: f.timings_per_token,
+            post_sampling: f.post_sampling_probs,
+            fields: f.response_fields,
+        };
         Ok((all, g, view, texts))
     })();
     let (all, g, view, texts) = match prepared {
@@ -236,6 +243,7 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
 struct View {
     return_tokens: bool,
     timings_per_token: bool,
+    post_sampling: bool,
     /// `response_fields`: the final object holds only these paths (`a/b` unnested as `a/b`).
     fields: Vec<String>,
 }
@@ -334,7 +342,7 @@ impl Outcome {
             "timings": timings(prompt, cached, predicted, done.timings),
         });
         if whole && !t.probs.is_empty() {
-            v["completion_probabilities"] = probs(&t.probs);
+            v["completion_probabilities"] = probs(&t.probs, self.view.post_sampling);
         }
         if self.view.fields.is_empty() {
             v
@@ -360,7 +368,7 @@ impl Outcome {
         }
         let new_probs = std::mem::take(&mut t.new_probs);
         if !new_probs.is_empty() {
-            v["completion_probabilities"] = probs(&new_probs);
+            v["completion_probabilities"] = probs(&new_probs, self.view.post_sampling);
         }
         v
     }
@@ -379,15 +387,30 @@ fn pick_fields(v: &Value, paths: &[String]) -> Value {
     Value::Object(out)
 }
 
-/// llama-server's `probs`: like OpenAI chat's, with the token ids.
-fn probs(lps: &[TokenLogprob]) -> Value {
+/// llama-server's `probs`: like OpenAI chat's, with the token ids; after sampling
+/// (`post_sampling_probs`), `prob` and `top_probs` in place of the log-probabilities.
+fn probs(lps: &[TokenLogprob], post_sampling: bool) -> Value {
     let chat = logprobs_value(Kind::Chat, lps, 0);
     let mut items = chat["content"].as_array().cloned().unwrap_or_default();
+    let to_prob = |o: &mut serde_json::Map<String, Value>| {
+        if let Some(lp) = o.remove("logprob").and_then(|v| v.as_f64()) {
+            o.insert("prob".into(), json!(lp.exp()));
+        }
+    };
     for (item, lp) in items.iter_mut().zip(lps) {
         item["id"] = json!(lp.id);
         if let Some(top) = item["top_logprobs"].as_array_mut() {
             for (t, (id, _, _)) in top.iter_mut().zip(&lp.top) {
                 t["id"] = json!(id);
+                if let (true, Some(o)) = (post_sampling, t.as_object_mut()) {
+                    to_prob(o);
+                }
+            }
+        }
+        if let (true, Some(o)) = (post_sampling, item.as_object_mut()) {
+            to_prob(o);
+            if let Some(top) = o.remove("top_logprobs") {
+                o.insert("top_probs".into(), top);
             }
         }
     }

@@ -396,6 +396,40 @@ fn llama_servers_native_options_are_honoured() {
         w.post("/completion", &json!({ "prompt": "Once", "n_predict": 3, "ignore_eos": true, "return_tokens": true }));
     assert_eq!(plain["tokens"].as_array().map(Vec::len), Some(3), "return_tokens without n_probs: {plain}");
 
+    // post_sampling_probs: the probabilities among what the sampler chain left.
+    let post = json!({ "prompt": "Today was the day. Today I would finally become a", "n_probs": 10, "temperature": 1.0,
+                       "n_predict": 5, "post_sampling_probs": true, "ignore_eos": true });
+    for (extra, most) in [(json!({}), 10), (json!({ "top_k": 3 }), 3)] {
+        let mut body = post.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, p) = w.post("/completion", &body);
+        assert_eq!(status, 200, "{p}");
+        let probs = p["completion_probabilities"].as_array().expect("probabilities");
+        assert_eq!(probs.len(), 5, "{p}");
+        for tok in probs {
+            let prob = tok["prob"].as_f64().expect("prob");
+            assert!(prob > 0.0 && prob <= 1.0 && tok.get("logprob").is_none(), "{tok}");
+            let top = tok["top_probs"].as_array().expect("top_probs");
+            assert!(!top.is_empty() && top.len() <= most, "{tok}");
+            assert!(top.iter().all(|t| t["prob"].as_f64().is_some_and(|x| x > 0.0 && x <= 1.0)), "{tok}");
+            let sum: f64 = top.iter().filter_map(|t| t["prob"].as_f64()).sum();
+            assert!(top.len() == most || (sum - 1.0).abs() < 1e-3, "fewer than asked sum to 1: {tok}");
+            if most == 3 {
+                assert!((sum - 1.0).abs() < 1e-3, "top_k 3 leaves three: {tok}");
+            }
+        }
+    }
+    let (_, greedy) = w.post("/completion", &merge(&post, "temperature", json!(0)));
+    let first = &greedy["completion_probabilities"][0];
+    assert_eq!((first["prob"].as_f64(), first["top_probs"].as_array().map(Vec::len)), (Some(1.0), Some(1)), "{first}");
+    let streamed = chunks(&w, "/completion", &merge(&post, "stream", json!(true)));
+    let n: usize = streamed.iter().map(|c| c["completion_probabilities"].as_array().map_or(0, Vec::len)).sum();
+    assert!(
+        n == 5 && streamed.iter().all(|c| c.get("completion_probabilities").map_or(true, |p| p[0]["prob"].is_f64()))
+    );
+
     // id_slot: the slot asked for, and nothing outside the worker's.
     let (_, pinned) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 1, "id_slot": 1 }));
     assert_eq!(pinned["id_slot"], 1, "{pinned}");

@@ -13,7 +13,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc as tmpsc;
 
-use super::sampling::{logprob, normalize, sampler, FirstChars, RequestSampler};
+use super::sampling::{logprob, normalize, post_sampling, sampler, FirstChars, RequestSampler};
 use super::store::PromptStore;
 use super::{seq_ctx, Done, EngineConfig, Event, Finish, Job, Progress, Sampled, SlotState, Stats, Timings};
 use crate::api::Generation;
@@ -42,6 +42,8 @@ pub(super) struct Active {
     pub(super) each_token: bool,
     /// Report prompt processing ([`Event::Progress`]).
     pub(super) progress: bool,
+    /// Probabilities after the sampler chain instead of the model's.
+    pub(super) post_sampling: bool,
     /// Leading tokens a context shift keeps (`n_keep`, the BOS included).
     pub(super) keep: usize,
     /// Once its context has been shifted: the leading tokens whose cells are still exactly
@@ -270,6 +272,7 @@ impl<'m> Loop<'m> {
             special: g.special,
             each_token: g.each_token,
             progress: g.progress,
+            post_sampling: g.post_sampling,
             keep: n_keep,
             shifted: None,
             cached: keep,
@@ -580,7 +583,11 @@ impl<'m> Loop<'m> {
                     a.events.send(Event::Token(Sampled { id: tok.0, n_decoded, slot: i, cached: a.cached, timings }));
             }
             if let Some(top) = a.logprobs {
-                let lp = logprob(self.model, self.ctx.get_logits_ith(idx), tok, top);
+                let lp = if a.post_sampling {
+                    post_sampling(self.model, a.sampler.candidates(), tok, top)
+                } else {
+                    logprob(self.model, self.ctx.get_logits_ith(idx), tok, top)
+                };
                 let _ = a.events.send(Event::Logprob(lp));
             }
             if self.model.vocab().is_eog(tok) {

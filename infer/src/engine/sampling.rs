@@ -30,6 +30,12 @@ pub(super) struct RequestSampler {
     /// How many allowed candidates the chain needs when they can be found in logit order
     /// (None: mask them all).
     keep: Option<usize>,
+    /// Greedy (temperature 0): the chain draws no probabilities; the token chosen has 1.
+    greedy: bool,
+    /// Keep the candidates the chain leaves, with their probabilities
+    /// (llama-server's `post_sampling_probs`): see [`RequestSampler::candidates`].
+    post_sampling: bool,
+    candidates: Vec<(LlamaToken, f32)>,
 }
 
 /// The best candidates checked one by one before masking the whole vocabulary.
@@ -43,13 +49,47 @@ impl RequestSampler {
     /// The next token from the logits at `idx`. `first`, when the grammar reads the next
     /// token's first character on its own: the vocabulary's groups, to rule out many tokens
     /// at once when the whole vocabulary must be masked.
+    /// What the chain left at the last draw, likeliest first, each with its probability among
+    /// them (empty unless the request asked for `post_sampling_probs`).
+    pub(super) fn candidates(&self) -> &[(LlamaToken, f32)] {
+        &self.candidates
+    }
+
+    /// Keep what the chain left in `cur` (after it drew from it) for [`Self::candidates`].
+    fn keep_candidates(&mut self, cur: &LlamaTokenDataArray, tok: LlamaToken) {
+        self.candidates.clear();
+        if !self.post_sampling {
+            return;
+        }
+        if self.greedy {
+            self.candidates.push((tok, 1.0));
+            return;
+        }
+        self.candidates.extend(cur.data.iter().filter(|t| t.p() > 0.0).map(|t| (t.id(), t.p())));
+        self.candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+
     pub(super) fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32, first: Option<&FirstChars>) -> LlamaToken {
-        let Some(grammar) = &mut self.grammar else { return self.chain.sample(ctx, idx) };
+        let Some(grammar) = &mut self.grammar else {
+            if !self.post_sampling {
+                return self.chain.sample(ctx, idx);
+            }
+            // The chain applied by hand, as llama_sampler_sample does, to see what it left.
+            let mut cur = ctx.token_data_array_ith(idx);
+            self.chain.apply(&mut cur);
+            let tok = cur.selected_token().unwrap_or_else(|| LlamaToken::new(0));
+            self.chain.accept(tok);
+            self.keep_candidates(&cur, tok);
+            return tok;
+        };
         let found = self.keep.and_then(|k| best_allowed(ctx.get_logits_ith(idx), k, grammar));
+        let mut left = None;
         let tok = found
             .and_then(|mut cur| {
                 self.chain.apply(&mut cur);
-                cur.selected_token()
+                let tok = cur.selected_token();
+                left = Some(cur);
+                tok
             })
             .unwrap_or_else(|| {
                 self.full_masks += 1;
@@ -74,10 +114,15 @@ impl RequestSampler {
                     }
                 };
                 self.chain.apply(&mut cur);
-                cur.selected_token().unwrap_or_else(|| LlamaToken::new(0))
+                let tok = cur.selected_token().unwrap_or_else(|| LlamaToken::new(0));
+                left = Some(cur);
+                tok
             });
         grammar.accept(tok);
         self.chain.accept(tok);
+        if let Some(cur) = left {
+            self.keep_candidates(&cur, tok);
+        }
         tok
     }
 }
@@ -279,7 +324,15 @@ pub(super) fn sampler(model: &LlamaModel, g: &Generation) -> Result<RequestSampl
         (true, false, k) if k > 0 => usize::try_from(k).ok(),
         _ => None,
     };
-    Ok(RequestSampler { chain: LlamaSampler::chain_simple(chain), grammar, keep, full_masks: 0 })
+    Ok(RequestSampler {
+        chain: LlamaSampler::chain_simple(chain),
+        grammar,
+        keep,
+        full_masks: 0,
+        greedy: s.temperature <= 0.0,
+        post_sampling: g.post_sampling && g.logprobs.is_some(),
+        candidates: Vec::new(),
+    })
 }
 
 /// The log-probability of `tok` under the model's logits and the `top` likeliest tokens.
@@ -304,6 +357,24 @@ pub(super) fn logprob(model: &LlamaModel, logits: &[f32], tok: LlamaToken, top: 
         bytes: bytes(id),
         logprob: lp(id),
         top: best.into_iter().map(|(i, l)| (i, bytes(i), l - lse)).collect(),
+    }
+}
+
+/// A token and the likeliest `top` among the candidates the chain left, with their
+/// probabilities after it (as log-probabilities; llama-server's `post_sampling_probs`).
+pub(super) fn post_sampling(
+    model: &LlamaModel,
+    candidates: &[(LlamaToken, f32)],
+    tok: LlamaToken,
+    top: usize,
+) -> TokenLogprob {
+    let bytes = |t: LlamaToken| model.vocab().token_to_piece(t, true, None);
+    let p = candidates.iter().find(|(t, _)| *t == tok).map_or(0.0, |(_, p)| *p);
+    TokenLogprob {
+        id: tok.0,
+        bytes: bytes(tok),
+        logprob: p.ln(),
+        top: candidates.iter().take(top).map(|(t, p)| (t.0, bytes(*t), p.ln())).collect(),
     }
 }
 
