@@ -426,9 +426,7 @@ fn llama_servers_native_options_are_honoured() {
     assert_eq!((first["prob"].as_f64(), first["top_probs"].as_array().map(Vec::len)), (Some(1.0), Some(1)), "{first}");
     let streamed = chunks(&w, "/completion", &merge(&post, "stream", json!(true)));
     let n: usize = streamed.iter().map(|c| c["completion_probabilities"].as_array().map_or(0, Vec::len)).sum();
-    assert!(
-        n == 5 && streamed.iter().all(|c| c.get("completion_probabilities").map_or(true, |p| p[0]["prob"].is_f64()))
-    );
+    assert!(n == 5 && streamed.iter().all(|c| c.get("completion_probabilities").is_none_or(|p| p[0]["prob"].is_f64())));
 
     // id_slot: the slot asked for, and nothing outside the worker's.
     let (_, pinned) = w.post("/completion", &json!({ "prompt": "Once", "n_predict": 1, "id_slot": 1 }));
