@@ -29,6 +29,21 @@ pub fn become_subreaper() -> std::io::Result<()> {
     Ok(())
 }
 
+/// When the runner is told to stop (SIGTERM from its supervisor: past its deadline, past its
+/// workspace's bound), the command running and everything commands left are killed before it
+/// exits: nothing a step started outlives it, even where no cgroup holds the step (agentd's
+/// development mode). Call after [`become_subreaper`].
+pub fn end_children_on_terminate() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let mut term = rt.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })?;
+    std::thread::Builder::new().name("terminate".into()).spawn(move || {
+        rt.block_on(term.recv());
+        kill_children(true);
+        std::process::exit(143);
+    })?;
+    Ok(())
+}
+
 /// The commands this process is running now (their pids): the sweep leaves them alone.
 static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// How long the output is still read after the command and what it left are gone.
@@ -138,13 +153,19 @@ fn lock_running() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
 /// Kill and reap this process's children that no running command is: the orphans of commands
 /// that are over (and theirs, which come here in turn as their parents die).
 pub fn sweep_orphans() {
+    kill_children(false);
+}
+
+/// Kill and reap this process's children — all of them, or (`!all`) those not running as a
+/// command now — and what they leave, until none is left (at most 100 rounds).
+fn kill_children(all: bool) {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     for _ in 0..100 {
         let orphans: Vec<i32> = {
             // Held while the children are listed and killed: a command started meanwhile is
             // recorded before it can be seen.
             let running = lock_running();
-            let orphans: Vec<i32> = children_of(me).into_iter().filter(|p| !running.contains(p)).collect();
+            let orphans: Vec<i32> = children_of(me).into_iter().filter(|p| all || !running.contains(p)).collect();
             for &p in &orphans {
                 if let Some(pid) = Pid::from_raw(p) {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     if let Err(e) = aither_agent::command::become_subreaper() {
         eprintln!("aither-agent: cannot become a child subreaper: {e}");
     }
+    if let Err(e) = aither_agent::command::end_children_on_terminate() {
+        eprintln!("aither-agent: cannot watch for SIGTERM: {e}");
+    }
     match aither_agent::step::run(&args.workspace, &aither_agent::gateway::Endpoint::Unix(args.gateway)) {
         Ok(result) => {
             let outcome = serde_json::to_value(&result.outcome).unwrap_or_default();

@@ -232,6 +232,7 @@ async fn serve(args: Args) -> Result<()> {
             loop {
                 tick.tick().await;
                 daemon.stop_overdue_steps().await;
+                daemon.bound_workspaces().await;
             }
         });
     }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aither_init::unit::{Limits, LogTarget, Readiness};
+use aither_init::unit::{Limits, LogTarget, Readiness, Rlimit, RlimitResource};
 use aither_init::{RestartMode, UnitSpec};
 use aither_plan::plan::{local_file, Plan, PlannedModel};
 use serde::Serialize;
@@ -418,6 +418,10 @@ pub fn step(settings: &Settings, plan: &Plan, host: &Host, s: &StepUnit) -> Plan
         io_weight,
         ..Limits::default()
     };
+    // No file the step writes may be larger than its whole workspace may be (the kernel's
+    // bound, at once; agentd's count of the workspace stops the step past the total).
+    let max = settings.workspace_max_bytes;
+    spec.rlimits.push(Rlimit { resource: RlimitResource::Fsize, soft: max, hard: max });
     Planned {
         spec,
         name: s.name.to_string(),

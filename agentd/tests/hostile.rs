@@ -160,3 +160,43 @@ fn a_step_that_runs_commands_is_refused_while_selinux_is_permissive() {
     let run = bed.wait_run("hostile-2", "failed", 20);
     assert!(run["reason"].as_str().unwrap_or_default().contains("left no result"), "it ran: {run}");
 }
+
+/// A step that fills its workspace: no file grows past the bound (RLIMIT_FSIZE: the write
+/// fails there), and a step past its bound of bytes or entries is stopped within a tick or two
+/// and fails saying so; its workspace is removed however it left it.
+#[test]
+fn a_step_past_its_workspace_bound_is_stopped_and_its_workspace_removed() {
+    let bed = Bed::new();
+    let seen = bed.dir().join("seen");
+    // One file as large as it can make it, then entries past the bound, then waiting to be stopped.
+    let script = runner(
+        &bed,
+        &format!(
+            "trap '' XFSZ\ndd if=/dev/zero of=\"$WS/big\" bs=1M count=8 2>/dev/null\nstat -c %s \"$WS/big\" > '{seen}'\n\
+             mkdir -p \"$WS/a/b/c\"; chmod 000 \"$WS/a/b\"\n\
+             i=0; while [ $i -lt 400 ]; do : > \"$WS/f$i\"; i=$((i+1)); done\nsleep 600",
+            seen = seen.display()
+        ),
+    );
+    configure(&bed, &script, &workflow("\"read_file\"", 300));
+    let conf = bed.root().join("etc/aither/agentd.toml");
+    let text = std::fs::read_to_string(&conf).expect("agentd.toml");
+    let bounded = text.replace("[workflows]\n", "[workflows]\nworkspace_max = \"4M\"\nworkspace_max_files = 100\n");
+    std::fs::write(&conf, bounded).expect("write");
+    let _agentd = bed.agentd();
+    bed.wait_up(20);
+    let started = Instant::now();
+    bed.ok(&["workflows", "run", "hostile"]);
+    let run = bed.wait_run("hostile-1", "failed", 60);
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped at its bound, not its budget");
+    assert_eq!(run["steps"][0]["state"], "failed", "{run}");
+    let error = run["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("went past its bound") && error.contains("workflows.workspace_max_files"), "{run}");
+    let size: u64 = std::fs::read_to_string(&seen).expect("seen").trim().parse().expect("size");
+    assert_eq!(size, 4 << 20, "the file stopped at the bound");
+    let agents = bed.root().join("var/lib/aither/agents");
+    let left: Vec<_> = std::fs::read_dir(&agents)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with("wf-")), "the workspace is removed: {left:?}");
+}

@@ -98,6 +98,7 @@ fn resource(r: RlimitResource) -> libc::__rlimit_resource_t {
         RlimitResource::Memlock => libc::RLIMIT_MEMLOCK,
         RlimitResource::Stack => libc::RLIMIT_STACK,
         RlimitResource::As => libc::RLIMIT_AS,
+        RlimitResource::Fsize => libc::RLIMIT_FSIZE,
     }
 }
 

@@ -127,7 +127,7 @@ pub enum Listen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     /// `RLIMIT_NOFILE` and friends, as their name without the prefix: `nofile`, `nproc`,
-    /// `core`, `memlock`, `stack`, `as`.
+    /// `core`, `memlock`, `stack`, `as`, `fsize`.
     pub resource: RlimitResource,
     pub soft: u64,
     pub hard: u64,
@@ -142,6 +142,8 @@ pub enum RlimitResource {
     Memlock,
     Stack,
     As,
+    /// The largest file the process may write (`RLIMIT_FSIZE`).
+    Fsize,
 }
 
 /// cgroup v2 limits, applied in the unit's cgroup when a delegated subtree exists.

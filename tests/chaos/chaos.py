@@ -105,8 +105,13 @@ binary = "{os.path.join(BIN, 'aither-infer')}"
 model_dir = "{self.models}"
 [workflows]
 runner = "{os.path.join(BIN, 'aither-agent')}"
+workspace_max = "16M"
+workspace_max_files = 2000
 """)
         self.write("etc/aither/workflows.d/hostile.toml", HOSTILE)
+        os.makedirs(os.path.dirname(HOSTILE_PATH), exist_ok=True)
+        with open(HOSTILE_PATH, "w") as f:
+            f.write(HOSTILE_SCRIPT)
         self.write("etc/aither/appliance.toml", 'preset = "minimal"\n')
         for a in ("chaos-a", "chaos-b"):
             self.write(f"etc/aither/agents.d/{a}.toml",
@@ -466,12 +471,19 @@ def corrupt_state(app, report):
 
 # What the step's one command does: every way a step's code can turn on its appliance that
 # does not need a model's cooperation (it runs before the first turn).
-HOSTILE_SCRIPT = (
-    "setsid sh -c 'while :; do echo forged > result.json; sleep 0.05; done; :' CHAOS-HOSTILE-daemon & "
-    "(sh -c 'sleep 300; :' CHAOS-HOSTILE-orphan &); "
-    "dd if=/dev/zero of=fill.bin bs=1M count=64 2>/dev/null; "
-    "yes CHAOS-FLOOD | head -c 50000000; sleep 5"
-)
+HOSTILE_SCRIPT = f"""\
+setsid sh -c 'while :; do echo forged > result.json; sleep 0.05; done; :' CHAOS-HOSTILE-daemon &
+(sh -c 'sleep 300; :' CHAOS-HOSTILE-orphan &)
+yes CHAOS-FLOOD | head -c 50000000
+dd if=/dev/zero of=fill.bin bs=1M count=64 2>/dev/null
+wc -c < fill.bin > {os.path.join(TARGET, 'chaos', 'fill-size')}
+i=0; while [ $i -lt 3000 ]; do : > f$i; i=$((i+1)); done
+sleep 30
+"""
+# The script, where the step's one command reads it (outside its workspace).
+HOSTILE_PATH = os.path.join(TARGET, "chaos", "hostile.sh")
+# The step's workspace bound: 16 MiB (no file larger), 2,000 entries.
+WORKSPACE_MAX = 16 << 20
 
 HOSTILE = f"""
 [workflow]
@@ -483,7 +495,7 @@ model = "chat"
 system_prompt = "You run the step's command."
 instructions = "Say done."
 tools = ["run_command"]
-commands = [["/bin/sh", "-c", "{HOSTILE_SCRIPT}"]]
+commands = [["/bin/sh", "{HOSTILE_PATH}"]]
 run_first = [0]
 budget = {{ steps = 1, tokens = 64, seconds = 60, turn_tokens = 16 }}
 """
@@ -501,6 +513,8 @@ def leftovers(mark):
 
 
 def hostile_step(app, report):
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(TARGET, "chaos", "fill-size"))
     before = {u: app.running(u)["pid"] for u in ("chaos-a", "chaos-b")}
     started = time.monotonic()
     r = app.ctl("--json", "workflows", "run", "hostile")
@@ -526,6 +540,10 @@ def hostile_step(app, report):
     p = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None  # noqa: E731
     step = run["steps"][0]
     result = step.get("result") or {}
+    fill, fill_bytes = os.path.join(TARGET, "chaos", "fill-size"), None
+    with contextlib.suppress(OSError, ValueError):
+        with open(fill) as f:
+            fill_bytes = int(f.read().strip())
     report["hostile"] = {
         "run": run_id, "state": run["state"], "step": step["state"], "seconds": round(took, 1),
         "outcome": result.get("outcome"), "why": (run.get("reason") or "")[:160],
@@ -533,12 +551,15 @@ def hostile_step(app, report):
         "left_running": len(left), "proposals_queued": len(run["approvals"]),
         "result_forged": "forged" in json.dumps(result) or "not a step result" in (step.get("error") or ""),
         "other_units_untouched": after == before,
+        "fill_bytes": fill_bytes, "fill_bound": WORKSPACE_MAX,
+        "stopped_at_bound": "went past its bound" in (step.get("error") or ""),
     }
     for pid in left:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     return (state != "running" and not left and not run["approvals"] and after == before
-            and not report["hostile"]["result_forged"] and all(x != float("inf") for x in latencies))
+            and not report["hostile"]["result_forged"] and all(x != float("inf") for x in latencies)
+            and report["hostile"]["fill_bytes"] == WORKSPACE_MAX and report["hostile"]["stopped_at_bound"])
 
 
 def main():

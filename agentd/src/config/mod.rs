@@ -57,6 +57,8 @@
 //! input_dirs = ["/var/lib/aither/documents", "/srv"]   # where a run's directory inputs may be
 //! allow_unconfined = false      # true: steps that run commands or reach the network run
 //!                               # while SELinux is permissive or off (refused by default)
+//! workspace_max = "1G"          # a step's workspace: the most bytes (no file larger either)
+//! workspace_max_files = 20000   # and the most files and directories
 //!
 //! [cloud]                       # the gateway's OpenAI-compatible fallback; absent: none
 //! endpoint = "https://api.openai.com/v1"
@@ -120,6 +122,11 @@ struct AgentsFragment {
     pids_max: Option<u64>,
 }
 
+/// A step's workspace, by default: 1 GiB (a repository under review and its build) and
+/// 20,000 entries.
+pub const DEFAULT_WORKSPACE_MAX: u64 = 1 << 30;
+pub const DEFAULT_WORKSPACE_MAX_FILES: u64 = 20_000;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InferFragment {
@@ -138,6 +145,8 @@ struct WorkflowsFragment {
     webhook_key_file: Option<PathBuf>,
     input_dirs: Option<Vec<PathBuf>>,
     allow_unconfined: Option<bool>,
+    workspace_max: Option<String>,
+    workspace_max_files: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,6 +218,10 @@ pub struct Settings {
     pub approval_hours: u64,
     /// Steps that run commands or reach the network run while SELinux is not enforcing.
     pub allow_unconfined_steps: bool,
+    /// The most bytes a step's workspace may hold (and the largest file a step may write).
+    pub workspace_max_bytes: u64,
+    /// The most files and directories a step's workspace may hold.
+    pub workspace_max_files: u64,
     /// Where approved `publish` proposals put their file.
     pub outbox: PathBuf,
     /// Where approved `publish` proposals also POST their file (https, or http on loopback).
@@ -307,6 +320,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let mut step_socket = None;
     let mut approval_hours = None;
     let mut allow_unconfined = None;
+    let mut workspace_max = None;
+    let mut workspace_max_files = None;
     let mut outbox = None;
     let mut webhook = None;
     let mut webhook_key = None;
@@ -348,6 +363,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         set(&mut step_socket, w.gateway_socket, file);
         set(&mut approval_hours, w.approval_hours, file);
         set(&mut allow_unconfined, w.allow_unconfined, file);
+        set(&mut workspace_max, w.workspace_max, file);
+        set(&mut workspace_max_files, w.workspace_max_files, file);
         set(&mut outbox, w.outbox, file);
         set(&mut webhook, w.webhook, file);
         set(&mut webhook_key, w.webhook_key_file, file);
@@ -480,6 +497,21 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
     let agent_memory_max = parse_size(&memory.value).ok_or_else(|| {
         invalid(&memory.file, "agents.memory_max", format!("{:?} is not a size like 512M or 2G", memory.value))
     })?;
+    let workspace_max_bytes = match &workspace_max {
+        None => DEFAULT_WORKSPACE_MAX,
+        Some(w) => parse_size(&w.value).filter(|b| *b >= 1 << 20).ok_or_else(|| {
+            invalid(
+                &w.file,
+                "workflows.workspace_max",
+                format!("{:?} is not a size of 1M or more, like 512M or 2G", w.value),
+            )
+        })?,
+    };
+    let workspace_max_files = match &workspace_max_files {
+        None => DEFAULT_WORKSPACE_MAX_FILES,
+        Some(n) if n.value >= 16 => n.value,
+        Some(n) => return Err(invalid(&n.file, "workflows.workspace_max_files", "must be at least 16".into())),
+    };
     let pids = pids_max.ok_or_else(|| missing("agents.pids_max"))?;
     if pids.value == 0 {
         return Err(invalid(&pids.file, "agents.pids_max", "must be at least 1".into()));
@@ -606,6 +638,8 @@ pub fn from_sources(sources: &[(String, String)]) -> Result<Settings, ConfigErro
         workflow_gateway_socket,
         approval_hours: approval_hours.value,
         allow_unconfined_steps: allow_unconfined.is_some_and(|s| s.value),
+        workspace_max_bytes,
+        workspace_max_files,
         outbox: absolute(outbox, "workflows.outbox")?,
         state_dir: absolute(state_dir, "daemon.state_dir")?,
         runtime_dir: absolute(runtime_dir, "daemon.runtime_dir")?,
@@ -741,6 +775,8 @@ pub fn describe(s: &Settings) -> BTreeMap<&'static str, String> {
         ("agents.pids_max", s.agent_pids_max.to_string()),
         ("infer.model_dir", s.model_dir.display().to_string()),
         ("workflows.approval_hours", s.approval_hours.to_string()),
+        ("workflows.workspace_max", s.workspace_max_bytes.to_string()),
+        ("workflows.workspace_max_files", s.workspace_max_files.to_string()),
         ("workflows.outbox", s.outbox.display().to_string()),
     ])
 }

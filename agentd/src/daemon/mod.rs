@@ -180,6 +180,7 @@ impl Daemon {
             next_fire: BTreeMap::new(),
             deadlines: BTreeMap::new(),
             timed_out: std::collections::BTreeSet::new(),
+            over_bound: BTreeMap::new(),
             triggered: BTreeMap::new(),
         };
         let daemon = Arc::new(Daemon {

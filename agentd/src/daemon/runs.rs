@@ -27,6 +27,10 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 pub const MAX_COPY: u64 = 16 * 1024 * 1024;
 /// The most entries a workspace may hold when it is taken back.
 const MAX_ENTRIES: usize = 100_000;
+/// The deepest a workspace's directories may nest when it is measured or taken back (the
+/// walks recurse: a chain of directories a step made as deep as it could must not take
+/// agentd's stack; removing is done without recursion, whatever the depth).
+const MAX_DEPTH: usize = 128;
 /// Runs kept (the oldest finished ones are removed beyond this).
 pub const KEEP_RUNS: usize = 200;
 
@@ -211,7 +215,7 @@ pub fn reclaim(ws: &Path) -> Result<()> {
     let pdir = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .with_context(|| format!("open {}", parent.display()))?;
     let mut count = 0;
-    reclaim_at(&pdir, Path::new(name), ws, me, &mut count)
+    reclaim_at(&pdir, Path::new(name), ws, me, &mut count, 0)
 }
 
 fn reclaim_at(
@@ -220,10 +224,14 @@ fn reclaim_at(
     shown: &Path,
     me: (rustix::process::Uid, rustix::process::Gid),
     count: &mut usize,
+    depth: usize,
 ) -> Result<()> {
     *count += 1;
     if *count > MAX_ENTRIES {
         anyhow::bail!("{}: more than {MAX_ENTRIES} entries", shown.display());
+    }
+    if depth > MAX_DEPTH {
+        anyhow::bail!("{}: deeper than {MAX_DEPTH} directories", shown.display());
     }
     rustix::fs::chownat(dir, name, Some(me.0), Some(me.1), AtFlags::SYMLINK_NOFOLLOW)
         .with_context(|| format!("chown {}", shown.display()))?;
@@ -248,17 +256,195 @@ fn reclaim_at(
         .filter(|n| n != "." && n != "..")
         .collect();
     for n in names {
-        reclaim_at(&sub, Path::new(&n), &shown.join(&n), me, count)?;
+        reclaim_at(&sub, Path::new(&n), &shown.join(&n), me, count, depth + 1)?;
     }
     Ok(())
 }
 
 use std::os::unix::ffi::OsStrExt as _;
 
-/// Remove a workspace (taken back first).
+/// What a workspace holds, counted until a bound is passed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes allocated on disk (what a full disk is made of; a sparse file's holes cost nothing).
+    pub bytes: u64,
+    /// Files, directories, links and the rest.
+    pub entries: u64,
+    /// Directories not even their owner may list.
+    pub unreadable: u64,
+    /// Directories nested deeper than agentd walks.
+    pub too_deep: bool,
+}
+
+impl Usage {
+    /// Why `self` is past the bounds, if it is.
+    pub fn over(&self, max_bytes: u64, max_entries: u64) -> Option<String> {
+        if self.bytes > max_bytes {
+            Some(format!("more than {max_bytes} bytes (workflows.workspace_max)"))
+        } else if self.entries > max_entries {
+            Some(format!("more than {max_entries} files and directories (workflows.workspace_max_files)"))
+        } else if self.too_deep {
+            Some(format!("directories nested deeper than {MAX_DEPTH}, which agentd does not walk"))
+        } else if self.unreadable > 0 {
+            Some(format!("{} directories even their owner cannot list, which agentd cannot bound", self.unreadable))
+        } else {
+            None
+        }
+    }
+}
+
+/// Count what the workspace at `ws` holds — links never followed, other filesystems never
+/// entered — until past `max_bytes` or `max_entries`. It runs on a thread of its own as the
+/// workspace's `owner` (agentd, without CAP_DAC_OVERRIDE, cannot list the agent's private
+/// directories as itself; Linux credentials are per thread, and the thread's end takes
+/// them with it).
+pub fn measure(ws: &Path, owner: Option<(u32, u32)>, max_bytes: u64, max_entries: u64) -> Result<Usage> {
+    let ws = ws.to_path_buf();
+    std::thread::Builder::new()
+        .name("workspace-measure".into())
+        .spawn(move || {
+            if let Some((uid, gid)) = owner {
+                // The group first: once the effective uid is not 0, the capability to change it is gone.
+                rustix::thread::set_thread_res_gid(None, Some(rustix::process::Gid::from_raw(gid)), None)
+                    .context("setresgid")?;
+                rustix::thread::set_thread_res_uid(None, Some(rustix::process::Uid::from_raw(uid)), None)
+                    .context("setresuid")?;
+            }
+            let root = rustix::fs::open(
+                &ws,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("open {}", ws.display()))?;
+            let dev = rustix::fs::fstat(&root).with_context(|| format!("stat {}", ws.display()))?.st_dev;
+            let mut usage = Usage::default();
+            measure_dir(&root, dev, &mut usage, (max_bytes, max_entries), 0);
+            Ok(usage)
+        })
+        .context("cannot start a thread to measure a workspace")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("measuring {} panicked", "a workspace"))?
+}
+
+fn measure_dir(dir: &OwnedFd, dev: u64, usage: &mut Usage, bounds: (u64, u64), depth: usize) {
+    let (max_bytes, max_entries) = bounds;
+    if depth > MAX_DEPTH {
+        usage.too_deep = true;
+        return;
+    }
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+        usage.unreadable += 1;
+        return;
+    };
+    let names: Vec<std::ffi::CString> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        if usage.bytes > max_bytes || usage.entries > max_entries || usage.too_deep {
+            return;
+        }
+        usage.entries += 1;
+        let Ok(st) = rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
+        #[allow(clippy::cast_sign_loss)]
+        let blocks = st.st_blocks as u64;
+        usage.bytes = usage.bytes.saturating_add(blocks.saturating_mul(512));
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory || st.st_dev != dev {
+            continue;
+        }
+        match rustix::fs::openat(
+            dir,
+            name.as_c_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(sub) => measure_dir(&sub, dev, usage, bounds, depth + 1),
+            Err(_) => usage.unreadable += 1,
+        }
+    }
+}
+
+/// Remove a workspace, whatever the agent left in it: each directory is taken back
+/// (`lchown`, `0700`) and emptied, its subdirectories first moved up to the workspace's top
+/// (so no walk recurses, however deep they nest, and no more than two directories are open
+/// at once); links are removed, never followed.
 pub fn remove(ws: &Path) -> Result<()> {
-    reclaim(ws)?;
-    std::fs::remove_dir_all(ws).with_context(|| format!("cannot remove {}", ws.display()))
+    let me = (rustix::process::geteuid(), rustix::process::getegid());
+    let parent = ws.parent().context("a workspace has a parent")?;
+    let name = ws.file_name().context("a workspace has a name")?;
+    let pdir = rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", parent.display()))?;
+    let take = |dir: &OwnedFd, name: &std::ffi::OsStr| -> Result<bool> {
+        rustix::fs::chownat(dir, name, Some(me.0), Some(me.1), AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("chown {}", Path::new(name).display()))?;
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("stat {}", Path::new(name).display()))?;
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if is_dir {
+            rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())
+                .with_context(|| format!("chmod {}", Path::new(name).display()))?;
+        }
+        Ok(is_dir)
+    };
+    if !take(&pdir, name)? {
+        return rustix::fs::unlinkat(&pdir, name, AtFlags::empty()).with_context(|| format!("remove {}", ws.display()));
+    }
+    let open_dir = |dir: &OwnedFd, name: &std::ffi::OsStr| {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("open {}", ws.join(name).display()))
+    };
+    let top = open_dir(&pdir, name)?;
+    // Directories directly under the top still to empty (None: the top itself).
+    let mut pending: Vec<Option<std::ffi::OsString>> = vec![None];
+    let mut moved = 0u64;
+    while let Some(next) = pending.pop() {
+        let dir = match &next {
+            None => top.try_clone().context("dup")?,
+            Some(n) => open_dir(&top, n)?,
+        };
+        let names: Vec<std::ffi::OsString> = rustix::fs::Dir::read_from(&dir)
+            .with_context(|| format!("list {}", ws.display()))?
+            .filter_map(Result::ok)
+            .map(|e| std::ffi::OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for n in names {
+            if !take(&dir, &n)? {
+                rustix::fs::unlinkat(&dir, &n, AtFlags::empty())
+                    .with_context(|| format!("remove {}", ws.join(&n).display()))?;
+            } else if next.is_none() {
+                pending.push(Some(n));
+            } else {
+                // Up to the top under a name of agentd's (never over one already there).
+                loop {
+                    let fresh = std::ffi::OsString::from(format!(".aither-removing-{moved}"));
+                    moved += 1;
+                    match rustix::fs::renameat_with(&dir, &n, &top, &fresh, rustix::fs::RenameFlags::NOREPLACE) {
+                        Ok(()) => {
+                            pending.push(Some(fresh));
+                            break;
+                        }
+                        Err(rustix::io::Errno::EXIST) => continue,
+                        Err(e) => return Err(e).with_context(|| format!("move {} up", ws.join(&n).display())),
+                    }
+                }
+            }
+        }
+        if let Some(n) = next {
+            // Emptied; but it may hold what was moved into it meanwhile: none is (only the
+            // top receives), so it goes.
+            rustix::fs::unlinkat(&top, &n, AtFlags::REMOVEDIR)
+                .with_context(|| format!("remove {}", ws.join(&n).display()))?;
+        }
+    }
+    drop(top);
+    rustix::fs::unlinkat(&pdir, name, AtFlags::REMOVEDIR).with_context(|| format!("remove {}", ws.display()))
 }
 
 /// A regular file under `root` at `rel` (plain names, opened without following links), at
@@ -406,6 +592,43 @@ mod tests {
         let err = collect_dir(&swapped, 10, 1024).expect_err("a link on the path");
         assert!(format!("{err:#}").contains("without links on its path"), "{err:#}");
         assert!(collect_dir(&docs, 1, 1024).is_err(), "the file bound");
+    }
+
+    #[test]
+    fn a_workspace_is_measured_to_its_bounds_and_removed_however_deep_it_nests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("agents/wf-x-1-a");
+        stage(&ws, &[], &Handover { owner: None, context: None }).expect("staged");
+        std::fs::write(ws.join("outputs/big"), vec![7u8; 3 << 20]).expect("big");
+        for i in 0..40 {
+            std::fs::write(ws.join(format!("outputs/f{i}")), "x").expect("small");
+        }
+        let usage = measure(&ws, None, 1 << 30, 1000).expect("measured");
+        assert!(usage.bytes >= 3 << 20 && usage.entries >= 42, "{usage:?}");
+        assert_eq!(usage.over(1 << 30, 1000), None);
+        assert!(usage.over(1 << 20, 1000).is_some_and(|w| w.contains("workflows.workspace_max")));
+        let few = measure(&ws, None, 1 << 30, 10).expect("measured");
+        assert!(few.entries <= 12, "the count stops once past the bound: {few:?}");
+        assert!(few.over(1 << 30, 10).is_some_and(|w| w.contains("workspace_max_files")));
+        // A chain of directories deeper than any walk should go, made as a step could
+        // (relative to each one, past PATH_MAX), some locked.
+        let mut at = rustix::fs::open(&ws, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("ws");
+        for i in 0..3000 {
+            rustix::fs::mkdirat(&at, "d", Mode::from_raw_mode(0o700)).expect("mkdir");
+            let next = rustix::fs::openat(&at, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).expect("open");
+            if i % 500 == 0 {
+                rustix::fs::openat(&next, "f", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o600))
+                    .expect("file");
+                rustix::fs::chmodat(&at, "d", Mode::from_raw_mode(0o000), AtFlags::empty()).expect("lock");
+            }
+            at = next;
+        }
+        drop(at);
+        let deep = measure(&ws, None, 1 << 30, 1 << 20).expect("measured");
+        assert!(deep.over(1 << 30, 1 << 20).is_some(), "{deep:?}");
+        assert!(reclaim(&ws).is_err(), "taking back refuses a chain that deep");
+        remove(&ws).expect("removed");
+        assert!(!ws.exists());
     }
 
     #[test]

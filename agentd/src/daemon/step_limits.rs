@@ -1,6 +1,7 @@
 //! What bounds a workflow step beyond its agent's own budget: agentd's deadline for the step's
-//! unit (its budget's seconds and a grace, then `timed_out`), and SELinux's mode, without which
-//! a step that runs commands or reaches the network is refused.
+//! unit (its budget's seconds and a grace, then `timed_out`), its workspace's bound (bytes and
+//! entries, counted every tick; no file larger, by `RLIMIT_FSIZE`), and SELinux's mode, without
+//! which a step that runs commands or reaches the network is refused.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,61 @@ impl Daemon {
         };
         for unit in overdue {
             tracing::warn!("{unit}: past its budget and grace: stopping it");
+            if let Err(e) = self.sup.stop(&unit).await {
+                tracing::warn!("{unit}: cannot stop it: {e}");
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Count each running step's workspace (off the lock and the event loop) and stop the
+    /// steps past their bound; their end is collected as failed, with why.
+    pub async fn bound_workspaces(&self) {
+        let (targets, owner, max_bytes, max_entries) = {
+            let st = self.state.lock().await;
+            let s = &st.loaded.settings;
+            let owner = match st.loaded.host.agent_user {
+                crate::units::RunAs::User { uid, gid } => Some((uid, gid)),
+                _ => None,
+            };
+            let targets: Vec<(String, std::path::PathBuf)> = st
+                .engine
+                .deadlines
+                .keys()
+                .filter(|u| !st.engine.over_bound.contains_key(*u) && !st.engine.timed_out.contains(*u))
+                .map(|u| (u.clone(), crate::units::workspace(&s.state_dir, u)))
+                .collect();
+            (targets, owner, s.workspace_max_bytes, s.workspace_max_files)
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let over = tokio::task::spawn_blocking(move || {
+            targets
+                .into_iter()
+                .filter_map(|(unit, ws)| match super::runs::measure(&ws, owner, max_bytes, max_entries) {
+                    Ok(usage) => usage.over(max_bytes, max_entries).map(|why| (unit, why)),
+                    // Gone already (the step ended between the lock and here), or not
+                    // measurable for a reason of agentd's own: said, not held against the step.
+                    Err(e) => {
+                        tracing::debug!("{unit}: cannot measure its workspace: {e:#}");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (unit, why) in over {
+            {
+                let mut st = self.state.lock().await;
+                if !st.engine.steps.contains_key(&unit) {
+                    continue;
+                }
+                st.engine.over_bound.insert(unit.clone(), why.clone());
+            }
+            tracing::warn!("{unit}: its workspace holds {why}: stopping it");
             if let Err(e) = self.sup.stop(&unit).await {
                 tracing::warn!("{unit}: cannot stop it: {e}");
             }

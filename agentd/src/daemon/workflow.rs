@@ -49,6 +49,9 @@ pub(super) struct Engine {
     pub deadlines: BTreeMap<String, Instant>,
     /// The step units stopped at their deadline, until their end is collected.
     pub timed_out: BTreeSet<String>,
+    /// The step units stopped for going past their workspace's bound, with why, until their
+    /// end is collected.
+    pub over_bound: BTreeMap<String, String>,
     /// When each (workflow, unit) pair last started a run on the unit's failure, and how many
     /// times in a row ([`trigger_backoff`]).
     pub triggered: BTreeMap<(String, String), Triggered>,
@@ -346,6 +349,7 @@ impl Daemon {
         let Some(index) = run.steps.iter().position(|s| s.unit.as_deref() == Some(unit)) else { return };
         let step_dir = runs::runs_dir(&settings.state_dir).join(id).join(&run.steps[index].name);
         let timed_out = st.engine.timed_out.remove(unit);
+        let over_bound = st.engine.over_bound.remove(unit);
         st.engine.deadlines.remove(unit);
         // The step as its workflow defines it now: what its result may claim.
         let step_def = st.loaded.workflows.get(&run.workflow).and_then(|w| w.steps.get(index)).cloned();
@@ -355,6 +359,10 @@ impl Daemon {
             (_, None) => {
                 Err(format!("the workflow {} no longer defines this step: its result is not read", run.workflow))
             }
+            (_, Some(_)) if over_bound.is_some() => Err(format!(
+                "stopped: its workspace went past its bound: {}",
+                over_bound.as_deref().unwrap_or_default()
+            )),
             (_, Some(def)) if timed_out => Err(format!(
                 "timed out: its agent ran past its budget's {} s and a grace of {} s, and was stopped",
                 def.budget.seconds,
