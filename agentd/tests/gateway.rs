@@ -263,6 +263,10 @@ fn the_gateway_routes_starts_unloads_and_falls_back() {
     assert_eq!(body["tokens_predicted"], 2, "{body}");
     let (status, _, body) = tcp.post("/tokenize", &json!({ "content": "hello" }));
     assert!(status == 200 && body["tokens"].as_array().is_some_and(|t| !t.is_empty()), "{body}");
+    let ask = json!({ "messages": [{ "role": "user", "content": "count me" }] });
+    let (status, route, body) = tcp.post("/v1/chat/completions/input_tokens", &ask);
+    assert_eq!((status, route.as_str()), (200, chat_route), "{body}");
+    assert!(body["input_tokens"].as_u64().is_some_and(|n| n > 0), "{body}");
     let (status, route, body) = tcp.get("/props?model=chat");
     assert_eq!((status, route.as_str(), body["total_slots"].is_u64()), (200, chat_route, true), "{body}");
     let (status, route, body) = tcp.post("/v1/responses", &json!({ "input": "hi", "max_output_tokens": 3 }));

@@ -237,6 +237,8 @@ impl<B: Backend> Gateway<B> {
             .route("/v1/responses", post(proxy::<B>))
             // llama-server's own routes: local workers only (no cloud has them).
             .route("/completion", post(proxy::<B>))
+            .route("/v1/chat/completions/input_tokens", post(proxy::<B>))
+            .route("/chat/completions/input_tokens", post(proxy::<B>))
             .route("/tokenize", post(proxy::<B>))
             .route("/detokenize", post(proxy::<B>))
             .route("/apply-template", post(proxy::<B>))
@@ -649,7 +651,8 @@ async fn proxy<B: Backend>(
     };
     let embeddings = matches!(path.as_str(), "/v1/embeddings" | "/embedding" | "/embeddings");
     let local = resolve(&view, peek.model.as_deref(), embeddings);
-    let cloud_ok = path.starts_with("/v1/") && view.cloud.is_some();
+    // llama-server's own routes (and its token count under /v1/) are the local workers' only.
+    let cloud_ok = path.starts_with("/v1/") && !path.ends_with("/input_tokens") && view.cloud.is_some();
     // cpu-only: the cloud first, the local model as its fallback.
     let mut order: Vec<Target> = Vec::with_capacity(2);
     if view.preset == "cpu-only" && cloud_ok {
