@@ -299,13 +299,15 @@ pub struct ChatRequest {
     pub continue_final_message: Option<Value>,
 }
 
-/// `prompt` of a text completion: a string, a list of one string, or token ids.
+/// `prompt` of a text completion: a string, token ids, or several of either (one set of
+/// choices each).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
     Text(String),
     Texts(Vec<String>),
     Tokens(Vec<i32>),
+    TokenLists(Vec<Vec<i32>>),
 }
 
 /// A text completion request; its sampling options are read separately ([`SamplingFields`]).

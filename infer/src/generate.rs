@@ -24,6 +24,8 @@ use crate::tools::{generic_instructions, Choice as ToolChoice, Family, Tools};
 #[derive(Debug)]
 pub struct Prepared {
     pub tokens: Vec<LlamaToken>,
+    /// More prompts after `tokens` (`/v1/completions` given several): each gets its `n` choices.
+    pub also: Vec<Vec<LlamaToken>>,
     /// The prompt as rendered or given (token ids written out as text): `__verbose`'s.
     pub text: String,
     pub generation: Generation,
@@ -282,7 +284,7 @@ pub fn prepare_chat(st: &AppState, body: &[u8]) -> Result<Prepared, ApiError> {
     if let Some(c) = &g.constraint {
         c.check(&r.model, if calling.is_some() { "tools" } else { "response_format" })?;
     }
-    Ok(Prepared { tokens, text: prompt, generation: g, tools: family, kind: Kind::Chat })
+    Ok(Prepared { tokens, also: vec![], text: prompt, generation: g, tools: family, kind: Kind::Chat })
 }
 
 /// `add_generation_prompt` and `continue_final_message` as vLLM and llama-server read them:
@@ -404,20 +406,41 @@ pub fn prepare_completion(st: &AppState, body: &[u8]) -> Result<Prepared, ApiErr
     if let Some(c) = &g.constraint {
         c.check(&r.model, "grammar")?;
     }
-    let (tokens, text) = match &req.prompt {
-        Prompt::Text(t) => (tokenize(r, t), t.clone()),
-        Prompt::Texts(v) if v.len() == 1 => (tokenize(r, &v[0]), v[0].clone()),
-        Prompt::Texts(v) => {
-            return Err(ApiError::invalid(format!("{} prompts: one per request is supported", v.len()), Some("prompt")))
-        }
+    let mut prompts: Vec<(Vec<LlamaToken>, String)> = match &req.prompt {
+        Prompt::Text(t) => vec![(tokenize(r, t), t.clone())],
+        Prompt::Texts(v) => v.iter().map(|t| (tokenize(r, t), t.clone())).collect(),
         Prompt::Tokens(ids) => {
             let tokens = token_ids(r, ids, "prompt")?;
             let text = crate::llama::detokenize_text(r, &tokens);
-            (tokens, text)
+            vec![(tokens, text)]
         }
+        Prompt::TokenLists(lists) => lists
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let tokens = token_ids(r, ids, &format!("prompt[{i}]"))?;
+                let text = crate::llama::detokenize_text(r, &tokens);
+                Ok((tokens, text))
+            })
+            .collect::<Result<_, ApiError>>()?,
     };
-    check_fit(r, tokens.len(), &g, "prompt")?;
-    Ok(Prepared { tokens, text, generation: g, tools: None, kind: Kind::Text })
+    if prompts.is_empty() {
+        return Err(ApiError::invalid("prompt is an empty list", Some("prompt")));
+    }
+    let jobs = prompts.len().saturating_mul(g.n);
+    if jobs > usize::try_from(api::MAX_N).unwrap_or(16) {
+        return Err(ApiError::invalid(
+            format!("{} prompts × n {} = {jobs} choices; at most {} per request", prompts.len(), g.n, api::MAX_N),
+            Some("prompt"),
+        ));
+    }
+    for (i, (tokens, _)) in prompts.iter().enumerate() {
+        let field = if prompts.len() == 1 { "prompt".to_string() } else { format!("prompt[{i}]") };
+        check_fit(r, tokens.len(), &g, &field)?;
+    }
+    let (tokens, text) = prompts.remove(0);
+    let also = prompts.into_iter().map(|(t, _)| t).collect();
+    Ok(Prepared { tokens, also, text, generation: g, tools: None, kind: Kind::Text })
 }
 
 /// One choice's events, tagged with its index.
@@ -464,17 +487,20 @@ impl Events {
     }
 }
 
-/// Submit one job per choice (seeds one apart).
+/// Submit one job per choice of each prompt (a prompt's choices' seeds one apart); choice
+/// `k` is prompt `k / n`'s.
 pub fn submit(r: &Ready, p: &Prepared) -> Result<Events, ApiError> {
-    let mut rxs = Vec::with_capacity(p.generation.n);
-    for i in 0..p.generation.n {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut g = p.generation.clone();
-        g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
-        if !r.engine.submit(Job::Generate { prompt: p.tokens.clone(), generation: Box::new(g), events: tx }) {
-            return Err(ApiError::internal("the inference engine has stopped"));
+    let mut rxs = Vec::with_capacity(p.generation.n * (1 + p.also.len()));
+    for prompt in std::iter::once(&p.tokens).chain(&p.also) {
+        for i in 0..p.generation.n {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut g = p.generation.clone();
+            g.sampling.seed = g.sampling.seed.wrapping_add(u32::try_from(i).unwrap_or(0));
+            if !r.engine.submit(Job::Generate { prompt: prompt.clone(), generation: Box::new(g), events: tx }) {
+                return Err(ApiError::internal("the inference engine has stopped"));
+            }
+            rxs.push(rx);
         }
-        rxs.push(rx);
     }
     Ok(Events::new(rxs))
 }
@@ -498,6 +524,8 @@ pub const SYSTEM_FINGERPRINT: &str = concat!("aither-infer-", env!("CARGO_PKG_VE
 /// tokens every choice found cached.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
+    /// Choices per prompt: the prompt's tokens are counted once for them.
+    pub per_prompt: usize,
     pub prompt: usize,
     pub completion: usize,
     pub cached: Option<usize>,
@@ -506,8 +534,15 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn add(&mut self, done: &Done) {
-        self.prompt = done.prompt_tokens;
+    pub fn new(per_prompt: usize) -> Counts {
+        Counts { per_prompt, ..Counts::default() }
+    }
+
+    /// Choice `choice` ended: its prompt's tokens counted once per prompt, its own added.
+    pub fn add(&mut self, choice: usize, done: &Done) {
+        if choice % self.per_prompt.max(1) == 0 {
+            self.prompt += done.prompt_tokens;
+        }
         self.completion += done.completion_tokens;
         self.cached = Some(self.cached.map_or(done.cached_tokens, |c| c.min(done.cached_tokens)));
         self.timings.get_or_insert(done.timings);
@@ -531,9 +566,10 @@ pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
     let choices = new_choices(&p, st.next_seed().into());
     if p.generation.stream {
         st.requests.served();
-        sse(Header { model: st.model_id.clone(), id, created, kind: p.kind }, p.generation.include_usage, choices, rx)
+        let header = Header { model: st.model_id.clone(), id, created, kind: p.kind };
+        sse(header, p.generation.include_usage, choices, p.generation.n, rx)
     } else {
-        match collect(choices, rx).await {
+        match collect(choices, p.generation.n, rx).await {
             Ok((choices, counts)) => {
                 st.requests.served();
                 let mut v = json!({
@@ -556,14 +592,18 @@ pub async fn run(st: &Arc<AppState>, p: Prepared) -> Response {
 }
 
 pub fn new_choices(p: &Prepared, seed: u64) -> Vec<Choice> {
-    (0..p.generation.n)
+    (0..p.generation.n * (1 + p.also.len()))
         .map(|i| Choice::new(i, p.kind, p.tools, p.generation.logprobs.is_some(), seed.wrapping_add(i as u64)))
         .collect()
 }
 
 /// Wait for every choice to finish.
-pub async fn collect(mut choices: Vec<Choice>, mut rx: Events) -> Result<(Vec<Choice>, Counts), ApiError> {
-    let mut counts = Counts::default();
+pub async fn collect(
+    mut choices: Vec<Choice>,
+    per_prompt: usize,
+    mut rx: Events,
+) -> Result<(Vec<Choice>, Counts), ApiError> {
+    let mut counts = Counts::new(per_prompt);
     let mut left = choices.len();
     while let Some((i, ev)) = rx.recv().await {
         match ev {
@@ -572,7 +612,7 @@ pub async fn collect(mut choices: Vec<Choice>, mut rx: Events) -> Result<(Vec<Ch
             Event::Token(_) | Event::Progress(_) => {}
             Event::Error(e) => return Err(ApiError::internal(e)),
             Event::Done(done) => {
-                counts.add(&done);
+                counts.add(i, &done);
                 choices[i].finish = Some(done.finish);
                 choices[i].settle();
                 left -= 1;
@@ -612,7 +652,7 @@ impl Header {
 }
 
 /// Stream the choices as Server-Sent Events, OpenAI's chunk format, `[DONE]` last.
-pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> Response {
+pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, per_prompt: usize, rx: Events) -> Response {
     struct S {
         rx: Events,
         choices: Vec<Choice>,
@@ -622,7 +662,7 @@ pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> 
         counts: Counts,
     }
     let left = choices.len();
-    let state = S { rx, choices, first: true, done: false, left, counts: Counts::default() };
+    let state = S { rx, choices, first: true, done: false, left, counts: Counts::new(per_prompt) };
     let stream = futures_util::stream::unfold(state, move |mut s| {
         let h = h.clone();
         async move {
@@ -648,7 +688,7 @@ pub fn sse(h: Header, include_usage: bool, choices: Vec<Choice>, rx: Events) -> 
                 }
                 Some((_, Event::Token(_) | Event::Progress(_))) => vec![],
                 Some((i, Event::Done(done))) => {
-                    s.counts.add(&done);
+                    s.counts.add(i, &done);
                     s.left -= 1;
                     s.choices[i].done(done.finish)
                 }
@@ -696,7 +736,7 @@ mod tests {
         let rx = Events::new(rxs);
         let choices = (0..n).map(|i| Choice::new(i, kind, None, false, 1)).collect();
         let h = Header { model: "tiny".into(), id: "chatcmpl-1".into(), created: 7, kind };
-        let resp = sse(h, include_usage, choices, rx);
+        let resp = sse(h, include_usage, choices, n, rx);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
         let text = String::from_utf8(body.to_vec()).expect("utf-8");

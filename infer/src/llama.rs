@@ -221,7 +221,14 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
     let mut settings = Vec::with_capacity(all.len());
     for tokens in all {
         let (tx, rx) = mpsc::unbounded_channel();
-        let p = Prepared { tokens, text: String::new(), generation: g.clone(), tools: None, kind: Kind::Text };
+        let p = Prepared {
+            tokens,
+            also: vec![],
+            text: String::new(),
+            generation: g.clone(),
+            tools: None,
+            kind: Kind::Text,
+        };
         settings.push(generation_settings(&st, r, &p));
         if !r.engine.submit(Job::Generate { prompt: p.tokens, generation: Box::new(p.generation), events: tx }) {
             return refused(&st, ApiError::internal("the inference engine has stopped"));

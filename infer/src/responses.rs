@@ -319,7 +319,7 @@ pub async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     if stream {
         return events(st.model_id.clone(), id, created, req, choice, rx);
     }
-    match generate::collect(vec![choice], rx).await {
+    match generate::collect(vec![choice], 1, rx).await {
         Ok((choices, counts)) => {
             let c = &choices[0];
             let status = if c.finish == Some(Finish::Length) { "incomplete" } else { "completed" };
@@ -373,7 +373,7 @@ fn events(model: String, id: String, created: u64, req: Value, choice: Choice, r
                 }
                 Some((_, Event::Token(_) | Event::Progress(_))) => (vec![], None),
                 Some((_, Event::Done(done))) => {
-                    s.counts.add(&done);
+                    s.counts.add(0, &done);
                     (s.choice.done(done.finish), Some(done.finish))
                 }
                 Some((_, Event::Error(e))) => {

@@ -396,6 +396,39 @@ fn llama_servers_native_options_are_honoured() {
         w.post("/completion", &json!({ "prompt": "Once", "n_predict": 3, "ignore_eos": true, "return_tokens": true }));
     assert_eq!(plain["tokens"].as_array().map(Vec::len), Some(3), "return_tokens without n_probs: {plain}");
 
+    // Several prompts on the OpenAI text route: n choices each, indexed prompt by prompt,
+    // each prompt's tokens counted once.
+    let one =
+        |prompt: Value| w.post("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 3, "temperature": 0 })).1;
+    let (a, b) = (one(json!("Once")), one(json!("Upon a")));
+    let (status, both) =
+        w.post("/v1/completions", &json!({ "prompt": ["Once", "Upon a"], "n": 2, "max_tokens": 3, "temperature": 0 }));
+    assert_eq!(status, 200, "{both}");
+    let texts: Vec<&str> =
+        both["choices"].as_array().expect("choices").iter().filter_map(|c| c["text"].as_str()).collect();
+    let first = a["choices"][0]["text"].as_str().expect("a");
+    let second = b["choices"][0]["text"].as_str().expect("b");
+    assert_eq!(texts, [first, first, second, second], "{both}");
+    let indexes: Vec<u64> =
+        both["choices"].as_array().expect("choices").iter().filter_map(|c| c["index"].as_u64()).collect();
+    assert_eq!(indexes, [0, 1, 2, 3]);
+    let prompt_tokens = |v: &Value| v["usage"]["prompt_tokens"].as_u64().expect("usage");
+    assert_eq!(prompt_tokens(&both), prompt_tokens(&a) + prompt_tokens(&b), "{both}");
+    let (status, lists) = w.post("/v1/completions", &json!({ "prompt": [[1, 2], [3, 4, 5]], "max_tokens": 1 }));
+    assert_eq!(
+        (status, lists["choices"].as_array().map(Vec::len), prompt_tokens(&lists)),
+        (200, Some(2), 5),
+        "{lists}"
+    );
+    let streamed =
+        chunks(&w, "/v1/completions", &json!({ "prompt": ["Once", "Upon a"], "max_tokens": 2, "stream": true }));
+    let mut seen: Vec<u64> = streamed.iter().filter_map(|c| c["choices"][0]["index"].as_u64()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, [0, 1], "{streamed:?}");
+    let (status, e) = w.post("/v1/completions", &json!({ "prompt": vec!["x"; 9], "n": 2, "max_tokens": 1 }));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("prompt")), "18 choices: {e}");
+
     // post_sampling_probs: the probabilities among what the sampler chain left.
     let post = json!({ "prompt": "Today was the day. Today I would finally become a", "n_probs": 10, "temperature": 1.0,
                        "n_predict": 5, "post_sampling_probs": true, "ignore_eos": true });
