@@ -262,7 +262,7 @@ pub struct SamplingFields {
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
-    /// Biases added to tokens' logits: read with the vocabulary ([`crate::generate::logit_bias`]).
+    /// Biases added to tokens' logits: read with the vocabulary ([`crate::options::logit_bias`]).
     pub logit_bias: Option<Value>,
     /// llama-server's: reuse the cached prefix of an earlier request (default true).
     pub cache_prompt: Option<bool>,

@@ -41,6 +41,7 @@ pub mod grammar;
 pub mod listen;
 pub mod llama;
 pub mod metrics;
+pub mod options;
 pub mod responses;
 pub mod server;
 pub mod template;

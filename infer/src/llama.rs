@@ -187,7 +187,7 @@ pub async fn completion(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
                     .map(|id| (id, f32::NEG_INFINITY)),
             );
         }
-        g.constraint = generate::structured(&v)?.0;
+        g.constraint = crate::options::structured(&v)?.0;
         if let Some(c) = &g.constraint {
             c.check(&r.model, "grammar")?;
         }
