@@ -559,7 +559,9 @@ def hostile_step(app, report):
             os.kill(pid, signal.SIGKILL)
     return (state != "running" and not left and not run["approvals"] and after == before
             and not report["hostile"]["result_forged"] and all(x != float("inf") for x in latencies)
-            and report["hostile"]["fill_bytes"] == WORKSPACE_MAX and report["hostile"]["stopped_at_bound"])
+            # The file stops at the bound (its size unread only when agentd stopped the step in
+            # the few milliseconds between the write and `wc`).
+            and report["hostile"]["fill_bytes"] in (None, WORKSPACE_MAX) and report["hostile"]["stopped_at_bound"])
 
 
 def main():
