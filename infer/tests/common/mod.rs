@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub use aither_test_support::{chat_model, embedding_model, python};
 
@@ -146,4 +146,55 @@ impl Worker {
 pub fn unix_request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
     let r = aither_test_support::http::unix(sock, &aither_test_support::http::request_text(method, path, "", body));
     (r.status, r.body)
+}
+
+/// A chat request asking `content`, with `extra`'s fields.
+#[allow(dead_code)] // Not every test file asks chats.
+pub fn ask(content: &str, extra: Value) -> Value {
+    let mut body = json!({ "messages": [{ "role": "user", "content": content }], "max_tokens": 300 });
+    for (k, v) in extra.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// Two tools: `add` (two integers) and `get_weather` (a city of at most 12 characters).
+#[allow(dead_code)]
+pub fn tools() -> Value {
+    json!([
+        { "type": "function", "function": { "name": "add", "description": "add two integers",
+          "parameters": { "type": "object", "properties": { "a": { "type": "integer" }, "b": { "type": "integer" } },
+                          "required": ["a", "b"], "additionalProperties": false } } },
+        { "type": "function", "function": { "name": "get_weather",
+          "parameters": { "type": "object", "properties": { "city": { "type": "string", "maxLength": 12 } },
+                          "required": ["city"], "additionalProperties": false } } },
+    ])
+}
+
+/// `base` with `field` set to `value`.
+#[allow(dead_code)]
+pub fn merge(base: &Value, field: &str, value: Value) -> Value {
+    let mut b = base.clone();
+    b[field] = value;
+    b
+}
+
+/// The `data:` payloads of a stream, as JSON (`[DONE]` left out).
+#[allow(dead_code)]
+pub fn chunks(w: &Worker, path: &str, body: &Value) -> Vec<Value> {
+    w.stream(path, body).iter().filter(|l| *l != "[DONE]").map(|l| serde_json::from_str(l).expect("json")).collect()
+}
+
+/// aither-infer started on `model` with `args` that it must refuse before serving: its exit
+/// status and what it printed.
+#[allow(dead_code)]
+pub fn refused_start(model: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aither-infer"))
+        .arg("--model")
+        .arg(model)
+        .args(["--listen", "tcp:127.0.0.1:1", "--threads", "1"])
+        .args(args)
+        .output()
+        .expect("run");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
