@@ -249,19 +249,22 @@ fn reclaim_at(
         Mode::empty(),
     )
     .with_context(|| format!("open {}", shown.display()))?;
-    let names: Vec<std::ffi::OsString> = rustix::fs::Dir::read_from(&sub)
-        .with_context(|| format!("list {}", shown.display()))?
-        .filter_map(Result::ok)
-        .map(|e| std::ffi::OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    for n in names {
+    for n in entry_names(&sub).with_context(|| format!("list {}", shown.display()))? {
         reclaim_at(&sub, Path::new(&n), &shown.join(&n), me, count, depth + 1)?;
     }
     Ok(())
 }
 
 use std::os::unix::ffi::OsStrExt as _;
+
+/// The names in directory `dir` but `.` and `..`, read at once (the caller then changes it).
+fn entry_names(dir: &OwnedFd) -> rustix::io::Result<Vec<std::ffi::OsString>> {
+    Ok(rustix::fs::Dir::read_from(dir)?
+        .filter_map(Result::ok)
+        .map(|e| std::ffi::OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
+        .filter(|n| n != "." && n != "..")
+        .collect())
+}
 
 /// What a workspace holds, counted until a bound is passed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -408,13 +411,7 @@ pub fn remove(ws: &Path) -> Result<()> {
             None => top.try_clone().context("dup")?,
             Some(n) => open_dir(&top, n)?,
         };
-        let names: Vec<std::ffi::OsString> = rustix::fs::Dir::read_from(&dir)
-            .with_context(|| format!("list {}", ws.display()))?
-            .filter_map(Result::ok)
-            .map(|e| std::ffi::OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        for n in names {
+        for n in entry_names(&dir).with_context(|| format!("list {}", ws.display()))? {
             if !take(&dir, &n)? {
                 rustix::fs::unlinkat(&dir, &n, AtFlags::empty())
                     .with_context(|| format!("remove {}", ws.join(&n).display()))?;
